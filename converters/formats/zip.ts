@@ -1,0 +1,301 @@
+/**
+ * ZIP archives: a reader (central directory, ZIP64, stored and deflated entries, every
+ * offset checked against the archive size) and a writer of stored entries aligned the way
+ * `torch.save` aligns them (data at multiples of 64 bytes), with ZIP64 records when needed.
+ */
+import { crc32, inflateRawSync } from 'node:zlib';
+import { CheckpointFormatError, LimitExceededError } from '../errors.js';
+
+/** One entry of an archive's central directory. */
+export interface ZipEntry {
+  readonly name: string;
+  /** 0 = stored, 8 = deflated. */
+  readonly method: number;
+  readonly compressedSize: number;
+  readonly size: number;
+  readonly crc32: number;
+  /** Offset of the entry's local header. */
+  readonly localOffset: number;
+}
+
+/** Limits applied before anything is allocated. */
+export interface ZipLimits {
+  /** Most entries read from a central directory. @default 1_000_000 */
+  maxEntries?: number;
+  /** Largest inflated size of one deflated entry. @default 4 GiB */
+  maxEntrySize?: number;
+}
+
+const SIG_LOCAL = 0x04034b50;
+const SIG_CENTRAL = 0x02014b50;
+const SIG_EOCD = 0x06054b50;
+const SIG_EOCD64 = 0x06064b50;
+const SIG_EOCD64_LOCATOR = 0x07064b50;
+
+/** Does this look like a ZIP archive (local file header signature)? */
+export function looksLikeZip(head: Uint8Array): boolean {
+  return head.byteLength >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04;
+}
+
+/** A read-only ZIP archive over bytes held in memory. */
+export class ZipReader {
+  readonly entries: readonly ZipEntry[];
+  private readonly byName: Map<string, ZipEntry>;
+  private readonly view: DataView;
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly file = 'zip archive',
+    private readonly limits: ZipLimits = {},
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.entries = this.readCentralDirectory();
+    this.byName = new Map(this.entries.map((e) => [e.name, e]));
+  }
+
+  private fail(msg: string): never {
+    throw new CheckpointFormatError(`${this.file}: ${msg}`, { file: this.file });
+  }
+
+  private u16(off: number): number {
+    if (off + 2 > this.bytes.byteLength) this.fail(`record at byte ${off} runs past the end of the archive`);
+    return this.view.getUint16(off, true);
+  }
+
+  private u32(off: number): number {
+    if (off + 4 > this.bytes.byteLength) this.fail(`record at byte ${off} runs past the end of the archive`);
+    return this.view.getUint32(off, true);
+  }
+
+  private u64(off: number): number {
+    if (off + 8 > this.bytes.byteLength) this.fail(`record at byte ${off} runs past the end of the archive`);
+    const v = this.view.getBigUint64(off, true);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`64-bit field at byte ${off} is out of range`);
+    return Number(v);
+  }
+
+  private readCentralDirectory(): ZipEntry[] {
+    const len = this.bytes.byteLength;
+    let eocd = -1;
+    for (let i = len - 22; i >= Math.max(0, len - 22 - 0xffff); i--) {
+      if (this.view.getUint32(i, true) === SIG_EOCD) {
+        eocd = i;
+        break;
+      }
+    }
+    if (eocd < 0) this.fail('no end-of-central-directory record (truncated or not a zip archive)');
+    let count = this.u16(eocd + 10);
+    let cdSize = this.u32(eocd + 12);
+    let cdOffset = this.u32(eocd + 16);
+    if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
+      const loc = eocd - 20;
+      if (loc < 0 || this.u32(loc) !== SIG_EOCD64_LOCATOR) this.fail('ZIP64 values without a ZIP64 locator');
+      const rec = this.u64(loc + 8);
+      if (this.u32(rec) !== SIG_EOCD64) this.fail(`no ZIP64 end-of-central-directory record at byte ${rec}`);
+      count = this.u64(rec + 32);
+      cdSize = this.u64(rec + 40);
+      cdOffset = this.u64(rec + 48);
+    }
+    const maxEntries = this.limits.maxEntries ?? 1_000_000;
+    if (count > maxEntries) throw new LimitExceededError(`${this.file}: ${count} entries exceed the limit of ${maxEntries}`);
+    if (cdOffset + cdSize > len) this.fail(`central directory [${cdOffset}, ${cdOffset + cdSize}) lies outside the archive (${len} bytes)`);
+    const entries: ZipEntry[] = [];
+    let p = cdOffset;
+    const decoder = new TextDecoder('utf-8');
+    for (let i = 0; i < count; i++) {
+      if (this.u32(p) !== SIG_CENTRAL) this.fail(`central directory entry ${i} has a bad signature`);
+      const method = this.u16(p + 10);
+      const crc = this.u32(p + 16);
+      let compressedSize = this.u32(p + 20);
+      let size = this.u32(p + 24);
+      const nameLen = this.u16(p + 28);
+      const extraLen = this.u16(p + 30);
+      const commentLen = this.u16(p + 32);
+      let localOffset = this.u32(p + 42);
+      const end = p + 46 + nameLen + extraLen + commentLen;
+      if (end > len) this.fail(`central directory entry ${i} runs past the end of the archive`);
+      const name = decoder.decode(this.bytes.subarray(p + 46, p + 46 + nameLen));
+      let x = p + 46 + nameLen;
+      const xEnd = x + extraLen;
+      while (x + 4 <= xEnd) {
+        const id = this.u16(x);
+        const sz = this.u16(x + 2);
+        if (id === 0x0001) {
+          let q = x + 4;
+          if (size === 0xffffffff) {
+            size = this.u64(q);
+            q += 8;
+          }
+          if (compressedSize === 0xffffffff) {
+            compressedSize = this.u64(q);
+            q += 8;
+          }
+          if (localOffset === 0xffffffff) localOffset = this.u64(q);
+        }
+        x += 4 + sz;
+      }
+      if (method !== 0 && method !== 8) this.fail(`entry '${name}' uses compression method ${method}; only stored (0) and deflate (8) are supported`);
+      if (method === 0 && compressedSize !== size) this.fail(`stored entry '${name}' has compressed size ${compressedSize} but size ${size}`);
+      entries.push({ name, method, compressedSize, size, crc32: crc, localOffset });
+      p = end;
+    }
+    return entries;
+  }
+
+  /** The entry of that name, if any. */
+  entry(name: string): ZipEntry | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Byte range of an entry's (compressed) data, checked against the archive. */
+  private dataRange(e: ZipEntry): [number, number] {
+    const p = e.localOffset;
+    if (this.u32(p) !== SIG_LOCAL) this.fail(`entry '${e.name}' has no local header at byte ${p}`);
+    const start = p + 30 + this.u16(p + 26) + this.u16(p + 28);
+    const end = start + e.compressedSize;
+    if (end > this.bytes.byteLength) this.fail(`entry '${e.name}' data [${start}, ${end}) runs past the end of the archive (${this.bytes.byteLength} bytes)`);
+    return [start, end];
+  }
+
+  /**
+   * The bytes of an entry: a view into the archive for stored entries, inflated (bounded by
+   * the declared size) for deflated ones. `verify` checks the CRC-32.
+   */
+  read(name: string | ZipEntry, options: { verify?: boolean } = {}): Uint8Array {
+    const e = typeof name === 'string' ? this.byName.get(name) : name;
+    if (e === undefined) this.fail(`has no entry '${String(name)}'`);
+    const [start, end] = this.dataRange(e);
+    let data: Uint8Array;
+    if (e.method === 0) {
+      data = this.bytes.subarray(start, end);
+    } else {
+      const max = this.limits.maxEntrySize ?? 2 ** 32;
+      if (e.size > max) throw new LimitExceededError(`${this.file}: entry '${e.name}' inflates to ${e.size} bytes, over the limit of ${max}`);
+      try {
+        data = inflateRawSync(this.bytes.subarray(start, end), { maxOutputLength: Math.max(1, e.size) });
+      } catch (err) {
+        return this.fail(`entry '${e.name}' does not inflate (${(err as Error).message})`);
+      }
+      if (data.byteLength !== e.size) this.fail(`entry '${e.name}' inflates to ${data.byteLength} bytes, declared ${e.size}`);
+    }
+    if (options.verify && crc32(data) >>> 0 !== e.crc32) this.fail(`entry '${e.name}' fails its CRC-32 check`);
+    return data;
+  }
+}
+
+/** An entry to write: its name and its data (possibly split into several chunks). */
+export interface ZipWriteEntry {
+  readonly name: string;
+  readonly data: readonly Uint8Array[];
+}
+
+/** Writer options. */
+export interface ZipWriteParams {
+  /** Data of every entry starts at a multiple of this many bytes. @default 64 */
+  align?: number;
+}
+
+/**
+ * Encode stored entries as a ZIP archive, returned as a list of chunks (entry data are the
+ * caller's views, not copies). Each entry's data is aligned with a padding extra field, as
+ * PyTorch's writer does, and ZIP64 records are written where a size or offset needs them.
+ */
+export function encodeZip(entries: readonly ZipWriteEntry[], params: ZipWriteParams = {}): Uint8Array[] {
+  const align = params.align ?? 64;
+  const out: Uint8Array[] = [];
+  const central: Uint8Array[] = [];
+  let offset = 0;
+  const enc = new TextEncoder();
+  for (const e of entries) {
+    const name = enc.encode(e.name);
+    let size = 0;
+    let crc = 0;
+    for (const c of e.data) {
+      size += c.byteLength;
+      crc = crc32(c, crc);
+    }
+    const zip64 = size >= 0xffffffff || offset >= 0xffffffff;
+    const z64Local = zip64 ? 20 : 0;
+    const base = offset + 30 + name.byteLength + z64Local;
+    const pad = (align - ((base + 4) % align)) % align;
+    const extraLen = z64Local + 4 + pad;
+    const local = new Uint8Array(30 + name.byteLength + extraLen);
+    const lv = new DataView(local.buffer);
+    lv.setUint32(0, SIG_LOCAL, true);
+    lv.setUint16(4, zip64 ? 45 : 20, true);
+    lv.setUint16(6, 0x0800, true); // names are UTF-8
+    lv.setUint16(8, 0, true);
+    lv.setUint32(14, crc >>> 0, true);
+    lv.setUint32(18, zip64 ? 0xffffffff : size, true);
+    lv.setUint32(22, zip64 ? 0xffffffff : size, true);
+    lv.setUint16(26, name.byteLength, true);
+    lv.setUint16(28, extraLen, true);
+    local.set(name, 30);
+    let x = 30 + name.byteLength;
+    if (zip64) {
+      lv.setUint16(x, 0x0001, true);
+      lv.setUint16(x + 2, 16, true);
+      lv.setBigUint64(x + 4, BigInt(size), true);
+      lv.setBigUint64(x + 12, BigInt(size), true);
+      x += 20;
+    }
+    lv.setUint16(x, 0x4246, true); // 'FB': PyTorch's padding field
+    lv.setUint16(x + 2, pad, true);
+    out.push(local, ...e.data);
+
+    const cz64 = zip64 ? 28 : 0;
+    const cen = new Uint8Array(46 + name.byteLength + cz64);
+    const cv = new DataView(cen.buffer);
+    cv.setUint32(0, SIG_CENTRAL, true);
+    cv.setUint16(4, zip64 ? 45 : 20, true);
+    cv.setUint16(6, zip64 ? 45 : 20, true);
+    cv.setUint16(8, 0x0800, true);
+    cv.setUint32(16, crc >>> 0, true);
+    cv.setUint32(20, zip64 ? 0xffffffff : size, true);
+    cv.setUint32(24, zip64 ? 0xffffffff : size, true);
+    cv.setUint16(28, name.byteLength, true);
+    cv.setUint16(30, cz64, true);
+    cv.setUint32(42, zip64 ? 0xffffffff : offset, true);
+    cen.set(name, 46);
+    if (zip64) {
+      const q = 46 + name.byteLength;
+      cv.setUint16(q, 0x0001, true);
+      cv.setUint16(q + 2, 24, true);
+      cv.setBigUint64(q + 4, BigInt(size), true);
+      cv.setBigUint64(q + 12, BigInt(size), true);
+      cv.setBigUint64(q + 20, BigInt(offset), true);
+    }
+    central.push(cen);
+    offset += local.byteLength + size;
+  }
+  const cdOffset = offset;
+  let cdSize = 0;
+  for (const c of central) cdSize += c.byteLength;
+  out.push(...central);
+  const needZip64 = entries.length >= 0xffff || cdOffset >= 0xffffffff || cdSize >= 0xffffffff;
+  if (needZip64) {
+    const rec = new Uint8Array(56 + 20);
+    const rv = new DataView(rec.buffer);
+    rv.setUint32(0, SIG_EOCD64, true);
+    rv.setBigUint64(4, 44n, true);
+    rv.setUint16(12, 45, true);
+    rv.setUint16(14, 45, true);
+    rv.setBigUint64(24, BigInt(entries.length), true);
+    rv.setBigUint64(32, BigInt(entries.length), true);
+    rv.setBigUint64(40, BigInt(cdSize), true);
+    rv.setBigUint64(48, BigInt(cdOffset), true);
+    rv.setUint32(56, SIG_EOCD64_LOCATOR, true);
+    rv.setBigUint64(56 + 8, BigInt(cdOffset + cdSize), true);
+    rv.setUint32(56 + 16, 1, true);
+    out.push(rec);
+  }
+  const eocd = new Uint8Array(22);
+  const ev = new DataView(eocd.buffer);
+  ev.setUint32(0, SIG_EOCD, true);
+  ev.setUint16(8, needZip64 ? 0xffff : entries.length, true);
+  ev.setUint16(10, needZip64 ? 0xffff : entries.length, true);
+  ev.setUint32(12, needZip64 ? 0xffffffff : cdSize, true);
+  ev.setUint32(16, needZip64 ? 0xffffffff : cdOffset, true);
+  out.push(eocd);
+  return out;
+}

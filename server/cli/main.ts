@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+/**
+ * The `acs-hub` command line: one subcommand per module, a one-line reason and a non-zero
+ * exit code on any failure.
+ */
+import { AcsHubError } from '../../converters/errors.js';
+import { runConvert } from './convert.js';
+import { runInspect } from './inspect.js';
+import { UsageError } from './args.js';
+
+const HELP = `acs-hub: pretrained 2D CNNs into ACS 3D networks
+
+Usage:
+  acs-hub inspect <file> [--json]
+      List the tensors of a checkpoint (.safetensors, .pth/.pt/.bin, .onnx) and count
+      its parameters.
+  acs-hub convert <file> --out <file.safetensors|file.pth> --mode none
+      Re-save a checkpoint in another format (chosen by the extension of --out), e.g. an
+      untrusted pickle as safetensors.
+
+Options:
+  -h, --help       Show this help.
+  -v, --version    Show the version.
+
+Run 'acs-hub <command> --help' for the options of a command.
+`;
+
+type Command = (argv: string[]) => Promise<void>;
+
+const COMMANDS: Record<string, Command> = {
+  inspect: runInspect,
+  convert: runConvert,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (command === '-v' || command === '--version') {
+    const { createRequire } = await import('node:module');
+    const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
+    process.stdout.write(`${pkg.version}\n`);
+    return 0;
+  }
+  const run = COMMANDS[command];
+  if (run === undefined) throw new UsageError(`unknown command '${command}' (try 'acs-hub --help')`);
+  await run(rest);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`acs-hub: ${message.split('\n')[0]}\n`);
+    if (process.env['ACS_HUB_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : err instanceof AcsHubError ? 1 : 1;
+  },
+);

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { readCheckpointFile } from '../converters/formats/index.js';
+import { tensorsEqual } from '../converters/tensor.js';
+import { CLI, fixture, tempDir } from './helpers.js';
+
+const exec = promisify(execFile);
+
+/** Run the CLI; resolve with its exit code and output (never rejects). */
+export async function cli(args: string[], opts: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { cwd: opts.cwd, maxBuffer: 64 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+test('cli: --help lists the commands', async () => {
+  const r = await cli(['--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /acs-hub inspect/);
+  assert.match(r.stdout, /acs-hub convert/);
+});
+
+test('cli: inspect prints one line per tensor and the parameter count', async () => {
+  const r = await cli(['inspect', fixture('formats', 'wrapped_state_dict.pth')]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.length, 7);
+  assert.match(lines[0]!, /^conv1\.weight\s+F32\s+\[4, 3, 7, 7\]$/);
+  assert.match(lines[6]!, /^6 tensors, 605 parameters, pth \(state dict under 'state_dict'\)$/);
+});
+
+test('cli: inspect --json is machine-readable', async () => {
+  const r = await cli(['inspect', '--json', fixture('formats', 'dtypes.safetensors')]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { format: string; parameters: number; tensors: { name: string; dtype: string; shape: number[] }[] };
+  assert.equal(out.format, 'safetensors');
+  assert.equal(out.parameters, 198);
+  assert.deepEqual(out.tensors.find((t) => t.name === 'bf16'), { name: 'bf16', dtype: 'BF16', shape: [2, 7] });
+});
+
+test('cli: convert --mode none turns a pickle into safetensors and back', async (t) => {
+  const dir = await tempDir(t);
+  const st = join(dir, 'r.safetensors');
+  let r = await cli(['convert', fixture('formats', 'resnet18_tiny.legacy.pth'), '--out', st, '--mode', 'none']);
+  assert.equal(r.code, 0, r.stderr);
+  r = await cli(['convert', st, '--out', join(dir, 'r.pth')]);
+  assert.equal(r.code, 0, r.stderr);
+  const a = await readCheckpointFile(fixture('formats', 'resnet18_tiny.legacy.pth'));
+  const b = await readCheckpointFile(join(dir, 'r.pth'));
+  for (const [k, tensor] of a.tensors) assert.ok(tensorsEqual(b.tensors.get(k)!, tensor), k);
+});
+
+test('cli: a bad file exits 1 with one line naming the file and the problem', async () => {
+  const bad = fixture('formats', 'hostile', 'os_system_zip.pth');
+  const r = await cli(['inspect', bad]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.ok(r.stderr.includes(bad));
+  assert.match(r.stderr, /refused global 'posix\.system'/);
+});
+
+test('cli: a missing file and bad usage are clear', async () => {
+  let r = await cli(['inspect', 'no-such-file.pth']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no-such-file\.pth/);
+  r = await cli(['frobnicate']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown command 'frobnicate'/);
+  r = await cli(['convert', fixture('formats', 'dtypes.pth')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--out is required/);
+  r = await cli(['convert', fixture('formats', 'dtypes.pth'), '--out', 'x.txt']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot tell the output format/);
+});

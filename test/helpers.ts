@@ -1,0 +1,73 @@
+/** Helpers shared by the tests: fixture paths, temporary folders, hashes, float comparison. */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import { bytesOf, type Tensor } from '../converters/tensor.js';
+
+/** The repository root (tests run from `dist/test/`). */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Path of a file under `test/fixtures/`. */
+export function fixture(...parts: string[]): string {
+  return join(ROOT, 'test', 'fixtures', ...parts);
+}
+
+/** The compiled CLI entry point. */
+export const CLI = join(ROOT, 'dist', 'server', 'cli', 'main.js');
+
+/** A temporary folder removed when the test ends. */
+export async function tempDir(t: TestContext | { after(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'acs-hub-test-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** sha256 (hex) of bytes. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** sha256 of a tensor's raw little-endian bytes. */
+export function tensorSha256(t: Tensor): string {
+  return sha256(bytesOf(t));
+}
+
+/** Seeded PRNG (mulberry32): the same sequence for the same seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Assert that two float arrays agree elementwise within `atol + rtol * |expected|`,
+ * reporting the worst element (as onnxruntime's assertFloatEqual does).
+ */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, opts: { rtol?: number; atol?: number; what?: string } = {}): void {
+  const rtol = opts.rtol ?? 1e-4;
+  const atol = opts.atol ?? 1e-5;
+  assert.equal(actual.length, expected.length, `${opts.what ?? 'array'}: length ${actual.length} != ${expected.length}`);
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i]!;
+    const e = expected[i]!;
+    const excess = Math.abs(a - e) - (atol + rtol * Math.abs(e));
+    if (!(excess <= 0) && (worst < 0 || excess > worstExcess || Number.isNaN(excess))) {
+      worst = i;
+      worstExcess = excess;
+    }
+  }
+  if (worst >= 0) {
+    assert.fail(`${opts.what ?? 'array'}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
+  }
+}
