@@ -163,36 +163,43 @@ export interface WriteSafetensorsParams {
 
 /**
  * Encode a state dict as safetensors, as a list of chunks (the header, then views of each
- * tensor's bytes: nothing is copied). Tensors are ordered by descending item size, then in
- * the state dict's order, so every tensor is aligned in the file; the header is padded with
+ * tensor's bytes: nothing is copied). The data are laid out by descending item size, so every
+ * tensor is aligned in the file; the header lists the tensors in the state dict's order, so a
+ * reader that keeps header order gets the original order back. The header is padded with
  * spaces to a multiple of 8 bytes.
  */
 export function encodeSafetensors(tensors: StateDict, params: WriteSafetensorsParams = {}): Uint8Array[] {
-  const ordered = [...tensors.entries()]
+  const entries = [...tensors.entries()];
+  const layout = entries
     .map(([name, t], index) => ({ name, t, index }))
     .sort((a, b) => DTYPES[b.t.dtype].itemsize - DTYPES[a.t.dtype].itemsize || a.index - b.index);
-  const header: Record<string, unknown> = {};
-  const metadata = params.metadata ?? {};
-  if (Object.keys(metadata).length > 0) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') throw new InvalidArgumentError(`metadata value of '${k}' must be a string`);
-    }
-    header[METADATA_KEY] = metadata;
-  }
+  const offsets = new Map<string, [number, number]>();
   let offset = 0;
-  for (const { name, t } of ordered) {
+  for (const { name, t } of layout) {
     if (name === METADATA_KEY) throw new InvalidArgumentError(`a tensor cannot be named '${METADATA_KEY}'`);
     const size = t.data.byteLength;
     if (size !== numel(t.shape, `tensor '${name}'`) * DTYPES[t.dtype].itemsize) {
       throw new InvalidArgumentError(`tensor '${name}' holds ${size} bytes, which does not match ${t.dtype} [${t.shape.join(', ')}]`);
     }
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    offsets.set(name, [offset, offset + size]);
     offset += size;
   }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  // Built by hand so that keys keep their order even when they look like integers.
+  const fields: string[] = [];
+  const metadata = params.metadata ?? {};
+  if (Object.keys(metadata).length > 0) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') throw new InvalidArgumentError(`metadata value of '${k}' must be a string`);
+    }
+    fields.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
+  }
+  for (const [name, t] of entries) {
+    fields.push(`${JSON.stringify(name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: offsets.get(name) })}`);
+  }
+  let json = Buffer.from(`{${fields.join(',')}}`, 'utf8');
   const padded = Math.ceil(json.byteLength / 8) * 8;
   if (padded !== json.byteLength) json = Buffer.concat([json, Buffer.alloc(padded - json.byteLength, 0x20)]);
   const prefix = new Uint8Array(8);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(json.byteLength), true);
-  return [prefix, json, ...ordered.map(({ t }) => bytesOf(t))];
+  return [prefix, json, ...layout.map(({ t }) => bytesOf(t))];
 }

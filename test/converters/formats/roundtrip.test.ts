@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { decodeCheckpoint, encodeCheckpoint, readCheckpointFile, writeCheckpointFile, type CheckpointFormat } from '../../../converters/formats/index.js';
 import { concatChunks } from '../../../converters/io.js';
-import { tensorsEqual } from '../../../converters/tensor.js';
+import { tensorsEqual, type StateDict } from '../../../converters/tensor.js';
 import { fixture, sha256, tempDir } from '../../helpers.js';
 
 const expected = JSON.parse(readFileSync(fixture('formats', 'expected.json'), 'utf8')) as Record<string, unknown>;
@@ -64,4 +64,12 @@ test('pth writer: torch.load(weights_only=True) accepted these exact files', asy
     const written = concatChunks(encodeCheckpoint('pth', ckpt.tensors));
     assert.equal(sha256(written), hash, `${name}: the written .pth changed since PyTorch verified it; rerun tools/fixtures/verify_written.py`);
   }
+});
+
+test('safetensors keeps the state dict order in its header, even for integer-like names', () => {
+  const names = ['10', 'b.weight', '2', 'a.num_batches_tracked', 'a.weight'];
+  const sd: StateDict = new Map();
+  names.forEach((n, i) => sd.set(n, i % 2 ? { dtype: 'I64', shape: [1], data: new BigInt64Array(1) } : { dtype: 'F16', shape: [1], data: new Uint16Array(1) }));
+  const back = decodeCheckpoint(concatChunks(encodeCheckpoint('safetensors', sd)), { file: 'x.safetensors' });
+  assert.deepEqual([...back.tensors.keys()], names);
 });
