@@ -1,20 +1,122 @@
-/** `acs-hub convert <file> --out <file> --mode none`: re-save a checkpoint in another format. */
-import { readCheckpointFile, writeCheckpointFile } from '../../converters/formats/index.js';
+/**
+ * `acs-hub convert <file> --out <file> [--mode ...]`: convert a 2D checkpoint (or a 2D ONNX
+ * export) into a 3D network, writing the requested file and its card beside it; with
+ * `--mode none`, re-save a checkpoint in another format.
+ */
+import { basename, dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { convert, MODES, type ConvertOptions, type ConvertSource, type Head, type Mode } from '../../converters/convert.js';
+import { decodeCheckpoint, detectFormat, readCheckpointFile, writeCheckpointFile } from '../../converters/formats/index.js';
+import { readOnnxFile } from '../../converters/formats/onnx.js';
+import { graphFromModel } from '../../converters/graph/ir.js';
+import { readFileBytes, writeChunksAtomic } from '../../converters/io.js';
+import type { Split3 } from '../../converters/modes/split.js';
+import { encodeCard, encodeOutput, outputFormat } from '../../converters/outputs.js';
 import { onePositional, parse, UsageError } from './args.js';
 
-const USAGE = 'acs-hub convert <file> --out <file.safetensors|file.pth> --mode none';
+const USAGE =
+  'acs-hub convert <file> --out <file.safetensors|file.pth|file.onnx> [--mode acs|2.5d|i3d|mean-acs|soft-acs|none] ' +
+  '[--axis d|h|w] [--arch NAME] [--in-channels N] [--head keep|features|N] [--seed N] [--input-size D,H,W] [--split KEY=A,C,S]';
+
+const HELP = `Usage: ${USAGE}
+
+Converts a 2D checkpoint (.pth/.pt/.bin, .safetensors) or a 2D ONNX export into a 3D
+network. The output format follows the extension of --out: .safetensors and .pth hold the
+state dict that the PyTorch reference model of the mode loads with strict=True, .onnx the
+whole 3D network. A card (<out>.card.json) is written beside it.
+
+Options:
+  --out, -o FILE        output file (required)
+  --mode MODE           acs (default), 2.5d, i3d, mean-acs, soft-acs; none re-saves as is
+  --axis d|h|w          2.5D unit axis / i3d repeat axis (default d)
+  --arch NAME           architecture, when the keys do not identify it (e.g. resnet50)
+  --in-channels N       adapt the RGB stem to N input channels (1 for CT/MR)
+  --head keep|features|N  keep the classifier, end at pooled features, or a new N-class head
+  --seed N              seed of a new head (default 0)
+  --input-size D,H,W    input size the card counts multiply-adds for (default 64,64,64)
+  --split KEY=A,C,S     explicit ACS split of one convolution (repeatable)
+`;
+
+function parseHead(v: string | undefined): Head {
+  if (v === undefined || v === 'keep' || v === 'features') return v ?? 'keep';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--head must be keep, features or a number of classes, got '${v}'`);
+  return n;
+}
+
+function parseInts(v: string, count: number, what: string): number[] {
+  const xs = v.split(',').map((s) => Number(s.trim()));
+  if (xs.length !== count || xs.some((x) => !Number.isInteger(x) || x < 0)) throw new UsageError(`${what} must be ${count} comma-separated integers, got '${v}'`);
+  return xs;
+}
 
 /** Run the subcommand. */
 export async function runConvert(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { out: { type: 'string', short: 'o' }, mode: { type: 'string', default: 'none' } }, USAGE);
+  const { values, positionals } = parse(
+    argv,
+    {
+      out: { type: 'string', short: 'o' },
+      mode: { type: 'string', default: 'acs' },
+      axis: { type: 'string' },
+      arch: { type: 'string' },
+      'in-channels': { type: 'string' },
+      head: { type: 'string' },
+      seed: { type: 'string' },
+      'input-size': { type: 'string' },
+      split: { type: 'string', multiple: true },
+    },
+    USAGE,
+  );
   if (values.help) {
-    process.stdout.write(`Usage: ${USAGE}\n\nThe output format follows the extension of --out.\n`);
+    process.stdout.write(HELP);
     return;
   }
   const input = onePositional(positionals, 'input checkpoint', USAGE);
-  if (typeof values.out !== 'string') throw new UsageError(`--out is required (usage: ${USAGE})`);
-  if (values.mode !== 'none') throw new UsageError(`unknown --mode '${String(values.mode)}'`);
-  const ckpt = await readCheckpointFile(input);
-  const bytes = await writeCheckpointFile(values.out, ckpt.tensors, ckpt.metadata);
-  process.stderr.write(`wrote ${values.out} (${ckpt.tensors.size} tensors, ${bytes} bytes)\n`);
+  const out = values.out;
+  if (typeof out !== 'string') throw new UsageError(`--out is required (usage: ${USAGE})`);
+  const mode = String(values.mode);
+  if (mode === 'none') {
+    const ckpt = await readCheckpointFile(input);
+    const bytes = await writeCheckpointFile(out, ckpt.tensors, ckpt.metadata);
+    process.stderr.write(`wrote ${out} (${ckpt.tensors.size} tensors, ${bytes} bytes)\n`);
+    return;
+  }
+  if (!(MODES as readonly string[]).includes(mode)) throw new UsageError(`unknown --mode '${mode}'; use one of ${MODES.join(', ')} or none`);
+  const format = outputFormat(out);
+  const options: ConvertOptions = {
+    mode: mode as Mode,
+    axis: values.axis as ConvertOptions['axis'],
+    arch: values.arch,
+    head: parseHead(values.head),
+    seed: values.seed === undefined ? undefined : parseInts(values.seed, 1, '--seed')[0],
+    inChannels: values['in-channels'] === undefined ? undefined : parseInts(values['in-channels'], 1, '--in-channels')[0],
+    inputSize: values['input-size'] === undefined ? undefined : (parseInts(values['input-size'], 3, '--input-size') as [number, number, number]),
+    splits: Object.fromEntries(
+      (values.split ?? []).map((s) => {
+        const eq = s.lastIndexOf('=');
+        if (eq < 1) throw new UsageError(`--split must look like KEY=A,C,S, got '${s}'`);
+        return [s.slice(0, eq), parseInts(s.slice(eq + 1), 3, '--split') as unknown as Split3];
+      }),
+    ),
+  };
+  const bytes = await readFileBytes(input);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  let source: ConvertSource;
+  if (detectFormat(bytes, input) === 'onnx') {
+    const { model, loadExternal } = await readOnnxFile(input, bytes);
+    source = { kind: 'onnx', graph: graphFromModel(model, { file: input, loadExternal }) };
+  } else {
+    source = { kind: 'state-dict', tensors: decodeCheckpoint(bytes, { file: input }).tensors };
+  }
+  const result = convert(source, options, { source: { file: basename(input), sha256 } });
+  const files = encodeOutput(result, format, out);
+  for (const [path, chunks] of files) await writeChunksAtomic(path, chunks);
+  const cardPath = join(dirname(out), `${basename(out).replace(/\.(safetensors|pth|onnx)$/i, '')}.card.json`);
+  await writeChunksAtomic(cardPath, [encodeCard(result)]);
+  const c = result.card;
+  process.stderr.write(
+    `${c.architecture.arch} -> ${c.mode}: wrote ${[...files.keys()].join(', ')} and ${cardPath} ` +
+      `(${c.parameters.converted.toLocaleString('en-US')} parameters, ${(c.multiplyAdds.converted / 1e9).toFixed(2)} G multiply-adds at ${c.inputSize.join('x')}, ` +
+      `${(c.multiplyAdds.dense3d / 1e9).toFixed(2)} G with dense 3D kernels)\n`,
+  );
 }

@@ -14,9 +14,9 @@ Usage:
   acs-hub inspect <file> [--json]
       List the tensors of a checkpoint (.safetensors, .pth/.pt/.bin, .onnx) and count
       its parameters.
-  acs-hub convert <file> --out <file.safetensors|file.pth> --mode none
-      Re-save a checkpoint in another format (chosen by the extension of --out), e.g. an
-      untrusted pickle as safetensors.
+  acs-hub convert <file> --out <file.safetensors|file.pth|file.onnx> [--mode acs|2.5d|i3d|mean-acs|soft-acs]
+      Convert a 2D checkpoint (or a 2D ONNX export) into a 3D network and its card;
+      --mode none re-saves a checkpoint in another format (e.g. a pickle as safetensors).
 
 Options:
   -h, --help       Show this help.

@@ -1,0 +1,253 @@
+/**
+ * One conversion, start to end: a 2D checkpoint (state dict, or a 2D ONNX graph) and the
+ * options of SPEC-acs.md in; the converted state dict (for PyTorch), the 3D ONNX graph, and
+ * the model card out. Pure: no files, no network; the callers write the outputs.
+ */
+import { recognise } from './arch/index.js';
+import type { Detected } from './arch/types.js';
+import { DTYPES, toFloat32 } from './dtypes.js';
+import { ConversionError, InvalidArgumentError } from './errors.js';
+import { A, pruneGraph, type Graph } from './graph/ir.js';
+import type { SpatialAxis } from './graph/lower-conv.js';
+import { inferShapes } from './graph/shapes.js';
+import { convertGraphTo3d, type ConvRecord } from './graph/to3d.js';
+import { initHead } from './modes/head.js';
+import type { Split3 } from './modes/split.js';
+import { convertStateDict } from './modes/state-dict.js';
+import { adaptInputConv } from './modes/stem.js';
+import { countParameters, type StateDict, type Tensor } from './tensor.js';
+
+/** Version of the conversion rules; part of every cache key. */
+export const CONVERTER_VERSION = '1';
+
+/** Modes, by their CLI names. */
+export const MODES = ['acs', '2.5d', 'i3d', 'mean-acs', 'soft-acs'] as const;
+export type Mode = (typeof MODES)[number];
+
+/** `keep` the classifier, stop at the pooled `features`, or a new head of that many classes. */
+export type Head = 'keep' | 'features' | number;
+
+/** Options of a conversion. */
+export interface ConvertOptions {
+  mode: Mode;
+  /** 2.5D unit axis / i3d repeat axis. @default 'd' */
+  axis?: 'd' | 'h' | 'w';
+  /** Architecture name when the keys do not identify it. */
+  arch?: string;
+  /** Adapt the stem to this many input channels. */
+  inChannels?: number;
+  /** @default 'keep' (an error for networks whose head only fits 2D maps) */
+  head?: Head;
+  /** Seed of a new head's initialisation. @default 0 */
+  seed?: number;
+  /** Explicit ACS splits, by conv weight key (state dict) or ONNX initializer name. */
+  splits?: Record<string, Split3>;
+  /** Input size (D, H, W) the card's multiply-adds are counted for. @default [64, 64, 64] */
+  inputSize?: [number, number, number];
+}
+
+/** The source of a conversion: a state dict, or a 2D ONNX graph. */
+export type ConvertSource = { kind: 'state-dict'; tensors: StateDict } | { kind: 'onnx'; graph: Graph };
+
+/** The model card (card.json). */
+export interface Card {
+  schema: 'acs-hub/card@1';
+  converter: { name: 'acs-hub'; version: string };
+  source: Record<string, unknown>;
+  architecture: { family: string; arch: string; layout: string } | { family: 'onnx'; arch: string; layout: 'onnx' };
+  mode: Mode;
+  options: { axis: string; inChannels: number | null; head: Head; seed: number; splits: Record<string, Split3> };
+  splitRule: string;
+  parameters: { source2d: number; converted: number };
+  inputSize: [number, number, number];
+  multiplyAdds: { converted: number; dense3d: number; ratio: number };
+  input: { name: string; shape: (string | number)[]; channels: number };
+  output: { name: string; kind: 'logits' | 'features'; size: number | null };
+  preprocessing: { mean: number[]; std: number[]; channels: number };
+  labels: string[] | null;
+}
+
+/** The outputs of a conversion. */
+export interface ConvertResult {
+  /** The state dict the PyTorch reference model of the mode loads with strict=True. */
+  stateDict: StateDict;
+  /** The 3D network. */
+  graph: Graph;
+  card: Card;
+  /** String metadata for safetensors `__metadata__` and ONNX `metadata_props`. */
+  metadata: Record<string, string>;
+}
+
+const AXES: Record<string, SpatialAxis> = { d: 0, h: 1, w: 2 };
+const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+/** Convert a 2D network to 3D. */
+export function convert(source: ConvertSource, options: ConvertOptions, info: { source?: Record<string, unknown>; labels?: string[]; preprocessing?: { mean: number[]; std: number[] } } = {}): ConvertResult {
+  const mode = options.mode;
+  if (!(MODES as readonly string[]).includes(mode)) throw new InvalidArgumentError(`unknown mode '${String(mode)}'; use one of ${MODES.join(', ')}`);
+  const axisName = options.axis ?? 'd';
+  const axis = AXES[axisName];
+  if (axis === undefined) throw new InvalidArgumentError(`axis must be d, h or w, got '${axisName}'`);
+  const head = options.head ?? 'keep';
+  const seed = options.seed ?? 0;
+  const inputSize = options.inputSize ?? [64, 64, 64];
+  if (inputSize.length !== 3 || inputSize.some((v) => !Number.isInteger(v) || v < 1 || v > 4096)) {
+    throw new InvalidArgumentError(`input size must be three integers D,H,W in [1, 4096], got ${inputSize.join(',')}`);
+  }
+  const splits = new Map(Object.entries(options.splits ?? {}));
+
+  let graph2d: Graph;
+  let sd: StateDict;
+  let detected: Detected | undefined;
+  let outputKind: 'logits' | 'features' = head === 'features' ? 'features' : 'logits';
+  if (source.kind === 'state-dict') {
+    const r = recognise(widenToFloat32(source.tensors), options.arch);
+    detected = r.detected;
+    sd = new Map(r.sd);
+    if (options.inChannels !== undefined) sd.set(detected.stem, adaptInputConv(sd.get(detected.stem)!, options.inChannels, detected.stem));
+    const { weight, bias } = detected.classifier;
+    if (head === 'keep' && !detected.headFits3d) {
+      throw new ConversionError(
+        `${detected.arch}'s classifier fits only 2D feature maps (its first Linear takes a flattened 7x7 map); ` +
+          'a 3D network cannot keep it: convert with head "features" or a number of classes',
+      );
+    }
+    if (head !== 'keep') {
+      for (const k of [...sd.keys()]) if (isClassifierKey(k, detected)) sd.delete(k);
+    }
+    const built = r.builder.build(sd, detected, { features: head !== 'keep' });
+    graph2d = built.graph;
+    if (typeof head === 'number') {
+      const fresh = initHead(detected.headInit, head, detected.featureDim, seed);
+      const wKey = detected.headFits3d ? weight : 'classifier.weight';
+      const bKey = detected.headFits3d ? (bias ?? weight.replace(/weight$/, 'bias')) : 'classifier.bias';
+      sd.set(wKey, fresh.weight);
+      sd.set(bKey, fresh.bias);
+      graph2d = appendLinear(graph2d, wKey, bKey, fresh.weight, fresh.bias);
+    }
+  } else {
+    if (options.inChannels !== undefined || head !== 'keep') {
+      throw new InvalidArgumentError('in-channel adaptation and head changes need a checkpoint of a known architecture, not an ONNX graph');
+    }
+    graph2d = source.graph;
+    sd = new Map([...graph2d.initializers].filter(([, t]) => t.dtype === 'F32' || DTYPES[t.dtype].float));
+    outputKind = 'logits';
+  }
+
+  const softWCore = new Map<string, Float32Array>();
+  const { graph: graph3d, convs } = convertGraphTo3d(graph2d, { mode, axis, splits, softWCore });
+  const convWeights = new Set(convs.map((c) => c.weightName).filter((k) => sd.has(k)));
+  const stateDict = convertStateDict(sd, convWeights, mode, axis);
+
+  const inputInfo = graph3d.inputs[0]!;
+  const channels = typeof inputInfo.shape?.[1] === 'number' ? inputInfo.shape[1] : 3;
+  const macs = countMacs(graph3d, convs, [1, channels, ...inputSize]);
+  const outputFacts = macs.outputShape;
+  const converted = countParameters(stateDict.values());
+  const source2d = source.kind === 'state-dict' ? countParameters(source.tensors.values()) : countParameters(sd.values());
+  const preprocessing = adaptPreprocessing(info.preprocessing ?? IMAGENET, channels);
+  const keepsLabels = head === 'keep' && info.labels !== undefined && outputFacts?.[1] === info.labels.length;
+  const card: Card = {
+    schema: 'acs-hub/card@1',
+    converter: { name: 'acs-hub', version: CONVERTER_VERSION },
+    source: info.source ?? {},
+    architecture: detected ? { family: detected.family, arch: detected.arch, layout: detected.layout } : { family: 'onnx', arch: graph2d.name, layout: 'onnx' },
+    mode,
+    options: { axis: axisName, inChannels: options.inChannels ?? null, head, seed, splits: Object.fromEntries(splits) },
+    splitRule: SPLIT_RULES[mode],
+    parameters: { source2d, converted },
+    inputSize,
+    multiplyAdds: { converted: macs.converted, dense3d: macs.dense, ratio: macs.dense > 0 ? macs.converted / macs.dense : 1 },
+    input: { name: inputInfo.name, shape: ['N', channels, 'D', 'H', 'W'], channels },
+    output: { name: graph3d.outputs[0]?.name ?? 'output', kind: outputKind, size: outputFacts?.[1] ?? null },
+    preprocessing: { ...preprocessing, channels },
+    labels: keepsLabels ? info.labels! : null,
+  };
+  const metadata: Record<string, string> = {
+    format: 'pt',
+    'acs_hub.mode': mode,
+    'acs_hub.axis': axisName,
+    'acs_hub.split': splits.size ? JSON.stringify(Object.fromEntries(splits)) : 'default',
+    'acs_hub.arch': card.architecture.arch,
+    'acs_hub.converter_version': CONVERTER_VERSION,
+  };
+  if (typeof card.source['sha256'] === 'string') metadata['acs_hub.source_sha256'] = card.source['sha256'];
+  if (typeof card.source['url'] === 'string') metadata['acs_hub.source'] = card.source['url'];
+  else if (typeof card.source['file'] === 'string') metadata['acs_hub.source'] = card.source['file'];
+  graph3d.metadata = { ...graph3d.metadata, ...metadata };
+  return { stateDict, graph: graph3d, card, metadata };
+}
+
+const SPLIT_RULES: Record<Mode, string> = {
+  acs: 'Each 2D kernel (O, I/g, k, k) is split by output channel into axial, coronal and sagittal parts of (q+[r>=1], q+[r>=2], q) channels, q = O div 3, r = O mod 3 (for grouped convolutions the groups are split the same way); each part convolves its view with a unit kernel extent on the collapsed axis.',
+  '2.5d': 'Each 2D kernel gains a unit axis at the chosen position; padding 0 on that axis, stride and dilation on all three.',
+  i3d: 'Each 2D kernel is stacked k times along the chosen axis and divided by k.',
+  'mean-acs': 'Every view uses the whole kernel; the three outputs are averaged, then the bias added.',
+  'soft-acs': 'Every view uses the whole kernel; the outputs are weighted per channel by softmax(soft_w_core) (zeros: 1/3 each), then the bias added.',
+};
+
+function isClassifierKey(key: string, d: Detected): boolean {
+  const w = d.classifier.weight.replace(/\.weight$/, '');
+  if (key.startsWith(`${w}.`)) return true;
+  // VGG: the whole classifier goes (it only fits 2D maps).
+  return !d.headFits3d && key.startsWith('classifier.');
+}
+
+function widenToFloat32(sd: StateDict): StateDict {
+  let changed = false;
+  const out: StateDict = new Map();
+  for (const [k, t] of sd) {
+    if (t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F64') {
+      out.set(k, { dtype: 'F32', shape: t.shape, data: toFloat32(t.dtype, t.data) });
+      changed = true;
+    } else out.set(k, t);
+  }
+  return changed ? out : sd;
+}
+
+function appendLinear(g: Graph, wKey: string, bKey: string, w: Tensor, b: Tensor): Graph {
+  const out = g.outputs[0]!;
+  const producer = g.nodes.find((n) => n.outputs.includes(out.name))!;
+  const features = producer.op === 'Identity' ? producer.inputs[0]! : out.name;
+  const nodes = g.nodes.filter((n) => n !== producer || producer.op !== 'Identity');
+  const initializers = new Map(g.initializers);
+  initializers.set(wKey, w);
+  initializers.set(bKey, b);
+  nodes.push({ name: 'head', op: 'Gemm', domain: '', inputs: [features, wKey, bKey], outputs: ['output'], attrs: { transB: A.int(1) } });
+  return pruneGraph({ ...g, nodes, initializers, outputs: [{ name: 'output', dtype: 'F32', shape: null }] });
+}
+
+function adaptPreprocessing(p: { mean: number[]; std: number[] }, channels: number): { mean: number[]; std: number[] } {
+  if (p.mean.length === channels) return p;
+  const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return { mean: new Array(channels).fill(avg(p.mean)), std: new Array(channels).fill(avg(p.std)) };
+}
+
+/** Multiply-adds of the 3D graph at one input size, and of the same network with dense k^3 kernels. */
+function countMacs(graph: Graph, convs: ConvRecord[], shape: number[]): { converted: number; dense: number; outputShape: number[] | undefined } {
+  const facts = inferShapes(graph, { [graph.inputs[0]!.name]: shape });
+  let total = 0;
+  let convTotal = 0;
+  for (const n of graph.nodes) {
+    const out = facts.get(n.outputs[0]!);
+    if (!out) continue;
+    if (n.op === 'Conv') {
+      const w = facts.get(n.inputs[1]!)!.shape;
+      const macs = out.shape.reduce((a, b) => a * b, 1) * w.slice(1).reduce((a, b) => a * b, 1);
+      total += macs;
+      convTotal += macs;
+    } else if (n.op === 'Gemm' || n.op === 'MatMul') {
+      const a = facts.get(n.inputs[0]!)!.shape;
+      total += out.shape.reduce((x, y) => x * y, 1) * a[a.length - 1]!;
+    }
+  }
+  let dense = 0;
+  for (const c of convs) {
+    const out = facts.get(c.output);
+    if (!out) continue;
+    const vol = out.shape.slice(2).reduce((a, b) => a * b, 1) * out.shape[0]!;
+    dense += vol * c.outChannels * c.inPerGroup * c.k ** 3;
+  }
+  const outputShape = facts.get(graph.outputs[0]!.name)?.shape;
+  return { converted: total, dense: total - convTotal + dense, outputShape };
+}

@@ -1,0 +1,257 @@
+/**
+ * Lowering one 2D convolution into its 3D form for every mode of SPEC-acs.md: ACS (three
+ * convolutions over the axial, coronal and sagittal views, each with a contiguous slice of
+ * the 2D kernel as its weight, concatenated), 2.5D, inflated 3D, mean-ACS and soft-ACS.
+ *
+ * The collapsed axis of an ACS view reads one plane per output index. For "same"
+ * convolutions that plane is `i * s`, which is what a stride-`s` convolution with a unit
+ * kernel on that axis reads. Elsewhere the plane depends on the volume's size (the
+ * reference's rule: `i * s` when `n_out == n` or `2 * n_out == n`, else `i * s + k/2 - p`,
+ * zero outside), so the graph computes it from the input's shape and slices the planes out.
+ */
+import { ConversionError } from '../errors.js';
+import { acsParts, type Split3 } from '../modes/split.js';
+import type { Tensor } from '../tensor.js';
+import type { Emitter } from './emitter.js';
+import { A } from './ir.js';
+
+/** Spatial axis of a 3D volume: 0 = D, 1 = H, 2 = W. */
+export type SpatialAxis = 0 | 1 | 2;
+
+/** The conversion modes. */
+export type ConvMode = 'acs' | '2.5d' | 'i3d' | 'mean-acs' | 'soft-acs';
+
+/** One 2D convolution, as found in the 2D graph. */
+export interface Conv2dSpec {
+  /** Node name (used for the new nodes' names and in errors). */
+  name: string;
+  /** 3D input value. */
+  x: string;
+  weight: Tensor;
+  weightName: string;
+  bias?: Tensor;
+  biasName?: string;
+  k: number;
+  s: number;
+  p: number;
+  d: number;
+  g: number;
+}
+
+/** Options of the lowering. */
+export interface LowerConvOptions {
+  mode: ConvMode;
+  /** 2.5D unit axis / i3d repeat axis. */
+  axis: SpatialAxis;
+  /** Explicit ACS split of the output channels. */
+  split?: Split3;
+  /** soft-ACS: the (O, 3) `soft_w_core`; zeros when absent. */
+  softWCore?: Float32Array;
+}
+
+/** What the lowering produced: the output value and the weights it made (for accounting). */
+export interface LoweredConv {
+  output: string;
+  /** Weight initializers of the 3D convolutions written (names). */
+  weights: string[];
+}
+
+/** A view of output channels [o0, o1) of a 4D kernel with a unit axis inserted at 2 + axis. */
+function kernelSlice(w: Tensor, o0: number, o1: number, axis: SpatialAxis): Tensor {
+  const [, i, kh, kw] = w.shape as [number, number, number, number];
+  const per = i * kh * kw;
+  const shape = [o1 - o0, i, kh, kw];
+  shape.splice(2 + axis, 0, 1);
+  return { dtype: 'F32', shape, data: (w.data as Float32Array).subarray(o0 * per, o1 * per) };
+}
+
+function viewKernel(k: number, axis: SpatialAxis): number[] {
+  const ks = [k, k, k];
+  ks[axis] = 1;
+  return ks;
+}
+
+/** Does the collapsed axis of an ACS view read plane `i * s` for every volume size? */
+export function planesAreNatural(k: number, p: number, d: number): boolean {
+  return Math.floor(k / 2) === p && d * (k - 1) === 2 * p;
+}
+
+/**
+ * The planes a view's collapsed axis reads, sliced out of `x` along `axis`; returns the value
+ * to convolve and the stride left to use on that axis.
+ */
+function selectPlanes(em: Emitter, x: string, axis: SpatialAxis, c: Conv2dSpec, hint: string): { x: string; stride: number } {
+  const { k, s, p, d } = c;
+  if (planesAreNatural(k, p, d)) return { x, stride: s };
+  const ax = 2 + axis;
+  const shape = em.op('Shape', [x], {}, `${hint}.shape`);
+  const n = em.op('Gather', [shape, em.ints([ax])], { axis: A.int(0) }, `${hint}.n`);
+  const num = em.op('Add', [n, em.ints([2 * p - d * (k - 1) - 1])], {}, `${hint}.span`);
+  const nOut = em.op('Add', [em.op('Div', [num, em.ints([s])], {}, `${hint}.div`), em.ints([1])], {}, `${hint}.n_out`);
+  const off2 = Math.floor(k / 2) - p;
+  let off: string;
+  if (off2 === 0) off = em.ints([0]);
+  else {
+    const same = em.op('Equal', [nOut, n], {}, `${hint}.same_size`);
+    const half = em.op('Equal', [em.op('Mul', [nOut, em.ints([2])], {}, `${hint}.twice`), n], {}, `${hint}.half_size`);
+    off = em.op('Where', [em.op('Or', [same, half], {}, `${hint}.first_rule`), em.ints([0]), em.ints([off2])], {}, `${hint}.offset`);
+  }
+  let src = x;
+  if (p > 0) {
+    const pads = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    pads[ax] = p;
+    pads[ax + 5] = p;
+    src = em.op('Pad', [x, em.ints(pads)], { mode: A.str('constant') }, `${hint}.pad`);
+  }
+  const start = p > 0 ? em.op('Add', [off, em.ints([p])], {}, `${hint}.start`) : off;
+  const span = em.op('Add', [em.op('Mul', [em.op('Sub', [nOut, em.ints([1])], {}, `${hint}.last`), em.ints([s])], {}, `${hint}.reach`), em.ints([1])], {}, `${hint}.extent`);
+  const end = em.op('Add', [start, span], {}, `${hint}.end`);
+  const sel = em.op('Slice', [src, start, end, em.ints([ax]), em.ints([s])], {}, `${hint}.planes`);
+  return { x: sel, stride: 1 };
+}
+
+function conv3d(
+  em: Emitter,
+  x: string,
+  weight: string,
+  bias: string | undefined,
+  kernel: number[],
+  strides: number[],
+  pads: number[],
+  dilations: number[],
+  group: number,
+  hint: string,
+): string {
+  return em.op('Conv', bias ? [x, weight, bias] : [x, weight], {
+    kernel_shape: A.ints(kernel),
+    strides: A.ints(strides),
+    pads: A.ints(pads),
+    dilations: A.ints(dilations),
+    group: A.int(group),
+  }, hint);
+}
+
+/** One view (collapsed `axis`) of output channels [o0, o1) reading input channels [i0, i1). */
+function acsView(
+  em: Emitter,
+  c: Conv2dSpec,
+  axis: SpatialAxis,
+  out: [number, number],
+  inp: [number, number],
+  groups: number,
+  withBias: boolean,
+  hint: string,
+  weights: string[],
+): string {
+  const cin = c.weight.shape[1]! * c.g;
+  let x = c.x;
+  if (inp[0] !== 0 || inp[1] !== cin) {
+    x = em.op('Slice', [x, em.ints([inp[0]]), em.ints([inp[1]]), em.ints([1])], {}, `${hint}.channels`);
+  }
+  const sel = selectPlanes(em, x, axis, c, hint);
+  const w = em.constant(`${c.weightName}/${hint.split('/').pop()}`, kernelSlice(c.weight, out[0], out[1], axis));
+  weights.push(w);
+  let b: string | undefined;
+  if (withBias && c.bias) {
+    b = em.constant(`${c.biasName}/${hint.split('/').pop()}`, { dtype: 'F32', shape: [out[1] - out[0]], data: (c.bias.data as Float32Array).subarray(out[0], out[1]) });
+  }
+  const strides = [c.s, c.s, c.s];
+  strides[axis] = sel.stride;
+  const pads = [c.p, c.p, c.p, c.p, c.p, c.p];
+  pads[axis] = 0;
+  pads[axis + 3] = 0;
+  const dil = [c.d, c.d, c.d];
+  dil[axis] = 1;
+  return conv3d(em, sel.x, w, b, viewKernel(c.k, axis), strides, pads, dil, groups, hint);
+}
+
+const VIEW_NAMES = ['a', 'c', 's'] as const;
+
+/** Lower a 2D convolution to 3D in the given mode. */
+export function lowerConv(em: Emitter, c: Conv2dSpec, o: LowerConvOptions): LoweredConv {
+  const O = c.weight.shape[0]!;
+  const weights: string[] = [];
+  const base = c.name;
+  switch (o.mode) {
+    case 'acs': {
+      const parts = acsParts(O, c.weight.shape[1]! * c.g, c.g, o.split, `conv '${c.name}'`);
+      const outs: string[] = [];
+      parts.forEach((part, i) => {
+        if (part.out[1] === part.out[0]) return;
+        outs.push(acsView(em, c, i as SpatialAxis, part.out, part.in, part.groups, true, `${base}/acs_${VIEW_NAMES[i]}`, weights));
+      });
+      if (outs.length === 0) throw new ConversionError(`conv '${c.name}' has no output channels`);
+      const output = outs.length === 1 ? outs[0]! : em.op('Concat', outs, { axis: A.int(1) }, `${base}/acs`);
+      return { output, weights };
+    }
+    case '2.5d': {
+      const w = em.constant(`${c.weightName}/2.5d`, kernelSlice(c.weight, 0, O, o.axis));
+      weights.push(w);
+      const pads = [c.p, c.p, c.p, c.p, c.p, c.p];
+      pads[o.axis] = 0;
+      pads[o.axis + 3] = 0;
+      const output = conv3d(em, c.x, w, c.biasName, viewKernel(c.k, o.axis), [c.s, c.s, c.s], pads, [c.d, c.d, c.d], c.g, `${base}/2.5d`);
+      return { output, weights };
+    }
+    case 'i3d': {
+      const w = em.constant(`${c.weightName}/i3d`, inflate(c.weight, o.axis));
+      weights.push(w);
+      const output = conv3d(em, c.x, w, c.biasName, [c.k, c.k, c.k], [c.s, c.s, c.s], [c.p, c.p, c.p, c.p, c.p, c.p], [c.d, c.d, c.d], c.g, `${base}/i3d`);
+      return { output, weights };
+    }
+    case 'mean-acs':
+    case 'soft-acs': {
+      const views = ([0, 1, 2] as SpatialAxis[]).map((axis) =>
+        acsView(em, c, axis, [0, O], [0, c.weight.shape[1]! * c.g], c.g, false, `${base}/${o.mode}_${VIEW_NAMES[axis]}`, weights),
+      );
+      let sum: string;
+      if (o.mode === 'mean-acs') {
+        sum = em.op('Mul', [em.op('Sum', views, {}, `${base}/sum`), em.floats([1 / 3], [])], {}, `${base}/mean`);
+      } else {
+        const scales = softmaxRows(o.softWCore ?? new Float32Array(O * 3), O);
+        const scaled = views.map((v, i) =>
+          em.op('Mul', [v, em.constant(`${c.weightName}/soft_w_${VIEW_NAMES[i]}`, { dtype: 'F32', shape: [O, 1, 1, 1], data: scales[i]! })], {}, `${base}/soft_${VIEW_NAMES[i]}`),
+        );
+        sum = em.op('Sum', scaled, {}, `${base}/soft`);
+      }
+      if (!c.bias) return { output: sum, weights };
+      const b = em.constant(`${c.biasName}/3d`, { dtype: 'F32', shape: [O, 1, 1, 1], data: c.bias.data as Float32Array });
+      return { output: em.op('Add', [sum, b], {}, `${base}/bias`), weights };
+    }
+  }
+}
+
+/** softmax over each row of an (O, 3) matrix, returned as three per-channel columns. */
+function softmaxRows(core: Float32Array, O: number): Float32Array[] {
+  const cols = [new Float32Array(O), new Float32Array(O), new Float32Array(O)];
+  for (let o = 0; o < O; o++) {
+    const r = [core[o * 3]!, core[o * 3 + 1]!, core[o * 3 + 2]!];
+    const m = Math.max(...r);
+    const e = r.map((v) => Math.exp(v - m));
+    const z = e[0]! + e[1]! + e[2]!;
+    for (let i = 0; i < 3; i++) cols[i]![o] = e[i]! / z;
+  }
+  return cols;
+}
+
+/** The i3d kernel: k copies of the 2D kernel stacked along `axis`, divided by k (float32). */
+export function inflate(w: Tensor, axis: SpatialAxis): Tensor {
+  const [O, I, k, k2] = w.shape as [number, number, number, number];
+  if (k !== k2) throw new ConversionError(`non-square kernel [${w.shape.join(', ')}]`);
+  const src = w.data as Float32Array;
+  const out = new Float32Array(O * I * k * k * k);
+  const kk = Math.fround(k);
+  for (let oi = 0; oi < O * I; oi++) {
+    for (let a = 0; a < k; a++) {
+      for (let b = 0; b < k; b++) {
+        const v = Math.fround(src[oi * k * k + a * k + b]! / kk);
+        for (let t = 0; t < k; t++) {
+          const idx = axis === 0 ? [t, a, b] : axis === 1 ? [a, t, b] : [a, b, t];
+          out[oi * k * k * k + idx[0]! * k * k + idx[1]! * k + idx[2]!] = v;
+        }
+      }
+    }
+  }
+  const shape = [O, I, k, k, k];
+  return { dtype: 'F32', shape, data: out };
+}

@@ -1,0 +1,791 @@
+/**
+ * The graph converter: a 2D ONNX graph (from the architecture builders, or any 2D CNN a
+ * user exported with `torch.onnx.export`) into its 3D counterpart, following SPEC-acs.md.
+ *
+ * Every value of the 2D graph carries a layout: where its H and W axes are (or none, for
+ * values that have lost their spatial axes). The 3D graph inserts D right before H; every
+ * axis-valued attribute, constant and shape vector is rewritten through that mapping.
+ * Shape arithmetic that torch exports (Shape -> Gather -> Concat -> Reshape) is not
+ * translated op by op: the target of each consumer is rebuilt from the 3D tensors' own
+ * shapes, classified by running the 2D shape inference at two probe sizes (a dimension that
+ * follows the batch, H or W of the data is rebuilt from the 3D data; one that stays put is a
+ * constant). An op or pattern that cannot be converted stops with an error naming the node.
+ */
+import { ConversionError, UnsupportedError } from '../errors.js';
+import type { Split3 } from '../modes/split.js';
+import type { Tensor } from '../tensor.js';
+import { Emitter } from './emitter.js';
+import { A, attrInt, attrInts, attrString, pruneGraph, topologicalSort, type Attr, type Dim, type Graph, type Node } from './ir.js';
+import { lowerConv, type ConvMode, type SpatialAxis } from './lower-conv.js';
+import { inferShapes, type ValueFacts } from './shapes.js';
+
+/** Where a value's spatial axes are: H (which gains D in front of it) and W. */
+interface Layout {
+  h: number;
+  w: number | null;
+}
+
+/** Options of the converter. */
+export interface To3dOptions {
+  mode: ConvMode;
+  /** 2.5D unit axis / i3d repeat axis. @default 0 (D) */
+  axis?: SpatialAxis;
+  /** Explicit ACS splits, by conv weight name. */
+  splits?: ReadonlyMap<string, Split3>;
+  /** soft-ACS `soft_w_core` values, by conv weight name (zeros when absent). */
+  softWCore?: ReadonlyMap<string, Float32Array>;
+  /** Probe sizes (H, W) for the 2D shape inference. @default [[64, 96], [96, 64]] */
+  probes?: [number, number][];
+}
+
+/** One converted convolution, for accounting (multiply-adds of ACS vs dense 3D). */
+export interface ConvRecord {
+  node: string;
+  weightName: string;
+  output: string;
+  outChannels: number;
+  inPerGroup: number;
+  k: number;
+}
+
+/** The 3D graph and what the conversion recorded. */
+export interface To3dResult {
+  graph: Graph;
+  convs: ConvRecord[];
+}
+
+const SHAPE_SLOTS: Record<string, number[]> = {
+  Reshape: [1],
+  Resize: [1, 2, 3],
+  Upsample: [1],
+  Expand: [1],
+  ConstantOfShape: [0],
+  Tile: [1],
+  Slice: [1, 2, 3, 4],
+  Pad: [1, 2, 3],
+  Squeeze: [1],
+  Unsqueeze: [1],
+  ReduceMean: [1],
+  ReduceSum: [1],
+  ReduceMax: [1],
+  ReduceMin: [1],
+  Split: [1],
+  Range: [0, 1, 2],
+  Clip: [1, 2],
+};
+
+const ELEMENTWISE = new Set([
+  'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean', 'PRelu', 'Where', 'Equal', 'Less', 'Greater',
+  'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Mod', 'Clip',
+]);
+
+const UNARY = new Set([
+  'Relu', 'LeakyRelu', 'Sigmoid', 'Tanh', 'HardSigmoid', 'HardSwish', 'Elu', 'Selu', 'Celu', 'Gelu', 'Erf', 'Softplus',
+  'Softsign', 'Mish', 'Exp', 'Log', 'Abs', 'Reciprocal', 'Sin', 'Cos', 'Identity', 'Neg', 'Sqrt', 'Floor', 'Ceil',
+  'Round', 'Sign', 'Not', 'Cast', 'ThresholdedRelu', 'Shrink', 'IsNaN',
+]);
+
+/** Convert a 2D graph to 3D. */
+export function convertGraphTo3d(g2: Graph, opts: To3dOptions): To3dResult {
+  return new Converter(g2, opts).run();
+}
+
+class Converter {
+  private readonly em = new Emitter();
+  private readonly layout = new Map<string, Layout | null>();
+  /** 2D value -> 3D value (when the 3D graph names it differently). */
+  private readonly rename = new Map<string, string>();
+  private readonly consts = new Map<string, Tensor>();
+  private readonly shapeValued = new Set<string>();
+  /** Values that hold a flattened feature map whose size depends on H and W. */
+  private readonly flattenedSpatial = new Map<string, string>();
+  private readonly probes: Map<string, ValueFacts>[] = [];
+  private readonly convs: ConvRecord[] = [];
+  private readonly axis: SpatialAxis;
+  private readonly shapeOf = new Map<string, string>();
+
+  constructor(
+    private readonly g2: Graph,
+    private readonly opts: To3dOptions,
+  ) {
+    this.axis = opts.axis ?? 0;
+  }
+
+  run(): To3dResult {
+    const g2 = this.g2;
+    if (g2.inputs.length !== 1) throw new UnsupportedError(`the 2D graph has ${g2.inputs.length} inputs; only single-input networks are converted`);
+    const input = g2.inputs[0]!;
+    if (!input.shape || input.shape.length !== 4) throw new UnsupportedError(`graph input '${input.name}' is not 4D (N, C, H, W)`);
+    for (const [k, t] of g2.initializers) this.consts.set(k, t);
+    for (const n of g2.nodes) if (n.op === 'Constant') this.consts.set(n.outputs[0]!, constantTensor(n));
+    this.runProbes(input.shape);
+    this.markShapeValued();
+
+    this.em.reserve(input.name);
+    this.layout.set(input.name, { h: 2, w: 3 });
+    for (const node of topologicalSort(g2)) {
+      if (node.op === 'Constant') continue;
+      if (node.outputs.every((o) => this.shapeValued.has(o))) continue;
+      this.convertNode(node);
+    }
+    const inputs3 = [{ name: input.name, dtype: input.dtype, shape: [sym(input.shape[0], 'N'), input.shape[1] ?? null, 'D', 'H', 'W'] as Dim[] }];
+    const outputs3 = g2.outputs.map((o) => {
+      const l = this.layout.get(o.name);
+      const shape = o.shape ? this.outputShape(o.shape, l ?? null) : null;
+      return { name: this.v3(o.name), dtype: o.dtype, shape };
+    });
+    // Graph outputs keep their 2D names.
+    for (const o of outputs3) {
+      const orig = g2.outputs.find((x) => this.v3(x.name) === o.name)!;
+      if (o.name !== orig.name) {
+        this.em.node('Identity', `${orig.name}/out`, [o.name], [orig.name], {});
+        o.name = orig.name;
+      }
+    }
+    const graph = pruneGraph({
+      name: `${g2.name}_3d`,
+      nodes: this.em.nodes,
+      inputs: inputs3,
+      outputs: outputs3,
+      initializers: this.em.initializers,
+      opset: Math.max(g2.opset, 13),
+      metadata: { ...g2.metadata },
+    });
+    return { graph, convs: this.convs };
+  }
+
+  private outputShape(shape: Dim[], l: Layout | null): Dim[] {
+    if (!l) return shape.map((d, i) => (i === 0 ? sym(d, 'N') : d));
+    const out: Dim[] = [];
+    shape.forEach((d, i) => {
+      if (i === 0) out.push(sym(d, 'N'));
+      else if (i === l.h) out.push(null, null);
+      else if (i === l.w) out.push(null);
+      else out.push(d);
+    });
+    return out;
+  }
+
+  /** Shape inference of the 2D graph at one or two probe sizes. */
+  private runProbes(shape: Dim[]): void {
+    const input = this.g2.inputs[0]!;
+    const staticHW = typeof shape[2] === 'number' && typeof shape[3] === 'number';
+    const staticN = typeof shape[0] === 'number';
+    const c = typeof shape[1] === 'number' ? shape[1] : 3;
+    const probes: [number, number][] = staticHW ? [[shape[2] as number, shape[3] as number]] : (this.opts.probes ?? [[64, 96], [96, 64]]);
+    probes.forEach(([h, w], i) => {
+      const n = staticN ? (shape[0] as number) : 2 + i;
+      this.probes.push(inferShapes(this.g2, { [input.name]: [n, c, h, w] }));
+    });
+  }
+
+  private facts(name: string): ValueFacts[] {
+    return this.probes.map((p) => {
+      const f = p.get(name);
+      if (!f) throw new ConversionError(`value '${name}' has no inferred shape`);
+      return f;
+    });
+  }
+
+  /** Values computed only from shapes and constants (the shape arithmetic of exports). */
+  private markShapeValued(): void {
+    for (const node of topologicalSort(this.g2)) {
+      if (node.op === 'Shape' || node.op === 'Size') {
+        node.outputs.forEach((o) => this.shapeValued.add(o));
+        continue;
+      }
+      if (node.op === 'Constant') continue;
+      const ins = node.inputs.filter((x) => x !== '');
+      if (ins.length > 0 && ins.some((x) => this.shapeValued.has(x)) && ins.every((x) => this.shapeValued.has(x) || this.consts.has(x))) {
+        node.outputs.forEach((o) => this.shapeValued.add(o));
+      }
+    }
+  }
+
+  private v3(name: string): string {
+    return this.rename.get(name) ?? name;
+  }
+
+  /** The 3D name of an input: constants are kept (or rewritten by the caller), values renamed. */
+  private input3(name: string): string {
+    if (name === '') return '';
+    const c = this.consts.get(name);
+    if (c && !this.em.initializers.has(name) && !this.rename.has(name)) this.em.keep(name, c);
+    return this.v3(name);
+  }
+
+  private setOut(node: Node, i: number, layout: Layout | null): void {
+    this.layout.set(node.outputs[i]!, layout);
+  }
+
+  private fail(node: Node, why: string): never {
+    throw new ConversionError(`node '${node.name}' (${node.op}): ${why}`);
+  }
+
+  private layoutOf(name: string): Layout | null {
+    if (this.consts.has(name)) return null;
+    const l = this.layout.get(name);
+    if (l === undefined) return null;
+    return l;
+  }
+
+  /** 2D axis -> 3D axes (H becomes D, H). */
+  private map(a: number, l: Layout | null): number[] {
+    if (!l) return [a];
+    if (a < l.h) return [a];
+    if (a === l.h) return [a, a + 1];
+    return [a + 1];
+  }
+
+  private mapOne(node: Node, a: number, l: Layout | null, what: string): number {
+    if (l && (a === l.h || a === l.w)) this.fail(node, `${what} ${a} is a spatial axis`);
+    return this.map(a, l)[0]!;
+  }
+
+  private rank(name: string): number {
+    return this.facts(name)[0]!.shape.length;
+  }
+
+  private norm(node: Node, a: number, rank: number): number {
+    const x = a < 0 ? a + rank : a;
+    if (x < 0 || x >= rank) this.fail(node, `axis ${a} out of range for rank ${rank}`);
+    return x;
+  }
+
+  private constValue(node: Node, i: number, what: string): number[] {
+    const name = node.inputs[i] ?? '';
+    const t = this.consts.get(name);
+    if (t) return Array.from(t.data as ArrayLike<number | bigint>, Number);
+    if (this.shapeValued.has(name)) {
+      const vals = this.facts(name).map((f) => f.value);
+      if (vals.every((v) => v !== undefined && v.join() === vals[0]!.join())) return vals[0]!;
+    }
+    return this.fail(node, `its ${what} ('${name}') is not a constant`);
+  }
+
+  private convertNode(node: Node): void {
+    const slots = new Set(SHAPE_SLOTS[node.op] ?? []);
+    node.inputs.forEach((x, i) => {
+      if (x && this.shapeValued.has(x) && !slots.has(i)) this.fail(node, `input '${x}' is computed from tensor shapes and used as data; this pattern is not supported`);
+    });
+    const x0 = node.inputs[0] ?? '';
+    const l0 = this.layoutOf(x0);
+    const copy = (attrs: Record<string, Attr> = node.attrs, inputs = node.inputs.map((x) => this.input3(x))): void => {
+      this.em.node(node.op, node.name, inputs, node.outputs, attrs);
+    };
+    switch (node.op) {
+      case 'Conv':
+        return this.convertConv(node);
+      case 'ConvTranspose':
+        return this.fail(node, 'transposed convolutions are not supported');
+      case 'BatchNormalization':
+      case 'InstanceNormalization':
+      case 'GroupNormalization':
+        if (l0 && l0.h !== 2) this.fail(node, 'normalisation over channels needs channels on axis 1');
+        copy();
+        node.outputs.forEach((_, i) => this.setOut(node, i, i === 0 ? l0 : null));
+        return;
+      case 'LayerNormalization': {
+        const r = this.rank(x0);
+        const a = this.norm(node, attrInt(node, 'axis', -1), r);
+        if (l0 && (a <= l0.h || (l0.w !== null && a <= l0.w))) this.fail(node, 'LayerNormalization over spatial axes cannot be converted');
+        copy({ ...node.attrs, axis: A.int(this.map(a, l0)[0]!) });
+        node.outputs.forEach((_, i) => this.setOut(node, i, i === 0 ? l0 : null));
+        return;
+      }
+      case 'MaxPool':
+      case 'AveragePool':
+      case 'LpPool':
+        return this.convertPool(node, l0);
+      case 'GlobalAveragePool':
+      case 'GlobalMaxPool':
+      case 'GlobalLpPool':
+        copy();
+        this.setOut(node, 0, l0);
+        return;
+      case 'Dropout':
+        copy({ ...node.attrs }, [this.input3(x0), ...node.inputs.slice(1).map((x) => this.input3(x))]);
+        node.outputs.forEach((_, i) => this.setOut(node, i, l0));
+        return;
+      case 'Softmax':
+      case 'LogSoftmax':
+      case 'ArgMax':
+      case 'ArgMin': {
+        const r = this.rank(x0);
+        const def = node.op.startsWith('Arg') ? 0 : this.g2.opset >= 13 ? -1 : 1;
+        const a = this.norm(node, attrInt(node, 'axis', def), r);
+        if (l0 && this.g2.opset < 13 && node.op.includes('Softmax') && a <= l0.h) this.fail(node, 'softmax over spatial axes (opset < 13 semantics)');
+        copy({ ...node.attrs, axis: A.int(this.mapOne(node, a, l0, 'axis')) });
+        const keep = attrInt(node, 'keepdims', 1) === 1;
+        this.setOut(node, 0, node.op.startsWith('Arg') && !keep ? shiftLayout(l0, a) : l0);
+        return;
+      }
+      case 'Flatten': {
+        const r = this.rank(x0);
+        const a = this.norm(node, attrInt(node, 'axis', 1), r);
+        if (l0 && a > l0.h) this.fail(node, 'flattening that splits the spatial axes cannot be converted');
+        copy({ ...node.attrs, axis: A.int(a) });
+        this.setOut(node, 0, null);
+        if (l0 && this.facts(x0).some((f) => f.shape[l0.h]! * (l0.w !== null ? f.shape[l0.w]! : 1) > 1)) {
+          this.flattenedSpatial.set(node.outputs[0]!, node.name);
+        }
+        return;
+      }
+      case 'Gemm':
+      case 'MatMul':
+        return this.convertMatMul(node, l0);
+      case 'Transpose': {
+        const r = this.rank(x0);
+        const perm = attrInts(node, 'perm', Array.from({ length: r }, (_, i) => r - 1 - i))!;
+        if (!l0) {
+          copy();
+          this.setOut(node, 0, null);
+          return;
+        }
+        const perm3 = perm.flatMap((p) => this.map(p, l0));
+        copy({ ...node.attrs, perm: A.ints(perm3) });
+        this.setOut(node, 0, { h: perm.indexOf(l0.h), w: l0.w === null ? null : perm.indexOf(l0.w) });
+        return;
+      }
+      case 'Concat': {
+        const r = this.rank(x0);
+        const a = this.norm(node, attrInt(node, 'axis', 0), r);
+        const layouts = node.inputs.map((x) => this.layoutOf(x));
+        const l = layouts.find((x) => x) ?? null;
+        if (l && layouts.some((x, i) => !x && !this.isUnitConst(node.inputs[i]!))) this.fail(node, 'concatenates spatial and non-spatial tensors');
+        copy({ ...node.attrs, axis: A.int(this.mapOne(node, a, l, 'concat axis')) });
+        this.setOut(node, 0, l);
+        return;
+      }
+      case 'Split': {
+        const r = this.rank(x0);
+        const a = this.norm(node, attrInt(node, 'axis', 0), r);
+        copy({ ...node.attrs, axis: A.int(this.mapOne(node, a, l0, 'split axis')) });
+        node.outputs.forEach((_, i) => this.setOut(node, i, l0));
+        return;
+      }
+      case 'Gather': {
+        const r = this.rank(x0);
+        const a = this.norm(node, attrInt(node, 'axis', 0), r);
+        if (this.layoutOf(node.inputs[1]!)) this.fail(node, 'indices with spatial axes');
+        copy({ ...node.attrs, axis: A.int(this.mapOne(node, a, l0, 'gather axis')) });
+        const idxRank = this.rank(node.inputs[1]!);
+        this.setOut(node, 0, l0 ? shiftLayoutBy(l0, a, idxRank - 1) : null);
+        return;
+      }
+      case 'Slice':
+        return this.convertSlice(node, l0);
+      case 'Pad':
+        return this.convertPad(node, l0);
+      case 'Squeeze':
+      case 'Unsqueeze':
+        return this.convertSqueeze(node, l0);
+      case 'Reshape':
+        return this.convertReshape(node, l0);
+      case 'Resize':
+      case 'Upsample':
+        return this.convertResize(node, l0);
+      case 'ReduceMean':
+      case 'ReduceSum':
+      case 'ReduceMax':
+      case 'ReduceMin':
+      case 'ReduceProd':
+      case 'ReduceL1':
+      case 'ReduceL2':
+      case 'ReduceLogSumExp':
+      case 'ReduceSumSquare':
+        return this.convertReduce(node, l0);
+      case 'Expand':
+      case 'Tile':
+      case 'ConstantOfShape':
+      case 'Range':
+        if (node.outputs.every((o) => this.facts(o).every((f, _, all) => f.shape.join() === all[0]!.shape.join()))) {
+          copy(node.attrs, node.inputs.map((x, i) => (this.shapeValued.has(x) ? this.em.ints(this.constValue(node, i, 'shape')) : this.input3(x))));
+          this.setOut(node, 0, l0 && node.op !== 'ConstantOfShape' && node.op !== 'Range' ? l0 : null);
+          if (l0) this.fail(node, 'expanding a spatial tensor is not supported');
+          return;
+        }
+        return this.fail(node, 'its output shape depends on the spatial size of the input');
+      default:
+        break;
+    }
+    if (UNARY.has(node.op)) {
+      copy();
+      node.outputs.forEach((_, i) => this.setOut(node, i, l0));
+      return;
+    }
+    if (ELEMENTWISE.has(node.op)) return this.convertElementwise(node);
+    this.fail(node, 'this op is not supported by the 2D -> 3D converter');
+  }
+
+  private isUnitConst(name: string): boolean {
+    const t = this.consts.get(name);
+    return t !== undefined && t.shape.every((d) => d === 1);
+  }
+
+  private convertConv(node: Node): void {
+    const x = node.inputs[0]!;
+    const l = this.layoutOf(x);
+    if (!l || l.h !== 2 || l.w !== 3) this.fail(node, 'convolution input is not (N, C, H, W)');
+    const wName = node.inputs[1]!;
+    const weight = this.consts.get(wName);
+    if (!weight || weight.shape.length !== 4) this.fail(node, `weight '${wName}' is not a constant 4D kernel`);
+    if (weight.dtype !== 'F32') this.fail(node, `weight '${wName}' is ${weight.dtype}; only float32 networks are converted`);
+    const bName = node.inputs[2];
+    const bias = bName ? this.consts.get(bName) : undefined;
+    if (bName && !bias) this.fail(node, `bias '${bName}' is not a constant`);
+    const ks = attrInts(node, 'kernel_shape', weight.shape.slice(2))!;
+    const st = attrInts(node, 'strides', [1, 1])!;
+    const dl = attrInts(node, 'dilations', [1, 1])!;
+    let pads = attrInts(node, 'pads', [0, 0, 0, 0])!;
+    const autoPad = attrString(node, 'auto_pad', 'NOTSET');
+    if (autoPad !== 'NOTSET' && autoPad !== 'VALID') {
+      // SAME padding with odd kernels and stride 1 is symmetric; otherwise it depends on the size.
+      if (st.some((s) => s !== 1) || ks.some((k) => k % 2 === 0)) this.fail(node, `auto_pad ${autoPad} with stride or even kernel is not supported`);
+      pads = ks.map((k) => (k - 1) / 2).concat(ks.map((k) => (k - 1) / 2));
+    }
+    if (autoPad === 'VALID') pads = [0, 0, 0, 0];
+    const same = (xs: number[]) => xs.every((v) => v === xs[0]);
+    if (ks[0] !== ks[1] || !same(st) || !same(dl) || !same(pads)) {
+      this.fail(node, `non-square conv (kernel ${ks.join('x')}, strides ${st.join(',')}, dilations ${dl.join(',')}, pads ${pads.join(',')})`);
+    }
+    const g = attrInt(node, 'group', 1);
+    const lowered = lowerConv(
+      this.em,
+      { name: node.name, x: this.v3(x), weight, weightName: wName, bias, biasName: bias ? this.input3(bName!) : undefined, k: ks[0]!, s: st[0]!, p: pads[0]!, d: dl[0]!, g },
+      { mode: this.opts.mode, axis: this.axis, split: this.opts.splits?.get(wName), softWCore: this.opts.softWCore?.get(wName) },
+    );
+    this.rename.set(node.outputs[0]!, lowered.output);
+    this.setOut(node, 0, { h: 2, w: 3 });
+    this.convs.push({ node: node.name, weightName: wName, output: lowered.output, outChannels: weight.shape[0]!, inPerGroup: weight.shape[1]!, k: ks[0]! });
+  }
+
+  private convertPool(node: Node, l: Layout | null): void {
+    if (!l || l.h !== 2 || l.w !== 3) this.fail(node, 'pooling input is not (N, C, H, W)');
+    const k = attrInts(node, 'kernel_shape', undefined);
+    if (!k) this.fail(node, 'no kernel_shape');
+    const attrs: Record<string, Attr> = { ...node.attrs, kernel_shape: A.ints([k[0]!, k[0]!, k[1]!]) };
+    const s = attrInts(node, 'strides', undefined);
+    if (s) attrs['strides'] = A.ints([s[0]!, s[0]!, s[1]!]);
+    const d = attrInts(node, 'dilations', undefined);
+    if (d) attrs['dilations'] = A.ints([d[0]!, d[0]!, d[1]!]);
+    const p = attrInts(node, 'pads', undefined);
+    if (p) attrs['pads'] = A.ints([p[0]!, p[0]!, p[1]!, p[2]!, p[2]!, p[3]!]);
+    this.em.node(node.op, node.name, [this.v3(node.inputs[0]!)], node.outputs, attrs);
+    node.outputs.forEach((_, i) => this.setOut(node, i, l));
+  }
+
+  private convertMatMul(node: Node, l: Layout | null): void {
+    const x = node.inputs[0]!;
+    const fl = this.flattenedSpatial.get(x);
+    if (fl) {
+      const [f] = this.facts(x);
+      this.fail(
+        node,
+        `this classifier takes the feature map flattened by '${fl}' (${f!.shape[1]} features that depend on the 2D height and width); ` +
+          'a 3D network cannot keep it: use head "features" or a new head with a number of classes',
+      );
+    }
+    if (node.op === 'Gemm' && l) this.fail(node, 'Gemm on a spatial tensor');
+    if (l) {
+      const r = this.rank(x);
+      if (l.h >= r - 1 || (l.w !== null && l.w >= r - 1)) this.fail(node, 'matrix product over a spatial axis');
+    }
+    if (this.layoutOf(node.inputs[1]!)) this.fail(node, 'second operand has spatial axes');
+    this.em.node(node.op, node.name, node.inputs.map((v) => this.input3(v)), node.outputs, node.attrs);
+    this.setOut(node, 0, l);
+  }
+
+  private convertElementwise(node: Node): void {
+    const outRank = this.rank(node.outputs[0]!);
+    let outLayout: Layout | null = null;
+    for (const x of node.inputs) {
+      const l = x ? this.layoutOf(x) : null;
+      if (!l) continue;
+      const shift = outRank - this.rank(x);
+      const candidate = { h: l.h + shift, w: l.w === null ? null : l.w + shift };
+      if (outLayout && (outLayout.h !== candidate.h || outLayout.w !== candidate.w)) this.fail(node, 'operands have their spatial axes in different places');
+      outLayout = candidate;
+    }
+    const inputs = node.inputs.map((x, i) => {
+      if (!x) return x;
+      if (!outLayout || this.layoutOf(x)) return this.input3(x);
+      return this.alignOperand(node, x, i, outRank, outLayout);
+    });
+    this.em.node(node.op, node.name, inputs, node.outputs, node.attrs);
+    this.setOut(node, 0, outLayout);
+  }
+
+  /** A non-spatial operand broadcast against a spatial one gains a unit D axis if it reaches H. */
+  private alignOperand(node: Node, x: string, i: number, outRank: number, l: Layout): string {
+    const shapes = this.facts(x).map((f) => f.shape);
+    const r = shapes[0]!.length;
+    const hIdx = l.h - (outRank - r);
+    if (hIdx < 0) return this.input3(x);
+    const wIdx = l.w === null ? -1 : l.w - (outRank - r);
+    if (shapes.some((s) => s[hIdx] !== 1 || (wIdx >= 0 && s[wIdx] !== 1))) {
+      this.fail(node, `operand ${i} ('${x}') of shape [${shapes[0]!.join(', ')}] has a spatial extent that would not follow a 3D volume`);
+    }
+    const c = this.consts.get(x);
+    if (c) {
+      const shape = [...c.shape];
+      shape.splice(hIdx, 0, 1);
+      return this.em.constant(`${x}/3d`, { ...c, shape });
+    }
+    return this.em.op('Unsqueeze', [this.v3(x), this.em.ints([hIdx])], {}, `${x}/unsqueeze_d`);
+  }
+
+  private convertSlice(node: Node, l: Layout | null): void {
+    const r = this.rank(node.inputs[0]!);
+    if (this.g2.opset < 10) this.fail(node, 'Slice before opset 10');
+    const starts = this.constValue(node, 1, 'starts');
+    const ends = this.constValue(node, 2, 'ends');
+    const axes = node.inputs[3] ? this.constValue(node, 3, 'axes') : starts.map((_, i) => i);
+    const steps = node.inputs[4] ? this.constValue(node, 4, 'steps') : starts.map(() => 1);
+    const s3: number[] = [];
+    const e3: number[] = [];
+    const a3: number[] = [];
+    const st3: number[] = [];
+    axes.forEach((a0, i) => {
+      const a = this.norm(node, a0, r);
+      for (const m of this.map(a, l)) {
+        s3.push(starts[i]!);
+        e3.push(ends[i]!);
+        a3.push(m);
+        st3.push(steps[i]!);
+      }
+    });
+    const em = this.em;
+    this.em.node('Slice', node.name, [this.input3(node.inputs[0]!), em.ints(s3), em.ints(e3), em.ints(a3), em.ints(st3)], node.outputs, {});
+    this.setOut(node, 0, l);
+  }
+
+  private convertPad(node: Node, l: Layout | null): void {
+    const r = this.rank(node.inputs[0]!);
+    const pads = this.g2.opset >= 11 ? this.constValue(node, 1, 'pads') : attrInts(node, 'pads', [])!;
+    if (node.inputs[3]) this.fail(node, 'Pad with axes is not supported');
+    const begin: number[] = [];
+    const end: number[] = [];
+    for (let a = 0; a < r; a++) {
+      for (const _ of this.map(a, l)) {
+        begin.push(pads[a]!);
+        end.push(pads[a + r]!);
+      }
+    }
+    const attrs = { ...node.attrs };
+    let inputs: string[];
+    if (this.g2.opset >= 11) {
+      inputs = [this.input3(node.inputs[0]!), this.em.ints([...begin, ...end])];
+      if (node.inputs[2]) inputs.push(this.input3(node.inputs[2]));
+    } else {
+      attrs['pads'] = A.ints([...begin, ...end]);
+      inputs = [this.input3(node.inputs[0]!)];
+    }
+    this.em.node('Pad', node.name, inputs, node.outputs, attrs);
+    this.setOut(node, 0, l);
+  }
+
+  private convertSqueeze(node: Node, l: Layout | null): void {
+    const x = node.inputs[0]!;
+    const inRank = this.rank(x);
+    const outRank = this.rank(node.outputs[0]!);
+    const fromInput = this.g2.opset >= 13;
+    let axes = fromInput ? (node.inputs[1] ? this.constValue(node, 1, 'axes') : undefined) : attrInts(node, 'axes', undefined);
+    let outLayout: Layout | null = l;
+    let axes3: number[];
+    if (node.op === 'Squeeze') {
+      axes ??= this.facts(x)[0]!.shape.flatMap((d, i) => (d === 1 ? [i] : []));
+      const set = axes.map((a) => this.norm(node, a, inRank));
+      axes3 = set.flatMap((a) => this.map(a, l));
+      if (l) {
+        const removedH = set.includes(l.h);
+        const removedW = l.w !== null && set.includes(l.w);
+        const before = (p: number) => set.filter((a) => a < p).length;
+        outLayout = removedH ? null : { h: l.h - before(l.h), w: l.w === null || removedW ? null : l.w - before(l.w) };
+      }
+    } else {
+      if (!axes) this.fail(node, 'no axes');
+      const set = axes.map((a) => this.norm(node, a, outRank)).sort((a, b) => a - b);
+      if (l) {
+        let h = l.h;
+        let w = l.w;
+        for (const a of set) {
+          if (a <= h) h++;
+          if (w !== null && a <= w) w++;
+        }
+        outLayout = { h, w };
+        axes3 = set.map((a) => (a < h ? a : a + 1));
+      } else axes3 = set;
+    }
+    const inputs = [this.input3(x)];
+    const attrs = { ...node.attrs };
+    if (fromInput) inputs.push(this.em.ints(axes3));
+    else attrs['axes'] = A.ints(axes3);
+    this.em.node(node.op, node.name, inputs, node.outputs, attrs);
+    this.setOut(node, 0, outLayout);
+  }
+
+  private convertReduce(node: Node, l: Layout | null): void {
+    const x = node.inputs[0]!;
+    const r = this.rank(x);
+    const fromInput = (node.op === 'ReduceSum' && this.g2.opset >= 13) || this.g2.opset >= 18;
+    let axes = fromInput ? (node.inputs[1] ? this.constValue(node, 1, 'axes') : undefined) : attrInts(node, 'axes', undefined);
+    if (!axes || axes.length === 0) {
+      if (attrInt(node, 'noop_with_empty_axes', 0)) axes = [];
+      else axes = Array.from({ length: r }, (_, i) => i);
+    }
+    const set = axes.map((a) => this.norm(node, a, r));
+    const keep = attrInt(node, 'keepdims', 1) === 1;
+    const axes3 = set.flatMap((a) => this.map(a, l));
+    const attrs = { ...node.attrs };
+    const inputs = [this.input3(x)];
+    if (fromInput) inputs.push(this.em.ints(axes3));
+    else attrs['axes'] = A.ints(axes3);
+    this.em.node(node.op, node.name, inputs, node.outputs, attrs);
+    let out: Layout | null = l;
+    if (l && !keep) {
+      const removedH = set.includes(l.h);
+      const before = (p: number) => set.filter((a) => a < p).length;
+      out = removedH ? null : { h: l.h - before(l.h), w: l.w === null || set.includes(l.w) ? null : l.w - before(l.w) };
+    }
+    this.setOut(node, 0, out);
+  }
+
+  /** The 3D shape of `x3` (one Shape node per value). */
+  private shape3(x3: string): string {
+    let s = this.shapeOf.get(x3);
+    if (s === undefined) {
+      s = this.em.op('Shape', [x3], {}, `${x3}/shape`);
+      this.shapeOf.set(x3, s);
+    }
+    return s;
+  }
+
+  /** Dimensions `axes` of the 3D value `x3`, as a 1-D int64 vector. */
+  private dims3(x3: string, axes: number[]): string {
+    return this.em.op('Gather', [this.shape3(x3), this.em.ints(axes)], { axis: A.int(0) }, `${x3}/dims`);
+  }
+
+  private convertReshape(node: Node, l: Layout | null): void {
+    const x = node.inputs[0]!;
+    const ins = this.facts(x);
+    const outs = this.facts(node.outputs[0]!);
+    const multi = ins.length > 1;
+    type Elem = { kind: 'const'; v: number } | { kind: 'dim'; axes: number[] } | { kind: 'rest' };
+    const elems: Elem[] = [];
+    let hOut = -1;
+    let wOut = -1;
+    const rOut = outs[0]!.shape.length;
+    for (let j = 0; j < rOut; j++) {
+      const vals = outs.map((f) => f.shape[j]!);
+      const equalsAxis = (a: number) => ins.every((f, p) => f.shape[a] === vals[p]);
+      const varies = multi && vals.some((v) => v !== vals[0]);
+      if (l && hOut < 0 && j <= rOut - 1 && equalsAxis(l.h) && (multi ? varies || ins.every((f) => f.shape[l.h] === 1) : true) && this.spatialCandidate(j, rOut, l, ins, outs)) {
+        hOut = j;
+        elems.push({ kind: 'dim', axes: this.map(l.h, l) });
+        continue;
+      }
+      if (l && l.w !== null && hOut >= 0 && wOut < 0 && equalsAxis(l.w) && (multi ? varies || ins.every((f) => f.shape[l.w!] === 1) : true)) {
+        wOut = j;
+        elems.push({ kind: 'dim', axes: this.map(l.w, l) });
+        continue;
+      }
+      if (multi && varies) {
+        if (equalsAxis(0)) elems.push({ kind: 'dim', axes: [0] });
+        else elems.push({ kind: 'rest' });
+        continue;
+      }
+      elems.push({ kind: 'const', v: vals[0]! });
+    }
+    if (elems.filter((e) => e.kind === 'rest').length > 1) this.fail(node, 'more than one output dimension depends on the spatial size in a way that cannot be rebuilt in 3D');
+    const outLayout: Layout | null = hOut >= 0 ? { h: hOut, w: wOut >= 0 ? wOut : null } : null;
+    if (l && hOut < 0 && !elems.some((e) => e.kind === 'rest') && ins.some((f) => f.shape[l.h]! * (l.w !== null ? f.shape[l.w]! : 1) > 1)) {
+      // The spatial axes were merged into a constant-size dimension: only possible at one size.
+      this.fail(node, `reshape merges the spatial axes into fixed sizes [${outs[0]!.shape.join(', ')}]`);
+    }
+    if (l && hOut < 0 && ins.some((f) => f.shape[l.h]! * (l.w !== null ? f.shape[l.w]! : 1) > 1)) {
+      this.flattenedSpatial.set(node.outputs[0]!, node.name);
+    }
+    // A constant target where possible; else a Concat of constants and 3D dimensions.
+    const x3 = this.v3(x);
+    let target: string;
+    if (elems.every((e) => e.kind !== 'dim' || (e.axes.length === 1 && e.axes[0] === 0 && elems.indexOf(e) === 0))) {
+      target = this.em.ints(elems.map((e) => (e.kind === 'const' ? e.v : e.kind === 'rest' ? -1 : 0)));
+    } else {
+      const parts = elems.map((e) => (e.kind === 'const' ? this.em.ints([e.v]) : e.kind === 'rest' ? this.em.ints([-1]) : this.dims3(x3, e.axes)));
+      target = this.em.op('Concat', parts, { axis: A.int(0) }, `${node.name}/shape`);
+    }
+    this.em.node('Reshape', node.name, [x3, target], node.outputs, {});
+    this.setOut(node, 0, outLayout);
+  }
+
+  /** With one probe, only trailing (H, W) pairs are taken as spatial, to avoid coincidences. */
+  private spatialCandidate(j: number, rOut: number, l: Layout, ins: ValueFacts[], outs: ValueFacts[]): boolean {
+    if (ins.length > 1) return true;
+    const h = ins[0]!.shape[l.h]!;
+    const w = l.w === null ? undefined : ins[0]!.shape[l.w];
+    const out = outs[0]!.shape;
+    return w === undefined ? j === rOut - 1 : j === rOut - 2 && out[j] === h && out[j + 1] === w;
+  }
+
+  private convertResize(node: Node, l: Layout | null): void {
+    const x = node.inputs[0]!;
+    if (!l || l.h !== 2 || l.w !== 3) this.fail(node, 'resizing a tensor that is not (N, C, H, W)');
+    const mode = attrString(node, 'mode', 'nearest');
+    if (mode === 'cubic') this.fail(node, 'cubic interpolation has no 3D form in ONNX Runtime; use linear or nearest');
+    const ins = this.facts(x);
+    const outs = this.facts(node.outputs[0]!);
+    // Express the resize as scales: each spatial ratio must be the same at every probe size.
+    const ratio = (a: number) => outs.map((f, p) => f.shape[a]! / ins[p]!.shape[a]!);
+    const rh = ratio(2);
+    const rw = ratio(3);
+    const scalesIn = node.op === 'Resize' ? node.inputs[2] : node.inputs[1];
+    const hasScales = scalesIn !== undefined && scalesIn !== '' && !this.shapeValued.has(scalesIn) && this.consts.has(scalesIn) && this.consts.get(scalesIn)!.shape[0]! > 0;
+    let sh: number;
+    let sw: number;
+    if (hasScales) {
+      const sc = this.constValue(node, node.op === 'Resize' ? 2 : 1, 'scales');
+      if (sc[0] !== 1 || sc[1] !== 1) this.fail(node, 'resizing the batch or channel axis');
+      sh = sc[2]!;
+      sw = sc[3]!;
+    } else if (rh.every((v) => Math.abs(v - rh[0]!) < 1e-9) && rw.every((v) => Math.abs(v - rw[0]!) < 1e-9) && ins.length > 1) {
+      sh = rh[0]!;
+      sw = rw[0]!;
+    } else {
+      return this.fail(node, 'resize to sizes that do not follow the input by a fixed factor (e.g. to another tensor\'s size or a fixed size) is not supported');
+    }
+    const scales = this.em.constant(`${node.name}/scales`, { dtype: 'F32', shape: [5], data: Float32Array.from([1, 1, sh, sh, sw]) });
+    const roi = this.em.constant(`${node.name}/roi`, { dtype: 'F32', shape: [0], data: new Float32Array(0) });
+    const attrs = { ...node.attrs };
+    if (node.op === 'Upsample') delete attrs['scales'];
+    this.em.node('Resize', node.name, [this.v3(x), roi, scales], node.outputs, node.op === 'Upsample' ? { mode: A.str(mode === 'bilinear' ? 'linear' : mode) } : attrs);
+    this.setOut(node, 0, l);
+  }
+}
+
+function sym(d: Dim | undefined, name: string): Dim {
+  return typeof d === 'number' ? d : name;
+}
+
+function shiftLayout(l: Layout | null, removed: number): Layout | null {
+  if (!l) return null;
+  if (removed === l.h) return null;
+  return { h: l.h > removed ? l.h - 1 : l.h, w: l.w === null || l.w === removed ? null : l.w > removed ? l.w - 1 : l.w };
+}
+
+function shiftLayoutBy(l: Layout, at: number, by: number): Layout {
+  return { h: l.h > at ? l.h + by : l.h, w: l.w === null ? null : l.w > at ? l.w + by : l.w };
+}
+
+function constantTensor(n: Node): Tensor {
+  const a = n.attrs['value'];
+  if (a && a.type === 'tensor') return a.value;
+  const f = n.attrs['value_float'] ?? n.attrs['value_floats'];
+  if (f) return { dtype: 'F32', shape: f.type === 'floats' ? [f.value.length] : [], data: Float32Array.from(f.type === 'floats' ? f.value : [f.value as number]) };
+  const i = n.attrs['value_int'] ?? n.attrs['value_ints'];
+  if (i) {
+    const vals = i.type === 'ints' ? i.value : [i.value as number];
+    return { dtype: 'I64', shape: i.type === 'ints' ? [vals.length] : [], data: BigInt64Array.from(vals.map(BigInt)) };
+  }
+  throw new ConversionError(`Constant node '${n.name}' has no supported value attribute`);
+}
