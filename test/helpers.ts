@@ -71,3 +71,19 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     assert.fail(`${opts.what ?? 'array'}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
   }
 }
+
+/**
+ * The deterministic tensor of the goldens (tools/goldens): element i of a tensor with seed s
+ * is u / 2^32 * 2 - 1 (float32) times `scale` (float32), u = ((i + s * 1000003) * 2654435761) mod 2^32.
+ */
+export function detTensor(shape: readonly number[], seed: number, scale = 1): Float32Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n);
+  const s = Math.fround(scale);
+  for (let i = 0; i < n; i++) {
+    const x = (i + seed * 1000003) >>> 0;
+    const u = Math.imul(x, 2654435761 | 0) >>> 0;
+    out[i] = Math.fround(Math.fround((u / 4294967296) * 2 - 1) * s);
+  }
+  return out;
+}

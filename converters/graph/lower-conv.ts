@@ -172,6 +172,14 @@ export function lowerConv(em: Emitter, c: Conv2dSpec, o: LowerConvOptions): Lowe
   const O = c.weight.shape[0]!;
   const weights: string[] = [];
   const base = c.name;
+  if (c.k === 1 && c.p === 0) {
+    // A 1x1 kernel reads one voxel in every view: every mode is the same 1x1x1 convolution
+    // (the ACS parts would concatenate to it; the mean and softmax weights sum to one).
+    const w = em.constant(`${c.weightName}/1x1x1`, { dtype: 'F32', shape: [O, c.weight.shape[1]!, 1, 1, 1], data: c.weight.data as Float32Array });
+    weights.push(w);
+    const output = conv3d(em, c.x, w, c.biasName, [1, 1, 1], [c.s, c.s, c.s], [0, 0, 0, 0, 0, 0], [1, 1, 1], c.g, `${base}/1x1x1`);
+    return { output, weights };
+  }
   switch (o.mode) {
     case 'acs': {
       const parts = acsParts(O, c.weight.shape[1]! * c.g, c.g, o.split, `conv '${c.name}'`);

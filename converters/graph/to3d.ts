@@ -131,8 +131,7 @@ class Converter {
     const inputs3 = [{ name: input.name, dtype: input.dtype, shape: [sym(input.shape[0], 'N'), input.shape[1] ?? null, 'D', 'H', 'W'] as Dim[] }];
     const outputs3 = g2.outputs.map((o) => {
       const l = this.layout.get(o.name);
-      const shape = o.shape ? this.outputShape(o.shape, l ?? null) : null;
-      return { name: this.v3(o.name), dtype: o.dtype, shape };
+      return { name: this.v3(o.name), dtype: o.dtype, shape: this.outputShape(this.probedShape(o.name), l ?? null) };
     });
     // Graph outputs keep their 2D names.
     for (const o of outputs3) {
@@ -154,12 +153,21 @@ class Converter {
     return { graph, convs: this.convs };
   }
 
+  /** A 2D value's shape from the probes: dimensions that change with the probe are symbolic. */
+  private probedShape(name: string): Dim[] {
+    const fs = this.facts(name);
+    const batch = this.facts(this.g2.inputs[0]!.name).map((f) => f.shape[0]);
+    return fs[0]!.shape.map((d, i) => {
+      if (fs.every((f) => f.shape[i] === d)) return d;
+      return fs.every((f, p) => f.shape[i] === batch[p]) ? 'N' : null;
+    });
+  }
+
   private outputShape(shape: Dim[], l: Layout | null): Dim[] {
-    if (!l) return shape.map((d, i) => (i === 0 ? sym(d, 'N') : d));
+    if (!l) return shape;
     const out: Dim[] = [];
     shape.forEach((d, i) => {
-      if (i === 0) out.push(sym(d, 'N'));
-      else if (i === l.h) out.push(null, null);
+      if (i === l.h) out.push(null, null);
       else if (i === l.w) out.push(null);
       else out.push(d);
     });
