@@ -126,12 +126,10 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: { 
       graph2d = appendLinear(graph2d, wKey, bKey, fresh.weight, fresh.bias);
     }
   } else {
-    if (options.inChannels !== undefined || head !== 'keep') {
-      throw new InvalidArgumentError('in-channel adaptation and head changes need a checkpoint of a known architecture, not an ONNX graph');
-    }
     graph2d = source.graph;
+    if (options.inChannels !== undefined) graph2d = adaptOnnxStem(graph2d, options.inChannels);
+    if (head !== 'keep') graph2d = replaceOnnxHead(graph2d, head, seed);
     sd = new Map([...graph2d.initializers].filter(([, t]) => t.dtype === 'F32' || DTYPES[t.dtype].float));
-    outputKind = 'logits';
   }
 
   const softWCore = new Map<string, Float32Array>();
@@ -215,6 +213,49 @@ function appendLinear(g: Graph, wKey: string, bKey: string, w: Tensor, b: Tensor
   initializers.set(bKey, b);
   nodes.push({ name: 'head', op: 'Gemm', domain: '', inputs: [features, wKey, bKey], outputs: ['output'], attrs: { transB: A.int(1) } });
   return pruneGraph({ ...g, nodes, initializers, outputs: [{ name: 'output', dtype: 'F32', shape: null }] });
+}
+
+/** ONNX sources: adapt the convolution that reads the graph input. */
+function adaptOnnxStem(g: Graph, inChannels: number): Graph {
+  const input = g.inputs[0]!;
+  const stem = g.nodes.find((n) => n.op === 'Conv' && n.inputs[0] === input.name);
+  const w = stem ? g.initializers.get(stem.inputs[1]!) : undefined;
+  if (!stem || !w) throw new ConversionError(`no convolution reads the graph input '${input.name}' directly; cannot adapt the stem`);
+  if (g.nodes.some((n) => n !== stem && n.inputs.includes(input.name))) {
+    throw new ConversionError(`the graph input '${input.name}' feeds more than the stem convolution; cannot adapt it`);
+  }
+  const initializers = new Map(g.initializers);
+  initializers.set(stem.inputs[1]!, adaptInputConv(w, inChannels, stem.inputs[1]!));
+  const shape = input.shape ? [...input.shape] : ['N', inChannels, 'H', 'W'];
+  shape[1] = inChannels;
+  return { ...g, initializers, inputs: [{ ...input, shape }] };
+}
+
+/** ONNX sources: end at the input of the final Linear (Gemm, or MatMul + Add), or replace it. */
+function replaceOnnxHead(g: Graph, head: Exclude<Head, 'keep'>, seed: number): Graph {
+  const out = g.outputs[0]!;
+  const producer = (v: string) => g.nodes.find((n) => n.outputs.includes(v));
+  let last = producer(out.name);
+  while (last && (last.op === 'Identity' || last.op === 'Dropout')) last = producer(last.inputs[0]!);
+  let features: string | undefined;
+  let weight: string | undefined;
+  if (last?.op === 'Gemm' && g.initializers.has(last.inputs[1]!)) {
+    features = last.inputs[0];
+    weight = last.inputs[1];
+  } else if (last?.op === 'Add') {
+    const mm = last.inputs.map(producer).find((n) => n?.op === 'MatMul');
+    if (mm && g.initializers.has(mm.inputs[1]!)) {
+      features = mm.inputs[0];
+      weight = mm.inputs[1];
+    }
+  }
+  if (!features || !weight) throw new ConversionError(`the graph does not end in a Linear layer (Gemm or MatMul + Add); cannot change its head`);
+  if (head === 'features') return pruneGraph({ ...g, outputs: [{ name: features, dtype: 'F32', shape: null }] });
+  const transB = last!.op === 'Gemm' && last!.attrs['transB']?.type === 'int' && last!.attrs['transB'].value === 1;
+  const w = g.initializers.get(weight)!;
+  const featureDim = last!.op === 'Gemm' && transB ? w.shape[1]! : w.shape[0]!;
+  const fresh = initHead('torch-linear', head, featureDim, seed);
+  return appendLinear(pruneGraph({ ...g, outputs: [{ name: features, dtype: 'F32', shape: null }] }), 'head.weight', 'head.bias', fresh.weight, fresh.bias);
 }
 
 function adaptPreprocessing(p: { mean: number[]; std: number[] }, channels: number): { mean: number[]; std: number[] } {

@@ -98,9 +98,11 @@ function selectPlanes(em: Emitter, x: string, axis: SpatialAxis, c: Conv2dSpec, 
   }
   let src = x;
   if (p > 0) {
+    // Reads reach p planes before the volume (second rule) and, with the first rule and heavy
+    // padding, up to 2p planes past its end; those planes are zero.
     const pads = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     pads[ax] = p;
-    pads[ax + 5] = p;
+    pads[ax + 5] = 2 * p;
     src = em.op('Pad', [x, em.ints(pads)], { mode: A.str('constant') }, `${hint}.pad`);
   }
   const start = p > 0 ? em.op('Add', [off, em.ints([p])], {}, `${hint}.start`) : off;

@@ -1,0 +1,114 @@
+/**
+ * A cache of onnxruntime sessions bounded by memory, not by count: each session is charged
+ * an estimate of what it holds (its weights, pre-packed copies and arena), sessions are
+ * built once per key and shared, and the least recently used idle ones are released when a
+ * new one would exceed the budget. A session in use is never released.
+ */
+import debug from 'debug';
+import type { CreatedSession } from './providers.js';
+
+const log = debug('acs-hub:runtime');
+
+/** One cached session. */
+interface Entry {
+  key: string;
+  created: Promise<CreatedSession>;
+  bytes: number;
+  users: number;
+  lastUsed: number;
+}
+
+/** A session borrowed from the cache; call `release()` when done. */
+export interface Lease {
+  readonly key: string;
+  readonly created: CreatedSession;
+  release(): void;
+}
+
+/** Options of the cache. */
+export interface SessionCacheParams {
+  /** Memory budget for all sessions, in bytes. @default 2 GiB */
+  maxBytes?: number;
+}
+
+/** Estimated resident size of a session for a model of `modelBytes` bytes. */
+export function estimateSessionBytes(modelBytes: number): number {
+  // Weights, their pre-packed GEMM copy, and the memory arena's first blocks.
+  return 2 * modelBytes + 64 * 1024 * 1024;
+}
+
+/** See the module comment. */
+export class SessionCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly maxBytes: number;
+
+  constructor(params: SessionCacheParams = {}) {
+    this.maxBytes = params.maxBytes ?? 2 * 1024 ** 3;
+  }
+
+  /** Bytes charged to the cached sessions. */
+  get usedBytes(): number {
+    let n = 0;
+    for (const e of this.entries.values()) n += e.bytes;
+    return n;
+  }
+
+  /** Keys of the cached sessions, least recently used first. */
+  keys(): string[] {
+    return [...this.entries.values()].sort((a, b) => a.lastUsed - b.lastUsed).map((e) => e.key);
+  }
+
+  /**
+   * Borrow the session of `key`, creating it with `create` (charged `bytes`) if needed. Two
+   * concurrent calls for a missing key share one creation.
+   */
+  async acquire(key: string, bytes: number, create: () => Promise<CreatedSession>): Promise<Lease> {
+    let entry = this.entries.get(key);
+    if (!entry) {
+      await this.makeRoom(bytes);
+      entry = { key, created: create(), bytes, users: 0, lastUsed: Date.now() };
+      this.entries.set(key, entry);
+      entry.created.catch(() => this.entries.delete(key));
+    }
+    entry.users++;
+    entry.lastUsed = Date.now();
+    let created: CreatedSession;
+    try {
+      created = await entry.created;
+    } catch (err) {
+      entry.users--;
+      throw err;
+    }
+    let released = false;
+    const e = entry;
+    return {
+      key,
+      created,
+      release: () => {
+        if (released) return;
+        released = true;
+        e.users--;
+        e.lastUsed = Date.now();
+      },
+    };
+  }
+
+  private async makeRoom(bytes: number): Promise<void> {
+    const idle = [...this.entries.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    let used = this.usedBytes;
+    for (const e of idle) {
+      if (used + bytes <= this.maxBytes) break;
+      this.entries.delete(e.key);
+      used -= e.bytes;
+      log('release session %s (%d bytes) to make room', e.key, e.bytes);
+      await e.created.then((c) => c.session.release()).catch(() => undefined);
+    }
+  }
+
+  /** Release every idle session (and forget the busy ones once they finish). */
+  async close(): Promise<void> {
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    await Promise.all(all.map((e) => e.created.then((c) => c.session.release()).catch(() => undefined)));
+  }
+}

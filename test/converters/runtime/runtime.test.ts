@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { convert } from '../../../converters/convert.js';
+import { readCheckpointFile } from '../../../converters/formats/index.js';
+import { concatChunks } from '../../../converters/io.js';
+import { encodeOutput } from '../../../converters/outputs.js';
+import { InferenceEngine, type ModelSource } from '../../../converters/runtime/engine.js';
+import { EngineBusyError, InvalidInputError } from '../../../converters/runtime/errors.js';
+import { bundledDevices, createSession } from '../../../converters/runtime/providers.js';
+import { RunQueue } from '../../../converters/runtime/queue.js';
+import { SessionCache } from '../../../converters/runtime/session-cache.js';
+import { assertClose, detTensor, fixture } from '../../helpers.js';
+
+async function tinyModel(head = 5): Promise<Uint8Array> {
+  const sd = (await readCheckpointFile(fixture('formats', 'resnet18_tiny.pth'))).tensors;
+  const r = convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs', head });
+  return concatChunks(encodeOutput(r, 'onnx', 'm.onnx').get('m.onnx')!);
+}
+
+function source(bytes: Uint8Array, key = 'tiny'): ModelSource {
+  return { key, bytes: bytes.byteLength, load: async () => bytes, warmupShape: [1, 3, 16, 16, 16] };
+}
+
+test('providers: cpu and webgpu ship in the package; a device that cannot start falls back to cpu with a reason', async () => {
+  const bundled = bundledDevices();
+  assert.ok(bundled.includes('cpu') && bundled.includes('webgpu'), `bundled: ${bundled.join(', ')}`);
+  const bytes = await tinyModel();
+  const cpu = await createSession(bytes, { device: 'cpu', threads: 1 });
+  assert.equal(cpu.device, 'cpu');
+  assert.equal(cpu.fallback, undefined);
+  await cpu.session.release();
+  for (const device of ['webgpu', 'cuda'] as const) {
+    const s = await createSession(bytes, { device, threads: 1 });
+    if (s.device === device) assert.equal(s.fallback, undefined);
+    else {
+      assert.equal(s.device, 'cpu');
+      assert.match(s.fallback ?? '', new RegExp(`^${device}: `), `fallback reason for ${device}: ${s.fallback}`);
+    }
+    await s.session.release();
+  }
+  await assert.rejects(createSession(bytes, { device: 'tpu' as 'cpu' }), /unknown device 'tpu'/);
+});
+
+test('session cache: bounded by bytes, least recently used idle session released first, leased ones kept', async () => {
+  const bytes = await tinyModel();
+  const cache = new SessionCache({ maxBytes: 250 });
+  let created = 0;
+  const make = async () => {
+    created++;
+    return createSession(bytes, { threads: 1 });
+  };
+  const a = await cache.acquire('a', 100, make);
+  const b = await cache.acquire('b', 100, make);
+  b.release();
+  const again = await cache.acquire('a', 100, make);
+  assert.equal(created, 2, 'a reused');
+  again.release();
+  const c = await cache.acquire('c', 100, make);
+  assert.deepEqual(cache.keys().sort(), ['a', 'c'], 'b (idle, least recent) was released; a is still leased');
+  assert.ok(cache.usedBytes <= 250);
+  a.release();
+  c.release();
+  const [x, y] = await Promise.all([cache.acquire('d', 100, make), cache.acquire('d', 100, make)]);
+  assert.equal(x.created, y.created, 'concurrent acquires share one creation');
+  assert.equal(created, 4);
+  x.release();
+  y.release();
+  await cache.close();
+});
+
+test('run queue: limits concurrency and refuses when too many wait or too much input is held', async () => {
+  const q = new RunQueue({ concurrency: 1, maxPending: 2, maxPendingBytes: 1000 });
+  let active = 0;
+  let peak = 0;
+  const job = () =>
+    q.run(10, async () => {
+      active++;
+      peak = Math.max(peak, active);
+      await new Promise((r) => setTimeout(r, 5));
+      active--;
+      return 1;
+    });
+  const runs = [job(), job(), job()];
+  await assert.rejects(job(), EngineBusyError);
+  assert.deepEqual(await Promise.all(runs), [1, 1, 1]);
+  assert.equal(peak, 1);
+  const blocker = q.run(0, () => new Promise((r) => setTimeout(r, 5)));
+  await assert.rejects(q.run(5000, async () => 1), /already hold|bytes/);
+  await blocker;
+});
+
+test('engine: same-shape requests arriving together run as one batch and get their own outputs', async () => {
+  const bytes = await tinyModel();
+  const loads: string[] = [];
+  const engine = new InferenceEngine({ threads: 1, maxBatch: 4, onLoad: (i) => loads.push(`${i.key}:${i.device}`) });
+  const model = source(bytes);
+  await engine.prepare(model);
+  assert.deepEqual(loads, ['tiny:cpu'], 'loaded once, warmed up');
+  const shape = [1, 3, 16, 20, 24];
+  const inputs = [1, 2, 3].map((s) => detTensor(shape, s));
+  const singles: Record<string, { data: Float32Array; shape: number[] }>[] = [];
+  for (const data of inputs) singles.push(await engine.run(model, { data, shape }));
+  const runsBefore = engine.stats.runs;
+  const together = await Promise.all(inputs.map((data) => engine.run(model, { data, shape })));
+  assert.equal(engine.stats.runs - runsBefore, 1, 'three volumes, one run');
+  together.forEach((out, i) => {
+    assert.deepEqual(out['output']!.shape, [1, 5]);
+    assertClose(out['output']!.data, singles[i]!['output']!.data, { rtol: 1e-5, atol: 1e-6, what: `volume ${i}` });
+  });
+  await assert.rejects(engine.run(model, { data: new Float32Array(10), shape: [1, 3, 2, 2, 2] }), InvalidInputError);
+  await assert.rejects(engine.run(model, { data: new Float32Array(4 * 8 ** 3), shape: [1, 4, 8, 8, 8] }), (e: unknown) => e instanceof InvalidInputError && /cannot take an input of shape \[1, 4, 8, 8, 8\]/.test((e as Error).message));
+  await engine.close();
+});
