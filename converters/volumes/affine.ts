@@ -53,7 +53,7 @@ function invTranspose3(m: readonly number[]): number[] | undefined {
 }
 
 /** The orthogonal factor of the polar decomposition of a 3x3 (Newton iteration), as nibabel's SVD gives. */
-function polarRotation(m: readonly number[]): number[] {
+export function polarRotation(m: readonly number[]): number[] {
   let r = [...m];
   for (let it = 0; it < 60; it++) {
     const inv = invTranspose3(r);

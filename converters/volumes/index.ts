@@ -14,3 +14,4 @@ export { encodeNpy, writeNpy, type EncodeNpyParams } from './write-npy.js';
 export { decodeTiffStack, decodePngSlices, naturalCompare, type DecodeStackParams } from './read-image-stack.js';
 export { decodeRaw, type DecodeRawParams, type RawLayout } from './read-raw.js';
 export { applyAffine, multiplyAffine, columnNorms } from './affine.js';
+export { encodeNifti, writeNifti, type EncodeNiftiParams, type NiftiArray } from './write-nifti.js';
