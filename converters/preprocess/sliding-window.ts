@@ -1,0 +1,177 @@
+/**
+ * Sliding-window inference for volumes larger than the network's input: tile the volume
+ * into windows of the input size with a given overlap (as MONAI's `sliding_window_inference`
+ * places them: step `max(1, floor(window * (1 - overlap)))`, the last window flush with the
+ * far edge), run them through an async callback a batch at a time, and put the outputs back
+ * together: dense (segmentation) outputs blended with constant or Gaussian weights, vector
+ * (classification, features) outputs averaged over the windows. A volume smaller than the
+ * window along an axis is padded (centred, `padValue`) and the output cropped back.
+ */
+import { InvalidArgumentError, UnsupportedError } from '../errors.js';
+import type { Vec3, VolumeArray } from '../volumes/volume.js';
+import { checkSize, checkVolume } from './geometry.js';
+import { padOrCrop } from './pad-crop.js';
+
+/** What the callback returns for a batch of `n` windows. */
+export interface WindowOutput {
+  readonly data: Float32Array;
+  /** `[n, K, wd, wh, ww]` (dense, the window's size) or `[n, K]` (one vector per window). */
+  readonly shape: readonly number[];
+}
+
+/** Options of `slidingWindow`. */
+export interface SlidingWindowParams {
+  /** `[C, D, H, W]`, already preprocessed. */
+  volume: VolumeArray;
+  /** The network's input size `[wd, wh, ww]`. */
+  windowSize: readonly number[];
+  /** Fraction of a window shared with its neighbour, in [0, 1), one for all axes or per axis. @default 0.25 */
+  overlap?: number | readonly number[];
+  /** Windows per call of `run` (the last call may get fewer). @default 1 */
+  batchSize?: number;
+  /** Weights of dense outputs: equal, or a Gaussian centred on each window. @default 'gaussian' */
+  blend?: 'constant' | 'gaussian';
+  /** Gaussian sigma as a fraction of the window size. @default 0.125 */
+  sigmaScale?: number;
+  /** Value of voxels padded where the volume is smaller than a window. @default 0 */
+  padValue?: number;
+  /** Runs the network on `[n, C, wd, wh, ww]` windows. */
+  run: (batch: Float32Array, shape: readonly [number, number, number, number, number]) => Promise<WindowOutput>;
+  /** Stops between batches when aborted. */
+  signal?: AbortSignal;
+}
+
+/** The assembled output. */
+export type SlidingWindowResult =
+  | { readonly kind: 'dense'; readonly data: Float32Array; readonly shape: readonly [number, number, number, number]; readonly windows: number }
+  | { readonly kind: 'vector'; readonly data: Float32Array; readonly shape: readonly [number]; readonly windows: number };
+
+/** Window start positions along one axis. */
+export function windowStarts(size: number, window: number, overlap: number): number[] {
+  if (size <= window) return [0];
+  const step = Math.max(1, Math.floor(window * (1 - overlap)));
+  const n = Math.ceil((size - window) / step) + 1;
+  return Array.from({ length: n }, (_, i) => Math.min(i * step, size - window));
+}
+
+/** Blending weights of one window, `[wd, wh, ww]`, maximum 1. */
+export function windowWeights(window: Vec3, blend: 'constant' | 'gaussian', sigmaScale: number): Float32Array {
+  const [wd, wh, ww] = window;
+  const out = new Float32Array(wd * wh * ww);
+  if (blend === 'constant') return out.fill(1);
+  const axis = (n: number): Float64Array => {
+    const sigma = sigmaScale * n;
+    const centre = (n - 1) / 2;
+    return Float64Array.from({ length: n }, (_, i) => Math.exp(-0.5 * ((i - centre) / sigma) ** 2));
+  };
+  const gd = axis(wd);
+  const gh = axis(wh);
+  const gw = axis(ww);
+  let o = 0;
+  let max = 0;
+  for (let z = 0; z < wd; z++) for (let y = 0; y < wh; y++) for (let x = 0; x < ww; x++) max = Math.max(max, (out[o++] = gd[z]! * gh[y]! * gw[x]!));
+  let min = Infinity;
+  for (let i = 0; i < out.length; i++) {
+    out[i] = out[i]! / max;
+    if (out[i]! > 0) min = Math.min(min, out[i]!);
+  }
+  for (let i = 0; i < out.length; i++) if (!(out[i]! > 0)) out[i] = min;
+  return out;
+}
+
+/** Tile, run and reassemble; see the module comment. */
+export async function slidingWindow(params: SlidingWindowParams): Promise<SlidingWindowResult> {
+  checkVolume(params.volume);
+  const win = checkSize(params.windowSize, 'windowSize');
+  const ov = typeof params.overlap === 'number' || params.overlap === undefined ? Array<number>(3).fill(params.overlap ?? 0.25) : [...params.overlap];
+  if (ov.length !== 3 || !ov.every((o) => o >= 0 && o < 1)) throw new InvalidArgumentError(`'overlap' must be in [0, 1), got ${JSON.stringify(params.overlap)}`);
+  const batchSize = params.batchSize ?? 1;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new InvalidArgumentError(`'batchSize' must be a positive integer, got ${batchSize}`);
+  const blend = params.blend ?? 'gaussian';
+  if (blend !== 'constant' && blend !== 'gaussian') throw new InvalidArgumentError(`'blend' must be 'constant' or 'gaussian', got '${String(blend)}'`);
+  const sigmaScale = params.sigmaScale ?? 0.125;
+  if (!(sigmaScale > 0)) throw new InvalidArgumentError(`'sigmaScale' must be positive, got ${sigmaScale}`);
+
+  const [c, d0, h0, w0] = params.volume.shape;
+  const padded: Vec3 = [Math.max(d0, win[0]), Math.max(h0, win[1]), Math.max(w0, win[2])];
+  const vol = padded.some((n, a) => n !== params.volume.shape[a + 1]) ? padOrCrop({ volume: params.volume, size: padded, value: params.padValue ?? 0 }) : params.volume;
+  const [, d, h, w] = vol.shape;
+  const starts: Vec3[] = [];
+  for (const z of windowStarts(d, win[0], ov[0]!)) for (const y of windowStarts(h, win[1], ov[1]!)) for (const x of windowStarts(w, win[2], ov[2]!)) starts.push([z, y, x]);
+  const per = win[0] * win[1] * win[2];
+  const weights = windowWeights(win, blend, sigmaScale);
+
+  let kind: 'dense' | 'vector' | undefined;
+  let k = 0;
+  let acc: Float32Array | undefined;
+  let wsum: Float32Array | undefined;
+  for (let b = 0; b < starts.length; b += batchSize) {
+    params.signal?.throwIfAborted();
+    const group = starts.slice(b, b + batchSize);
+    const batch = new Float32Array(group.length * c * per);
+    group.forEach(([z0, y0, x0], n) => {
+      let o = n * c * per;
+      for (let ci = 0; ci < c; ci++) {
+        for (let z = 0; z < win[0]; z++) {
+          for (let y = 0; y < win[1]; y++) {
+            const src = ((ci * d + z0 + z) * h + y0 + y) * w + x0;
+            batch.set(vol.data.subarray(src, src + win[2]), o);
+            o += win[2];
+          }
+        }
+      }
+    });
+    const out = await params.run(batch, [group.length, c, win[0], win[1], win[2]]);
+    const s = out.shape;
+    const count = s.reduce((p, q) => p * q, 1);
+    if (s[0] !== group.length || out.data.length !== count) {
+      throw new InvalidArgumentError(`'run' returned shape [${s.join(', ')}] with ${out.data.length} values for a batch of ${group.length} windows`);
+    }
+    const isDense = s.length === 5 && s[2] === win[0] && s[3] === win[1] && s[4] === win[2];
+    const isVector = s.length === 2 || (s.length === 5 && s[2] === 1 && s[3] === 1 && s[4] === 1);
+    if (!isDense && !isVector) {
+      throw new UnsupportedError(`'run' returned shape [${s.join(', ')}]: expected [n, K, ${win.join(', ')}] (dense, the window's size) or [n, K] (one vector per window)`);
+    }
+    const thisKind = isDense ? 'dense' : 'vector';
+    if (kind === undefined) {
+      kind = thisKind;
+      k = s[1]!;
+      acc = new Float32Array(kind === 'dense' ? k * d * h * w : k);
+      if (kind === 'dense') wsum = new Float32Array(d * h * w);
+    } else if (kind !== thisKind || s[1] !== k) {
+      throw new InvalidArgumentError(`'run' returned shape [${s.join(', ')}] after earlier batches of ${k} ${kind} channels`);
+    }
+    group.forEach(([z0, y0, x0], n) => {
+      if (kind === 'vector') {
+        for (let j = 0; j < k; j++) acc![j]! += out.data[n * k + j]!;
+        return;
+      }
+      for (let j = 0; j < k; j++) {
+        let i = (n * k + j) * per;
+        let wi = 0;
+        for (let z = 0; z < win[0]; z++) {
+          for (let y = 0; y < win[1]; y++) {
+            let p = ((j * d + z0 + z) * h + y0 + y) * w + x0;
+            let q = ((z0 + z) * h + y0 + y) * w + x0;
+            for (let x = 0; x < win[2]; x++, i++, wi++, p++, q++) {
+              const wt = weights[wi]!;
+              acc![p]! += out.data[i]! * wt;
+              if (j === 0) wsum![q]! += wt;
+            }
+          }
+        }
+      }
+    });
+  }
+  if (kind === 'vector') {
+    for (let j = 0; j < k; j++) acc![j] = acc![j]! / starts.length;
+    return { kind, data: acc!, shape: [k], windows: starts.length };
+  }
+  const plane = d * h * w;
+  for (let j = 0; j < k; j++) for (let i = 0; i < plane; i++) acc![j * plane + i] = acc![j * plane + i]! / wsum![i]!;
+  let dense: VolumeArray = { data: acc!, shape: [k, d, h, w] };
+  if (d !== d0 || h !== h0 || w !== w0) {
+    dense = padOrCrop({ volume: dense, size: [d0, h0, w0] });
+  }
+  return { kind: 'dense', data: dense.data, shape: [k, d0, h0, w0], windows: starts.length };
+}
