@@ -15,7 +15,7 @@ import { initHead } from './modes/head.js';
 import type { Split3 } from './modes/split.js';
 import { convertStateDict } from './modes/state-dict.js';
 import { adaptInputConv } from './modes/stem.js';
-import { countParameters, type StateDict, type Tensor } from './tensor.js';
+import { countTrainable, type StateDict, type Tensor } from './tensor.js';
 
 /** Version of the conversion rules; part of every cache key. */
 export const CONVERTER_VERSION = '1';
@@ -58,6 +58,7 @@ export interface Card {
   mode: Mode;
   options: { axis: string; inChannels: number | null; head: Head; seed: number; splits: Record<string, Split3> };
   splitRule: string;
+  /** Trainable parameters (BatchNorm statistics are buffers, not counted). */
   parameters: { source2d: number; converted: number };
   inputSize: [number, number, number];
   multiplyAdds: { converted: number; dense3d: number; ratio: number };
@@ -99,7 +100,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: { 
   let graph2d: Graph;
   let sd: StateDict;
   let detected: Detected | undefined;
-  let outputKind: 'logits' | 'features' = head === 'features' ? 'features' : 'logits';
+  const outputKind: 'logits' | 'features' = head === 'features' ? 'features' : 'logits';
   if (source.kind === 'state-dict') {
     const r = recognise(widenToFloat32(source.tensors), options.arch);
     detected = r.detected;
@@ -141,8 +142,8 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: { 
   const channels = typeof inputInfo.shape?.[1] === 'number' ? inputInfo.shape[1] : 3;
   const macs = countMacs(graph3d, convs, [1, channels, ...inputSize]);
   const outputFacts = macs.outputShape;
-  const converted = countParameters(stateDict.values());
-  const source2d = source.kind === 'state-dict' ? countParameters(source.tensors.values()) : countParameters(sd.values());
+  const converted = countTrainable(stateDict);
+  const source2d = countTrainable(source.kind === 'state-dict' ? source.tensors : sd);
   const preprocessing = adaptPreprocessing(info.preprocessing ?? IMAGENET, channels);
   const keepsLabels = head === 'keep' && info.labels !== undefined && outputFacts?.[1] === info.labels.length;
   const card: Card = {

@@ -102,6 +102,18 @@ export function countParameters(tensors: Iterable<Tensor>): number {
   return n;
 }
 
+/** State dict entries that are buffers (BatchNorm statistics), not trainable parameters. */
+export function isBuffer(key: string): boolean {
+  return /(^|\.)(running_mean|running_var|num_batches_tracked)$/.test(key);
+}
+
+/** Number of trainable parameters (buffers such as BatchNorm statistics left out). */
+export function countTrainable(sd: ReadonlyMap<string, Tensor>): number {
+  let n = 0;
+  for (const [k, t] of sd) if (!isBuffer(k)) n += t.data.length;
+  return n;
+}
+
 /** Are two tensors equal in dtype, shape and every byte? */
 export function tensorsEqual(a: Tensor, b: Tensor): boolean {
   if (a.dtype !== b.dtype || a.shape.length !== b.shape.length) return false;

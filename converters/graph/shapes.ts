@@ -311,11 +311,7 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
         }
         ranges[a] = [s, e, step];
       });
-      let value: number[] | undefined;
-      if (x.value && r === 1) {
-        const [s, , step] = ranges[0]!;
-        value = Array.from({ length: shape[0]! }, (_, i) => x.value![s + i * step]!);
-      }
+      const value = x.value ? gatherValues(x.value, x.shape, shape, (idx) => idx.map((i, a) => ranges[a]![0] + i * ranges[a]![2])) : undefined;
       return [{ shape, dtype: x.dtype, value }];
     }
     case 'Gather': {
@@ -330,7 +326,13 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
     case 'Transpose': {
       const x = x0();
       const perm = attrInts(node, 'perm', x.shape.map((_, i) => x.shape.length - 1 - i))!;
-      return [{ shape: perm.map((p) => x.shape[p]!), dtype: x.dtype }];
+      const shape = perm.map((p) => x.shape[p]!);
+      const value = x.value ? gatherValues(x.value, x.shape, shape, (idx) => {
+        const src = new Array<number>(idx.length);
+        perm.forEach((p, i) => (src[p] = idx[i]!));
+        return src;
+      }) : undefined;
+      return [{ shape, dtype: x.dtype, value }];
     }
     case 'Gemm': {
       const a = x0();
@@ -464,6 +466,25 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
     return outs;
   }
   throw new ConversionError(`${where}: op '${node.op}' is not supported by the shape inference of this converter`);
+}
+
+/** Values of an output tensor whose element at index `idx` is the input's element at `source(idx)`. */
+function gatherValues(values: number[], inShape: number[], outShape: number[], source: (idx: number[]) => number[]): number[] | undefined {
+  const n = prod(outShape);
+  if (n > MAX_VALUE_ELEMENTS) return undefined;
+  const strides = inShape.map((_, i) => prod(inShape.slice(i + 1)));
+  const out = new Array<number>(n);
+  const idx = new Array<number>(outShape.length).fill(0);
+  for (let k = 0; k < n; k++) {
+    const src = source(idx);
+    out[k] = values[src.reduce((a, v, i) => a + v * strides[i]!, 0)]!;
+    for (let i = outShape.length - 1; i >= 0; i--) {
+      idx[i]!++;
+      if (idx[i]! < outShape[i]!) break;
+      idx[i] = 0;
+    }
+  }
+  return out;
 }
 
 function normAxisInclusive(a: number, rank: number): number {

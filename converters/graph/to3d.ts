@@ -34,7 +34,7 @@ export interface To3dOptions {
   splits?: ReadonlyMap<string, Split3>;
   /** soft-ACS `soft_w_core` values, by conv weight name (zeros when absent). */
   softWCore?: ReadonlyMap<string, Float32Array>;
-  /** Probe sizes (H, W) for the 2D shape inference. @default [[64, 96], [96, 64]] */
+  /** Probe sizes (H, W) for the 2D shape inference. @default [[64, 96], [96, 128]] */
   probes?: [number, number][];
 }
 
@@ -180,9 +180,11 @@ class Converter {
     const staticHW = typeof shape[2] === 'number' && typeof shape[3] === 'number';
     const staticN = typeof shape[0] === 'number';
     const c = typeof shape[1] === 'number' ? shape[1] : 3;
-    const probes: [number, number][] = staticHW ? [[shape[2] as number, shape[3] as number]] : (this.opts.probes ?? [[64, 96], [96, 64]]);
+    // Batch sizes and spatial sizes that no downsampling chain makes equal to each other, so
+    // that a dimension following N, H or W is told apart by value.
+    const probes: [number, number][] = staticHW ? [[shape[2] as number, shape[3] as number]] : (this.opts.probes ?? [[64, 96], [96, 128]]);
     probes.forEach(([h, w], i) => {
-      const n = staticN ? (shape[0] as number) : 2 + i;
+      const n = staticN ? (shape[0] as number) : [13, 17][i] ?? 13 + 4 * i;
       this.probes.push(inferShapes(this.g2, { [input.name]: [n, c, h, w] }));
     });
   }
@@ -206,7 +208,12 @@ class Converter {
       const ins = node.inputs.filter((x) => x !== '');
       if (ins.length > 0 && ins.some((x) => this.shapeValued.has(x)) && ins.every((x) => this.shapeValued.has(x) || this.consts.has(x))) {
         node.outputs.forEach((o) => this.shapeValued.add(o));
+        continue;
       }
+      // Small integer arithmetic on constants only (torch's export of F.pad builds its pads so)
+      // is folded too; float constants (weights) are left to the runtime.
+      const small = node.outputs.every((o) => this.probes.every((p) => p.get(o)?.value !== undefined && !p.get(o)!.dtype.startsWith('F')));
+      if (ins.length > 0 && ins.every((x) => this.consts.has(x)) && small) node.outputs.forEach((o) => this.shapeValued.add(o));
     }
   }
 
@@ -688,6 +695,10 @@ class Converter {
       const vals = outs.map((f) => f.shape[j]!);
       const equalsAxis = (a: number) => ins.every((f, p) => f.shape[a] === vals[p]);
       const varies = multi && vals.some((v) => v !== vals[0]);
+      if (varies && equalsAxis(0) && !(l && (l.h === 0 || l.w === 0))) {
+        elems.push({ kind: 'dim', axes: [0] });
+        continue;
+      }
       if (l && hOut < 0 && j <= rOut - 1 && equalsAxis(l.h) && (multi ? varies || ins.every((f) => f.shape[l.h] === 1) : true) && this.spatialCandidate(j, rOut, l, ins, outs)) {
         hOut = j;
         elems.push({ kind: 'dim', axes: this.map(l.h, l) });
@@ -698,9 +709,8 @@ class Converter {
         elems.push({ kind: 'dim', axes: this.map(l.w, l) });
         continue;
       }
-      if (multi && varies) {
-        if (equalsAxis(0)) elems.push({ kind: 'dim', axes: [0] });
-        else elems.push({ kind: 'rest' });
+      if (varies) {
+        elems.push({ kind: 'rest' });
         continue;
       }
       elems.push({ kind: 'const', v: vals[0]! });

@@ -6,6 +6,10 @@
 import * as ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../errors.js';
 
+// The runtime reports a provider that cannot start itself (see `fallback`); keep
+// onnxruntime's own logger from printing the same failure as an error line.
+ort.env.logLevel = 'fatal';
+
 /** Devices a user can ask for. */
 export const DEVICES = ['cpu', 'webgpu', 'cuda', 'tensorrt'] as const;
 export type Device = (typeof DEVICES)[number];

@@ -65,8 +65,8 @@ export class SessionCache {
   async acquire(key: string, bytes: number, create: () => Promise<CreatedSession>): Promise<Lease> {
     let entry = this.entries.get(key);
     if (!entry) {
-      await this.makeRoom(bytes);
-      entry = { key, created: create(), bytes, users: 0, lastUsed: Date.now() };
+      const room = this.makeRoom(bytes);
+      entry = { key, created: room.then(create), bytes, users: 0, lastUsed: Date.now() };
       this.entries.set(key, entry);
       entry.created.catch(() => this.entries.delete(key));
     }
@@ -93,16 +93,19 @@ export class SessionCache {
     };
   }
 
+  /** Choose and forget the sessions to evict now (synchronously), then release them. */
   private async makeRoom(bytes: number): Promise<void> {
     const idle = [...this.entries.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
     let used = this.usedBytes;
+    const evicted: Entry[] = [];
     for (const e of idle) {
       if (used + bytes <= this.maxBytes) break;
       this.entries.delete(e.key);
       used -= e.bytes;
+      evicted.push(e);
       log('release session %s (%d bytes) to make room', e.key, e.bytes);
-      await e.created.then((c) => c.session.release()).catch(() => undefined);
     }
+    await Promise.all(evicted.map((e) => e.created.then((c) => c.session.release()).catch(() => undefined)));
   }
 
   /** Release every idle session (and forget the busy ones once they finish). */

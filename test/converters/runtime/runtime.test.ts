@@ -12,7 +12,7 @@ import { SessionCache } from '../../../converters/runtime/session-cache.js';
 import { assertClose, detTensor, fixture } from '../../helpers.js';
 
 async function tinyModel(head = 5): Promise<Uint8Array> {
-  const sd = (await readCheckpointFile(fixture('formats', 'resnet18_tiny.pth'))).tensors;
+  const sd = (await readCheckpointFile(fixture('goldens', 'resnet18', 'model.pth'))).tensors;
   const r = convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs', head });
   return concatChunks(encodeOutput(r, 'onnx', 'm.onnx').get('m.onnx')!);
 }
