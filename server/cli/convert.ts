@@ -4,12 +4,10 @@
  * `--mode none`, re-save a checkpoint in another format.
  */
 import { basename, dirname, join } from 'node:path';
-import { createHash } from 'node:crypto';
-import { convert, MODES, type ConvertOptions, type ConvertSource, type Head, type Mode } from '../../converters/convert.js';
-import { decodeCheckpoint, detectFormat, readCheckpointFile, writeCheckpointFile } from '../../converters/formats/index.js';
-import { readOnnxFile } from '../../converters/formats/onnx.js';
-import { graphFromModel } from '../../converters/graph/ir.js';
-import { readFileBytes, writeChunksAtomic } from '../../converters/io.js';
+import { MODES, type ConvertOptions, type Head, type Mode } from '../../converters/convert.js';
+import { convertFile } from '../../converters/convert-file.js';
+import { readCheckpointFile, writeCheckpointFile } from '../../converters/formats/index.js';
+import { writeChunksAtomic } from '../../converters/io.js';
 import type { Split3 } from '../../converters/modes/split.js';
 import { encodeCard, encodeOutput, outputFormat } from '../../converters/outputs.js';
 import { onePositional, parse, UsageError } from './args.js';
@@ -99,16 +97,7 @@ export async function runConvert(argv: string[]): Promise<void> {
       }),
     ),
   };
-  const bytes = await readFileBytes(input);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  let source: ConvertSource;
-  if (detectFormat(bytes, input) === 'onnx') {
-    const { model, loadExternal } = await readOnnxFile(input, bytes);
-    source = { kind: 'onnx', graph: graphFromModel(model, { file: input, loadExternal }) };
-  } else {
-    source = { kind: 'state-dict', tensors: decodeCheckpoint(bytes, { file: input }).tensors };
-  }
-  const result = convert(source, options, { source: { file: basename(input), sha256 } });
+  const result = await convertFile(input, options);
   const files = encodeOutput(result, format, out);
   for (const [path, chunks] of files) await writeChunksAtomic(path, chunks);
   const cardPath = join(dirname(out), `${basename(out).replace(/\.(safetensors|pth|onnx)$/i, '')}.card.json`);
