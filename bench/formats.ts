@@ -15,6 +15,7 @@ import { decodeOnnx, encodeOnnxChunks, onnxToCheckpoint, tensorToProto } from '.
 import { encodeCheckpoint, readCheckpointFile } from '../converters/formats/index.js';
 import { readFileBytes, writeChunksAtomic } from '../converters/io.js';
 import { countParameters, type StateDict } from '../converters/tensor.js';
+import { peakRssBytes } from './memory.js';
 
 const FORMATS = ['safetensors', 'pth', 'onnx'] as const;
 type Format = (typeof FORMATS)[number];
@@ -49,7 +50,7 @@ function encode(format: Format, sd: StateDict): Uint8Array[] {
 /** Child: do one operation, print JSON with its time and peak memory. */
 async function child(op: 'read' | 'write' | 'idle', format: Format, path: string): Promise<void> {
   if (op === 'idle') {
-    process.stdout.write(JSON.stringify({ maxRss: process.resourceUsage().maxRSS * 1024 }));
+    process.stdout.write(JSON.stringify({ maxRss: peakRssBytes() }));
     return;
   }
   let seconds: number;
@@ -60,14 +61,14 @@ async function child(op: 'read' | 'write' | 'idle', format: Format, path: string
     if (countParameters(ckpt.tensors.values()) === 0) throw new Error('empty read');
   } else {
     const sd = syntheticStateDict(100);
-    const before = process.resourceUsage().maxRSS * 1024;
+    const before = peakRssBytes();
     const t0 = process.hrtime.bigint();
     await writeChunksAtomic(path, encode(format, sd));
     seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    process.stdout.write(JSON.stringify({ seconds, maxRss: process.resourceUsage().maxRSS * 1024, base: before }));
+    process.stdout.write(JSON.stringify({ seconds, maxRss: peakRssBytes(), base: before }));
     return;
   }
-  process.stdout.write(JSON.stringify({ seconds, maxRss: process.resourceUsage().maxRSS * 1024 }));
+  process.stdout.write(JSON.stringify({ seconds, maxRss: peakRssBytes() }));
 }
 
 function spawnChild(op: string, format: string, path: string): { seconds: number; maxRss: number; base?: number } {

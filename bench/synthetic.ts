@@ -1,0 +1,95 @@
+/**
+ * Full-size state dicts with torchvision's exact keys and shapes (ResNet-50, ConvNeXt-Base),
+ * filled with seeded values, so that the benchmarks need no download and no Python.
+ */
+import type { StateDict, Tensor } from '../converters/tensor.js';
+
+function filler(seed: number): (n: number, lo: number, hi: number) => Float32Array {
+  let s = seed >>> 0;
+  return (n, lo, hi) => {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      out[i] = lo + ((hi - lo) * s) / 4294967296;
+    }
+    return out;
+  };
+}
+
+function tensor(shape: number[], data: Float32Array): Tensor {
+  return { dtype: 'F32', shape, data };
+}
+
+/** torchvision ResNet (bottleneck) of the given depth, e.g. [3, 4, 6, 3] for ResNet-50. */
+export function resnetStateDict(blocks = [3, 4, 6, 3], seed = 1): StateDict {
+  const rnd = filler(seed);
+  const sd: StateDict = new Map();
+  const conv = (k: string, o: number, i: number, kk: number) => sd.set(`${k}.weight`, tensor([o, i, kk, kk], rnd(o * i * kk * kk, -0.05, 0.05)));
+  const bn = (k: string, c: number) => {
+    sd.set(`${k}.weight`, tensor([c], rnd(c, 0.5, 1.5)));
+    sd.set(`${k}.bias`, tensor([c], rnd(c, -0.1, 0.1)));
+    sd.set(`${k}.running_mean`, tensor([c], rnd(c, -0.1, 0.1)));
+    sd.set(`${k}.running_var`, tensor([c], rnd(c, 0.5, 1.5)));
+    sd.set(`${k}.num_batches_tracked`, { dtype: 'I64', shape: [], data: new BigInt64Array(1) });
+  };
+  conv('conv1', 64, 3, 7);
+  bn('bn1', 64);
+  let inC = 64;
+  blocks.forEach((n, l) => {
+    const w = 64 * 2 ** l;
+    for (let b = 0; b < n; b++) {
+      const p = `layer${l + 1}.${b}`;
+      conv(`${p}.conv1`, w, inC, 1);
+      bn(`${p}.bn1`, w);
+      conv(`${p}.conv2`, w, w, 3);
+      bn(`${p}.bn2`, w);
+      conv(`${p}.conv3`, w * 4, w, 1);
+      bn(`${p}.bn3`, w * 4);
+      if (b === 0) {
+        conv(`${p}.downsample.0`, w * 4, inC, 1);
+        bn(`${p}.downsample.1`, w * 4);
+      }
+      inC = w * 4;
+    }
+  });
+  sd.set('fc.weight', tensor([1000, inC], rnd(1000 * inC, -0.03, 0.03)));
+  sd.set('fc.bias', tensor([1000], rnd(1000, -0.03, 0.03)));
+  return sd;
+}
+
+/** torchvision ConvNeXt with the given depths and widths (ConvNeXt-Base by default). */
+export function convnextStateDict(depths = [3, 3, 27, 3], dims = [128, 256, 512, 1024], seed = 2): StateDict {
+  const rnd = filler(seed);
+  const sd: StateDict = new Map();
+  const ln = (k: string, c: number) => {
+    sd.set(`${k}.weight`, tensor([c], rnd(c, 0.5, 1.5)));
+    sd.set(`${k}.bias`, tensor([c], rnd(c, -0.1, 0.1)));
+  };
+  const lin = (k: string, o: number, i: number) => {
+    sd.set(`${k}.weight`, tensor([o, i], rnd(o * i, -0.05, 0.05)));
+    sd.set(`${k}.bias`, tensor([o], rnd(o, -0.05, 0.05)));
+  };
+  sd.set('features.0.0.weight', tensor([dims[0]!, 3, 4, 4], rnd(dims[0]! * 48, -0.1, 0.1)));
+  sd.set('features.0.0.bias', tensor([dims[0]!], rnd(dims[0]!, -0.1, 0.1)));
+  ln('features.0.1', dims[0]!);
+  depths.forEach((n, s) => {
+    const c = dims[s]!;
+    if (s > 0) {
+      ln(`features.${2 * s}.0`, dims[s - 1]!);
+      sd.set(`features.${2 * s}.1.weight`, tensor([c, dims[s - 1]!, 2, 2], rnd(c * dims[s - 1]! * 4, -0.05, 0.05)));
+      sd.set(`features.${2 * s}.1.bias`, tensor([c], rnd(c, -0.05, 0.05)));
+    }
+    for (let j = 0; j < n; j++) {
+      const p = `features.${2 * s + 1}.${j}`;
+      sd.set(`${p}.layer_scale`, tensor([c, 1, 1], rnd(c, 0.1, 0.5)));
+      sd.set(`${p}.block.0.weight`, tensor([c, 1, 7, 7], rnd(c * 49, -0.1, 0.1)));
+      sd.set(`${p}.block.0.bias`, tensor([c], rnd(c, -0.1, 0.1)));
+      ln(`${p}.block.2`, c);
+      lin(`${p}.block.3`, 4 * c, c);
+      lin(`${p}.block.5`, c, 4 * c);
+    }
+  });
+  ln('classifier.0', dims[dims.length - 1]!);
+  lin('classifier.2', 1000, dims[dims.length - 1]!);
+  return sd;
+}
