@@ -1,24 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { readCheckpointFile } from '../converters/formats/index.js';
 import { tensorsEqual } from '../converters/tensor.js';
-import { CLI, fixture, tempDir } from './helpers.js';
-
-const exec = promisify(execFile);
-
-/** Run the CLI; resolve with its exit code and output (never rejects). */
-export async function cli(args: string[], opts: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { cwd: opts.cwd, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { cli, fixture, tempDir } from './helpers.js';
 
 test('cli: --help lists the commands', async () => {
   const r = await cli(['--help']);

@@ -1,10 +1,12 @@
 /** Helpers shared by the tests: fixture paths, temporary folders, hashes, float comparison. */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import type { TestContext } from 'node:test';
 import { bytesOf, type Tensor } from '../converters/tensor.js';
 
@@ -87,3 +89,17 @@ export function detTensor(shape: readonly number[], seed: number, scale = 1): Fl
   }
   return out;
 }
+
+const exec = promisify(execFile);
+
+/** Run the CLI; resolve with its exit code and output (never rejects). */
+export async function cli(args: string[], opts: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { cwd: opts.cwd, maxBuffer: 64 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+

@@ -5,6 +5,7 @@
  */
 import { AcsHubError } from '../../converters/errors.js';
 import { runConvert } from './convert.js';
+import { runInfer } from './infer.js';
 import { runInspect } from './inspect.js';
 import { UsageError } from './args.js';
 
@@ -17,6 +18,8 @@ Usage:
   acs-hub convert <file> --out <file.safetensors|file.pth|file.onnx> [--mode acs|2.5d|i3d|mean-acs|soft-acs]
       Convert a 2D checkpoint (or a 2D ONNX export) into a 3D network and its card;
       --mode none re-saves a checkpoint in another format (e.g. a pickle as safetensors).
+  acs-hub infer <model.onnx | checkpoint> --input <volume> [--output out.json|out.npy|out.nii.gz|out.png]
+      Run a 3D network on a CT or MR volume (NIfTI, DICOM, NumPy, TIFF, PNG slices).
 
 Options:
   -h, --help       Show this help.
@@ -30,6 +33,7 @@ type Command = (argv: string[]) => Promise<void>;
 const COMMANDS: Record<string, Command> = {
   inspect: runInspect,
   convert: runConvert,
+  infer: runInfer,
 };
 
 async function main(argv: string[]): Promise<number> {
