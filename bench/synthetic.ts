@@ -93,3 +93,71 @@ export function convnextStateDict(depths = [3, 3, 27, 3], dims = [128, 256, 512,
   lin('classifier.2', 1000, dims[dims.length - 1]!);
   return sd;
 }
+
+/** torchvision ResNet with basic blocks (ResNet-18 by default). */
+export function resnetBasicStateDict(blocks = [2, 2, 2, 2], seed = 3): StateDict {
+  const rnd = filler(seed);
+  const sd: StateDict = new Map();
+  const conv = (k: string, o: number, i: number, kk: number) => sd.set(`${k}.weight`, tensor([o, i, kk, kk], rnd(o * i * kk * kk, -0.05, 0.05)));
+  const bn = (k: string, c: number) => batchNorm(sd, rnd, k, c);
+  conv('conv1', 64, 3, 7);
+  bn('bn1', 64);
+  let inC = 64;
+  blocks.forEach((n, l) => {
+    const w = 64 * 2 ** l;
+    for (let b = 0; b < n; b++) {
+      const p = `layer${l + 1}.${b}`;
+      conv(`${p}.conv1`, w, inC, 3);
+      bn(`${p}.bn1`, w);
+      conv(`${p}.conv2`, w, w, 3);
+      bn(`${p}.bn2`, w);
+      if (b === 0 && l > 0) {
+        conv(`${p}.downsample.0`, w, inC, 1);
+        bn(`${p}.downsample.1`, w);
+      }
+      inC = w;
+    }
+  });
+  sd.set('fc.weight', tensor([1000, inC], rnd(1000 * inC, -0.03, 0.03)));
+  sd.set('fc.bias', tensor([1000], rnd(1000, -0.03, 0.03)));
+  return sd;
+}
+
+/** torchvision DenseNet (DenseNet-121 by default). */
+export function densenetStateDict(blocks = [6, 12, 24, 16], growth = 32, init = 64, seed = 4): StateDict {
+  const rnd = filler(seed);
+  const sd: StateDict = new Map();
+  const conv = (k: string, o: number, i: number, kk: number) => sd.set(`${k}.weight`, tensor([o, i, kk, kk], rnd(o * i * kk * kk, -0.05, 0.05)));
+  const bn = (k: string, c: number) => batchNorm(sd, rnd, k, c);
+  conv('features.conv0', init, 3, 7);
+  bn('features.norm0', init);
+  let c = init;
+  blocks.forEach((n, b) => {
+    for (let l = 1; l <= n; l++) {
+      const p = `features.denseblock${b + 1}.denselayer${l}`;
+      bn(`${p}.norm1`, c + (l - 1) * growth);
+      conv(`${p}.conv1`, 4 * growth, c + (l - 1) * growth, 1);
+      bn(`${p}.norm2`, 4 * growth);
+      conv(`${p}.conv2`, growth, 4 * growth, 3);
+    }
+    c += n * growth;
+    if (b < blocks.length - 1) {
+      const p = `features.transition${b + 1}`;
+      bn(`${p}.norm`, c);
+      conv(`${p}.conv`, c / 2, c, 1);
+      c /= 2;
+    }
+  });
+  bn('features.norm5', c);
+  sd.set('classifier.weight', tensor([1000, c], rnd(1000 * c, -0.03, 0.03)));
+  sd.set('classifier.bias', tensor([1000], rnd(1000, -0.03, 0.03)));
+  return sd;
+}
+
+function batchNorm(sd: StateDict, rnd: (n: number, lo: number, hi: number) => Float32Array, k: string, c: number): void {
+  sd.set(`${k}.weight`, tensor([c], rnd(c, 0.5, 1.5)));
+  sd.set(`${k}.bias`, tensor([c], rnd(c, -0.1, 0.1)));
+  sd.set(`${k}.running_mean`, tensor([c], rnd(c, -0.1, 0.1)));
+  sd.set(`${k}.running_var`, tensor([c], rnd(c, 0.5, 1.5)));
+  sd.set(`${k}.num_batches_tracked`, { dtype: 'I64', shape: [], data: new BigInt64Array(1) });
+}

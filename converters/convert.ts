@@ -44,6 +44,10 @@ export interface ConvertOptions {
   splits?: Record<string, Split3>;
   /** Input size (D, H, W) the card's multiply-adds are counted for. @default [64, 64, 64] */
   inputSize?: [number, number, number];
+  /** Fusions in the ONNX graph (see `To3dOptions.fuse`); for measuring lowerings. @default true */
+  fuse?: boolean | { batchNorm: boolean; activation: boolean };
+  /** How ACS views are computed; for measuring lowerings. @default 'conv3d' */
+  lowering?: 'conv3d' | 'fold2d';
 }
 
 /** The source of a conversion: a state dict, or a 2D ONNX graph. */
@@ -134,7 +138,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: { 
   }
 
   const softWCore = new Map<string, Float32Array>();
-  const { graph: graph3d, convs } = convertGraphTo3d(graph2d, { mode, axis, splits, softWCore });
+  const { graph: graph3d, convs } = convertGraphTo3d(graph2d, { mode, axis, splits, softWCore, fuse: options.fuse, lowering: options.lowering });
   const convWeights = new Set(convs.map((c) => c.weightName).filter((k) => sd.has(k)));
   const stateDict = convertStateDict(sd, convWeights, mode, axis);
 

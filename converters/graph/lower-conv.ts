@@ -13,7 +13,7 @@ import { ConversionError } from '../errors.js';
 import { acsParts, type Split3 } from '../modes/split.js';
 import type { Tensor } from '../tensor.js';
 import type { Emitter } from './emitter.js';
-import { A } from './ir.js';
+import { A, type Attr } from './ir.js';
 
 /** Spatial axis of a 3D volume: 0 = D, 1 = H, 2 = W. */
 export type SpatialAxis = 0 | 1 | 2;
@@ -47,11 +47,21 @@ export interface LowerConvOptions {
   split?: Split3;
   /** soft-ACS: the (O, 3) `soft_w_core`; zeros when absent. */
   softWCore?: Float32Array;
+  /**
+   * How an ACS view is computed: as a 3D convolution with a unit kernel extent, or with its
+   * collapsed axis folded into the batch so that a 2D convolution does the work (measured in
+   * bench/inference: its transposes cost more than the faster 2D kernels save). @default 'conv3d'
+   */
+  lowering?: 'conv3d' | 'fold2d';
+  /** An element-wise activation to apply to the result (applied per part, before the Concat). */
+  activation?: { op: string; attrs: Record<string, Attr>; inputs: string[] };
 }
 
 /** What the lowering produced: the output value and the weights it made (for accounting). */
 export interface LoweredConv {
   output: string;
+  /** Whether `activation` was applied (then the caller drops its own activation node). */
+  activated: boolean;
   /** Weight initializers of the 3D convolutions written (names). */
   weights: string[];
 }
@@ -144,6 +154,8 @@ function acsView(
   withBias: boolean,
   hint: string,
   weights: string[],
+  fold = false,
+  act?: LowerConvOptions['activation'],
 ): string {
   const cin = c.weight.shape[1]! * c.g;
   let x = c.x;
@@ -151,12 +163,13 @@ function acsView(
     x = em.op('Slice', [x, em.ints([inp[0]]), em.ints([inp[1]]), em.ints([1])], {}, `${hint}.channels`);
   }
   const sel = selectPlanes(em, x, axis, c, hint);
-  const w = em.constant(`${c.weightName}/${hint.split('/').pop()}`, kernelSlice(c.weight, out[0], out[1], axis));
-  weights.push(w);
   let b: string | undefined;
   if (withBias && c.bias) {
     b = em.constant(`${c.biasName}/${hint.split('/').pop()}`, { dtype: 'F32', shape: [out[1] - out[0]], data: (c.bias.data as Float32Array).subarray(out[0], out[1]) });
   }
+  if (fold) return foldedView(em, c, axis, sel, out, groups, b, hint, weights, act);
+  const w = em.constant(`${c.weightName}/${hint.split('/').pop()}`, kernelSlice(c.weight, out[0], out[1], axis));
+  weights.push(w);
   const strides = [c.s, c.s, c.s];
   strides[axis] = sel.stride;
   const pads = [c.p, c.p, c.p, c.p, c.p, c.p];
@@ -164,7 +177,60 @@ function acsView(
   pads[axis + 3] = 0;
   const dil = [c.d, c.d, c.d];
   dil[axis] = 1;
-  return conv3d(em, sel.x, w, b, viewKernel(c.k, axis), strides, pads, dil, groups, hint);
+  const y = conv3d(em, sel.x, w, b, viewKernel(c.k, axis), strides, pads, dil, groups, hint);
+  return act ? em.op(act.op, [y, ...act.inputs], act.attrs, `${hint}/${act.op.toLowerCase()}`) : y;
+}
+
+/** Permutations that bring the collapsed axis next to the batch, and back. */
+const FOLD_IN: Record<SpatialAxis, number[]> = { 0: [0, 2, 1, 3, 4], 1: [0, 3, 1, 2, 4], 2: [0, 4, 1, 2, 3] };
+const FOLD_OUT: Record<SpatialAxis, number[]> = { 0: [0, 2, 1, 3, 4], 1: [0, 2, 3, 1, 4], 2: [0, 2, 3, 4, 1] };
+
+/**
+ * A view computed by a 2D convolution: the collapsed axis is moved next to the batch and
+ * merged with it, the remaining two axes are convolved with the 2D kernel as it is, and the
+ * result is put back. Onnxruntime runs 2D convolutions in its blocked (NCHWc) kernels, which
+ * are faster than its im2col path for 3D ones.
+ */
+function foldedView(
+  em: Emitter,
+  c: Conv2dSpec,
+  axis: SpatialAxis,
+  sel: { x: string; stride: number },
+  out: [number, number],
+  groups: number,
+  bias: string | undefined,
+  hint: string,
+  weights: string[],
+  act: LowerConvOptions['activation'],
+): string {
+  const cin = c.weight.shape[1]! * groups;
+  // The collapsed axis was already subsampled by the plane selection when its stride is 1.
+  let x = sel.x;
+  if (sel.stride !== 1) {
+    x = em.op('Slice', [x, em.ints([0]), em.ints([2 ** 62]), em.ints([2 + axis]), em.ints([sel.stride])], {}, `${hint}.stride`);
+  }
+  const t = em.op('Transpose', [x], { perm: A.ints(FOLD_IN[axis]) }, `${hint}.fold`);
+  const tShape = em.op('Shape', [t], {}, `${hint}.fold_shape`);
+  const ab = em.op('Slice', [tShape, em.ints([3]), em.ints([5]), em.ints([0])], {}, `${hint}.plane_dims`);
+  const flat = em.op('Reshape', [t, em.op('Concat', [em.ints([-1, cin]), ab], { axis: A.int(0) }, `${hint}.flat_shape`)], {}, `${hint}.flat`);
+  const w = em.constant(`${c.weightName}/${hint.split('/').pop()}`, {
+    dtype: 'F32',
+    shape: [out[1] - out[0], ...c.weight.shape.slice(1)],
+    data: (c.weight.data as Float32Array).subarray(out[0] * c.weight.shape[1]! * c.k * c.k, out[1] * c.weight.shape[1]! * c.k * c.k),
+  });
+  weights.push(w);
+  let y = em.op('Conv', bias ? [flat, w, bias] : [flat, w], {
+    kernel_shape: A.ints([c.k, c.k]),
+    strides: A.ints([c.s, c.s]),
+    pads: A.ints([c.p, c.p, c.p, c.p]),
+    dilations: A.ints([c.d, c.d]),
+    group: A.int(groups),
+  }, hint);
+  if (act) y = em.op(act.op, [y, ...act.inputs], act.attrs, `${hint}/${act.op.toLowerCase()}`);
+  const yShape = em.op('Shape', [y], {}, `${hint}.out_shape`);
+  const back = em.op('Concat', [em.op('Slice', [tShape, em.ints([0]), em.ints([2]), em.ints([0])], {}, `${hint}.batch_dims`), em.op('Slice', [yShape, em.ints([1]), em.ints([4]), em.ints([0])], {}, `${hint}.conv_dims`)], { axis: A.int(0) }, `${hint}.unflat_shape`);
+  const unflat = em.op('Reshape', [y, back], {}, `${hint}.unflat`);
+  return em.op('Transpose', [unflat], { perm: A.ints(FOLD_OUT[axis]) }, `${hint}.unfold`);
 }
 
 const VIEW_NAMES = ['a', 'c', 's'] as const;
@@ -180,19 +246,21 @@ export function lowerConv(em: Emitter, c: Conv2dSpec, o: LowerConvOptions): Lowe
     const w = em.constant(`${c.weightName}/1x1x1`, { dtype: 'F32', shape: [O, c.weight.shape[1]!, 1, 1, 1], data: c.weight.data as Float32Array });
     weights.push(w);
     const output = conv3d(em, c.x, w, c.biasName, [1, 1, 1], [c.s, c.s, c.s], [0, 0, 0, 0, 0, 0], [1, 1, 1], c.g, `${base}/1x1x1`);
-    return { output, weights };
+    return { output, weights, activated: false };
   }
   switch (o.mode) {
     case 'acs': {
       const parts = acsParts(O, c.weight.shape[1]! * c.g, c.g, o.split, `conv '${c.name}'`);
       const outs: string[] = [];
+      const act = o.activation;
       parts.forEach((part, i) => {
         if (part.out[1] === part.out[0]) return;
-        outs.push(acsView(em, c, i as SpatialAxis, part.out, part.in, part.groups, true, `${base}/acs_${VIEW_NAMES[i]}`, weights));
+        const hint = `${base}/acs_${VIEW_NAMES[i]}`;
+        outs.push(acsView(em, c, i as SpatialAxis, part.out, part.in, part.groups, true, hint, weights, o.lowering === 'fold2d', act));
       });
       if (outs.length === 0) throw new ConversionError(`conv '${c.name}' has no output channels`);
       const output = outs.length === 1 ? outs[0]! : em.op('Concat', outs, { axis: A.int(1) }, `${base}/acs`);
-      return { output, weights };
+      return { output, weights, activated: act !== undefined };
     }
     case '2.5d': {
       const w = em.constant(`${c.weightName}/2.5d`, kernelSlice(c.weight, 0, O, o.axis));
@@ -201,13 +269,13 @@ export function lowerConv(em: Emitter, c: Conv2dSpec, o: LowerConvOptions): Lowe
       pads[o.axis] = 0;
       pads[o.axis + 3] = 0;
       const output = conv3d(em, c.x, w, c.biasName, viewKernel(c.k, o.axis), [c.s, c.s, c.s], pads, [c.d, c.d, c.d], c.g, `${base}/2.5d`);
-      return { output, weights };
+      return { output, weights, activated: false };
     }
     case 'i3d': {
       const w = em.constant(`${c.weightName}/i3d`, inflate(c.weight, o.axis));
       weights.push(w);
       const output = conv3d(em, c.x, w, c.biasName, [c.k, c.k, c.k], [c.s, c.s, c.s], [c.p, c.p, c.p, c.p, c.p, c.p], [c.d, c.d, c.d], c.g, `${base}/i3d`);
-      return { output, weights };
+      return { output, weights, activated: false };
     }
     case 'mean-acs':
     case 'soft-acs': {
@@ -224,9 +292,9 @@ export function lowerConv(em: Emitter, c: Conv2dSpec, o: LowerConvOptions): Lowe
         );
         sum = em.op('Sum', scaled, {}, `${base}/soft`);
       }
-      if (!c.bias) return { output: sum, weights };
+      if (!c.bias) return { output: sum, weights, activated: false };
       const b = em.constant(`${c.biasName}/3d`, { dtype: 'F32', shape: [O, 1, 1, 1], data: c.bias.data as Float32Array });
-      return { output: em.op('Add', [sum, b], {}, `${base}/bias`), weights };
+      return { output: em.op('Add', [sum, b], {}, `${base}/bias`), weights, activated: false };
     }
   }
 }

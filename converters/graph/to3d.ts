@@ -15,6 +15,7 @@ import { ConversionError, UnsupportedError } from '../errors.js';
 import type { Split3 } from '../modes/split.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
+import { foldBatchNorm } from './fold.js';
 import { A, attrInt, attrInts, attrString, pruneGraph, topologicalSort, type Attr, type Dim, type Graph, type Node } from './ir.js';
 import { lowerConv, type ConvMode, type SpatialAxis } from './lower-conv.js';
 import { inferShapes, type ValueFacts } from './shapes.js';
@@ -34,6 +35,13 @@ export interface To3dOptions {
   splits?: ReadonlyMap<string, Split3>;
   /** soft-ACS `soft_w_core` values, by conv weight name (zeros when absent). */
   softWCore?: ReadonlyMap<string, Float32Array>;
+  /**
+   * Fold BatchNorm into convolutions and apply activations inside the ACS parts (speed); one
+   * switch for both, or each apart (for measuring them). @default true
+   */
+  fuse?: boolean | { batchNorm: boolean; activation: boolean };
+  /** How ACS views are computed (see `LowerConvOptions.lowering`). @default 'conv3d' */
+  lowering?: 'conv3d' | 'fold2d';
   /** Probe sizes (H, W) for the 2D shape inference. @default [[64, 96], [96, 128]] */
   probes?: [number, number][];
 }
@@ -104,11 +112,27 @@ class Converter {
   private readonly axis: SpatialAxis;
   private readonly shapeOf = new Map<string, string>();
 
+  private readonly g2: Graph;
+  /** Original conv weight name of a folded one (`x.weight:bn` -> `x.weight`). */
+  private readonly originalWeight = new Map<string, string>();
+  /** Activations applied inside the ACS parts, by the node that no longer runs them. */
+  private readonly absorbed = new Map<string, string>();
+  private readonly consumers = new Map<string, Node[]>();
+  private readonly fuseBn: boolean;
+  private readonly fuseAct: boolean;
+
   constructor(
-    private readonly g2: Graph,
+    g2: Graph,
     private readonly opts: To3dOptions,
   ) {
     this.axis = opts.axis ?? 0;
+    this.fuseBn = opts.fuse === undefined || opts.fuse === true || (typeof opts.fuse === 'object' && opts.fuse.batchNorm);
+    this.fuseAct = opts.fuse === undefined || opts.fuse === true || (typeof opts.fuse === 'object' && opts.fuse.activation);
+    this.g2 = this.fuseBn ? foldBatchNorm(g2) : g2;
+    for (const n of this.g2.nodes) {
+      if (n.op === 'Conv' && n.inputs[1]?.endsWith(':bn')) this.originalWeight.set(n.inputs[1], n.inputs[1].slice(0, -3));
+      for (const x of n.inputs) this.consumers.set(x, [...(this.consumers.get(x) ?? []), n]);
+    }
   }
 
   run(): To3dResult {
@@ -285,6 +309,12 @@ class Converter {
     });
     const x0 = node.inputs[0] ?? '';
     const l0 = this.layoutOf(x0);
+    const fused = this.absorbed.get(node.name);
+    if (fused !== undefined) {
+      this.rename.set(node.outputs[0]!, fused);
+      this.setOut(node, 0, l0);
+      return;
+    }
     const copy = (attrs: Record<string, Attr> = node.attrs, inputs = node.inputs.map((x) => this.input3(x))): void => {
       this.em.node(node.op, node.name, inputs, node.outputs, attrs);
     };
@@ -465,14 +495,27 @@ class Converter {
       this.fail(node, `non-square conv (kernel ${ks.join('x')}, strides ${st.join(',')}, dilations ${dl.join(',')}, pads ${pads.join(',')})`);
     }
     const g = attrInt(node, 'group', 1);
+    const key = this.originalWeight.get(wName) ?? wName;
+    // An activation that follows the convolution alone is applied to each ACS part before the
+    // Concat, where onnxruntime fuses it into the part's convolution.
+    const next = this.consumers.get(node.outputs[0]!) ?? [];
+    const act = this.fuseAct && next.length === 1 && isFusableActivation(next[0]!, this.consts) && !this.g2.outputs.some((o) => o.name === node.outputs[0]) ? next[0]! : undefined;
     const lowered = lowerConv(
       this.em,
-      { name: node.name, x: this.v3(x), weight, weightName: wName, bias, biasName: bias ? this.input3(bName!) : undefined, k: ks[0]!, s: st[0]!, p: pads[0]!, d: dl[0]!, g },
-      { mode: this.opts.mode, axis: this.axis, split: this.opts.splits?.get(wName), softWCore: this.opts.softWCore?.get(wName) },
+      { name: node.name, x: this.v3(x), weight, weightName: key, bias, biasName: bias ? this.input3(bName!) : undefined, k: ks[0]!, s: st[0]!, p: pads[0]!, d: dl[0]!, g },
+      {
+        mode: this.opts.mode,
+        axis: this.axis,
+        split: this.opts.splits?.get(key),
+        softWCore: this.opts.softWCore?.get(key),
+        lowering: this.opts.lowering,
+        activation: act ? { op: act.op, attrs: act.attrs, inputs: act.inputs.slice(1).map((v) => this.input3(v)) } : undefined,
+      },
     );
     this.rename.set(node.outputs[0]!, lowered.output);
+    if (act && lowered.activated) this.absorbed.set(act.name, lowered.output);
     this.setOut(node, 0, { h: 2, w: 3 });
-    this.convs.push({ node: node.name, weightName: wName, output: lowered.output, outChannels: weight.shape[0]!, inPerGroup: weight.shape[1]!, k: ks[0]! });
+    this.convs.push({ node: node.name, weightName: key, output: lowered.output, outChannels: weight.shape[0]!, inPerGroup: weight.shape[1]!, k: ks[0]! });
   }
 
   private convertPool(node: Node, l: Layout | null): void {
@@ -779,6 +822,12 @@ class Converter {
     this.em.node('Resize', node.name, [this.v3(x), roi, scales], node.outputs, node.op === 'Upsample' ? { mode: A.str(mode === 'bilinear' ? 'linear' : mode) } : attrs);
     this.setOut(node, 0, l);
   }
+}
+
+const FUSABLE = new Set(['Relu', 'LeakyRelu', 'Sigmoid', 'Tanh', 'HardSigmoid', 'Clip']);
+
+function isFusableActivation(n: Node, consts: Map<string, Tensor>): boolean {
+  return FUSABLE.has(n.op) && n.inputs.slice(1).every((x) => x === '' || consts.has(x));
 }
 
 function sym(d: Dim | undefined, name: string): Dim {

@@ -35,7 +35,7 @@ test('det_tensor reproduces the goldens\' generator exactly', () => {
   }
 });
 
-test(`per-layer goldens: ${file.cases.length} single convolutions match PyTorch (rtol 1e-4)`, async (t) => {
+for (const lowering of ['conv3d', 'fold2d'] as const) test(`per-layer goldens (${lowering} lowering): ${file.cases.length} single convolutions match PyTorch (rtol 1e-4)`, async (t) => {
   const outputs = await loadOutputs('layers');
   const AXES = { d: 0, h: 1, w: 2 } as const;
   for (const c of file.cases) await t.test(c.name, async () => {
@@ -48,6 +48,7 @@ test(`per-layer goldens: ${file.cases.length} single convolutions match PyTorch 
       mode: c.mode,
       axis: AXES[c.options.axis ?? 'd'],
       splits: c.options.split ? new Map([['conv.weight', c.options.split]]) : undefined,
+      lowering,
     });
     const out = await runGraph(graph, detTensor(c.input.shape, c.input.seed), c.input.shape);
     const expected = outputs.get(c.name)!;

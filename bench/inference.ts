@@ -1,0 +1,130 @@
+/**
+ * bench/inference: ACS networks on onnxruntime-node against the same networks with dense 3x3x3
+ * kernels (i3d) in the same engine, and against the same ACS networks in PyTorch (this
+ * repository's own plain-torch reference, Debian's python3-torch), all on this machine with
+ * the same thread count, side by side in one run. Then the table of ACS lowerings tried.
+ *
+ *   npm run bench:inference            (BENCH_THREADS=2 BENCH_RUNS=7; BENCH_DEVICE=webgpu to try a GPU)
+ */
+import { execFileSync } from 'node:child_process';
+import * as ort from 'onnxruntime-node';
+import { convert, type ConvertOptions } from '../converters/convert.js';
+import { concatChunks } from '../converters/io.js';
+import { encodeOutput } from '../converters/outputs.js';
+import { createSession, type Device } from '../converters/runtime/providers.js';
+import type { StateDict } from '../converters/tensor.js';
+import { densenetStateDict, resnetBasicStateDict, resnetStateDict } from './synthetic.js';
+
+const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 7);
+const DEVICE = (process.env['BENCH_DEVICE'] ?? 'cpu') as Device;
+const PYTHON = process.env['BENCH_PYTHON'] ?? '/usr/bin/python3';
+
+interface Case {
+  name: string;
+  arch: 'resnet18' | 'resnet50' | 'densenet121';
+  channels: number;
+  size: number;
+}
+
+const CASES: Case[] = [
+  { name: 'ResNet-18 1x3x64^3', arch: 'resnet18', channels: 3, size: 64 },
+  { name: 'ResNet-18 1x3x128^3', arch: 'resnet18', channels: 3, size: 128 },
+  { name: 'ResNet-18 1x1x128^3', arch: 'resnet18', channels: 1, size: 128 },
+  { name: 'ResNet-50 1x3x64^3', arch: 'resnet50', channels: 3, size: 64 },
+  { name: 'ResNet-50 1x3x128^3', arch: 'resnet50', channels: 3, size: 128 },
+  { name: 'DenseNet-121 1x3x64^3', arch: 'densenet121', channels: 3, size: 64 },
+];
+
+const weights = new Map<string, StateDict>();
+function stateDict(arch: Case['arch']): StateDict {
+  let sd = weights.get(arch);
+  if (!sd) {
+    sd = arch === 'resnet18' ? resnetBasicStateDict() : arch === 'resnet50' ? resnetStateDict() : densenetStateDict();
+    weights.set(arch, sd);
+  }
+  return sd;
+}
+
+/** Median latency (ms) of one network on onnxruntime, and its multiply-adds. */
+async function measure(c: Case, options: ConvertOptions): Promise<{ ms: number; macs: number; device: string }> {
+  const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { ...options, inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
+  const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+  const { session, device } = await createSession(bytes, { device: DEVICE, threads: THREADS });
+  const n = c.channels * c.size ** 3;
+  const input = new Float32Array(n);
+  for (let i = 0; i < n; i++) input[i] = Math.sin(i * 0.001);
+  const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', input, [1, c.channels, c.size, c.size, c.size]) };
+  await session.run(feeds);
+  await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t0);
+  }
+  await session.release();
+  times.sort((a, b) => a - b);
+  return { ms: times[Math.floor(times.length / 2)]!, macs: result.card.multiplyAdds.converted, device };
+}
+
+function pytorch(cases: Case[]): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    const specs = cases.map((c, i) => `${i}:${c.arch}:${c.channels}:${c.size}`);
+    const text = execFileSync(PYTHON, ['bench/pytorch_acs.py', String(THREADS), String(Math.max(3, Math.ceil(RUNS / 2))), ...specs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    for (const line of text.trim().split('\n')) {
+      const r = JSON.parse(line) as { name: string; median_ms: number };
+      out.set(cases[Number(r.name)]!.name, r.median_ms);
+    }
+  } catch (err) {
+    console.log(`(PyTorch peer not run: ${(err as Error).message.split('\n')[0]}; it needs ${PYTHON} with python3-torch and python3-torchvision)`);
+  }
+  return out;
+}
+
+function table(rows: string[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+}
+
+const gflops = (macs: number, ms: number) => ((2 * macs) / (ms / 1000) / 1e9).toFixed(1);
+
+async function main(): Promise<void> {
+  console.log(`bench/inference: onnxruntime-node ${ort.env.versions.common}, device ${DEVICE}, ${THREADS} threads, median of ${RUNS} runs`);
+  const rows = [['network', 'ACS ms', 'ACS GFLOP/s', 'i3d ms', 'i3d GFLOP/s', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / ACS']];
+  const torch = pytorch(CASES);
+  for (const c of CASES) {
+    const acs = await measure(c, { mode: 'acs' });
+    const i3d = await measure(c, { mode: 'i3d' });
+    const pt = torch.get(c.name);
+    rows.push([
+      `${c.name}${acs.device !== DEVICE ? ` (${acs.device})` : ''}`,
+      acs.ms.toFixed(1),
+      gflops(acs.macs, acs.ms),
+      i3d.ms.toFixed(1),
+      gflops(i3d.macs, i3d.ms),
+      `${(i3d.ms / acs.ms).toFixed(2)}x`,
+      pt === undefined ? 'n/a' : pt.toFixed(0),
+      pt === undefined ? 'n/a' : `${(pt / acs.ms).toFixed(1)}x`,
+    ]);
+  }
+  table(rows);
+  console.log('GFLOP/s = 2 x multiply-adds counted from the graph / latency.\n');
+  console.log('ACS lowerings (ResNet-18):');
+  const lowerings: [string, ConvertOptions['fuse'], ConvertOptions['lowering']][] = [
+    ['three Conv3D + Concat per layer, BatchNorm and ReLU after the Concat', false, 'conv3d'],
+    ['+ BatchNorm folded into each view\'s Conv3D', { batchNorm: true, activation: false }, 'conv3d'],
+    ['+ ReLU applied to each view before the Concat (fused by onnxruntime)', true, 'conv3d'],
+    ['+ collapsed axis folded into the batch: 2D Conv (NCHWc kernels) per view', true, 'fold2d'],
+  ];
+  const lrows = [['lowering', '1x3x64^3 ms', 'GFLOP/s', '1x3x128^3 ms', 'GFLOP/s']];
+  for (const [name, fuse, lowering] of lowerings) {
+    const a = await measure(CASES[0]!, { mode: 'acs', fuse, lowering });
+    const b = await measure(CASES[1]!, { mode: 'acs', fuse, lowering });
+    lrows.push([name, a.ms.toFixed(1), gflops(a.macs, a.ms), b.ms.toFixed(1), gflops(b.macs, b.ms)]);
+  }
+  table(lrows);
+}
+
+await main();
