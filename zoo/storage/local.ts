@@ -7,7 +7,6 @@
  * With a size budget, the least recently read objects are evicted, never one being read.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -193,18 +192,23 @@ export class LocalStorage implements ObjectStorage {
       throw new RangeError(`range start ${range.start} is past the end of '${key}' (${size} bytes)`);
     }
     // The open descriptor keeps the bytes readable even if the file is replaced or removed meanwhile.
-    const stream = createReadStream(path, { fd: fh.fd, autoClose: false, start: range?.start, end: range?.end, signal: options.signal });
-    this.readers.set(key, (this.readers.get(key) ?? 0) + 1);
-    const done = (): void => {
-      const n = (this.readers.get(key) ?? 1) - 1;
-      if (n <= 0) this.readers.delete(key);
-      else this.readers.set(key, n);
-      void fh.close().catch(() => undefined);
-    };
-    stream.once('close', done);
     const now = new Date();
     if (this.usage.has(key)) this.usage.get(key)!.lastAccess = now.getTime();
     await utimes(path, now, (await fh.stat()).mtime).catch(() => undefined);
+    // The stream owns the descriptor (closed at its end or on destroy); holding it open keeps
+    // the bytes readable even if the file is replaced or removed meanwhile.
+    const stream = fh.createReadStream({ start: range?.start, end: range?.end, signal: options.signal });
+    this.readers.set(key, (this.readers.get(key) ?? 0) + 1);
+    let released = false;
+    const done = (): void => {
+      if (released) return;
+      released = true;
+      const n = (this.readers.get(key) ?? 1) - 1;
+      if (n <= 0) this.readers.delete(key);
+      else this.readers.set(key, n);
+    };
+    stream.once('end', done);
+    stream.once('close', done);
     return stream;
   }
 
