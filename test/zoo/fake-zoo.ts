@@ -197,7 +197,8 @@ export class FakeZoo {
       return;
     }
     if (failure?.kind === 'drop') {
-      res.write(bytes.subarray(0, failure.after), () => res.socket?.destroy());
+      // Let the client take in what was sent before the connection goes.
+      res.write(bytes.subarray(0, failure.after), () => setTimeout(() => res.socket?.destroy(), 50));
       return;
     }
     if (failure?.kind === 'stall') {
