@@ -272,8 +272,12 @@ export async function loadCatalogue(params: { path?: string } = {}): Promise<Cat
 export function findModel(catalogue: Catalogue, id: string): CatalogueEntry {
   const found = catalogue.models.find((m) => m.id === id || (m.aliases ?? []).includes(id));
   if (found) return found;
-  const needle = id.toLowerCase().split('/').pop() ?? id;
-  const near = catalogue.models.filter((m) => m.id.toLowerCase().includes(needle)).slice(0, 5).map((m) => m.id);
+  const name = (id.toLowerCase().split('/').pop() ?? id).split('.')[0]!;
+  const stem = name.replace(/\d.*$/, '');
+  const near = [...catalogue.models.filter((m) => m.arch.includes(name)), ...catalogue.models.filter((m) => stem.length >= 3 && m.arch.startsWith(stem))]
+    .map((m) => m.aliases?.[0] ?? m.id)
+    .filter((v, i, all) => all.indexOf(v) === i)
+    .slice(0, 5);
   throw new ModelNotFoundError(`unknown zoo model '${id}'${near.length ? ` (did you mean ${near.join(', ')}?)` : ` (try 'acs-hub zoo list')`}`);
 }
 

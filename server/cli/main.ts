@@ -6,7 +6,10 @@
 import { AcsHubError } from '../../converters/errors.js';
 import { runConvert } from './convert.js';
 import { runInspect } from './inspect.js';
+import { runPull } from './pull.js';
+import { runZoo } from './zoo.js';
 import { UsageError } from './args.js';
+import { loadConfig } from '../config.js';
 
 const HELP = `acs-hub: pretrained 2D CNNs into ACS 3D networks
 
@@ -17,6 +20,15 @@ Usage:
   acs-hub convert <file> --out <file.safetensors|file.pth> --mode none
       Re-save a checkpoint in another format (chosen by the extension of --out), e.g. an
       untrusted pickle as safetensors.
+  acs-hub zoo [list | show <id>] [--family F] [--licence L] [--json]
+      The catalogue of public pretrained models (torchvision, timm on the Hugging Face
+      Hub, radiology weights).
+  acs-hub pull <zoo-id> [--json] [--data DIR | --s3 s3://bucket/prefix]
+      Download a zoo model (resumable, hash-verified) into the cache.
+
+Configuration: --config FILE (or ACS_HUB_CONFIG), then ACS_HUB_* variables (ACS_HUB_DATA_DIR,
+ACS_HUB_S3_URL, ACS_HUB_HF_TOKEN or HF_TOKEN, ACS_HUB_HF_ENDPOINT or HF_ENDPOINT,
+ACS_HUB_TORCHVISION_URL, ACS_HUB_OFFLINE, ...).
 
 Options:
   -h, --help       Show this help.
@@ -30,6 +42,8 @@ type Command = (argv: string[]) => Promise<void>;
 const COMMANDS: Record<string, Command> = {
   inspect: runInspect,
   convert: runConvert,
+  zoo: runZoo,
+  pull: runPull,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -50,6 +64,15 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** Whether the configuration asks for stack traces (false when the configuration itself is bad). */
+function debugEnabled(): boolean {
+  try {
+    return loadConfig().debug;
+  } catch {
+    return false;
+  }
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -57,7 +80,7 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`acs-hub: ${message.split('\n')[0]}\n`);
-    if (process.env['ACS_HUB_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+    if (debugEnabled() && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
     process.exitCode = err instanceof UsageError ? 2 : err instanceof AcsHubError ? 1 : 1;
   },
 );
