@@ -105,6 +105,16 @@ export async function pullModel(params: PullModelParams): Promise<PullResult> {
     },
     produce: async ({ signal }) => {
       const resolved = resolveSource(entry, params.sources);
+      if (!revalidating && entry.sha256 !== undefined) {
+        // The blob may be there without its record (a process killed between the two writes,
+        // or another entry with the same file): the pinned hash says it is the right one.
+        const st = await storage.stat(blobKey(entry.sha256));
+        if (st && (entry.size === undefined || st.size === entry.size)) {
+          const record: SourceRecord = { id: entry.id, sha256: entry.sha256, size: st.size, key: blobKey(entry.sha256), url: resolved.url, fetchedAt: new Date().toISOString() };
+          await storage.write(sourceIndexKey(entry.id), JSON.stringify(record, null, 2), { signal });
+          return record;
+        }
+      }
       const dest = stagingPath(params.stagingDir, entry.id);
       const dl = params.download ?? {};
       const result = await downloadFile({

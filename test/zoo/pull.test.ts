@@ -227,3 +227,19 @@ test('downloadFile: credentials survive a same-host redirect, and too many redir
   assert.equal(r.sha256, sha256(fixtureBytes('resnet18_tiny.pth')));
   assert.deepEqual(seen, ['Bearer t', 'Bearer t']);
 });
+
+test('pull: a blob already stored under the pinned sha256 is indexed without a download', async (t) => {
+  const { zoo, storage, base } = await setup(t);
+  const bytes = fixtureBytes('densenet121_tiny.pth');
+  await storage.write(blobKey(sha256(bytes)), bytes);
+  const r = await pullModel(base('torchvision/densenet121.imagenet1k_v1'));
+  assert.equal(r.sha256, sha256(bytes));
+  assert.equal(zoo.requests.length, 0);
+});
+
+test('pull: a Hub answer whose X-Linked-Etag contradicts the pinned sha256 is refused before the download', async (t) => {
+  const { zoo, base } = await setup(t);
+  const entry = findModel(catalogue, 'timm/resnet18.tiny_test');
+  await assert.rejects(pullModel(base(entry.id, { entry: { ...entry, sha256: 'f'.repeat(64) } })), (e: unknown) => e instanceof IntegrityError && /announces sha256/.test(e.message));
+  assert.equal(zoo.requests.filter((q) => q.server === 'cdn').length, 0);
+});

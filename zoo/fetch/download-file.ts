@@ -177,6 +177,7 @@ async function request(
   params: DownloadFileParams,
   headers: Record<string, string>,
   signal: AbortSignal,
+  onFirst: (first: ResponseInfo) => void,
 ): Promise<{ res: Response; first: ResponseInfo; finalUrl: string }> {
   const doFetch = params.fetch ?? globalThis.fetch;
   let url = params.url;
@@ -184,7 +185,15 @@ async function request(
   let first: ResponseInfo | undefined;
   for (let hop = 0; ; hop++) {
     const res = await doFetch(url, { headers: hdrs, redirect: 'manual', signal });
-    first ??= { url, status: res.status, headers: res.headers };
+    if (first === undefined) {
+      first = { url, status: res.status, headers: res.headers };
+      try {
+        onFirst(first);
+      } catch (err) {
+        await res.body?.cancel().catch(() => undefined);
+        throw err;
+      }
+    }
     const location = res.headers.get('location');
     if (!REDIRECTS.has(res.status) || location === null) return { res, first, finalUrl: url };
     await res.body?.cancel().catch(() => undefined);
@@ -260,8 +269,12 @@ async function attempt(
   let fh: FileHandle | undefined;
   try {
     arm();
-    const { res, first, finalUrl } = await request(params, headers, signal);
-    const expected = mergeExpectations(params.expected ?? {}, params.inspect?.(first), params.url);
+    let expected: DownloadExpectation = params.expected ?? {};
+    // The first answer is checked before any redirect is followed: a Hub that announces the
+    // wrong file is refused before a byte comes from its CDN.
+    const { res, first, finalUrl } = await request(params, headers, signal, (f) => {
+      expected = mergeExpectations(params.expected ?? {}, params.inspect?.(f), params.url);
+    });
     if (res.status === 304 && etagToRevalidate) {
       await res.body?.cancel().catch(() => undefined);
       return { notModified: true, sha256: '', size: 0, etag: etagToRevalidate, first, finalUrl, resumedFrom: 0 };
