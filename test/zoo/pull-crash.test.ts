@@ -19,7 +19,7 @@ test('pull: SIGKILL half-way through a slow download leaves nothing visible; the
     ACS_HUB_DATA_DIR: data,
     ACS_HUB_DOWNLOAD_BACKOFF_MS: '20',
   };
-  zoo.fail(PATH, { kind: 'trickle', chunk: 8192, intervalMs: 15 });
+  zoo.fail(PATH, { kind: 'trickle', chunk: 8192, intervalMs: 30 });
   const first = spawnNode([CLI, 'pull', ID, '--json'], env);
   await first.waitFor((l) => l['event'] === 'progress' && (l['bytes'] as number) >= 40_000);
   first.proc.kill('SIGKILL');
