@@ -7,7 +7,10 @@ import { AcsHubError } from '../../converters/errors.js';
 import { runConvert } from './convert.js';
 import { runInfer } from './infer.js';
 import { runInspect } from './inspect.js';
+import { runPull } from './pull.js';
+import { runZoo } from './zoo.js';
 import { UsageError } from './args.js';
+import { loadConfig } from '../config.js';
 
 const HELP = `acs-hub: pretrained 2D CNNs into ACS 3D networks
 
@@ -20,6 +23,15 @@ Usage:
       --mode none re-saves a checkpoint in another format (e.g. a pickle as safetensors).
   acs-hub infer <model.onnx | checkpoint> --input <volume> [--output out.json|out.npy|out.nii.gz|out.png]
       Run a 3D network on a CT or MR volume (NIfTI, DICOM, NumPy, TIFF, PNG slices).
+  acs-hub zoo [list | show <id>] [--family F] [--licence L] [--json]
+      The catalogue of public pretrained models (torchvision, timm on the Hugging Face
+      Hub, radiology weights).
+  acs-hub pull <zoo-id> [--json] [--data DIR | --s3 s3://bucket/prefix]
+      Download a zoo model (resumable, hash-verified) into the cache.
+
+Configuration: --config FILE (or ACS_HUB_CONFIG), then ACS_HUB_* variables (ACS_HUB_DATA_DIR,
+ACS_HUB_S3_URL, ACS_HUB_HF_TOKEN or HF_TOKEN, ACS_HUB_HF_ENDPOINT or HF_ENDPOINT,
+ACS_HUB_TORCHVISION_URL, ACS_HUB_OFFLINE, ...).
 
 Options:
   -h, --help       Show this help.
@@ -34,6 +46,8 @@ const COMMANDS: Record<string, Command> = {
   inspect: runInspect,
   convert: runConvert,
   infer: runInfer,
+  zoo: runZoo,
+  pull: runPull,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -54,6 +68,15 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** Whether the configuration asks for stack traces (false when the configuration itself is bad). */
+function debugEnabled(): boolean {
+  try {
+    return loadConfig().debug;
+  } catch {
+    return false;
+  }
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -61,7 +84,7 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`acs-hub: ${message.split('\n')[0]}\n`);
-    if (process.env['ACS_HUB_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+    if (debugEnabled() && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
     process.exitCode = err instanceof UsageError ? 2 : err instanceof AcsHubError ? 1 : 1;
   },
 );

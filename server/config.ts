@@ -1,0 +1,281 @@
+/**
+ * Configuration of the hub: defaults, then an optional JSON config file (`--config` or
+ * `ACS_HUB_CONFIG`), then `ACS_HUB_*` environment variables, then command-line overrides;
+ * validated once, then frozen. This is the only module that reads `process.env`.
+ *
+ * A bad setting stops start-up with a `ConfigError` that names it (the file's JSON path or the
+ * environment variable) and says what it must be.
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { AcsHubError } from '../converters/errors.js';
+
+/** Settings of one public source. */
+export interface SourceConfig {
+  /** Base URL the catalogue's paths are appended to (override to use a mirror or a test server). */
+  baseUrl: string;
+  /** Milliseconds without an answer or without a byte of the body before an attempt is abandoned. */
+  timeoutMs: number;
+}
+
+/** The whole configuration (frozen once loaded). */
+export interface HubConfig {
+  /** Local data directory: the local store (objects/) and partial downloads (staging/). */
+  dataDir: string;
+  /** Size budget of the local store in bytes (LRU eviction above it); 0 for none. */
+  cacheMaxBytes: number;
+  /** Cache only: never fetch from a public source. */
+  offline: boolean;
+  /** Catalogue file; empty for the shipped zoo/catalogue.json. */
+  catalogue: string;
+  /** Verbose errors (stack traces) on the command line. */
+  debug: boolean;
+  s3: {
+    /** `s3://bucket/prefix`; empty to use local disk. */
+    url: string;
+    /** Endpoint of an S3-compatible store (MinIO, Ceph, ...); empty for AWS. */
+    endpoint: string;
+    region: string;
+    /** Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need. */
+    forcePathStyle: boolean;
+    /** How replicas agree on who does a piece of work: `auto` probes the store once. */
+    conditionalWrites: 'auto' | 'native' | 'claim';
+    /** Multipart part size in bytes (S3's minimum is 5 MiB). */
+    partSize: number;
+  };
+  sources: {
+    torchvision: SourceConfig;
+    huggingface: SourceConfig & { token: string };
+    github: SourceConfig;
+  };
+  download: {
+    /** Largest file a download may be, in bytes. */
+    maxBytes: number;
+    /** Attempts after the first for a transient failure. */
+    retries: number;
+    /** First backoff delay; doubled per attempt, with jitter. */
+    backoffMs: number;
+    maxBackoffMs: number;
+  };
+  claims: {
+    /** A claim not refreshed for this long is taken to be dead. */
+    leaseMs: number;
+    /** Fallback protocol: wait between writing a claim and reading it back. */
+    settleMs: number;
+    /** How often a waiter looks for the result. */
+    pollMs: number;
+    /** How long a waiter waits for another worker before giving up. */
+    waitMs: number;
+  };
+}
+
+/** A setting that is missing, malformed or out of range. */
+export class ConfigError extends AcsHubError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', { status: 500, title: 'Invalid configuration' }, message);
+  }
+}
+
+/** Deep partial, for overrides. */
+export type ConfigOverrides = { [K in keyof HubConfig]?: HubConfig[K] extends object ? Partial<HubConfig[K]> : HubConfig[K] };
+
+/** The defaults. */
+export function defaultConfig(): HubConfig {
+  return {
+    dataDir: './data',
+    cacheMaxBytes: 0,
+    offline: false,
+    catalogue: '',
+    debug: false,
+    s3: { url: '', endpoint: '', region: 'us-east-1', forcePathStyle: true, conditionalWrites: 'auto', partSize: 16 * 1024 * 1024 },
+    sources: {
+      torchvision: { baseUrl: 'https://download.pytorch.org/models', timeoutMs: 30_000 },
+      huggingface: { baseUrl: 'https://huggingface.co', timeoutMs: 30_000, token: '' },
+      github: { baseUrl: 'https://github.com', timeoutMs: 30_000 },
+    },
+    download: { maxBytes: 4 * 1024 ** 3, retries: 5, backoffMs: 500, maxBackoffMs: 30_000 },
+    claims: { leaseMs: 60_000, settleMs: 1_000, pollMs: 500, waitMs: 30 * 60_000 },
+  };
+}
+
+const ENUMS: Record<string, readonly string[]> = { 's3.conditionalWrites': ['auto', 'native', 'claim'] };
+
+/** Environment variables, each with the config path it sets; the first one present wins. */
+const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
+  ['dataDir', ['ACS_HUB_DATA_DIR']],
+  ['cacheMaxBytes', ['ACS_HUB_CACHE_MAX_BYTES']],
+  ['offline', ['ACS_HUB_OFFLINE']],
+  ['catalogue', ['ACS_HUB_CATALOGUE']],
+  ['debug', ['ACS_HUB_DEBUG']],
+  ['s3.url', ['ACS_HUB_S3_URL']],
+  ['s3.endpoint', ['ACS_HUB_S3_ENDPOINT']],
+  ['s3.region', ['ACS_HUB_S3_REGION']],
+  ['s3.forcePathStyle', ['ACS_HUB_S3_FORCE_PATH_STYLE']],
+  ['s3.conditionalWrites', ['ACS_HUB_S3_CONDITIONAL_WRITES']],
+  ['s3.partSize', ['ACS_HUB_S3_PART_SIZE']],
+  ['sources.torchvision.baseUrl', ['ACS_HUB_TORCHVISION_URL']],
+  ['sources.huggingface.baseUrl', ['ACS_HUB_HF_ENDPOINT', 'HF_ENDPOINT']],
+  ['sources.huggingface.token', ['ACS_HUB_HF_TOKEN', 'HF_TOKEN']],
+  ['sources.github.baseUrl', ['ACS_HUB_GITHUB_URL']],
+  ['download.maxBytes', ['ACS_HUB_MAX_DOWNLOAD_BYTES']],
+  ['download.retries', ['ACS_HUB_DOWNLOAD_RETRIES']],
+  ['download.backoffMs', ['ACS_HUB_DOWNLOAD_BACKOFF_MS']],
+  ['download.maxBackoffMs', ['ACS_HUB_DOWNLOAD_MAX_BACKOFF_MS']],
+  ['claims.leaseMs', ['ACS_HUB_CLAIM_LEASE_MS']],
+  ['claims.settleMs', ['ACS_HUB_CLAIM_SETTLE_MS']],
+  ['claims.pollMs', ['ACS_HUB_CLAIM_POLL_MS']],
+  ['claims.waitMs', ['ACS_HUB_CLAIM_WAIT_MS']],
+];
+
+/** One timeout for every source. */
+const TIMEOUT_ENV = 'ACS_HUB_TIMEOUT_MS';
+
+type Node = Record<string, unknown>;
+
+function isNode(v: unknown): v is Node {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function getAt(root: Node, path: string): unknown {
+  return path.split('.').reduce<unknown>((n, k) => (isNode(n) ? n[k] : undefined), root);
+}
+
+function setAt(root: Node, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let n = root;
+  for (const k of keys.slice(0, -1)) n = n[k] as Node;
+  n[keys[keys.length - 1]!] = value;
+}
+
+/** Parse an environment string into the type of the default at `path`. */
+function parseEnv(path: string, name: string, raw: string, like: unknown): unknown {
+  if (typeof like === 'boolean') {
+    const v = raw.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+    throw new ConfigError(`${name}='${raw}' must be a boolean (true/false/1/0)`);
+  }
+  if (typeof like === 'number') {
+    const v = Number(raw.trim());
+    if (raw.trim() === '' || !Number.isFinite(v)) throw new ConfigError(`${name}='${raw}' must be a number (for ${path})`);
+    return v;
+  }
+  return raw;
+}
+
+/** Merge `src` into `dst` (a copy of the defaults), checking each key and type; `where` names the origin. */
+function merge(dst: Node, src: unknown, where: string, prefix = ''): void {
+  if (!isNode(src)) throw new ConfigError(`${where}${prefix ? ` '${prefix}'` : ''} must be an object`);
+  for (const [k, v] of Object.entries(src)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    if (v === undefined) continue;
+    if (!(k in dst)) throw new ConfigError(`${where}: unknown setting '${path}'`);
+    const like = dst[k];
+    if (isNode(like)) merge(like, v, where, path);
+    else if (typeof v !== typeof like) throw new ConfigError(`${where}: '${path}' must be a ${typeof like}, got ${JSON.stringify(v)}`);
+    else dst[k] = v;
+  }
+}
+
+function check(cfg: HubConfig): void {
+  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'claims.settleMs'];
+  const positive: string[] = [
+    'download.maxBytes',
+    'claims.leaseMs',
+    'claims.pollMs',
+    'claims.waitMs',
+    'sources.torchvision.timeoutMs',
+    'sources.huggingface.timeoutMs',
+    'sources.github.timeoutMs',
+  ];
+  for (const p of nonNegative) {
+    const v = getAt(cfg as unknown as Node, p) as number;
+    if (!Number.isInteger(v) || v < 0) throw new ConfigError(`'${p}' must be an integer >= 0, got ${v}`);
+  }
+  for (const p of positive) {
+    const v = getAt(cfg as unknown as Node, p) as number;
+    if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`'${p}' must be an integer > 0, got ${v}`);
+  }
+  if (cfg.s3.partSize < 5 * 1024 * 1024) throw new ConfigError(`'s3.partSize' must be at least 5 MiB (S3's minimum part), got ${cfg.s3.partSize}`);
+  for (const [path, allowed] of Object.entries(ENUMS)) {
+    const v = getAt(cfg as unknown as Node, path);
+    if (!allowed.includes(v as string)) throw new ConfigError(`'${path}' must be one of ${allowed.join(', ')}, got '${String(v)}'`);
+  }
+  if (cfg.s3.url !== '') parseS3Url(cfg.s3.url);
+  if (cfg.s3.endpoint !== '') checkUrl('s3.endpoint', cfg.s3.endpoint);
+  for (const name of ['torchvision', 'huggingface', 'github'] as const) checkUrl(`sources.${name}.baseUrl`, cfg.sources[name].baseUrl);
+  if (cfg.dataDir === '') throw new ConfigError(`'dataDir' must not be empty`);
+}
+
+function checkUrl(path: string, value: string): void {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new ConfigError(`'${path}' must be an http(s) URL, got '${value}'`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`'${path}' must be an http(s) URL, got '${value}'`);
+}
+
+/** `s3://bucket/prefix` split into bucket and prefix (without slashes at either end). */
+export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
+  if (!m) throw new ConfigError(`S3 location '${url}' must look like s3://bucket/prefix (bucket: 3-63 lowercase letters, digits, dots, hyphens)`);
+  const prefix = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
+  if (prefix.split('/').some((s) => s === '.' || s === '..')) throw new ConfigError(`S3 prefix in '${url}' must not contain '.' or '..' segments`);
+  return { bucket: m[1]!, prefix };
+}
+
+/**
+ * Load the configuration: defaults, then the config file, then environment variables, then
+ * `overrides` (command-line flags). Returns a deeply frozen object.
+ * @param params.env - the environment. @default process.env
+ * @param params.configFile - a JSON config file. @default env ACS_HUB_CONFIG, else none
+ * @param params.overrides - settings that win over everything (from command-line flags).
+ */
+export function loadConfig(params: { env?: Readonly<Record<string, string | undefined>>; configFile?: string; overrides?: ConfigOverrides } = {}): Readonly<HubConfig> {
+  const env = params.env ?? process.env;
+  const cfg = defaultConfig();
+  const root = cfg as unknown as Node;
+  const file = params.configFile ?? env['ACS_HUB_CONFIG'];
+  if (file !== undefined && file !== '') {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`config file ${file}: ${(err as Error).message}`);
+    }
+    merge(root, doc, `config file ${file}`);
+  }
+  const timeout = env[TIMEOUT_ENV];
+  if (timeout !== undefined) {
+    for (const s of ['torchvision', 'huggingface', 'github']) {
+      setAt(root, `sources.${s}.timeoutMs`, parseEnv(`sources.${s}.timeoutMs`, TIMEOUT_ENV, timeout, 0));
+    }
+  }
+  for (const [path, names] of ENV) {
+    const name = names.find((n) => env[n] !== undefined);
+    if (name === undefined) continue;
+    setAt(root, path, parseEnv(path, name, env[name]!, getAt(root, path)));
+  }
+  if (params.overrides) merge(root, params.overrides, 'command line');
+  check(cfg);
+  cfg.dataDir = resolve(cfg.dataDir);
+  if (cfg.catalogue !== '') cfg.catalogue = resolve(cfg.catalogue);
+  return deepFreeze(cfg);
+}
+
+/** Where the local store keeps its objects. */
+export function objectsDir(cfg: Pick<HubConfig, 'dataDir'>): string {
+  return join(cfg.dataDir, 'objects');
+}
+
+/** Where partial downloads wait to be resumed (never visible as objects). */
+export function stagingDir(cfg: Pick<HubConfig, 'dataDir'>): string {
+  return join(cfg.dataDir, 'staging');
+}
+
+function deepFreeze<T>(o: T): Readonly<T> {
+  if (isNode(o)) for (const v of Object.values(o)) deepFreeze(v);
+  return Object.freeze(o);
+}

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openLocalStorage } from '../../zoo/storage/local.js';
+import { readAll } from '../../zoo/storage/storage.js';
+import { tempDir } from '../helpers.js';
+import { storageContract } from './storage-contract.js';
+
+storageContract('local', async (t) => openLocalStorage({ root: await tempDir(t) }));
+
+test('local: temporaries of dead writers (and very old ones) are removed at start-up, live ones kept', async (t) => {
+  const root = await tempDir(t);
+  await mkdir(join(root, 'blobs'), { recursive: true });
+  const child = spawn(process.execPath, ['-e', '0']);
+  await once(child, 'exit');
+  const dead = `.x.tmp-${child.pid}-0123456789ab`;
+  const live = `.y.tmp-${process.pid}-0123456789ab`;
+  const old = `.z.tmp-${process.pid}-0123456789ac`;
+  for (const f of [dead, live, old]) await writeFile(join(root, 'blobs', f), 'partial');
+  await utimes(join(root, 'blobs', old), new Date(0), new Date(0));
+  await writeFile(join(root, 'blobs', 'done'), 'whole');
+  const s = await openLocalStorage({ root, staleTempMs: 3_600_000 });
+  assert.deepEqual((await readdir(join(root, 'blobs'))).sort(), [live, 'done'].sort());
+  const listed = [];
+  for await (const o of s.list()) listed.push(o.key);
+  assert.deepEqual(listed, ['blobs/done']);
+});
+
+test('local: over its budget the least recently read objects go first, never one being read', async (t) => {
+  const root = await tempDir(t);
+  const s = await openLocalStorage({ root, maxBytes: 3500 });
+  await s.write('blobs/a', Buffer.alloc(1000, 1));
+  await new Promise((r) => setTimeout(r, 5));
+  await s.write('blobs/b', Buffer.alloc(1000, 2));
+  await new Promise((r) => setTimeout(r, 5));
+  await s.write('blobs/c', Buffer.alloc(1000, 3));
+  await new Promise((r) => setTimeout(r, 5));
+  await readAll(s, 'blobs/a');
+  const reading = await s.read('blobs/b');
+  await s.write('index/sources/x.json', Buffer.alloc(500));
+  await s.write('blobs/d', Buffer.alloc(1000, 4));
+  // b is oldest-but-open and index/ is never evicted: c goes.
+  assert.equal(await s.has('blobs/c'), false);
+  assert.ok(await s.has('blobs/a'));
+  assert.ok(await s.has('blobs/b'));
+  assert.ok(await s.has('index/sources/x.json'));
+  const chunks: Buffer[] = [];
+  for await (const c of reading) chunks.push(c as Buffer);
+  assert.deepEqual(Buffer.concat(chunks), Buffer.alloc(1000, 2));
+  await s.write('blobs/e', Buffer.alloc(1000, 5));
+  assert.equal(await s.has('blobs/a'), false, 'a was read before b was');
+  await new Promise((r) => setTimeout(r, 5));
+  await s.write('blobs/f', Buffer.alloc(1000, 6));
+  assert.equal(await s.has('blobs/b'), false, 'once closed, b is evictable again');
+  assert.ok(await s.has('blobs/d'));
+});

@@ -1,0 +1,134 @@
+/**
+ * The conversion cache: return the stored outputs of a conversion, running the converter only
+ * when no process sharing the store has produced them yet, and only once for any number of
+ * simultaneous requests (see storage/claim.ts).
+ *
+ * A conversion's files go under `conversionPrefix(spec)`; its `card.json` is written last, and
+ * a conversion exists exactly when its card does, listing every file with its size and sha256.
+ * Files of a producer that died before its card are invisible to readers and overwritten by the
+ * next producer.
+ */
+import { createHash } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { claimKey, conversionCardKey, conversionPrefix, type ConversionSpec } from './storage/layout.js';
+import { runOnce, type ClaimOptions } from './storage/claim.js';
+import { readJson, type ObjectStorage, type WriteBody } from './storage/storage.js';
+
+/** One stored output file. */
+export interface ConversionFile {
+  readonly name: string;
+  readonly key: string;
+  readonly size: number;
+  readonly sha256: string;
+}
+
+/** The stored card of a conversion: the producer's card plus what the cache adds. */
+export interface ConversionCard {
+  readonly spec: ConversionSpec;
+  readonly files: readonly ConversionFile[];
+  readonly createdAt: string;
+  /** Whatever the producer returned (provenance, parameter count, preprocessing, labels, ...). */
+  readonly card: Readonly<Record<string, unknown>>;
+}
+
+/** What a producer gets. */
+export interface ConversionContext {
+  /** The key prefix of this conversion. */
+  readonly prefix: string;
+  /** Aborted when the caller gives up. */
+  readonly signal: AbortSignal;
+  /** Store one output file (atomically); resolves to its size and sha256. */
+  writeFile(name: string, body: WriteBody): Promise<ConversionFile>;
+}
+
+/** Produces a conversion's files (through `ctx.writeFile`) and returns the card's content. */
+export type ConversionProducer = (ctx: ConversionContext) => Promise<Record<string, unknown>>;
+
+/** Parameters of `getOrConvert`. */
+export interface GetOrConvertParams extends ConversionSpec {
+  storage: ObjectStorage;
+  /** Timing of the claim protocol. */
+  claims?: ClaimOptions;
+  signal?: AbortSignal;
+}
+
+/** What `getOrConvert` returns. */
+export interface ConversionResult {
+  /** The key prefix of the conversion's files. */
+  readonly prefix: string;
+  readonly card: ConversionCard;
+  /** True in the one caller whose producer ran. */
+  readonly produced: boolean;
+}
+
+const FILE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}$/;
+
+async function lookup(storage: ObjectStorage, spec: ConversionSpec): Promise<ConversionCard | undefined> {
+  const card = await readJson<ConversionCard>(storage, conversionCardKey(spec));
+  if (!card) return undefined;
+  for (const f of card.files) {
+    const st = await storage.stat(f.key);
+    if (st?.size !== f.size) {
+      // A file went missing (evicted, deleted by hand): the conversion is incomplete; redo it.
+      await storage.delete(conversionCardKey(spec));
+      return undefined;
+    }
+  }
+  return card;
+}
+
+function toStream(body: WriteBody): Readable {
+  if (typeof body === 'string') return Readable.from([Buffer.from(body, 'utf8')]);
+  if (body instanceof Uint8Array) return Readable.from([body]);
+  return body;
+}
+
+/**
+ * The cached outputs of the conversion `(sourceSha256, mode, options, converterVersion)`;
+ * `produce` runs only when they are not stored yet, once across every process sharing the store.
+ * A producer that throws publishes nothing, and the next call tries again.
+ */
+export async function getOrConvert(params: GetOrConvertParams, produce: ConversionProducer): Promise<ConversionResult> {
+  const { storage } = params;
+  const spec: ConversionSpec = {
+    sourceSha256: params.sourceSha256,
+    mode: params.mode,
+    options: params.options,
+    converterVersion: params.converterVersion,
+  };
+  const prefix = conversionPrefix(spec);
+  const cardKey = conversionCardKey(spec);
+  const { value, produced } = await runOnce<ConversionCard>({
+    ...params.claims,
+    storage,
+    claimKey: claimKey('conversion', prefix),
+    signal: params.signal,
+    lookup: () => lookup(storage, spec),
+    produce: async ({ signal }) => {
+      const files = new Map<string, ConversionFile>();
+      const writeFile = async (name: string, body: WriteBody): Promise<ConversionFile> => {
+        if (!FILE_NAME.test(name) || name === 'card.json') throw new RangeError(`output file name '${name}' is invalid: use [A-Za-z0-9._-], not 'card.json'`);
+        const hash = createHash('sha256');
+        const hashing = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            cb(null, chunk);
+          },
+        });
+        const source = toStream(body);
+        const key = prefix + name;
+        const [written] = await Promise.all([storage.write(key, hashing, { signal }), pipeline(source, hashing)]);
+        const file = { name, key, size: written.size, sha256: hash.digest('hex') };
+        files.set(name, file);
+        return file;
+      };
+      const card = await produce({ prefix, signal, writeFile });
+      const stored: ConversionCard = { spec, files: [...files.values()], createdAt: new Date().toISOString(), card };
+      const r = await storage.write(cardKey, JSON.stringify(stored, null, 2), { ifAbsent: true, signal });
+      if (!r.written) return (await lookup(storage, spec)) ?? stored;
+      return stored;
+    },
+  });
+  return { prefix, card: value, produced };
+}
