@@ -93,9 +93,10 @@ export function detTensor(shape: readonly number[], seed: number, scale = 1): Fl
 const exec = promisify(execFile);
 
 /** Run the CLI; resolve with its exit code and output (never rejects). */
-export async function cli(args: string[], opts: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { cwd: opts.cwd, maxBuffer: 64 * 1024 * 1024 });
+    const env = opts.env ? { ...process.env, ...opts.env } : undefined;
+    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { cwd: opts.cwd, env, maxBuffer: 64 * 1024 * 1024 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };

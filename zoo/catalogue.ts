@@ -37,7 +37,16 @@ export interface GitHubReleaseSource {
 }
 
 /** Where an entry's file lives. */
-export type ModelSource = TorchvisionSource | HuggingFaceSource | GitHubReleaseSource;
+/** Any http(s) URL (a user's own source; not used by the shipped catalogue). */
+export interface UrlSource {
+  readonly type: 'url';
+  readonly url: string;
+}
+
+export type ModelSource = TorchvisionSource | HuggingFaceSource | GitHubReleaseSource | UrlSource;
+
+/** What fetching needs of an entry: its id, where it lives and what its bytes must be. */
+export type PullableEntry = Pick<CatalogueEntry, 'id' | 'source' | 'sha256' | 'size'>;
 
 /** How inputs were prepared when the weights were trained (for the 2D parent). */
 export interface Preprocessing {

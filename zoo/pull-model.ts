@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CatalogueEntry } from './catalogue.js';
+import type { PullableEntry } from './catalogue.js';
 import { OfflineError } from './errors.js';
 import { downloadFile, type DownloadProgress } from './fetch/download-file.js';
 import { resolveSource, type SourceSettings } from './fetch/resolve-source.js';
@@ -50,7 +50,7 @@ export interface DownloadSettings {
 
 /** Parameters of `pullModel`. */
 export interface PullModelParams {
-  entry: CatalogueEntry;
+  entry: PullableEntry;
   storage: ObjectStorage;
   /** Base URLs, token and timeouts of the sources. */
   sources: SourceSettings;
@@ -69,7 +69,7 @@ export interface PullModelParams {
 }
 
 /** The cached record of an entry, if its blob is still there and still matches the catalogue. */
-export async function findPulled(storage: ObjectStorage, entry: CatalogueEntry): Promise<SourceRecord | undefined> {
+export async function findPulled(storage: ObjectStorage, entry: PullableEntry): Promise<SourceRecord | undefined> {
   const rec = await readJson<SourceRecord>(storage, sourceIndexKey(entry.id));
   if (!rec || (entry.sha256 !== undefined && rec.sha256 !== entry.sha256)) return undefined;
   const st = await storage.stat(rec.key);

@@ -135,7 +135,10 @@ export async function infer(engine: InferenceEngine, model: LoadedModel, volume:
     result.kind = 'features';
     result.features = featureVector({ data: output.data, shape: output.shape });
   } else {
-    result.topK = topK({ scores: output.data.subarray(0, output.shape[output.shape.length - 1]), labels: model.labels, k: o.topK ?? 5 });
+    const classes = output.shape[output.shape.length - 1]!;
+    // Labels apply only to the head they were made for (a new head has its own classes).
+    const labels = model.labels?.length === classes ? model.labels : undefined;
+    result.topK = topK({ scores: output.data.subarray(0, classes), labels, k: o.topK ?? 5 });
   }
   return result;
 }

@@ -10,16 +10,38 @@ import { readCheckpointFile, writeCheckpointFile } from '../../converters/format
 import { writeChunksAtomic } from '../../converters/io.js';
 import type { Split3 } from '../../converters/modes/split.js';
 import { encodeCard, encodeOutput, outputFormat } from '../../converters/outputs.js';
+import { stat } from 'node:fs/promises';
+import type { Card } from '../../converters/convert.js';
+import { loadCatalogue, loadLabels } from '../../zoo/catalogue.js';
+import { convertModel, OUTPUT_FILES, parseSource } from '../../zoo/convert-model.js';
+import { readAll } from '../../zoo/storage/storage.js';
 import { onePositional, parse, UsageError } from './args.js';
+import { cliCatalogue, cliConfig, cliStorage, stagingDir, STORE_OPTIONS } from './context.js';
+import { progressPrinter } from './progress.js';
+
+async function isFile(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}
+
+/** ImageNet-1k class names, for local checkpoints that keep a 1000-class head. */
+export async function defaultLabels(): Promise<string[]> {
+  const catalogue = await loadCatalogue();
+  const entry = catalogue.models.find((m) => m.labels === 'imagenet-1k');
+  return entry ? loadLabels(entry) : [];
+}
 
 const USAGE =
-  'acs-hub convert <file> --out <file.safetensors|file.pth|file.onnx> [--mode acs|2.5d|i3d|mean-acs|soft-acs|none] ' +
+  'acs-hub convert <file | zoo-id | url> --out <file.safetensors|file.pth|file.onnx> [--mode acs|2.5d|i3d|mean-acs|soft-acs|none] ' +
   '[--axis d|h|w] [--arch NAME] [--in-channels N] [--head keep|features|N] [--seed N] [--input-size D,H,W] [--split KEY=A,C,S]';
 
 const HELP = `Usage: ${USAGE}
 
-Converts a 2D checkpoint (.pth/.pt/.bin, .safetensors) or a 2D ONNX export into a 3D
-network. The output format follows the extension of --out: .safetensors and .pth hold the
+Converts a 2D checkpoint (.pth/.pt/.bin, .safetensors), a 2D ONNX export, a catalogue model
+(see 'acs-hub zoo list') or a URL into a 3D network. Catalogue models and URLs go through the
+cache (--data DIR or --s3 s3://bucket/prefix): fetched and verified once, converted once. The output format follows the extension of --out: .safetensors and .pth hold the
 state dict that the PyTorch reference model of the mode loads with strict=True, .onnx the
 whole 3D network. A card (<out>.card.json) is written beside it.
 
@@ -33,6 +55,9 @@ Options:
   --seed N              seed of a new head (default 0)
   --input-size D,H,W    input size the card counts multiply-adds for (default 64,64,64)
   --split KEY=A,C,S     explicit ACS split of one convolution (repeatable)
+  --data DIR | --s3 s3://bucket/prefix   the cache (default ./data), for zoo ids and URLs
+  --offline             use the cache only
+  --config FILE         configuration file
 `;
 
 function parseHead(v: string | undefined): Head {
@@ -62,6 +87,7 @@ export async function runConvert(argv: string[]): Promise<void> {
       seed: { type: 'string' },
       'input-size': { type: 'string' },
       split: { type: 'string', multiple: true },
+      ...STORE_OPTIONS,
     },
     USAGE,
   );
@@ -97,14 +123,48 @@ export async function runConvert(argv: string[]): Promise<void> {
       }),
     ),
   };
-  const result = await convertFile(input, options);
-  const files = encodeOutput(result, format, out);
-  for (const [path, chunks] of files) await writeChunksAtomic(path, chunks);
   const cardPath = join(dirname(out), `${basename(out).replace(/\.(safetensors|pth|onnx)$/i, '')}.card.json`);
-  await writeChunksAtomic(cardPath, [encodeCard(result)]);
-  const c = result.card;
+  let c: Card;
+  let written: string[];
+  if (await isFile(input)) {
+    const result = await convertFile(input, options, { labels: await defaultLabels() });
+    const files = encodeOutput(result, format, out);
+    for (const [path, chunks] of files) await writeChunksAtomic(path, chunks);
+    await writeChunksAtomic(cardPath, [encodeCard(result)]);
+    c = result.card;
+    written = [...files.keys()];
+  } else {
+    const cfg = cliConfig(values);
+    const catalogue = await cliCatalogue(cfg);
+    const storage = await cliStorage(cfg);
+    const progress = progressPrinter();
+    try {
+    const converted = await convertModel({
+      storage,
+      source: parseSource(catalogue, input),
+      options,
+      sources: cfg.sources,
+      stagingDir: stagingDir(cfg),
+      offline: cfg.offline,
+      download: cfg.download,
+      claims: cfg.claims,
+      onProgress: progress,
+    });
+    written = [];
+    for (const f of converted.card.files.filter((f) => f.name === OUTPUT_FILES[format] || f.name === `${OUTPUT_FILES[format]}.data`)) {
+      const path = f.name.endsWith('.data') ? `${out}.data` : out;
+      await writeChunksAtomic(path, [await readAll(storage, f.key)]);
+      written.push(path);
+    }
+    c = converted.modelCard;
+    await writeChunksAtomic(cardPath, [Buffer.from(`${JSON.stringify(c, null, 2)}\n`)]);
+    process.stderr.write(`${converted.produced ? 'converted' : 'from the cache'}: ${storage.location}/${converted.prefix}\n`);
+    } finally {
+      await storage.close();
+    }
+  }
   process.stderr.write(
-    `${c.architecture.arch} -> ${c.mode}: wrote ${[...files.keys()].join(', ')} and ${cardPath} ` +
+    `${c.architecture.arch} -> ${c.mode}: wrote ${written.join(', ')} and ${cardPath} ` +
       `(${c.parameters.converted.toLocaleString('en-US')} parameters, ${(c.multiplyAdds.converted / 1e9).toFixed(2)} G multiply-adds at ${c.inputSize.join('x')}, ` +
       `${(c.multiplyAdds.dense3d / 1e9).toFixed(2)} G with dense 3D kernels)\n`,
   );

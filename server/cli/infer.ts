@@ -10,22 +10,30 @@ import { writeChunksAtomic } from '../../converters/io.js';
 import { resample } from '../../converters/preprocess/index.js';
 import { renderPreview } from '../../converters/predictions/index.js';
 import { InferenceEngine } from '../../converters/runtime/engine.js';
-import { loadModelFile } from '../../converters/runtime/model-file.js';
+import { loadModelFile, modelFromBytes } from '../../converters/runtime/model-file.js';
 import { infer, type InferOptions, type InferResult } from '../../converters/runtime/pipeline.js';
 import { DEVICES, type Device } from '../../converters/runtime/providers.js';
 import { readRawArray } from '../../converters/runtime/raw-input.js';
 import { encodeNpy, readVolume, writeNifti, type Vec3, type Volume } from '../../converters/volumes/index.js';
+import { stat } from 'node:fs/promises';
+import type { LoadedModel } from '../../converters/runtime/pipeline.js';
+import { convertModel, OUTPUT_FILES, parseSource } from '../../zoo/convert-model.js';
+import { readAll } from '../../zoo/storage/storage.js';
 import { onePositional, parse, UsageError } from './args.js';
+import { cliCatalogue, cliConfig, cliStorage, stagingDir, STORE_OPTIONS, type StoreFlags } from './context.js';
+import { defaultLabels } from './convert.js';
+import { progressPrinter } from './progress.js';
 
 const USAGE =
-  'acs-hub infer <model.onnx | checkpoint> --input <volume> [--output out.json|out.npy|out.nii.gz|out.png] [--raw] [--top-k N] ' +
+  'acs-hub infer <model.onnx | checkpoint | zoo-id> --input <volume> [--output out.json|out.npy|out.nii.gz|out.png] [--raw] [--top-k N] ' +
   '[--window L,H|lung|mediastinum|abdomen|bone|brain|none] [--size D,H,W] [--spacing D,H,W] [--patch D,H,W] [--overlap F] [--device cpu|webgpu|cuda|tensorrt]';
 
 const HELP = `Usage: ${USAGE}
 
 Runs a 3D network on a volume. <model> is a 3D .onnx written by 'acs-hub convert' (its
-<name>.card.json, if present beside it, supplies the preprocessing and labels) or a 2D
-checkpoint / 2D ONNX export, converted on the fly (--mode, default acs).
+<name>.card.json, if present beside it, supplies the preprocessing and labels), a 2D
+checkpoint / 2D ONNX export converted on the fly (--mode, default acs), or a catalogue id
+or URL, converted through the cache (--data DIR | --s3 URL, --offline).
 
 Volumes: NIfTI (.nii, .nii.gz), a DICOM folder or .zip, NumPy .npy, multi-page TIFF, a
 folder or .zip of PNG slices. They are read in RAS+ orientation as (C, D, H, W) with D
@@ -109,6 +117,7 @@ export async function runInfer(argv: string[]): Promise<void> {
       threads: { type: 'string' },
       mode: { type: 'string' },
       series: { type: 'string' },
+      ...STORE_OPTIONS,
     },
     USAGE,
   );
@@ -140,7 +149,7 @@ export async function runInfer(argv: string[]): Promise<void> {
     std: numbers(values.std, '--std'),
   };
 
-  const model = await loadModelFile(modelPath, { mode: mode as Mode } satisfies ConvertOptions);
+  const model = await loadModel(modelPath, { mode: mode as Mode }, values);
   const engine = new InferenceEngine({
     device,
     threads,
@@ -178,6 +187,31 @@ export async function runInfer(argv: string[]): Promise<void> {
     if (out) process.stderr.write(`wrote ${out} (${result.kind}${result.topK ? `: ${result.topK[0]?.label ?? `class ${result.topK[0]?.index}`} ${(100 * (result.topK[0]?.probability ?? 0)).toFixed(1)}%` : ''})\n`);
   } finally {
     await engine.close();
+  }
+}
+
+/** A model file, or a catalogue id / URL converted through the cache. */
+async function loadModel(spec: string, options: ConvertOptions, flags: StoreFlags): Promise<LoadedModel> {
+  if (await stat(spec).then(() => true, () => false)) return loadModelFile(spec, options, await defaultLabels());
+  const cfg = cliConfig(flags);
+  const storage = await cliStorage(cfg);
+  try {
+    const converted = await convertModel({
+      storage,
+      source: parseSource(await cliCatalogue(cfg), spec),
+      options,
+      sources: cfg.sources,
+      stagingDir: stagingDir(cfg),
+      offline: cfg.offline,
+      download: cfg.download,
+      claims: cfg.claims,
+      onProgress: progressPrinter(),
+    });
+    const file = converted.card.files.find((f) => f.name === OUTPUT_FILES.onnx);
+    if (!file) throw new UsageError(`the conversion of '${spec}' has no ONNX file`);
+    return modelFromBytes(await readAll(storage, file.key), converted.modelCard, spec);
+  } finally {
+    await storage.close();
   }
 }
 

@@ -3,7 +3,7 @@
  * headers (a Hub token), and what to check (torchvision's hash prefix; the Hub's pinned commit
  * and LFS sha256).
  */
-import type { CatalogueEntry, ModelSource } from '../catalogue.js';
+import type { ModelSource, PullableEntry } from '../catalogue.js';
 import { IntegrityError } from '../errors.js';
 import type { DownloadExpectation, ResponseInfo } from './download-file.js';
 
@@ -60,6 +60,8 @@ export function sourceUrl(source: ModelSource, sources: SourceSettings = PUBLIC_
       return join(sources.huggingface.baseUrl, encodePath(source.repo), 'resolve', encodeURIComponent(source.revision), encodePath(source.file));
     case 'github':
       return join(sources.github.baseUrl, encodePath(source.repo), 'releases', 'download', encodeURIComponent(source.tag), encodeURIComponent(source.file));
+    case 'url':
+      return source.url;
   }
 }
 
@@ -72,14 +74,14 @@ function unquote(etag: string | null): string | undefined {
 }
 
 /** Build the request for a catalogue entry under the configured sources. */
-export function resolveSource(entry: CatalogueEntry, sources: SourceSettings = PUBLIC_SOURCES): ResolvedSource {
+export function resolveSource(entry: PullableEntry, sources: SourceSettings = PUBLIC_SOURCES): ResolvedSource {
   const source = entry.source;
   const url = sourceUrl(source, sources);
   const expected: DownloadExpectation = { sha256: entry.sha256, size: entry.size };
   const hub: HubFileInfo = {};
   const headers: Record<string, string> = {};
   let inspect: ResolvedSource['inspect'] = () => undefined;
-  let timeoutMs = sources[source.type].timeoutMs;
+  let timeoutMs = source.type === 'url' ? undefined : sources[source.type].timeoutMs;
   if (source.type === 'torchvision') {
     expected.hashPrefixOf = source.file;
   } else if (source.type === 'huggingface') {
