@@ -57,6 +57,49 @@ export interface HubConfig {
     backoffMs: number;
     maxBackoffMs: number;
   };
+  server: {
+    host: string;
+    /** 0 picks a free port. */
+    port: number;
+    /** API keys (comma-separated) accepted as bearer tokens; empty: no key needed. */
+    apiKeys: string;
+    /** Require a key for reads too. */
+    protectReads: boolean;
+    /** Hosts URL sources may name (comma-separated; `*.example.com` for subdomains). */
+    urlAllowList: string;
+    /** Allow URL sources on loopback, private and link-local addresses (tests only). */
+    allowPrivateUrls: boolean;
+    /** Largest upload, in bytes. */
+    maxUploadBytes: number;
+    /** Largest volume sent for inference, in bytes. */
+    maxVolumeBytes: number;
+    /** Largest JSON body, in bytes. */
+    maxJsonBytes: number;
+    /** A request that takes longer is answered 408 / cut. */
+    requestTimeoutMs: number;
+    /** On SIGTERM, how long in-flight requests may take to finish. */
+    shutdownGraceMs: number;
+    /** Answer downloads from an S3 store with a redirect to a presigned URL. */
+    redirectDownloads: boolean;
+    /** Lifetime of presigned URLs, in seconds. */
+    presignSeconds: number;
+    /** pino log level (fatal, error, warn, info, debug, trace, silent). */
+    logLevel: string;
+    /** Validate responses against openapi.yaml too (tests; costs time). */
+    validateResponses: boolean;
+  };
+  inference: {
+    /** cpu, webgpu, cuda or tensorrt (falls back to cpu with a logged reason). */
+    device: string;
+    /** Intra-op threads; 0 for onnxruntime's choice. */
+    threads: number;
+    /** Memory budget of the session cache, in bytes. */
+    cacheBytes: number;
+    /** Requests waiting at most. */
+    maxPending: number;
+    /** Volumes batched into one run at most. */
+    maxBatch: number;
+  };
   claims: {
     /** A claim not refreshed for this long is taken to be dead. */
     leaseMs: number;
@@ -95,10 +138,32 @@ export function defaultConfig(): HubConfig {
     },
     download: { maxBytes: 4 * 1024 ** 3, retries: 5, backoffMs: 500, maxBackoffMs: 30_000 },
     claims: { leaseMs: 60_000, settleMs: 1_000, pollMs: 500, waitMs: 30 * 60_000 },
+    server: {
+      host: '127.0.0.1',
+      port: 8080,
+      apiKeys: '',
+      protectReads: false,
+      urlAllowList: 'huggingface.co,*.huggingface.co,*.hf.co,download.pytorch.org,github.com,objects.githubusercontent.com,release-assets.githubusercontent.com',
+      allowPrivateUrls: false,
+      maxUploadBytes: 4 * 1024 ** 3,
+      maxVolumeBytes: 1024 ** 3,
+      maxJsonBytes: 1024 * 1024,
+      requestTimeoutMs: 30 * 60_000,
+      shutdownGraceMs: 30_000,
+      redirectDownloads: false,
+      presignSeconds: 900,
+      logLevel: 'info',
+      validateResponses: false,
+    },
+    inference: { device: 'cpu', threads: 0, cacheBytes: 2 * 1024 ** 3, maxPending: 32, maxBatch: 4 },
   };
 }
 
-const ENUMS: Record<string, readonly string[]> = { 's3.conditionalWrites': ['auto', 'native', 'claim'] };
+const ENUMS: Record<string, readonly string[]> = {
+  's3.conditionalWrites': ['auto', 'native', 'claim'],
+  'server.logLevel': ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+  'inference.device': ['cpu', 'webgpu', 'cuda', 'tensorrt'],
+};
 
 /** Environment variables, each with the config path it sets; the first one present wins. */
 const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
@@ -125,6 +190,26 @@ const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['claims.settleMs', ['ACS_HUB_CLAIM_SETTLE_MS']],
   ['claims.pollMs', ['ACS_HUB_CLAIM_POLL_MS']],
   ['claims.waitMs', ['ACS_HUB_CLAIM_WAIT_MS']],
+  ['server.host', ['ACS_HUB_HOST']],
+  ['server.port', ['ACS_HUB_PORT']],
+  ['server.apiKeys', ['ACS_HUB_API_KEYS']],
+  ['server.protectReads', ['ACS_HUB_PROTECT_READS']],
+  ['server.urlAllowList', ['ACS_HUB_URL_ALLOW_LIST']],
+  ['server.allowPrivateUrls', ['ACS_HUB_ALLOW_PRIVATE_URLS']],
+  ['server.maxUploadBytes', ['ACS_HUB_MAX_UPLOAD_BYTES']],
+  ['server.maxVolumeBytes', ['ACS_HUB_MAX_VOLUME_BYTES']],
+  ['server.maxJsonBytes', ['ACS_HUB_MAX_JSON_BYTES']],
+  ['server.requestTimeoutMs', ['ACS_HUB_REQUEST_TIMEOUT_MS']],
+  ['server.shutdownGraceMs', ['ACS_HUB_SHUTDOWN_GRACE_MS']],
+  ['server.redirectDownloads', ['ACS_HUB_REDIRECT_DOWNLOADS']],
+  ['server.presignSeconds', ['ACS_HUB_PRESIGN_SECONDS']],
+  ['server.logLevel', ['ACS_HUB_LOG_LEVEL']],
+  ['server.validateResponses', ['ACS_HUB_VALIDATE_RESPONSES']],
+  ['inference.device', ['ACS_HUB_DEVICE']],
+  ['inference.threads', ['ACS_HUB_THREADS']],
+  ['inference.cacheBytes', ['ACS_HUB_ENGINE_CACHE_BYTES']],
+  ['inference.maxPending', ['ACS_HUB_MAX_PENDING']],
+  ['inference.maxBatch', ['ACS_HUB_MAX_BATCH']],
 ];
 
 /** One timeout for every source. */
@@ -178,7 +263,7 @@ function merge(dst: Node, src: unknown, where: string, prefix = ''): void {
 }
 
 function check(cfg: HubConfig): void {
-  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'claims.settleMs'];
+  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'claims.settleMs', 'server.port', 'inference.threads'];
   const positive: string[] = [
     'download.maxBytes',
     'claims.leaseMs',
@@ -187,6 +272,15 @@ function check(cfg: HubConfig): void {
     'sources.torchvision.timeoutMs',
     'sources.huggingface.timeoutMs',
     'sources.github.timeoutMs',
+    'server.maxUploadBytes',
+    'server.maxVolumeBytes',
+    'server.maxJsonBytes',
+    'server.requestTimeoutMs',
+    'server.shutdownGraceMs',
+    'server.presignSeconds',
+    'inference.cacheBytes',
+    'inference.maxPending',
+    'inference.maxBatch',
   ];
   for (const p of nonNegative) {
     const v = getAt(cfg as unknown as Node, p) as number;
@@ -205,6 +299,10 @@ function check(cfg: HubConfig): void {
   if (cfg.s3.endpoint !== '') checkUrl('s3.endpoint', cfg.s3.endpoint);
   for (const name of ['torchvision', 'huggingface', 'github'] as const) checkUrl(`sources.${name}.baseUrl`, cfg.sources[name].baseUrl);
   if (cfg.dataDir === '') throw new ConfigError(`'dataDir' must not be empty`);
+  if (cfg.server.port > 65535) throw new ConfigError(`'server.port' must be at most 65535, got ${cfg.server.port}`);
+  for (const host of cfg.server.urlAllowList.split(',').map((h) => h.trim()).filter(Boolean)) {
+    if (!/^(\*\.)?[a-z0-9.-]+(:\d+)?$/i.test(host)) throw new ConfigError(`'server.urlAllowList' entry '${host}' is not a host name (or *.domain)`);
+  }
 }
 
 function checkUrl(path: string, value: string): void {

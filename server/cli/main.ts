@@ -8,6 +8,7 @@ import { runConvert } from './convert.js';
 import { runInfer } from './infer.js';
 import { runInspect } from './inspect.js';
 import { runPull } from './pull.js';
+import { runServe } from './serve.js';
 import { runZoo } from './zoo.js';
 import { UsageError } from './args.js';
 import { loadConfig } from '../config.js';
@@ -28,6 +29,8 @@ Usage:
       Hub, radiology weights).
   acs-hub pull <zoo-id> [--json] [--data DIR | --s3 s3://bucket/prefix]
       Download a zoo model (resumable, hash-verified) into the cache.
+  acs-hub serve [--port 8080] [--host 127.0.0.1] [--data DIR | --s3 s3://bucket/prefix]
+      Serve the HTTP API (openapi.yaml): zoo, conversions, downloads, inference, KServe v2.
 
 Configuration: --config FILE (or ACS_HUB_CONFIG), then ACS_HUB_* variables (ACS_HUB_DATA_DIR,
 ACS_HUB_S3_URL, ACS_HUB_HF_TOKEN or HF_TOKEN, ACS_HUB_HF_ENDPOINT or HF_ENDPOINT,
@@ -48,6 +51,7 @@ const COMMANDS: Record<string, Command> = {
   infer: runInfer,
   zoo: runZoo,
   pull: runPull,
+  serve: runServe,
 };
 
 async function main(argv: string[]): Promise<number> {

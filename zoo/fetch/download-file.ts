@@ -20,6 +20,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { AcsHubError } from '../../converters/errors.js';
 import { DownloadTooLargeError, IntegrityError, UpstreamError, UpstreamRefusedError, ZooError } from '../errors.js';
 import { backoffDelay, parseRetryAfter } from './backoff.js';
 import { checkHashPrefix } from './hash-prefix.js';
@@ -351,6 +352,10 @@ async function attempt(
       throw new UpstreamError(controller.signal.reason.message, { url: where, cause: err });
     }
     if (err instanceof ZooError) throw err;
+    // A refusal by the caller's fetch (an address the policy forbids) is final, not a network fault.
+    const cause = (err as { cause?: unknown }).cause;
+    if (err instanceof AcsHubError) throw err;
+    if (cause instanceof AcsHubError) throw cause;
     throw new UpstreamError(`${where}: ${describeNetworkError(err)}`, { url: where, cause: err });
   } finally {
     clearTimeout(timer);

@@ -24,6 +24,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { ObjectNotFoundError, StorageError } from '../errors.js';
 import { assertKey, assertPrefix, assertRange, type ObjectInfo, type ObjectStorage, type ReadOptions, type WriteBody, type WriteOptions, type WriteResult } from './storage.js';
 
@@ -120,6 +121,16 @@ export class S3Storage implements ObjectStorage {
 
   async has(key: string): Promise<boolean> {
     return (await this.stat(key)) !== undefined;
+  }
+
+  /** A presigned GET URL of an object, valid for `seconds`. */
+  async presignGet(key: string, seconds: number, filename?: string): Promise<string> {
+    const command = new GetObjectCommand({
+      Bucket: this.bucket,
+      Key: this.full(key),
+      ResponseContentDisposition: filename ? `attachment; filename="${filename}"` : undefined,
+    });
+    return getSignedUrl(this.client, command, { expiresIn: seconds });
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

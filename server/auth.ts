@@ -1,0 +1,34 @@
+/**
+ * API keys: bearer tokens from the configuration. Everything that writes or computes needs one
+ * (when keys are configured); reads need one only with `protectReads`.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import { HttpError } from './errors.js';
+import type { Services } from './services.js';
+
+function matches(token: string, keys: readonly string[]): boolean {
+  const t = Buffer.from(token);
+  let ok = false;
+  for (const k of keys) {
+    const b = Buffer.from(k);
+    if (b.length === t.length && timingSafeEqual(b, t)) ok = true;
+  }
+  return ok;
+}
+
+/** Does this request carry a valid key (or are no keys configured)? */
+export function authorised(header: string | undefined, s: Services): boolean {
+  if (s.apiKeys.length === 0) return true;
+  const m = /^Bearer\s+(\S+)$/i.exec(header ?? '');
+  return m !== null && matches(m[1]!, s.apiKeys);
+}
+
+/** Require a key for `scope` ('write' always when keys exist; 'read' with protectReads). */
+export function requireKey(s: Services, scope: 'read' | 'write'): RequestHandler {
+  return (req, _res, next) => {
+    if (scope === 'read' && !s.cfg.server.protectReads) return next();
+    if (authorised(req.headers.authorization, s)) return next();
+    next(new HttpError('UNAUTHORIZED', req.headers.authorization ? 'the API key is not valid' : 'this request needs an API key: send Authorization: Bearer <key>', { 'WWW-Authenticate': 'Bearer realm="acs-hub"' }));
+  };
+}

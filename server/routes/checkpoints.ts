@@ -1,0 +1,122 @@
+/** Converted checkpoints: card, files, downloads, and inference on an uploaded volume. */
+import { Router } from 'express';
+import { infer, type InferOptions } from '../../converters/runtime/pipeline.js';
+import { renderPreview } from '../../converters/predictions/index.js';
+import { resample } from '../../converters/preprocess/index.js';
+import { encodeNifti, readVolume, type Vec3 } from '../../converters/volumes/index.js';
+import { requireKey } from '../auth.js';
+import { listCheckpoints, loadCheckpoint } from '../checkpoints.js';
+import { HttpError } from '../errors.js';
+import { readBody } from '../http/body.js';
+import { sendStoredFile } from '../http/download.js';
+import { param } from '../http/params.js';
+import { checkpointModel } from '../models.js';
+import type { Services } from '../services.js';
+import { modelCardFile } from './zoo.js';
+
+function triple(v: unknown): Vec3 | undefined {
+  return typeof v === 'string' ? (v.split(',').map(Number) as Vec3) : undefined;
+}
+
+function inferOptions(q: Record<string, unknown>): InferOptions {
+  const w = q['window'];
+  let window: InferOptions['window'];
+  if (typeof w === 'string') window = /^-?[0-9.]+,-?[0-9.]+$/.test(w) ? (w.split(',').map(Number) as [number, number]) : (w as InferOptions['window']);
+  if (Array.isArray(window) && window[0] >= window[1]) throw new HttpError('VALIDATION_FAILED', `window '${String(w)}' must be L,H with L < H`);
+  return {
+    raw: q['raw'] === true || q['raw'] === 'true',
+    window,
+    size: triple(q['size']),
+    spacing: triple(q['spacing']),
+    patch: triple(q['patch']),
+    overlap: q['overlap'] === undefined ? undefined : Number(q['overlap']),
+    topK: q['topK'] === undefined ? undefined : Number(q['topK']),
+  };
+}
+
+/** Routes under /v1/checkpoints. */
+export function checkpointRoutes(s: Services): Router {
+  const r = Router();
+  r.get('/v1/checkpoints', requireKey(s, 'read'), async (_req, res) => {
+    const list = await listCheckpoints(s.storage);
+    res.json({ checkpoints: list.map((c) => ({ id: c.id, mode: c.mode, arch: c.arch, source: c.source, url: `/v1/checkpoints/${c.id}` })) });
+  });
+
+  r.get('/v1/checkpoints/:checkpointId', requireKey(s, 'read'), async (req, res) => {
+    const id = param(req, 'checkpointId');
+    const { card } = await loadCheckpoint(s.storage, id);
+    res.json({
+      id,
+      spec: card.spec,
+      files: card.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256, url: `/v1/checkpoints/${id}/files/${f.name}` })),
+      card: card.card,
+      createdAt: card.createdAt,
+      links: { self: `/v1/checkpoints/${id}`, infer: `/v1/checkpoints/${id}/infer`, kserve: `/v2/models/${id}` },
+    });
+  });
+
+  r.get('/v1/checkpoints/:checkpointId/files', requireKey(s, 'read'), async (req, res) => {
+    const id = param(req, 'checkpointId');
+    const { card } = await loadCheckpoint(s.storage, id);
+    const { bytes: _bytes, ...cardFile } = modelCardFile(card);
+    const files = [...card.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 })), cardFile];
+    res.json({ files: files.map((f) => ({ ...f, url: `/v1/checkpoints/${id}/files/${f.name}` })) });
+  });
+
+  const download = async (req: Parameters<Parameters<typeof r.get>[1]>[0], res: Parameters<Parameters<typeof r.get>[1]>[1]) => {
+    const id = param(req, 'checkpointId');
+    const name = param(req, 'file');
+    const { card, record } = await loadCheckpoint(s.storage, id);
+    const file = name === 'card.json' ? modelCardFile(card) : card.files.find((f) => f.name === name);
+    if (!file) throw new HttpError('NOT_FOUND', `checkpoint ${id} has no file '${name}' (it has ${card.files.map((f) => f.name).join(', ')}, card.json)`);
+    await sendStoredFile(req, res, s, file, `${record.arch}-${record.mode}-${name}`);
+  };
+  r.get('/v1/checkpoints/:checkpointId/files/:file', requireKey(s, 'read'), download);
+  r.head('/v1/checkpoints/:checkpointId/files/:file', requireKey(s, 'read'), download);
+
+  r.post('/v1/checkpoints/:checkpointId/infer', requireKey(s, 'write'), async (req, res) => {
+    const id = param(req, 'checkpointId');
+    const accept = req.accepts(['application/json', 'application/gzip', 'image/png']);
+    if (!accept) throw new HttpError('NOT_ACCEPTABLE', 'answers are application/json, application/gzip (NIfTI) or image/png');
+    const model = await checkpointModel(s, id);
+    const options = inferOptions(req.query as Record<string, unknown>);
+    const bytes = await readBody(req, s.cfg.server.maxVolumeBytes);
+    const volume = await readVolume(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
+      file: 'volume',
+      seriesInstanceUid: typeof req.query['series'] === 'string' ? req.query['series'] : undefined,
+    });
+    const result = await infer(s.engine, model, volume, options);
+    s.metrics.inference.observe({ kind: result.kind }, result.ms.network / 1000);
+    if (accept === 'application/json') {
+      res.json({
+        kind: result.kind,
+        ...(result.topK ? { topK: result.topK } : {}),
+        ...(result.features ? { features: result.features } : {}),
+        ...(result.labels ? { labels: { shape: [...result.labels.shape], classes: [...new Set(result.labels.data)].sort((a, b) => a - b) } } : {}),
+        output: { shape: result.output.shape },
+        input: { shape: result.input.shape, spacing: result.input.spacing },
+        volume: { shape: volume.shape, spacing: volume.spacing },
+        device: s.engine.loaded.get(id)?.device ?? 'cpu',
+        preprocessing: result.steps,
+        ms: { preprocess: Math.round(result.ms.preprocess), network: Math.round(result.ms.network) },
+      });
+      return;
+    }
+    let labels: Float32Array | undefined;
+    if (result.labels) {
+      const [, d, h, w] = volume.shape;
+      const [ld, lh, lw] = result.labels.shape;
+      labels = Float32Array.from(result.labels.data);
+      if (ld !== d || lh !== h || lw !== w) labels = resample({ volume: { data: labels, shape: [1, ld!, lh!, lw!] as const }, size: [d, h, w], mode: 'nearest' }).data;
+    }
+    if (accept === 'application/gzip') {
+      if (!labels) throw new HttpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
+      const nifti = encodeNifti({ data: labels, shape: [1, ...volume.shape.slice(1)], affine: volume.affine, like: volume, labels: true, gzip: true, description: 'acs-hub segmentation' });
+      res.type('application/gzip').set('Content-Disposition', 'attachment; filename="labels.nii.gz"').send(Buffer.from(nifti));
+      return;
+    }
+    const png = await renderPreview({ volume, overlay: labels ? { kind: 'labels', data: labels } : undefined });
+    res.type('image/png').send(Buffer.from(png));
+  });
+  return r;
+}

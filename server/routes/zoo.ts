@@ -1,0 +1,96 @@
+/** The catalogue, and the one-line download that converts on first request. */
+import { createHash } from 'node:crypto';
+import { Router } from 'express';
+import { MODES, type Mode } from '../../converters/convert.js';
+import { findModel, listModels, loadLabels, type CatalogueEntry } from '../../zoo/catalogue.js';
+import { convertModel } from '../../zoo/convert-model.js';
+import type { ConversionCard } from '../../zoo/get-or-convert.js';
+import { requireKey, authorised } from '../auth.js';
+import { checkpointIdOf, recordCheckpoint } from '../checkpoints.js';
+import { HttpError } from '../errors.js';
+import { sendStoredFile } from '../http/download.js';
+import type { Services } from '../services.js';
+
+function summary(m: CatalogueEntry): Record<string, unknown> {
+  return {
+    id: m.id,
+    aliases: m.aliases ?? [],
+    family: m.family,
+    arch: m.arch,
+    title: m.title,
+    source: m.source.type,
+    url: m.url,
+    licence: m.licence,
+    ...(m.domain ? { domain: m.domain } : {}),
+    ...(m.params ? { params: m.params } : {}),
+  };
+}
+
+/** Routes under /v1/zoo. */
+export function zooRoutes(s: Services): Router {
+  const r = Router();
+  r.get('/v1/zoo', requireKey(s, 'read'), (req, res) => {
+    const q = typeof req.query['q'] === 'string' ? req.query['q'].toLowerCase() : undefined;
+    const models = listModels(s.catalogue, {
+      family: typeof req.query['family'] === 'string' ? req.query['family'] : undefined,
+      licence: typeof req.query['licence'] === 'string' ? req.query['licence'] : undefined,
+      source: typeof req.query['source'] === 'string' ? (req.query['source'] as 'torchvision') : undefined,
+    }).filter((m) => !q || [m.id, m.title, m.arch, m.family, ...(m.aliases ?? [])].some((t) => t.toLowerCase().includes(q)));
+    res.json({ models: models.map(summary) });
+  });
+
+  r.get('/v1/zoo/:namespace/:name', requireKey(s, 'read'), async (req, res) => {
+    const m = findModel(s.catalogue, `${req.params['namespace']}/${req.params['name']}`);
+    const base = `/v1/zoo/${m.id}`;
+    const downloads = Object.fromEntries(MODES.map((mode) => [mode, Object.fromEntries(['model.safetensors', 'model.pth', 'model.onnx', 'card.json'].map((f) => [f, `${base}/${mode}/${f}`]))]));
+    res.json({
+      ...summary(m),
+      format: m.format,
+      ...(m.sha256 ? { sha256: m.sha256 } : {}),
+      ...(m.size ? { size: m.size } : {}),
+      ...(m.licenceNote ? { licenceNote: m.licenceNote } : {}),
+      ...(m.metrics ? { metrics: m.metrics } : {}),
+      preprocessing: m.preprocessing,
+      labels: await loadLabels(m),
+      downloads,
+    });
+  });
+
+  r.get('/v1/zoo/:namespace/:name/:mode/:file', async (req, res) => {
+    if (s.cfg.server.protectReads && !authorised(req.headers.authorization, s)) throw new HttpError('UNAUTHORIZED', 'this request needs an API key');
+    const entry = findModel(s.catalogue, `${req.params['namespace']}/${req.params['name']}`);
+    const mode = req.params['mode'] as Mode;
+    // Converting computes: it needs a key (when keys are set) unless the result is cached.
+    const mayCompute = authorised(req.headers.authorization, s);
+    const converted = await convertModel({
+      storage: s.storage,
+      source: { kind: 'zoo', entry },
+      options: { mode },
+      sources: s.cfg.sources,
+      stagingDir: s.stagingDir,
+      offline: s.cfg.offline || !mayCompute,
+      download: s.cfg.download,
+      claims: s.cfg.claims,
+      fetch: s.zooFetch,
+    }).catch((err: unknown) => {
+      if (!mayCompute && (err as { code?: string }).code === 'OFFLINE') throw new HttpError('UNAUTHORIZED', 'this model is not converted yet; converting it needs an API key');
+      throw err;
+    });
+    if (!converted.produced) s.metrics.cacheHits.inc({ kind: 'conversion' });
+    else s.metrics.conversions.inc({ result: 'produced' });
+    await recordCheckpoint(s.storage, converted.prefix, converted.card);
+    const id = checkpointIdOf(converted.prefix);
+    const name = req.params['file']!;
+    res.set('Content-Location', `/v1/checkpoints/${id}/files/${name}`);
+    const file = name === 'card.json' ? modelCardFile(converted.card) : converted.card.files.find((f) => f.name === name);
+    if (!file) throw new HttpError('NOT_FOUND', `checkpoint ${id} has no file '${name}'`);
+    await sendStoredFile(req, res, s, file, `${entry.arch}-${mode}-${name}`);
+  });
+  return r;
+}
+
+/** The model card (card.json) of a conversion, as a file generated from the stored card. */
+export function modelCardFile(card: ConversionCard): { name: string; size: number; sha256: string; bytes: Buffer } {
+  const bytes = Buffer.from(`${JSON.stringify(card.card, null, 2)}\n`, 'utf8');
+  return { name: 'card.json', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), bytes };
+}

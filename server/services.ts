@@ -1,0 +1,88 @@
+/**
+ * What the app's routes share: configuration, store, catalogue, inference engine, jobs,
+ * metrics and logger, built once from the configuration (or given by a test).
+ */
+import { pino, type Logger } from 'pino';
+import type { HubConfig } from './config.js';
+import { stagingDir } from './config.js';
+import { InferenceEngine } from '../converters/runtime/engine.js';
+import type { Device } from '../converters/runtime/providers.js';
+import { loadCatalogue, type Catalogue } from '../zoo/catalogue.js';
+import { openStorage } from '../zoo/storage/open-storage.js';
+import type { ObjectStorage } from '../zoo/storage/storage.js';
+import { JobRegistry } from './jobs.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { guardedFetch, parseAllowList, type UrlPolicy } from './url-guard.js';
+
+/** See the module comment. */
+export interface Services {
+  cfg: Readonly<HubConfig>;
+  storage: ObjectStorage;
+  catalogue: Catalogue;
+  engine: InferenceEngine;
+  jobs: JobRegistry;
+  metrics: Metrics;
+  logger: Logger;
+  stagingDir: string;
+  urlPolicy: UrlPolicy;
+  /** Fetch for user-given URLs (allow-list and address checks). */
+  urlFetch: typeof fetch;
+  /** Fetch for the catalogue's configured sources. */
+  zooFetch: typeof fetch | undefined;
+  /** Set when the server starts shutting down. */
+  state: { shuttingDown: boolean };
+  apiKeys: string[];
+  close(): Promise<void>;
+}
+
+/** Parts a caller (a test) may supply instead of building them from the configuration. */
+export interface ServiceOverrides {
+  storage?: ObjectStorage;
+  catalogue?: Catalogue;
+  logger?: Logger;
+  engine?: InferenceEngine;
+  zooFetch?: typeof fetch;
+}
+
+/** Build the services. */
+export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrides = {}): Promise<Services> {
+  const logger = o.logger ?? pino({ level: cfg.server.logLevel, base: { service: 'acs-hub' } });
+  const storage = o.storage ?? (await openStorage(cfg));
+  const catalogue = o.catalogue ?? (await loadCatalogue({ path: cfg.catalogue || undefined }));
+  const engine =
+    o.engine ??
+    new InferenceEngine({
+      device: cfg.inference.device as Device,
+      threads: cfg.inference.threads,
+      cacheBytes: cfg.inference.cacheBytes,
+      maxPending: cfg.inference.maxPending,
+      maxBatch: cfg.inference.maxBatch,
+      onLoad: (i) => {
+        if (i.fallback) logger.warn({ model: i.key, device: i.device, reason: i.fallback }, 'execution provider fell back');
+        else logger.info({ model: i.key, device: i.device, warmupMs: Math.round(i.warmupMs) }, 'model loaded');
+      },
+    });
+  const urlPolicy: UrlPolicy = { allowList: parseAllowList(cfg.server.urlAllowList), allowPrivate: cfg.server.allowPrivateUrls };
+  const services: Services = {
+    cfg,
+    storage,
+    catalogue,
+    engine,
+    metrics: createMetrics(true),
+    logger,
+    stagingDir: stagingDir(cfg),
+    urlPolicy,
+    urlFetch: guardedFetch(urlPolicy),
+    zooFetch: o.zooFetch,
+    state: { shuttingDown: false },
+    apiKeys: cfg.server.apiKeys.split(',').map((k) => k.trim()).filter(Boolean),
+    jobs: undefined as unknown as JobRegistry,
+    close: async () => {
+      await services.jobs.drain(0);
+      await engine.close();
+      if (!o.storage) await storage.close();
+    },
+  };
+  services.jobs = new JobRegistry(services);
+  return services;
+}
