@@ -10,6 +10,7 @@ import express, { type Express } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import { pinoHttp } from 'pino-http';
 import type { HubConfig } from './config.js';
+import { keyGate } from './auth.js';
 import { HttpError, problemMiddleware } from './errors.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { conversionRoutes } from './routes/conversions.js';
@@ -66,6 +67,7 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
     next();
   });
   app.use(opsRoutes(services));
+  app.use(keyGate(services));
   app.use('/v1', express.json({ limit: cfg.server.maxJsonBytes, type: 'application/json' }));
   app.use(
     OpenApiValidator.middleware({

@@ -32,3 +32,20 @@ export function requireKey(s: Services, scope: 'read' | 'write'): RequestHandler
     next(new HttpError('UNAUTHORIZED', req.headers.authorization ? 'the API key is not valid' : 'this request needs an API key: send Authorization: Bearer <key>', { 'WWW-Authenticate': 'Bearer realm="acs-hub"' }));
   };
 }
+
+// Operations are open; the Open Inference Protocol answers its own errors (`{"error": ...}`).
+const OPEN = /^\/(healthz|readyz|metrics|v2(\/.*)?)$/;
+
+/**
+ * The key check for every request, before the contract is validated (a request without a
+ * key gets 401, not a 400 about its body). Writes and computations are POST and DELETE.
+ */
+export function keyGate(s: Services): RequestHandler {
+  return (req, _res, next) => {
+    if (s.apiKeys.length === 0 || OPEN.test(req.path)) return next();
+    const write = req.method !== 'GET' && req.method !== 'HEAD';
+    if (!write && !s.cfg.server.protectReads) return next();
+    if (authorised(req.headers.authorization, s)) return next();
+    next(new HttpError('UNAUTHORIZED', req.headers.authorization ? 'the API key is not valid' : 'this request needs an API key: send Authorization: Bearer <key>', { 'WWW-Authenticate': 'Bearer realm="acs-hub"' }));
+  };
+}

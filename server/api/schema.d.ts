@@ -526,11 +526,10 @@ export interface components {
         };
         ConversionOptions: {
             /**
-             * @description 2.5D unit axis / i3d repeat axis.
-             * @default d
+             * @description 2.5D unit axis / i3d repeat axis (default d).
              * @enum {string}
              */
-            axis: "d" | "h" | "w";
+            axis?: "d" | "h" | "w";
             /** @description Architecture when the keys do not identify it. */
             arch?: string;
             /** @description Adapt the RGB stem to this many input channels. */
@@ -1304,6 +1303,7 @@ export interface operations {
     inferCheckpoint: {
         parameters: {
             query?: {
+                /** @description Classes reported (default 5). */
                 topK?: number;
                 /**
                  * @description Intensity window `L,H` (HU for CT), a preset, or `none`.
