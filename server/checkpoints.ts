@@ -41,11 +41,22 @@ export async function recordCheckpoint(storage: ObjectStorage, prefix: string, c
   return record;
 }
 
+/** Cards read recently, by store and id (a conversion never changes once its card exists). */
+const recent = new WeakMap<ObjectStorage, Map<string, { record: CheckpointRecord; card: ConversionCard }>>();
+const RECENT = 1000;
+
 /** A checkpoint's record and card, or `CHECKPOINT_NOT_FOUND`. */
 export async function loadCheckpoint(storage: ObjectStorage, id: string): Promise<{ record: CheckpointRecord; card: ConversionCard }> {
+  let cache = recent.get(storage);
+  if (!cache) recent.set(storage, (cache = new Map()));
+  const hit = cache.get(id);
+  // Still there? (a file may have been evicted or deleted by hand)
+  if (hit && (await storage.has(`${hit.record.prefix}card.json`))) return hit;
   const record = await readJson<CheckpointRecord>(storage, indexKey(id));
   const card = record ? await readJson<ConversionCard>(storage, `${record.prefix}card.json`) : undefined;
   if (!record || !card) throw new HttpError('CHECKPOINT_NOT_FOUND', `no checkpoint '${id}' in ${storage.location}`);
+  cache.set(id, { record, card });
+  if (cache.size > RECENT) cache.delete(cache.keys().next().value!);
   return { record, card };
 }
 

@@ -303,8 +303,16 @@ export function listModels(catalogue: Catalogue, filter: ModelFilter = {}): Cata
 /** The class names of an entry: its own list, or the shipped label set it names. */
 export async function loadLabels(entry: CatalogueEntry): Promise<string[]> {
   if (typeof entry.labels !== 'string') return [...entry.labels];
-  const file = join(dirname(DEFAULT_CATALOGUE_PATH), 'labels', `${entry.labels}.json`);
-  const names = JSON.parse(await readFile(file, 'utf8')) as unknown;
-  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) throw new CatalogueError(`${file}: not a list of class names`);
-  return names as string[];
+  let names = labelFiles.get(entry.labels);
+  if (names === undefined) {
+    const file = join(dirname(DEFAULT_CATALOGUE_PATH), 'labels', `${entry.labels}.json`);
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    if (!Array.isArray(parsed) || !parsed.every((n) => typeof n === 'string')) throw new CatalogueError(`${file}: not a list of class names`);
+    names = parsed as string[];
+    labelFiles.set(entry.labels, names);
+  }
+  return [...names];
 }
+
+/** Label files read so far (they ship with the package and do not change). */
+const labelFiles = new Map<string, string[]>();
