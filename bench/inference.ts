@@ -9,6 +9,8 @@
 import { execFileSync } from 'node:child_process';
 import * as ort from 'onnxruntime-node';
 import { convert, type ConvertOptions } from '../converters/convert.js';
+import { encodeOnnx } from '../converters/formats/onnx.js';
+import { graphToModel } from '../converters/graph/ir.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
 import { createSession, type Device } from '../converters/runtime/providers.js';
@@ -90,8 +92,34 @@ function table(rows: string[][]): void {
 
 const gflops = (macs: number, ms: number) => ((2 * macs) / (ms / 1000) / 1e9).toFixed(1);
 
+/** What onnxruntime's GEMM reaches on this machine (a 2048^3 MatMul): the practical peak. */
+async function gemmPeak(): Promise<number> {
+  const n = 2048;
+  const graph = {
+    name: 'gemm',
+    opset: 17,
+    metadata: {},
+    inputs: [{ name: 'a', dtype: 'F32' as const, shape: [n, n] }],
+    outputs: [{ name: 'c', dtype: 'F32' as const, shape: [n, n] }],
+    initializers: new Map([['b', { dtype: 'F32' as const, shape: [n, n], data: new Float32Array(n * n).fill(1e-3) }]]),
+    nodes: [{ name: 'mm', op: 'MatMul', domain: '', inputs: ['a', 'b'], outputs: ['c'], attrs: {} }],
+  };
+  const { session } = await createSession(encodeOnnx(graphToModel(graph)), { device: DEVICE, threads: THREADS });
+  const a = new ort.Tensor('float32', new Float32Array(n * n).fill(1), [n, n]);
+  await session.run({ a });
+  const ts: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const t0 = performance.now();
+    await session.run({ a });
+    ts.push(performance.now() - t0);
+  }
+  await session.release();
+  return (2 * n ** 3) / (Math.min(...ts) / 1000) / 1e9;
+}
+
 async function main(): Promise<void> {
   console.log(`bench/inference: onnxruntime-node ${ort.env.versions.common}, device ${DEVICE}, ${THREADS} threads, median of ${RUNS} runs`);
+  console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${(await gemmPeak()).toFixed(0)} GFLOP/s here\n`);
   const rows = [['network', 'ACS ms', 'ACS GFLOP/s', 'i3d ms', 'i3d GFLOP/s', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / ACS']];
   const torch = pytorch(CASES);
   for (const c of CASES) {
@@ -125,6 +153,36 @@ async function main(): Promise<void> {
     lrows.push([name, a.ms.toFixed(1), gflops(a.macs, a.ms), b.ms.toFixed(1), gflops(b.macs, b.ms)]);
   }
   table(lrows);
+  console.log('');
+  await batching();
+}
+
+/** Four volumes of one shape: one batched run against four runs. */
+async function batching(): Promise<void> {
+  const c = CASES[0]!;
+  const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs' });
+  const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+  const { session } = await createSession(bytes, { device: DEVICE, threads: THREADS });
+  const n = c.channels * c.size ** 3;
+  const one = new ort.Tensor('float32', new Float32Array(n).fill(0.5), [1, c.channels, c.size, c.size, c.size]);
+  const four = new ort.Tensor('float32', new Float32Array(4 * n).fill(0.5), [4, c.channels, c.size, c.size, c.size]);
+  const name = session.inputNames[0]!;
+  await session.run({ [name]: four });
+  const time = async (fn: () => Promise<unknown>) => {
+    const ts: number[] = [];
+    for (let i = 0; i < Math.max(3, Math.ceil(RUNS / 2)); i++) {
+      const t0 = performance.now();
+      await fn();
+      ts.push(performance.now() - t0);
+    }
+    return ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)]!;
+  };
+  const separate = await time(async () => {
+    for (let i = 0; i < 4; i++) await session.run({ [name]: one });
+  });
+  const batched = await time(() => session.run({ [name]: four }));
+  await session.release();
+  console.log(`batching (${c.name} x 4): four runs ${separate.toFixed(1)} ms, one batch of 4 ${batched.toFixed(1)} ms (${(separate / batched).toFixed(2)}x)`);
 }
 
 await main();

@@ -10,6 +10,7 @@ import { matchChannels, normalizeChannels, padOrCrop, resample, scaleIntensity, 
 import { featureVector, labelsFromScores, topK, type ClassScore, type LabelMap } from '../predictions/index.js';
 import type { Vec3, Volume } from '../volumes/index.js';
 import type { Float32Array5, InferenceEngine, ModelSource } from './engine.js';
+import { InferenceFailedError } from './errors.js';
 
 /** A model ready to run, with what the runtime needs to know about it. */
 export interface LoadedModel {
@@ -127,6 +128,10 @@ export async function infer(engine: InferenceEngine, model: LoadedModel, volume:
     output = first(await run(v.data, inputShape));
   }
   const t2 = performance.now();
+  const bad = output.data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new InferenceFailedError(`the network gave a non-finite output (${output.data[bad]} at element ${bad}): the checkpoint's weights or BatchNorm statistics are broken, or the input holds non-finite values`);
+  }
   const result: InferResult = { kind: 'classification', output, input: { shape: inputShape, spacing: v.spacing }, steps, ms: { preprocess: t1 - t0, network: t2 - t1 } };
   if (output.shape.length === 5) {
     result.kind = 'segmentation';

@@ -12,6 +12,7 @@ import { renderPreview } from '../../converters/predictions/index.js';
 import { InferenceEngine } from '../../converters/runtime/engine.js';
 import { loadModelFile, modelFromBytes } from '../../converters/runtime/model-file.js';
 import { infer, type InferOptions, type InferResult } from '../../converters/runtime/pipeline.js';
+import { activationMap } from '../../converters/runtime/cam.js';
 import { DEVICES, type Device } from '../../converters/runtime/providers.js';
 import { readRawArray } from '../../converters/runtime/raw-input.js';
 import { encodeNpy, readVolume, writeNifti, type Vec3, type Volume } from '../../converters/volumes/index.js';
@@ -47,7 +48,7 @@ Options:
   --raw                 feed the array as stored (.npy of shape D,H,W / C,D,H,W / N,C,D,H,W),
                         no preprocessing; writes the first output as float32 .npy
   --top-k N             classes reported (default 5)
-  --window L,H | NAME   intensity window (HU for CT; default lung for CT, percentiles for
+  --window=L,H | NAME  intensity window (HU for CT; default lung for CT, percentiles for
                         other images); 'none' keeps the values
   --size D,H,W          resample to this size first
   --spacing D,H,W       resample to this voxel spacing (mm) first
@@ -181,8 +182,9 @@ export async function runInfer(argv: string[]): Promise<void> {
       await writeNifti({ path: out, ...labelVolume(result, volume), like: volume, labels: true, description: 'acs-hub segmentation' });
     } else {
       const labels = result.labels ? labelVolume(result, volume) : undefined;
-      const png = await renderPreview({ volume, overlay: labels ? { kind: 'labels', data: labels.data } : undefined });
-      await writeChunksAtomic(out, [png]);
+      const heat = labels ? undefined : await activationMap(engine, model, result, volume, options);
+      const overlay = labels ? { kind: 'labels' as const, data: labels.data } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
+      await writeChunksAtomic(out, [await renderPreview({ volume, overlay })]);
     }
     if (out) process.stderr.write(`wrote ${out} (${result.kind}${result.topK ? `: ${result.topK[0]?.label ?? `class ${result.topK[0]?.index}`} ${(100 * (result.topK[0]?.probability ?? 0)).toFixed(1)}%` : ''})\n`);
   } finally {

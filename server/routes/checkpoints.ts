@@ -12,6 +12,7 @@ import { sendStoredFile } from '../http/download.js';
 import { param } from '../http/params.js';
 import { checkpointModel } from '../models.js';
 import type { Services } from '../services.js';
+import { activationMap } from '../../converters/runtime/cam.js';
 import { modelCardFile } from './zoo.js';
 
 function triple(v: unknown): Vec3 | undefined {
@@ -115,7 +116,9 @@ export function checkpointRoutes(s: Services): Router {
       res.type('application/gzip').set('Content-Disposition', 'attachment; filename="labels.nii.gz"').send(Buffer.from(nifti));
       return;
     }
-    const png = await renderPreview({ volume, overlay: labels ? { kind: 'labels', data: labels } : undefined });
+    const heat = labels ? undefined : await activationMap(s.engine, model, result, volume, options);
+    const overlay = labels ? { kind: 'labels' as const, data: labels } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
+    const png = await renderPreview({ volume, overlay });
     res.type('image/png').send(Buffer.from(png));
   });
   return r;

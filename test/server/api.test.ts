@@ -251,3 +251,28 @@ function binary(res: request.Response, cb: (err: Error | null, body: Buffer) => 
   res.on('data', (c: Buffer) => chunks.push(c));
   res.on('end', () => cb(null, Buffer.concat(chunks)));
 }
+
+test('S3 store: downloads can be answered with a redirect to a presigned URL', async (t) => {
+  const { startS3rver } = await import('../zoo/s3rver.js');
+  const { openStorage } = await import('../../zoo/storage/open-storage.js');
+  const s3 = await startS3rver(t, ['presign']);
+  const { hub, cfg } = await testHub(t, { s3: { url: 's3://presign/hub', endpoint: s3.endpoint, conditionalWrites: 'claim' }, server: { redirectDownloads: true, presignSeconds: 60 } });
+  await hub.close();
+  const storage = await openStorage(cfg, { credentials: s3.credentials });
+  const { createApp } = await import('../../server/app.js');
+  const app = await createApp(cfg, { storage });
+  t.after(async () => {
+    await app.close();
+    await storage.close();
+  });
+  const job = await request(app.app).post('/v1/conversions').send({ source: { zoo: 'torchvision/resnet18' }, mode: 'acs' }).expect(202);
+  const done = await finished(app.app, job.body.id);
+  assert.equal(done['status'], 'succeeded', JSON.stringify(done['problem']));
+  const r = await request(app.app).get(`/v1/checkpoints/${done['checkpointId'] as string}/files/model.onnx`).expect(307);
+  const location = r.headers['location'] ?? '';
+  assert.ok(location.startsWith(`${s3.endpoint}/presign/hub/conversions/`), location);
+  assert.match(location, /X-Amz-Signature=/);
+  const bytes = Buffer.from(await (await fetch(location)).arrayBuffer());
+  const files = await request(app.app).get(`/v1/checkpoints/${done['checkpointId'] as string}/files`).expect(200);
+  assert.equal(sha256(bytes), files.body.files.find((f: { name: string }) => f.name === 'model.onnx').sha256);
+});

@@ -115,3 +115,24 @@ test('a webgpu request on a machine without a GPU runs on cpu and says why', asy
   if (json.device === 'cpu') assert.match(r.stderr, /webgpu: .*running on cpu/);
   else assert.equal(json.device, 'webgpu');
 });
+
+test('class-activation maps for GAP + Linear heads, on the volume grid in [0, 1]; none for other heads', async () => {
+  const { withFeatureMap, activationMap } = await import('../../../converters/runtime/cam.js');
+  const model = await loadModelFile(fixture('goldens', 'resnet18', 'model.pth'), { mode: 'acs', inChannels: 1 });
+  const bytes = (await model.source.load()) as Uint8Array;
+  assert.ok(withFeatureMap(bytes), 'ResNet: global average pool, flatten, Linear');
+  const convnext = await loadModelFile(fixture('goldens', 'convnext_tiny', 'model.pth'), { mode: 'acs' });
+  assert.equal(withFeatureMap((await convnext.source.load()) as Uint8Array), undefined, 'ConvNeXt normalises after pooling: no CAM');
+  const volume = await readVolume(fixture('inference', 'ct_phantom.nii.gz'));
+  const engine = new InferenceEngine({ threads: 1 });
+  try {
+    const result = await infer(engine, model, volume);
+    const cam = await activationMap(engine, model, result, volume, {});
+    assert.ok(cam);
+    assert.equal(cam.length, volume.shape[1] * volume.shape[2] * volume.shape[3]);
+    assert.ok(cam.every((v) => v >= 0 && v <= 1 + 1e-6));
+    assert.ok(cam.some((v) => v > 0.5));
+  } finally {
+    await engine.close();
+  }
+});
