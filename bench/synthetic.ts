@@ -25,13 +25,7 @@ export function resnetStateDict(blocks = [3, 4, 6, 3], seed = 1): StateDict {
   const rnd = filler(seed);
   const sd: StateDict = new Map();
   const conv = (k: string, o: number, i: number, kk: number) => sd.set(`${k}.weight`, tensor([o, i, kk, kk], rnd(o * i * kk * kk, -0.05, 0.05)));
-  const bn = (k: string, c: number) => {
-    sd.set(`${k}.weight`, tensor([c], rnd(c, 0.5, 1.5)));
-    sd.set(`${k}.bias`, tensor([c], rnd(c, -0.1, 0.1)));
-    sd.set(`${k}.running_mean`, tensor([c], rnd(c, -0.1, 0.1)));
-    sd.set(`${k}.running_var`, tensor([c], rnd(c, 0.5, 1.5)));
-    sd.set(`${k}.num_batches_tracked`, { dtype: 'I64', shape: [], data: new BigInt64Array(1) });
-  };
+  const bn = (k: string, c: number) => batchNorm(sd, rnd, k, c);
   conv('conv1', 64, 3, 7);
   bn('bn1', 64);
   let inC = 64;

@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { TestContext } from 'node:test';
+import { seededRandom } from '../converters/modes/head.js';
 import { bytesOf, type Tensor } from '../converters/tensor.js';
 
 /** The repository root (tests run from `dist/test/`). */
@@ -39,16 +40,7 @@ export function tensorSha256(t: Tensor): string {
 }
 
 /** Seeded PRNG (mulberry32): the same sequence for the same seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng = seededRandom;
 
 /**
  * Assert that two float arrays agree elementwise within `atol + rtol * |expected|`,

@@ -2,6 +2,7 @@
  * Decoding of stored voxel samples (any common integer or float type, either byte order)
  * into a typed array of the host's order, shared by the NIfTI, NumPy, DICOM and raw readers.
  */
+import { halfToFloat } from '../dtypes.js';
 
 /** The sample types the readers decode. */
 export type SampleType = 'bool' | 'uint8' | 'int8' | 'uint16' | 'int16' | 'uint32' | 'int32' | 'uint64' | 'int64' | 'float16' | 'float32' | 'float64';
@@ -27,14 +28,7 @@ export type Samples = ArrayLike<number>;
 
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function float16(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
+const float16 = halfToFloat;
 
 /**
  * Decode `count` samples of `type` starting at `offset` (the caller has checked that the

@@ -6,7 +6,10 @@ import { loadConfig, stagingDir, type ConfigOverrides, type HubConfig } from '..
 import { loadCatalogue, type Catalogue } from '../../zoo/catalogue.js';
 import { openStorage } from '../../zoo/storage/open-storage.js';
 import type { ObjectStorage } from '../../zoo/storage/storage.js';
+import type { ConvertOptions } from '../../converters/convert.js';
+import { convertModel, parseSource, type ConvertedModel } from '../../zoo/convert-model.js';
 import { UsageError } from './args.js';
+import { progressPrinter } from './progress.js';
 
 /** The options every zoo subcommand accepts, for `parse`. */
 export const STORE_OPTIONS = {
@@ -48,3 +51,18 @@ export function cliStorage(cfg: Readonly<HubConfig>): Promise<ObjectStorage> {
 }
 
 export { stagingDir };
+
+/** Convert a zoo id or URL through the configured cache, with progress on the terminal. */
+export async function cliConvertModel(cfg: Readonly<HubConfig>, storage: ObjectStorage, spec: string, options: ConvertOptions): Promise<ConvertedModel> {
+  return convertModel({
+    storage,
+    source: parseSource(await cliCatalogue(cfg), spec),
+    options,
+    sources: cfg.sources,
+    stagingDir: stagingDir(cfg),
+    offline: cfg.offline,
+    download: cfg.download,
+    claims: cfg.claims,
+    onProgress: progressPrinter(),
+  });
+}

@@ -13,11 +13,10 @@ import { encodeCard, encodeOutput, outputFormat } from '../../converters/outputs
 import { stat } from 'node:fs/promises';
 import type { Card } from '../../converters/convert.js';
 import { loadCatalogue, loadLabels } from '../../zoo/catalogue.js';
-import { convertModel, OUTPUT_FILES, parseSource } from '../../zoo/convert-model.js';
+import { OUTPUT_FILES } from '../../zoo/convert-model.js';
 import { readAll } from '../../zoo/storage/storage.js';
 import { onePositional, parse, UsageError } from './args.js';
-import { cliCatalogue, cliConfig, cliStorage, stagingDir, STORE_OPTIONS } from './context.js';
-import { progressPrinter } from './progress.js';
+import { cliConfig, cliConvertModel, cliStorage, STORE_OPTIONS } from './context.js';
 
 async function isFile(path: string): Promise<boolean> {
   return stat(path).then(
@@ -135,30 +134,19 @@ export async function runConvert(argv: string[]): Promise<void> {
     written = [...files.keys()];
   } else {
     const cfg = cliConfig(values);
-    const catalogue = await cliCatalogue(cfg);
     const storage = await cliStorage(cfg);
-    const progress = progressPrinter();
     try {
-    const converted = await convertModel({
-      storage,
-      source: parseSource(catalogue, input),
-      options,
-      sources: cfg.sources,
-      stagingDir: stagingDir(cfg),
-      offline: cfg.offline,
-      download: cfg.download,
-      claims: cfg.claims,
-      onProgress: progress,
-    });
-    written = [];
-    for (const f of converted.card.files.filter((f) => f.name === OUTPUT_FILES[format] || f.name === `${OUTPUT_FILES[format]}.data`)) {
-      const path = f.name.endsWith('.data') ? `${out}.data` : out;
-      await writeChunksAtomic(path, [await readAll(storage, f.key)]);
-      written.push(path);
-    }
-    c = converted.modelCard;
-    await writeChunksAtomic(cardPath, [Buffer.from(`${JSON.stringify(c, null, 2)}\n`)]);
-    process.stderr.write(`${converted.produced ? 'converted' : 'from the cache'}: ${storage.location}/${converted.prefix}\n`);
+      const converted = await cliConvertModel(cfg, storage, input, options);
+      written = [];
+      for (const f of converted.card.files.filter((f) => f.name === OUTPUT_FILES[format] || f.name === `${OUTPUT_FILES[format]}.data`)) {
+        // External ONNX data keeps the name the model refers to, beside it.
+        const path = f.name.endsWith('.data') ? join(dirname(out), f.name) : out;
+        await writeChunksAtomic(path, [await readAll(storage, f.key)]);
+        written.push(path);
+      }
+      c = converted.modelCard;
+      await writeChunksAtomic(cardPath, [Buffer.from(`${JSON.stringify(c, null, 2)}\n`)]);
+      process.stderr.write(`${converted.produced ? 'converted' : 'from the cache'}: ${storage.location}/${converted.prefix}\n`);
     } finally {
       await storage.close();
     }

@@ -18,12 +18,11 @@ import { readRawArray } from '../../converters/runtime/raw-input.js';
 import { encodeNpy, readVolume, writeNifti, type Vec3, type Volume } from '../../converters/volumes/index.js';
 import { stat } from 'node:fs/promises';
 import type { LoadedModel } from '../../converters/runtime/pipeline.js';
-import { convertModel, OUTPUT_FILES, parseSource } from '../../zoo/convert-model.js';
+import { OUTPUT_FILES } from '../../zoo/convert-model.js';
 import { readAll } from '../../zoo/storage/storage.js';
 import { onePositional, parse, UsageError } from './args.js';
-import { cliCatalogue, cliConfig, cliStorage, stagingDir, STORE_OPTIONS, type StoreFlags } from './context.js';
+import { cliConfig, cliConvertModel, cliStorage, STORE_OPTIONS, type StoreFlags } from './context.js';
 import { defaultLabels } from './convert.js';
-import { progressPrinter } from './progress.js';
 
 const USAGE =
   'acs-hub infer <model.onnx | checkpoint | zoo-id> --input <volume> [--output out.json|out.npy|out.nii.gz|out.png] [--raw] [--top-k N] ' +
@@ -198,17 +197,7 @@ async function loadModel(spec: string, options: ConvertOptions, flags: StoreFlag
   const cfg = cliConfig(flags);
   const storage = await cliStorage(cfg);
   try {
-    const converted = await convertModel({
-      storage,
-      source: parseSource(await cliCatalogue(cfg), spec),
-      options,
-      sources: cfg.sources,
-      stagingDir: stagingDir(cfg),
-      offline: cfg.offline,
-      download: cfg.download,
-      claims: cfg.claims,
-      onProgress: progressPrinter(),
-    });
+    const converted = await cliConvertModel(cfg, storage, spec, options);
     const file = converted.card.files.find((f) => f.name === OUTPUT_FILES.onnx);
     if (!file) throw new UsageError(`the conversion of '${spec}' has no ONNX file`);
     return modelFromBytes(await readAll(storage, file.key), converted.modelCard, spec);

@@ -23,8 +23,10 @@ async function curl(args: string[]): Promise<string> {
   return stdout;
 }
 
-async function startServer(env: Record<string, string>): Promise<{ url: string; proc: ChildProcess; stderr: () => string }> {
+async function startServer(env: Record<string, string>): Promise<{ url: string; proc: ChildProcess; exited: Promise<unknown[]>; stderr: () => string }> {
   const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Listened for from the start, so that an early exit is not missed.
+  const exited = once(proc, 'exit');
   let err = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 20_000);
@@ -38,7 +40,7 @@ async function startServer(env: Record<string, string>): Promise<{ url: string; 
     });
     proc.once('exit', (code) => reject(new Error(`server exited (${code}): ${err}`)));
   });
-  return { url, proc, stderr: () => err };
+  return { url, proc, exited, stderr: () => err };
 }
 
 test('e2e: real server on S3, the README curl session and the typed client, then a graceful shutdown', async (t) => {
@@ -133,6 +135,6 @@ test('e2e: real server on S3, the README curl session and the typed client, then
   server.proc.kill('SIGTERM');
   await slow;
   assert.equal(sha256(readFileSync(slowOut)), onnx.sha256, 'the in-flight download completed');
-  const [code] = (await once(server.proc, 'exit')) as [number | null];
+  const [code] = (await server.exited) as [number | null];
   assert.equal(code, 0, server.stderr());
 });
