@@ -2,7 +2,8 @@
  * bench/inference: ACS networks on onnxruntime-node against the same networks with dense 3x3x3
  * kernels (i3d) in the same engine, and against the same ACS networks in PyTorch (this
  * repository's own plain-torch reference, Debian's python3-torch), all on this machine with
- * the same thread count, side by side in one run. Then the table of ACS lowerings tried.
+ * the same thread count, side by side in one run. Then the table of ACS lowerings tried, the
+ * gain of batching, and the cost of running sessions in the engine's worker thread.
  *
  *   npm run bench:inference            (BENCH_THREADS=2 BENCH_RUNS=7; BENCH_DEVICE=webgpu to try a GPU)
  */
@@ -13,6 +14,7 @@ import { encodeOnnx } from '../converters/formats/onnx.js';
 import { graphToModel } from '../converters/graph/ir.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
+import { InferenceEngine } from '../converters/runtime/engine.js';
 import { createSession, type Device } from '../converters/runtime/providers.js';
 import type { StateDict } from '../converters/tensor.js';
 import { densenetStateDict, resnetBasicStateDict, resnetStateDict } from './synthetic.js';
@@ -155,6 +157,51 @@ async function main(): Promise<void> {
   table(lrows);
   console.log('');
   await batching();
+  await workerHop();
+}
+
+/**
+ * The engine runs sessions in a worker thread (so the server's event loop is free during a
+ * run): the cost of that hop, a run on this thread against the same run through the engine.
+ */
+async function workerHop(): Promise<void> {
+  const rows = [['network', 'session on this thread ms', 'through the engine\'s worker ms', 'ratio', 'event-loop turns during one engine run']];
+  for (const c of [CASES[0]!, CASES[1]!]) {
+    const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs' });
+    const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+    const shape = [1, c.channels, c.size, c.size, c.size];
+    const data = new Float32Array(c.channels * c.size ** 3).fill(0.5);
+    const { session } = await createSession(bytes, { device: DEVICE, threads: THREADS });
+    const direct = await median(() => session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', data, shape) }));
+    await session.release();
+    const engine = new InferenceEngine({ device: DEVICE, threads: THREADS });
+    const model = { key: c.name, bytes: bytes.byteLength, load: async () => bytes, warmupShape: shape };
+    await engine.prepare(model);
+    const viaWorker = await median(() => engine.run(model, { data, shape }));
+    let turns = 0;
+    let spinning = true;
+    const spin = () => {
+      turns++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    await engine.run(model, { data, shape });
+    spinning = false;
+    await engine.close();
+    rows.push([c.name, direct.toFixed(1), viaWorker.toFixed(1), `${(viaWorker / direct).toFixed(3)}x`, String(turns)]);
+  }
+  console.log('');
+  table(rows);
+}
+
+async function median(fn: () => Promise<unknown>): Promise<number> {
+  const ts: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  return ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)]!;
 }
 
 /** Four volumes of one shape: one batched run against four runs. */

@@ -1,14 +1,15 @@
 /**
  * The inference engine: sessions from the memory-bounded cache, runs through the bounded
  * queue, a warm-up run when a model is loaded, and batching of same-shape requests that
- * arrive together (several volumes in one run, then split back).
+ * arrive together (several volumes in one run, then split back). The sessions live in a
+ * worker thread (`worker-host.ts`), so the caller's event loop stays free while they run.
  */
 import debug from 'debug';
-import * as ort from 'onnxruntime-node';
 import { InferenceFailedError, InvalidInputError } from './errors.js';
-import { createSession, type Device } from './providers.js';
+import type { Device } from './providers.js';
 import { RunQueue } from './queue.js';
-import { estimateSessionBytes, SessionCache } from './session-cache.js';
+import { estimateSessionBytes, SessionCache, type Lease } from './session-cache.js';
+import { SessionHost, type CreatedWorkerSession } from './worker-host.js';
 
 const log = debug('acs-hub:runtime');
 
@@ -57,7 +58,8 @@ interface Pending {
 
 /** See the module comment. */
 export class InferenceEngine {
-  private readonly cache: SessionCache;
+  private readonly cache: SessionCache<CreatedWorkerSession>;
+  private readonly host = new SessionHost();
   private readonly queue: RunQueue;
   private readonly batches = new Map<string, Pending[]>();
   readonly loaded = new Map<string, { device: Device; fallback?: string }>();
@@ -76,13 +78,22 @@ export class InferenceEngine {
     return { device: lease.created.device, fallback: lease.created.fallback };
   }
 
-  private lease(model: ModelSource) {
+  /** Borrow the model's session, loading it again when the worker that held it has stopped. */
+  private async lease(model: ModelSource): Promise<Lease<CreatedWorkerSession>> {
+    const lease = await this.acquire(model);
+    if (!lease.created.session.lost) return lease;
+    lease.release();
+    this.cache.forget(model.key);
+    return this.acquire(model);
+  }
+
+  private acquire(model: ModelSource): Promise<Lease<CreatedWorkerSession>> {
     return this.cache.acquire(model.key, estimateSessionBytes(model.bytes), async () => {
-      const created = await createSession(await model.load(), { device: this.params.device, threads: this.params.threads });
+      const created = await this.host.create(await model.load(), { device: this.params.device, threads: this.params.threads });
       const t0 = performance.now();
       if (model.warmupShape) {
         const n = model.warmupShape.reduce((a, b) => a * b, 1);
-        await created.session.run({ [created.session.inputNames[0]!]: new ort.Tensor('float32', new Float32Array(n), model.warmupShape) });
+        await created.session.run({ [created.session.inputNames[0]!]: { data: new Float32Array(n), dims: model.warmupShape } });
       }
       const warmupMs = performance.now() - t0;
       this.loaded.set(model.key, { device: created.device, fallback: created.fallback });
@@ -144,13 +155,18 @@ export class InferenceEngine {
       const data = batch.length === 1 ? batch[0]!.input.data : new Float32Array(per * batch.length);
       if (batch.length > 1) batch.forEach((p, i) => data.set(p.input.data, i * per));
       const n = shape[0]!;
-      const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, [n * batch.length, ...shape.slice(1)]) };
-      let out: ort.InferenceSession.OnnxValueMapType;
+      const feeds = { [session.inputNames[0]!]: { data, dims: [n * batch.length, ...shape.slice(1)] } };
+      let out: Record<string, { data: Float32Array; dims: number[] }>;
       try {
         this.stats.runs++;
         this.stats.volumes += batch.length;
         out = await session.run(feeds);
       } catch (err) {
+        if (session.lost) {
+          this.cache.forget(model.key);
+          this.loaded.delete(model.key);
+          throw err;
+        }
         const msg = (err as Error).message;
         const bad = /shape|dimension|rank|size|invalid/i.test(msg);
         throw bad ? new InvalidInputError(`the network cannot take an input of shape [${shape.join(', ')}]: ${msg.split('\n')[0]}`) : new InferenceFailedError(msg.split('\n')[0]!);
@@ -158,8 +174,8 @@ export class InferenceEngine {
       batch.forEach((p, i) => {
         const result: Record<string, Float32Array5> = {};
         for (const [name, t] of Object.entries(out)) {
-          const dims = [...(t as ort.Tensor).dims];
-          const all = (t as ort.Tensor).data as Float32Array;
+          const dims = t.dims;
+          const all = t.data;
           const each = all.length / batch.length;
           result[name] = { data: all.slice(i * each, (i + 1) * each), shape: [dims[0]! / batch.length, ...dims.slice(1)] };
         }
@@ -175,5 +191,11 @@ export class InferenceEngine {
   /** Release every session. */
   async close(): Promise<void> {
     await this.cache.close();
+    await this.host.terminate();
+  }
+
+  /** Stop the worker that holds the sessions (as if it had crashed); the next run loads again. */
+  async stopWorker(): Promise<void> {
+    await this.host.terminate();
   }
 }

@@ -5,23 +5,27 @@
  * new one would exceed the budget. A session in use is never released.
  */
 import debug from 'debug';
-import type { CreatedSession } from './providers.js';
 
 const log = debug('acs-hub:runtime');
 
+/** What the cache holds: a created session, released when evicted. */
+export interface Releasable {
+  session: { release(): Promise<void> };
+}
+
 /** One cached session. */
-interface Entry {
+interface Entry<T extends Releasable> {
   key: string;
-  created: Promise<CreatedSession>;
+  created: Promise<T>;
   bytes: number;
   users: number;
   lastUsed: number;
 }
 
 /** A session borrowed from the cache; call `release()` when done. */
-export interface Lease {
+export interface Lease<T extends Releasable> {
   readonly key: string;
-  readonly created: CreatedSession;
+  readonly created: T;
   release(): void;
 }
 
@@ -38,8 +42,8 @@ export function estimateSessionBytes(modelBytes: number): number {
 }
 
 /** See the module comment. */
-export class SessionCache {
-  private readonly entries = new Map<string, Entry>();
+export class SessionCache<T extends Releasable> {
+  private readonly entries = new Map<string, Entry<T>>();
   private readonly maxBytes: number;
 
   constructor(params: SessionCacheParams = {}) {
@@ -62,7 +66,7 @@ export class SessionCache {
    * Borrow the session of `key`, creating it with `create` (charged `bytes`) if needed. Two
    * concurrent calls for a missing key share one creation.
    */
-  async acquire(key: string, bytes: number, create: () => Promise<CreatedSession>): Promise<Lease> {
+  async acquire(key: string, bytes: number, create: () => Promise<T>): Promise<Lease<T>> {
     let entry = this.entries.get(key);
     if (!entry) {
       const room = this.makeRoom(bytes);
@@ -72,7 +76,7 @@ export class SessionCache {
     }
     entry.users++;
     entry.lastUsed = Date.now();
-    let created: CreatedSession;
+    let created: T;
     try {
       created = await entry.created;
     } catch (err) {
@@ -97,7 +101,7 @@ export class SessionCache {
   private async makeRoom(bytes: number): Promise<void> {
     const idle = [...this.entries.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
     let used = this.usedBytes;
-    const evicted: Entry[] = [];
+    const evicted: Entry<T>[] = [];
     for (const e of idle) {
       if (used + bytes <= this.maxBytes) break;
       this.entries.delete(e.key);
@@ -106,6 +110,11 @@ export class SessionCache {
       log('release session %s (%d bytes) to make room', e.key, e.bytes);
     }
     await Promise.all(evicted.map((e) => e.created.then((c) => c.session.release()).catch(() => undefined)));
+  }
+
+  /** Forget the session of `key` (one that can no longer run); its users keep their leases. */
+  forget(key: string): void {
+    this.entries.delete(key);
   }
 
   /** Release every idle session (and forget the busy ones once they finish). */

@@ -111,3 +111,46 @@ test('engine: same-shape requests arriving together run as one batch and get the
   await assert.rejects(engine.run(model, { data: new Float32Array(4 * 8 ** 3), shape: [1, 4, 8, 8, 8] }), (e: unknown) => e instanceof InvalidInputError && /cannot take an input of shape \[1, 4, 8, 8, 8\]/.test((e as Error).message));
   await engine.close();
 });
+
+test('engine: sessions run in a worker thread, so the event loop keeps turning during a run', async () => {
+  const engine = new InferenceEngine({ threads: 1 });
+  const model = source(await tinyModel());
+  await engine.prepare(model);
+  const shape = [1, 3, 96, 96, 96];
+  const data = detTensor(shape, 7);
+  let ticks = 0;
+  let running = true;
+  const spin = () => {
+    ticks++;
+    if (running) setImmediate(spin);
+  };
+  const t0 = performance.now();
+  const run = engine.run(model, { data, shape });
+  setImmediate(spin);
+  const out = await run;
+  running = false;
+  const ms = performance.now() - t0;
+  assert.deepEqual(out['output']!.shape, [1, 5]);
+  assert.equal(data[0], detTensor(shape, 7)[0], 'the caller keeps its input');
+  // A run on the main thread would hold the loop for its whole length: a handful of turns at most.
+  assert.ok(ticks > 20, `${ticks} turns of the event loop during a ${ms.toFixed(0)} ms run`);
+  await engine.close();
+});
+
+test('engine: a worker that stops fails the runs in flight; the next run loads the model again', async () => {
+  const loads: string[] = [];
+  const engine = new InferenceEngine({ threads: 1, onLoad: (i) => loads.push(i.key) });
+  const model = source(await tinyModel());
+  const shape = [1, 3, 96, 96, 96];
+  const data = detTensor(shape, 3);
+  const before = await engine.run(model, { data, shape });
+  const inFlight = engine.run(model, { data, shape });
+  const failed = assert.rejects(inFlight, (e: unknown) => (e as { code?: string }).code === 'INFERENCE_FAILED' && /worker/.test((e as Error).message));
+  await new Promise((r) => setTimeout(r, 2));
+  await engine.stopWorker();
+  await failed;
+  const after = await engine.run(model, { data, shape });
+  assertClose(after['output']!.data, before['output']!.data, { rtol: 1e-6, atol: 0, what: 'after the restart' });
+  assert.deepEqual(loads, ['tiny', 'tiny'], 'loaded again in the new worker');
+  await engine.close();
+});
