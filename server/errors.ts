@@ -20,12 +20,10 @@ export const SERVER_ERRORS = {
   JOB_NOT_FOUND: { status: 404, title: 'No such conversion job' },
   UPLOAD_NOT_FOUND: { status: 404, title: 'No such upload' },
   JOB_FINISHED: { status: 409, title: 'The job has already finished' },
-  LENGTH_REQUIRED: { status: 411, title: 'Content-Length required' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   NOT_ACCEPTABLE: { status: 406, title: 'No acceptable representation' },
   RANGE_NOT_SATISFIABLE: { status: 416, title: 'Range not satisfiable' },
-  REQUEST_TIMEOUT: { status: 408, title: 'Request took too long' },
   SHUTTING_DOWN: { status: 503, title: 'The server is shutting down' },
   INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -455,8 +455,8 @@ export interface components {
         /**
          * @description RFC 9457 problem details. `code` is one of: VALIDATION_FAILED, UNAUTHORIZED, URL_NOT_ALLOWED,
          *     NOT_FOUND, CHECKPOINT_NOT_FOUND, JOB_NOT_FOUND, UPLOAD_NOT_FOUND, JOB_FINISHED,
-         *     PAYLOAD_TOO_LARGE, LENGTH_REQUIRED, UNSUPPORTED_MEDIA_TYPE, NOT_ACCEPTABLE,
-         *     RANGE_NOT_SATISFIABLE, SHUTTING_DOWN, REQUEST_TIMEOUT, INTERNAL (the server's);
+         *     PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, NOT_ACCEPTABLE,
+         *     RANGE_NOT_SATISFIABLE, SHUTTING_DOWN, INTERNAL (the server's);
          *     CHECKPOINT_FORMAT, UNSAFE_PICKLE, LIMIT_EXCEEDED, UNSUPPORTED, INVALID_ARGUMENT,
          *     CONVERSION_FAILED (the converter's); ENGINE_BUSY, INVALID_INPUT, INFERENCE_FAILED (the
          *     inference engine's); VOLUME_FORMAT, VOLUME_UNSUPPORTED, VOLUME_MIXED_SERIES (the volume
@@ -475,7 +475,7 @@ export interface components {
             detail?: string;
             instance?: string;
             /** @enum {string} */
-            code: "VALIDATION_FAILED" | "UNAUTHORIZED" | "URL_NOT_ALLOWED" | "NOT_FOUND" | "CHECKPOINT_NOT_FOUND" | "JOB_NOT_FOUND" | "UPLOAD_NOT_FOUND" | "JOB_FINISHED" | "PAYLOAD_TOO_LARGE" | "LENGTH_REQUIRED" | "UNSUPPORTED_MEDIA_TYPE" | "NOT_ACCEPTABLE" | "RANGE_NOT_SATISFIABLE" | "SHUTTING_DOWN" | "REQUEST_TIMEOUT" | "INTERNAL" | "CHECKPOINT_FORMAT" | "UNSAFE_PICKLE" | "LIMIT_EXCEEDED" | "UNSUPPORTED" | "INVALID_ARGUMENT" | "CONVERSION_FAILED" | "ENGINE_BUSY" | "INVALID_INPUT" | "INFERENCE_FAILED" | "VOLUME_FORMAT" | "VOLUME_UNSUPPORTED" | "VOLUME_MIXED_SERIES" | "MODEL_NOT_FOUND" | "CATALOGUE_INVALID" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_REFUSED" | "INTEGRITY_FAILED" | "DOWNLOAD_TOO_LARGE" | "OFFLINE" | "OBJECT_NOT_FOUND" | "STORAGE_FAILED" | "CLAIM_TIMEOUT" | "CONFIG_INVALID";
+            code: "VALIDATION_FAILED" | "UNAUTHORIZED" | "URL_NOT_ALLOWED" | "NOT_FOUND" | "CHECKPOINT_NOT_FOUND" | "JOB_NOT_FOUND" | "UPLOAD_NOT_FOUND" | "JOB_FINISHED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "NOT_ACCEPTABLE" | "RANGE_NOT_SATISFIABLE" | "SHUTTING_DOWN" | "INTERNAL" | "CHECKPOINT_FORMAT" | "UNSAFE_PICKLE" | "LIMIT_EXCEEDED" | "UNSUPPORTED" | "INVALID_ARGUMENT" | "CONVERSION_FAILED" | "ENGINE_BUSY" | "INVALID_INPUT" | "INFERENCE_FAILED" | "VOLUME_FORMAT" | "VOLUME_UNSUPPORTED" | "VOLUME_MIXED_SERIES" | "MODEL_NOT_FOUND" | "CATALOGUE_INVALID" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_REFUSED" | "INTEGRITY_FAILED" | "DOWNLOAD_TOO_LARGE" | "OFFLINE" | "OBJECT_NOT_FOUND" | "STORAGE_FAILED" | "CLAIM_TIMEOUT" | "CONFIG_INVALID";
             requestId?: string;
             /** @description Validation errors, one per field. */
             errors?: {
@@ -1095,7 +1095,6 @@ export interface operations {
             };
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
-            411: components["responses"]["Problem"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
@@ -1326,7 +1325,8 @@ export interface operations {
                 series?: string;
             };
             header?: {
-                Accept?: "application/json" | "application/gzip" | "image/png" | "*/*";
+                /** @description Negotiated: application/json (the answer), application/gzip (segmentation labels as NIfTI) or image/png (an overlay); any other answers 406. */
+                Accept?: string;
             };
             path: {
                 checkpointId: components["parameters"]["CheckpointId"];
@@ -1357,7 +1357,6 @@ export interface operations {
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
             406: components["responses"]["Problem"];
-            411: components["responses"]["Problem"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
