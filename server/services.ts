@@ -59,7 +59,7 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
       maxBatch: cfg.inference.maxBatch,
       onLoad: (i) => {
         if (i.fallback) logger.warn({ model: i.key, device: i.device, reason: i.fallback }, 'execution provider fell back');
-        else logger.info({ model: i.key, device: i.device, warmupMs: Math.round(i.warmupMs) }, 'model loaded');
+        else logger.info({ model: i.key, device: i.device, warmupMs: Math.round(i.warmupMs), graph: i.specialized ?? 'general' }, 'model loaded');
       },
     });
   const urlPolicy: UrlPolicy = { allowList: parseAllowList(cfg.server.urlAllowList), allowPrivate: cfg.server.allowPrivateUrls };

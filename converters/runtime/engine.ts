@@ -2,7 +2,8 @@
  * The inference engine: sessions from the memory-bounded cache, runs through the bounded
  * queue, a warm-up run when a model is loaded, and batching of same-shape requests that
  * arrive together (several volumes in one run, then split back). The sessions live in a
- * worker thread (`worker-host.ts`), so the caller's event loop stays free while they run.
+ * worker thread (`worker-host.ts`), so the caller's event loop stays free while they run,
+ * and each is specialised for the spatial size it serves (`graph/specialize.ts`).
  */
 import debug from 'debug';
 import { InferenceFailedError, InvalidInputError } from './errors.js';
@@ -34,8 +35,15 @@ export interface EngineParams {
   maxPendingBytes?: number;
   /** Most volumes batched into one run. @default 4 */
   maxBatch?: number;
-  /** Called once per loaded model with the device it runs on and why it fell back. */
-  onLoad?: (info: { key: string; device: Device; fallback?: string; warmupMs: number }) => void;
+  /**
+   * Specialise sessions for the spatial size of their inputs (`graph/specialize.ts`): ACS
+   * views become 2D convolutions. @default true
+   */
+  specialize?: boolean;
+  /** Spatial sizes specialised for per model; other sizes use the general session. @default 4 */
+  maxShapes?: number;
+  /** Called once per loaded session with the device it runs on, why it fell back, and what specialisation did. */
+  onLoad?: (info: { key: string; device: Device; fallback?: string; warmupMs: number; specialized?: string }) => void;
 }
 
 /** A model the engine can load. */
@@ -63,6 +71,8 @@ export class InferenceEngine {
   private readonly queue: RunQueue;
   private readonly batches = new Map<string, Pending[]>();
   readonly loaded = new Map<string, { device: Device; fallback?: string }>();
+  /** Spatial sizes that have (or had) a specialised session, per model key. */
+  private readonly shapes = new Map<string, Set<string>>();
   /** Counters: session runs and the volumes they carried. */
   readonly stats = { runs: 0, volumes: 0 };
 
@@ -71,34 +81,52 @@ export class InferenceEngine {
     this.queue = new RunQueue({ concurrency: params.concurrency, maxPending: params.maxPending, maxPendingBytes: params.maxPendingBytes });
   }
 
-  /** Load (or find) a model's session, warming it up once. */
+  /** Load (or find) a model's session, warming it up once; specialised for its warm-up shape. */
   async prepare(model: ModelSource): Promise<{ device: Device; fallback?: string }> {
-    const lease = await this.lease(model);
+    const lease = await this.lease(model, model.warmupShape);
     lease.release();
     return { device: lease.created.device, fallback: lease.created.fallback };
   }
 
-  /** Borrow the model's session, loading it again when the worker that held it has stopped. */
-  private async lease(model: ModelSource): Promise<Lease<CreatedWorkerSession>> {
-    const lease = await this.acquire(model);
-    if (!lease.created.session.lost) return lease;
-    lease.release();
-    this.cache.forget(model.key);
-    return this.acquire(model);
+  /**
+   * Which session serves inputs of `shape`: one specialised for its spatial size (the first
+   * `maxShapes` sizes of each model), else the model's general one.
+   */
+  private variant(model: ModelSource, shape: readonly number[] | undefined): { key: string; specializeFor?: number[] } {
+    if (this.params.specialize === false || !shape || shape.length !== 5) return { key: model.key };
+    const spatial = shape.slice(2).join('x');
+    let sizes = this.shapes.get(model.key);
+    if (!sizes) this.shapes.set(model.key, (sizes = new Set()));
+    if (!sizes.has(spatial) && sizes.size >= (this.params.maxShapes ?? 4)) return { key: model.key };
+    sizes.add(spatial);
+    return { key: `${model.key}@${spatial}`, specializeFor: [1, ...shape.slice(1)] };
   }
 
-  private acquire(model: ModelSource): Promise<Lease<CreatedWorkerSession>> {
-    return this.cache.acquire(model.key, estimateSessionBytes(model.bytes), async () => {
-      const created = await this.host.create(await model.load(), { device: this.params.device, threads: this.params.threads });
+  /** Borrow the session for `shape`, loading it again when the worker that held it has stopped. */
+  private async lease(model: ModelSource, shape: readonly number[] | undefined): Promise<Lease<CreatedWorkerSession>> {
+    const v = this.variant(model, shape);
+    const lease = await this.acquire(model, v);
+    if (!lease.created.session.lost) return lease;
+    lease.release();
+    this.cache.forget(v.key);
+    return this.acquire(model, v);
+  }
+
+  private acquire(model: ModelSource, v: { key: string; specializeFor?: number[] }): Promise<Lease<CreatedWorkerSession>> {
+    return this.cache.acquire(v.key, estimateSessionBytes(model.bytes), async () => {
+      const created = await this.host.create(await model.load(), { device: this.params.device, threads: this.params.threads }, v.specializeFor);
       const t0 = performance.now();
-      if (model.warmupShape) {
-        const n = model.warmupShape.reduce((a, b) => a * b, 1);
-        await created.session.run({ [created.session.inputNames[0]!]: { data: new Float32Array(n), dims: model.warmupShape } });
+      // A specialised session takes only its own spatial size: warm it up when that is the
+      // model's warm-up shape (otherwise the request that asked for it is its first run).
+      const warm = model.warmupShape;
+      if (warm && (!v.specializeFor || warm.slice(1).join('x') === v.specializeFor.slice(1).join('x'))) {
+        const n = warm.reduce((a, b) => a * b, 1);
+        await created.session.run({ [created.session.inputNames[0]!]: { data: new Float32Array(n), dims: warm } });
       }
       const warmupMs = performance.now() - t0;
       this.loaded.set(model.key, { device: created.device, fallback: created.fallback });
-      log('loaded %s on %s%s (warm-up %d ms)', model.key, created.device, created.fallback ? ` (fell back: ${created.fallback})` : '', warmupMs);
-      this.params.onLoad?.({ key: model.key, device: created.device, fallback: created.fallback, warmupMs });
+      log('loaded %s on %s%s (warm-up %d ms; %s)', v.key, created.device, created.fallback ? ` (fell back: ${created.fallback})` : '', warmupMs, created.specialized ?? 'general');
+      this.params.onLoad?.({ key: model.key, device: created.device, fallback: created.fallback, warmupMs, specialized: created.specialized });
       return created;
     });
   }
@@ -143,7 +171,7 @@ export class InferenceEngine {
   private async runBatch(model: ModelSource, batch: Pending[]): Promise<void> {
     let lease;
     try {
-      lease = await this.lease(model);
+      lease = await this.lease(model, batch[0]!.input.shape);
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
@@ -163,7 +191,7 @@ export class InferenceEngine {
         out = await session.run(feeds);
       } catch (err) {
         if (session.lost) {
-          this.cache.forget(model.key);
+          this.cache.forget(lease.key);
           this.loaded.delete(model.key);
           throw err;
         }

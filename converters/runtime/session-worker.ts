@@ -2,10 +2,14 @@
  * The inference worker: holds the onnxruntime sessions and runs them. onnxruntime-node runs a
  * session synchronously on the thread that calls it, so the engine keeps the sessions here,
  * off the main thread, where a long run cannot stall the HTTP server's other requests.
- * Speaks the messages of `worker-host.ts`.
+ * A session can be specialised for one input shape first (`graph/specialize.ts`), here too,
+ * so that the graph rewrite does not hold the main thread either. Speaks the messages of
+ * `worker-host.ts`.
  */
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import { specializeModel } from '../graph/specialize.js';
+import { readFileBytes } from '../io.js';
 import { createSession } from './providers.js';
 import type { HostReply, HostRequest, WireTensor } from './worker-host.js';
 
@@ -17,9 +21,15 @@ const sessions = new Map<number, ort.InferenceSession>();
 async function handle(m: HostRequest): Promise<{ reply: HostReply; transfer: ArrayBuffer[] }> {
   switch (m.op) {
     case 'create': {
-      const created = await createSession(m.model, m.params);
+      let model = m.model;
+      let note: string | undefined;
+      if (m.specializeFor) {
+        const bytes = typeof model === 'string' ? await readFileBytes(model) : model;
+        ({ bytes: model, note } = specializeModel(bytes, m.specializeFor));
+      }
+      const created = await createSession(model, m.params);
       sessions.set(m.session, created.session);
-      const reply: HostReply = { id: m.id, ok: true, inputNames: [...created.session.inputNames], device: created.device, fallback: created.fallback };
+      const reply: HostReply = { id: m.id, ok: true, inputNames: [...created.session.inputNames], device: created.device, fallback: created.fallback, specialized: note };
       return { reply, transfer: [] };
     }
     case 'run': {

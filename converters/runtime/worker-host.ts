@@ -23,13 +23,13 @@ export interface WireTensor {
 
 /** Messages to the worker. */
 export type HostRequest =
-  | { op: 'create'; id: number; session: number; model: Uint8Array | string; params: SessionParams }
+  | { op: 'create'; id: number; session: number; model: Uint8Array | string; params: SessionParams; specializeFor?: number[] }
   | { op: 'run'; id: number; session: number; feeds: Record<string, WireTensor> }
   | { op: 'release'; id: number; session: number };
 
 /** Messages from the worker. */
 export type HostReply =
-  | { id: number; ok: true; inputNames?: string[]; device?: Device; fallback?: string; outputs?: Record<string, WireTensor> }
+  | { id: number; ok: true; inputNames?: string[]; device?: Device; fallback?: string; specialized?: string; outputs?: Record<string, WireTensor> }
   | { id: number; ok: false; message: string; name: string };
 
 type Success = Extract<HostReply, { ok: true }>;
@@ -48,6 +48,8 @@ export interface CreatedWorkerSession {
   session: WorkerSession;
   device: Device;
   fallback?: string;
+  /** What shape specialisation did, when it was asked for. */
+  specialized?: string;
 }
 
 /** See the module comment. */
@@ -57,13 +59,13 @@ export class SessionHost {
   private nextId = 1;
   private readonly calls = new Map<number, { resolve: (r: Success) => void; reject: (e: Error) => void }>();
 
-  /** Load a model into a new session in the worker. */
-  async create(model: Uint8Array | string, params: SessionParams = {}): Promise<CreatedWorkerSession> {
+  /** Load a model into a new session in the worker, specialised for one input shape if given. */
+  async create(model: Uint8Array | string, params: SessionParams = {}, specializeFor?: number[]): Promise<CreatedWorkerSession> {
     const device = params.device ?? 'cpu';
     if (!(DEVICES as readonly string[]).includes(device)) throw new InvalidArgumentError(`unknown device '${String(device)}'; use one of ${DEVICES.join(', ')}`);
     const session = this.nextId++;
     const generation = this.start();
-    const reply = await this.call({ op: 'create', id: 0, session, model, params });
+    const reply = await this.call({ op: 'create', id: 0, session, model, params, specializeFor });
     const lost = () => this.generation !== generation;
     const call = (req: HostRequest) => this.call(req);
     const proxy: WorkerSession = {
@@ -79,7 +81,7 @@ export class SessionHost {
         if (!lost()) await call({ op: 'release', id: 0, session });
       },
     };
-    return { session: proxy, device: reply.device ?? device, fallback: reply.fallback };
+    return { session: proxy, device: reply.device ?? device, fallback: reply.fallback, specialized: reply.specialized };
   }
 
   /** Stop the worker: calls in flight fail and every session is lost. */

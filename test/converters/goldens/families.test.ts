@@ -7,6 +7,7 @@ import { readOnnxFile } from '../../../converters/formats/onnx.js';
 import { graphFromModel } from '../../../converters/graph/ir.js';
 import { countTrainable, type StateDict } from '../../../converters/tensor.js';
 import { detTensor, fixture, tensorSha256 } from '../../helpers.js';
+import { specializeViews } from '../../../converters/graph/specialize.js';
 import { assertMatchesGolden, FAMILIES, loadFamily, loadOutputs, runGraph, type Family, type TensorDesc } from './goldens.js';
 
 /** The expected converted state dict of a case: the 2D description with the case's delta applied. */
@@ -49,6 +50,7 @@ for (const name of FAMILIES) {
     const f = loadFamily(name);
     const outputs = await loadOutputs(name);
     const fromOnnx = f.source.endsWith('.onnx');
+    let rewritten = 0;
     let source: ConvertSource;
     if (fromOnnx) {
       const path = fixture('goldens', name, f.source);
@@ -73,12 +75,17 @@ for (const name of FAMILIES) {
         }
         const result = convert(source, { mode: c.mode as Mode, axis: c.options.axis, inChannels: c.options.inChannels, head: c.options.head ?? 'keep' });
         assertMatchesGolden(await runGraph(result.graph, input, c.input.shape), expected, `${name}/${c.name}`);
+        // What the inference engine runs: the same graph specialised for this input's size.
+        const sp = specializeViews(result.graph, { [result.graph.inputs[0]!.name]: c.input.shape });
+        rewritten += sp.views.axial + sp.views.coronal + sp.views.sagittal;
+        assertMatchesGolden(await runGraph(sp.graph, input, c.input.shape), expected, `${name}/${c.name} (specialised)`);
         if (!fromOnnx) {
           assertStateDict(result.stateDict, expectedStateDict(f, c.name), `${name}/${c.name}`);
           assert.equal(countTrainable(result.stateDict), c.param_count, `${name}/${c.name}: parameter count`);
         }
       });
     }
+    assert.ok(rewritten > 0, `${name}: the specialised graphs rewrote some views`);
   });
 }
 

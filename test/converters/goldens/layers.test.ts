@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { GraphBuilder } from '../../../converters/graph/builder.js';
+import { specializeViews, type SpecializeOptions } from '../../../converters/graph/specialize.js';
 import { convertGraphTo3d } from '../../../converters/graph/to3d.js';
 import type { StateDict } from '../../../converters/tensor.js';
 import { detTensor, fixture } from '../../helpers.js';
@@ -35,7 +36,15 @@ test('det_tensor reproduces the goldens\' generator exactly', () => {
   }
 });
 
-for (const lowering of ['conv3d', 'fold2d'] as const) test(`per-layer goldens (${lowering} lowering): ${file.cases.length} single convolutions match PyTorch (rtol 1e-4)`, async (t) => {
+const LOWERINGS = [
+  { name: 'conv3d', lowering: 'conv3d' },
+  { name: 'fold2d', lowering: 'fold2d' },
+  { name: 'conv3d, specialised for the input shape', lowering: 'conv3d', specialize: {} },
+  { name: 'conv3d, specialised with strided and 1x1x1 rewrites', lowering: 'conv3d', specialize: { strided: true, pointwise: true } },
+] as const satisfies readonly { name: string; lowering: 'conv3d' | 'fold2d'; specialize?: SpecializeOptions }[];
+
+for (const l of LOWERINGS) test(`per-layer goldens (${l.name}): ${file.cases.length} single convolutions match PyTorch (rtol 1e-4)`, async (t) => {
+  let rewritten = 0;
   const outputs = await loadOutputs('layers');
   const AXES = { d: 0, h: 1, w: 2 } as const;
   for (const c of file.cases) await t.test(c.name, async () => {
@@ -48,10 +57,17 @@ for (const lowering of ['conv3d', 'fold2d'] as const) test(`per-layer goldens ($
       mode: c.mode,
       axis: AXES[c.options.axis ?? 'd'],
       splits: c.options.split ? new Map([['conv.weight', c.options.split]]) : undefined,
-      lowering,
+      lowering: l.lowering,
     });
-    const out = await runGraph(graph, detTensor(c.input.shape, c.input.seed), c.input.shape);
+    let run = graph;
+    if ('specialize' in l) {
+      const sp = specializeViews(graph, { input: c.input.shape }, l.specialize);
+      rewritten += sp.views.axial + sp.views.coronal + sp.views.sagittal + sp.views.pointwise;
+      run = sp.graph;
+    }
+    const out = await runGraph(run, detTensor(c.input.shape, c.input.seed), c.input.shape);
     const expected = outputs.get(c.name)!;
     assertMatchesGolden(out, { data: expected.data as Float32Array, shape: c.output_shape }, c.name, 1e-4);
   });
+  if ('specialize' in l) assert.ok(rewritten > file.cases.length / 2, `${rewritten} convolutions rewritten over ${file.cases.length} cases`);
 });

@@ -154,3 +154,22 @@ test('engine: a worker that stops fails the runs in flight; the next run loads t
   assert.deepEqual(loads, ['tiny', 'tiny'], 'loaded again in the new worker');
   await engine.close();
 });
+
+test('engine: sessions are specialised for their spatial size (same outputs), up to maxShapes sizes per model', async () => {
+  const bytes = await tinyModel();
+  const notes: (string | undefined)[] = [];
+  const special = new InferenceEngine({ threads: 1, maxShapes: 2, onLoad: (i) => notes.push(i.specialized) });
+  const general = new InferenceEngine({ threads: 1, specialize: false });
+  const model = source(bytes);
+  for (const shape of [[1, 3, 16, 20, 24], [2, 3, 16, 20, 24], [1, 3, 24, 16, 20], [1, 3, 20, 20, 20]]) {
+    const data = detTensor(shape, shape[2]!);
+    const [a, b] = await Promise.all([special.run(model, { data, shape }), general.run(model, { data, shape })]);
+    assertClose(a['output']!.data, b['output']!.data, { rtol: 1e-5, atol: 1e-6, what: `shape [${shape.join(', ')}]` });
+  }
+  assert.equal(notes.length, 3, 'two specialised sessions (the batch of 2 shares the first), then the general one');
+  assert.match(notes[0] ?? '', /^specialised for 16x20x24: \d+ convolutions as 2D ones$/);
+  assert.match(notes[1] ?? '', /^specialised for 24x16x20: /);
+  assert.equal(notes[2], undefined, 'past maxShapes: the general session');
+  await special.close();
+  await general.close();
+});
