@@ -11,8 +11,9 @@
  * - Axial view (unit extent on D): the depth is outermost, so it is moved next to the batch
  *   and folded into it, [N*D, C, H, W], and moved back afterwards.
  * A lone element-wise activation after the convolution is moved before the reshape so that
- * onnxruntime still fuses it. The dilations depend on H and W, so a specialised graph is
- * only valid for the spatial size it was made for; the batch stays free.
+ * onnxruntime still fuses it, and a pooling after a channel Concat is applied to the parts
+ * (a smaller copy). The dilations depend on H and W, so a specialised graph is only valid
+ * for the spatial size it was made for; the batch stays free.
  */
 import { decodeOnnx, encodeOnnx } from '../formats/onnx.js';
 import type { Tensor } from '../tensor.js';
@@ -36,6 +37,8 @@ export interface SpecializeOptions {
   strided?: boolean;
   /** 1x1x1 convolutions as 2D 1x1 ones. @default false */
   pointwise?: boolean;
+  /** A pooling after a channel Concat applied to each part first (a smaller Concat). @default true */
+  pools?: boolean;
 }
 
 /** Unary activations that may move before the reshape. */
@@ -123,11 +126,35 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
     nodes.push(...em.nodes.slice(start));
     views[c.axis === 'pointwise' ? 'pointwise' : (['axial', 'coronal', 'sagittal'] as const)[c.axis]]++;
   }
+  const pooled = o.pools === false ? nodes : poolBeforeConcat(nodes, outputs, em);
   const initializers = new Map(graph.initializers);
   for (const [k, t] of em.initializers) initializers.set(k, t);
-  const used = new Set(nodes.flatMap((n) => n.inputs));
+  const used = new Set(pooled.flatMap((n) => n.inputs));
   for (const k of [...initializers.keys()]) if (!used.has(k)) initializers.delete(k);
-  return { graph: { ...graph, nodes, initializers }, views };
+  return { graph: { ...graph, nodes: pooled, initializers }, views };
+}
+
+/**
+ * Pooling works channel by channel, so pooling a channel Concat is the Concat of the pooled
+ * parts: the copy then moves the pooled (smaller) tensors. The ACS stem is such a place
+ * (three views, concatenated, max-pooled).
+ */
+function poolBeforeConcat(nodes: Node[], outputs: Set<string>, em: Emitter): Node[] {
+  const consumers = new Map<string, Node[]>();
+  for (const n of nodes) for (const x of n.inputs) consumers.set(x, [...(consumers.get(x) ?? []), n]);
+  const replaced = new Map<Node, Node[]>();
+  const dropped = new Set<Node>();
+  for (const cat of nodes) {
+    if (cat.op !== 'Concat' || attrInt(cat, 'axis', 0) !== 1 || outputs.has(cat.outputs[0]!)) continue;
+    const users = consumers.get(cat.outputs[0]!) ?? [];
+    const pool = users[0];
+    if (users.length !== 1 || !pool || (pool.op !== 'MaxPool' && pool.op !== 'AveragePool') || pool.outputs.length !== 1) continue;
+    const parts = cat.inputs.map((x, i) => em.op(pool.op, [x], pool.attrs, `${pool.name}/part${i}`));
+    const concat: Node = { ...cat, name: em.unique(`${cat.name}/pooled`), inputs: parts, outputs: [pool.outputs[0]!] };
+    replaced.set(cat, [...em.nodes.slice(em.nodes.length - parts.length), concat]);
+    dropped.add(pool);
+  }
+  return nodes.flatMap((n) => (dropped.has(n) ? [] : (replaced.get(n) ?? [n])));
 }
 
 /** Moves the collapsed axis next to the batch (to fold it in), and back. */
