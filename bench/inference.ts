@@ -184,14 +184,16 @@ async function workerHop(): Promise<void> {
     const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
     const shape = [1, c.channels, c.size, c.size, c.size];
     const data = new Float32Array(c.channels * c.size ** 3).fill(0.5);
-    // The same specialised graph the engine makes, run here on this thread.
+    // The same specialised graph the engine makes, run here on this thread; the two runs
+    // alternate so that drift in the machine's speed affects both alike.
     const { session } = await createSession(specializeModel(bytes, shape).bytes, { device: DEVICE, threads: THREADS });
-    const direct = await median(() => session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', data, shape) }));
-    await session.release();
     const engine = new InferenceEngine({ device: DEVICE, threads: THREADS });
     const model = { key: c.name, bytes: bytes.byteLength, load: async () => bytes, warmupShape: shape };
     await engine.prepare(model);
-    const viaWorker = await median(() => engine.run(model, { data, shape }));
+    const runDirect = () => session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', data, shape) });
+    await runDirect();
+    const [direct, viaWorker] = await alternate(runDirect, () => engine.run(model, { data, shape }));
+    await session.release();
     let turns = 0;
     let spinning = true;
     const spin = () => {
@@ -208,14 +210,19 @@ async function workerHop(): Promise<void> {
   table(rows);
 }
 
-async function median(fn: () => Promise<unknown>): Promise<number> {
-  const ts: number[] = [];
+/** Median times of two functions run in turn. */
+async function alternate(a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<[number, number]> {
+  const ta: number[] = [];
+  const tb: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
-    await fn();
-    ts.push(performance.now() - t0);
+    for (const [fn, ts] of [[a, ta], [b, tb]] as const) {
+      const t0 = performance.now();
+      await fn();
+      ts.push(performance.now() - t0);
+    }
   }
-  return ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)]!;
+  const median = (ts: number[]) => ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)]!;
+  return [median(ta), median(tb)];
 }
 
 /** Four volumes of one shape: one batched run against four runs. */
