@@ -156,9 +156,9 @@ async function main(): Promise<void> {
     ['+ BatchNorm folded into each view\'s Conv3D', { batchNorm: true, activation: false }, 'conv3d', false],
     ['+ ReLU applied to each view before the Concat (fused by onnxruntime)  = model.onnx', true, 'conv3d', false],
     ['  (instead: every view transposed into the batch, 2D Conv (NCHWc) per view)', true, 'fold2d', false],
-    ['+ specialised for the input size: stride-1 views as 2D Convs', true, 'conv3d', { pools: false }],
-    ['+ the stem\'s MaxPool applied to each view before the Concat        = engine', true, 'conv3d', {}],
-    ['  (+ strided views folded into the batch too)', true, 'conv3d', { strided: true }],
+    ['+ specialised for the input size: stride-1 views as 2D Convs', true, 'conv3d', { strided: false, pools: false }],
+    ['+ the stem\'s MaxPool applied to each view before the Concat', true, 'conv3d', { strided: false }],
+    ['+ strided views sliced and folded into the batch: 2D Convs   = engine', true, 'conv3d', {}],
     ['  (+ 1x1x1 convolutions as 2D 1x1 ones too)', true, 'conv3d', { pointwise: true }],
   ];
   const lrows = [['lowering', '1x3x64^3 ms', 'GFLOP/s', '1x3x128^3 ms', 'GFLOP/s']];

@@ -1,15 +1,15 @@
 /**
  * Shape specialisation, for inference: once the spatial size of the input is known, each ACS
- * view (a stride-1 Conv3D whose kernel has exactly one unit extent) is rewritten as a 2D
- * convolution, which onnxruntime runs in its blocked 2D kernels instead of the im2col path
- * it uses for 3D ones. The result is the same sum of the same products.
+ * view (a Conv3D whose kernel has exactly one unit extent) is rewritten as a 2D convolution,
+ * which onnxruntime runs in its blocked 2D kernels instead of the im2col path it uses for 3D
+ * ones. The result is the same sum of the same products.
  *
  * - Coronal view (unit extent on H): the volume [N, C, D, H, W] is read as [N, C, D*H, W];
  *   a step of one along D is a step of H rows, so the kernel's D taps get dilation `d*H` and
  *   padding `p*H`. Rows that a tap reaches past either end are exactly the zero padding.
  * - Sagittal view (unit extent on W): [N, C, D, H*W], the H taps get dilation `d*W`.
- * - Axial view (unit extent on D): the depth is outermost, so it is moved next to the batch
- *   and folded into it, [N*D, C, H, W], and moved back afterwards.
+ * - Axial view (unit extent on D), and every strided view: the collapsed axis is moved next
+ *   to the batch and folded into it, [N*D, C, H, W], and moved back afterwards.
  * A lone element-wise activation after the convolution is moved before the reshape so that
  * onnxruntime still fuses it, and a pooling after a channel Concat is applied to the parts
  * (a smaller copy). The dilations depend on H and W, so a specialised graph is only valid
@@ -29,11 +29,14 @@ export interface Specialized {
 }
 
 /**
- * Which rewrites to make. The defaults are what measured fastest (bench/inference): strided
- * views folded into the batch and 1x1x1 kernels as 2D ones were no faster.
+ * Which rewrites to make. The defaults are what measured fastest (bench/inference): 1x1x1
+ * kernels as 2D ones were no faster than onnxruntime's own 1x1x1 path.
  */
 export interface SpecializeOptions {
-  /** Strided views too (folded into the batch). @default false */
+  /**
+   * Strided views too: the planes the stride keeps are sliced out, then folded into the
+   * batch (their transposes cost about what the 2D kernels save, a few percent net). @default true
+   */
   strided?: boolean;
   /** 1x1x1 convolutions as 2D 1x1 ones. @default false */
   pointwise?: boolean;
@@ -78,7 +81,7 @@ function candidate(n: Node, g: Graph, shapes: Map<string, { shape: number[] }>, 
   } else if (units === 1) {
     axis = kernel.indexOf(1) as 0 | 1 | 2;
     if (pads[axis] !== 0 || pads[axis + 3] !== 0) return undefined;
-    if (strides[0] !== 1 && !o.strided) return undefined;
+    if (strides[0] !== 1 && o.strided === false) return undefined;
   } else return undefined;
   return {
     axis,
