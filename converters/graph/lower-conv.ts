@@ -182,8 +182,8 @@ function acsView(
 }
 
 /** Permutations that bring the collapsed axis next to the batch, and back. */
-const FOLD_IN: Record<SpatialAxis, number[]> = { 0: [0, 2, 1, 3, 4], 1: [0, 3, 1, 2, 4], 2: [0, 4, 1, 2, 3] };
-const FOLD_OUT: Record<SpatialAxis, number[]> = { 0: [0, 2, 1, 3, 4], 1: [0, 2, 3, 1, 4], 2: [0, 2, 3, 4, 1] };
+export const FOLD_IN: Readonly<Record<SpatialAxis, number[]>> = { 0: [0, 2, 1, 3, 4], 1: [0, 3, 1, 2, 4], 2: [0, 4, 1, 2, 3] };
+export const FOLD_OUT: Readonly<Record<SpatialAxis, number[]>> = { 0: [0, 2, 1, 3, 4], 1: [0, 2, 3, 1, 4], 2: [0, 2, 3, 4, 1] };
 
 /**
  * A view computed by a 2D convolution: the collapsed axis is moved next to the batch and

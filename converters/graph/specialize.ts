@@ -19,6 +19,7 @@ import { decodeOnnx, encodeOnnx } from '../formats/onnx.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
 import { A, attrInt, attrInts, attrString, graphFromModel, graphToModel, type Graph, type Node } from './ir.js';
+import { FOLD_IN, FOLD_OUT } from './lower-conv.js';
 import { inferShapes } from './shapes.js';
 
 /** What the specialisation did. */
@@ -160,10 +161,6 @@ function poolBeforeConcat(nodes: Node[], outputs: Set<string>, em: Emitter): Nod
   return nodes.flatMap((n) => (dropped.has(n) ? [] : (replaced.get(n) ?? [n])));
 }
 
-/** Moves the collapsed axis next to the batch (to fold it in), and back. */
-const FOLD_IN = { 0: [0, 2, 1, 3, 4], 1: [0, 3, 1, 2, 4], 2: [0, 4, 1, 2, 3] } as const;
-const FOLD_OUT = { 0: [0, 2, 1, 3, 4], 1: [0, 2, 3, 1, 4], 2: [0, 2, 3, 4, 1] } as const;
-
 function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, final: string): void {
   const [, C, D, H, W] = c.x;
   const [, O, Do, Ho, Wo] = c.y;
@@ -205,7 +202,7 @@ function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, fina
       x = em.op('Slice', [x, em.ints([0]), em.ints([dims[axis]!]), em.ints([2 + axis]), em.ints([s])], {}, `${hint}/planes`);
       dims[axis] = Math.ceil(dims[axis]! / s);
     }
-    const t = em.op('Transpose', [x], { perm: A.ints([...FOLD_IN[axis]]) }, `${hint}/fold`);
+    const t = em.op('Transpose', [x], { perm: A.ints(FOLD_IN[axis]) }, `${hint}/fold`);
     const rest = dims.filter((_, i) => i !== axis);
     x = em.op('Reshape', [t, em.ints([-1, C, ...rest])], {}, `${hint}/flat`);
     const p = [[pd0, pd1], [ph0, ph1], [pw0, pw1]].filter((_, i) => i !== axis);
@@ -225,7 +222,7 @@ function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, fina
   if (act) y = em.op(act.op, [y], act.attrs, `${act.name}/2d`);
   if (fold !== undefined) {
     const r = em.op('Reshape', [y, em.ints(back)], {}, `${hint}/unflat`);
-    em.node('Transpose', `${hint}/unfold`, [r], [final], { perm: A.ints([...FOLD_OUT[fold]]) });
+    em.node('Transpose', `${hint}/unfold`, [r], [final], { perm: A.ints(FOLD_OUT[fold]) });
   } else {
     em.node('Reshape', `${hint}/unflat`, [y, em.ints(back)], [final], {});
   }
