@@ -20,37 +20,6 @@ function tensor(shape: number[], data: Float32Array): Tensor {
   return { dtype: 'F32', shape, data };
 }
 
-/** torchvision ResNet (bottleneck) of the given depth, e.g. [3, 4, 6, 3] for ResNet-50. */
-export function resnetStateDict(blocks = [3, 4, 6, 3], seed = 1): StateDict {
-  const rnd = filler(seed);
-  const sd: StateDict = new Map();
-  const conv = (k: string, o: number, i: number, kk: number) => sd.set(`${k}.weight`, tensor([o, i, kk, kk], rnd(o * i * kk * kk, -0.05, 0.05)));
-  const bn = (k: string, c: number) => batchNorm(sd, rnd, k, c);
-  conv('conv1', 64, 3, 7);
-  bn('bn1', 64);
-  let inC = 64;
-  blocks.forEach((n, l) => {
-    const w = 64 * 2 ** l;
-    for (let b = 0; b < n; b++) {
-      const p = `layer${l + 1}.${b}`;
-      conv(`${p}.conv1`, w, inC, 1);
-      bn(`${p}.bn1`, w);
-      conv(`${p}.conv2`, w, w, 3);
-      bn(`${p}.bn2`, w);
-      conv(`${p}.conv3`, w * 4, w, 1);
-      bn(`${p}.bn3`, w * 4);
-      if (b === 0) {
-        conv(`${p}.downsample.0`, w * 4, inC, 1);
-        bn(`${p}.downsample.1`, w * 4);
-      }
-      inC = w * 4;
-    }
-  });
-  sd.set('fc.weight', tensor([1000, inC], rnd(1000 * inC, -0.03, 0.03)));
-  sd.set('fc.bias', tensor([1000], rnd(1000, -0.03, 0.03)));
-  return sd;
-}
-
 /** torchvision ConvNeXt with the given depths and widths (ConvNeXt-Base by default). */
 export function convnextStateDict(depths = [3, 3, 27, 3], dims = [128, 256, 512, 1024], seed = 2): StateDict {
   const rnd = filler(seed);
@@ -88,28 +57,43 @@ export function convnextStateDict(depths = [3, 3, 27, 3], dims = [128, 256, 512,
   return sd;
 }
 
+/** torchvision ResNet (bottleneck) of the given depth, e.g. [3, 4, 6, 3] for ResNet-50. */
+export function resnetStateDict(blocks = [3, 4, 6, 3], seed = 1): StateDict {
+  return resnet(blocks, seed, true);
+}
+
 /** torchvision ResNet with basic blocks (ResNet-18 by default). */
 export function resnetBasicStateDict(blocks = [2, 2, 2, 2], seed = 3): StateDict {
+  return resnet(blocks, seed, false);
+}
+
+function resnet(blocks: number[], seed: number, bottleneck: boolean): StateDict {
   const rnd = filler(seed);
   const sd: StateDict = new Map();
   const conv = (k: string, o: number, i: number, kk: number) => sd.set(`${k}.weight`, tensor([o, i, kk, kk], rnd(o * i * kk * kk, -0.05, 0.05)));
   const bn = (k: string, c: number) => batchNorm(sd, rnd, k, c);
+  const expansion = bottleneck ? 4 : 1;
   conv('conv1', 64, 3, 7);
   bn('bn1', 64);
   let inC = 64;
   blocks.forEach((n, l) => {
     const w = 64 * 2 ** l;
+    const out = w * expansion;
     for (let b = 0; b < n; b++) {
       const p = `layer${l + 1}.${b}`;
-      conv(`${p}.conv1`, w, inC, 3);
+      conv(`${p}.conv1`, w, inC, bottleneck ? 1 : 3);
       bn(`${p}.bn1`, w);
       conv(`${p}.conv2`, w, w, 3);
       bn(`${p}.bn2`, w);
-      if (b === 0 && l > 0) {
-        conv(`${p}.downsample.0`, w, inC, 1);
-        bn(`${p}.downsample.1`, w);
+      if (bottleneck) {
+        conv(`${p}.conv3`, out, w, 1);
+        bn(`${p}.bn3`, out);
       }
-      inC = w;
+      if (b === 0 && inC !== out) {
+        conv(`${p}.downsample.0`, out, inC, 1);
+        bn(`${p}.downsample.1`, out);
+      }
+      inC = out;
     }
   });
   sd.set('fc.weight', tensor([1000, inC], rnd(1000 * inC, -0.03, 0.03)));

@@ -10,7 +10,7 @@ import { InferenceFailedError, InvalidInputError } from './errors.js';
 import type { Device } from './providers.js';
 import { RunQueue } from './queue.js';
 import { estimateSessionBytes, SessionCache, type Lease } from './session-cache.js';
-import { SessionHost, type CreatedWorkerSession } from './worker-host.js';
+import { SessionHost, type CreatedWorkerSession, type WireTensor } from './worker-host.js';
 
 const log = debug('acs-hub:runtime');
 
@@ -184,17 +184,14 @@ export class InferenceEngine {
       if (batch.length > 1) batch.forEach((p, i) => data.set(p.input.data, i * per));
       const n = shape[0]!;
       const feeds = { [session.inputNames[0]!]: { data, dims: [n * batch.length, ...shape.slice(1)] } };
-      let out: Record<string, { data: Float32Array; dims: number[] }>;
+      let out: Record<string, WireTensor>;
       try {
         this.stats.runs++;
         this.stats.volumes += batch.length;
         out = await session.run(feeds);
       } catch (err) {
-        if (session.lost) {
-          this.cache.forget(lease.key);
-          this.loaded.delete(model.key);
-          throw err;
-        }
+        // The worker stopped: the next lease loads the model again.
+        if (session.lost) throw err;
         const msg = (err as Error).message;
         const bad = /shape|dimension|rank|size|invalid/i.test(msg);
         throw bad ? new InvalidInputError(`the network cannot take an input of shape [${shape.join(', ')}]: ${msg.split('\n')[0]}`) : new InferenceFailedError(msg.split('\n')[0]!);

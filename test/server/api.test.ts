@@ -6,17 +6,7 @@ import { parse } from 'yaml';
 import { OPENAPI_PATH } from '../../server/app.js';
 import { ALL_ERROR_CODES } from '../../server/errors.js';
 import { fixture, sha256 } from '../helpers.js';
-import { testHub } from './hub.js';
-
-/** Poll a job until it finishes. */
-async function finished(app: Parameters<typeof request>[0], id: string): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 400; i++) {
-    const r = await request(app).get(`/v1/conversions/${id}`).expect(200);
-    if (r.body.finishedAt) return r.body as Record<string, unknown>;
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  throw new Error(`job ${id} did not finish`);
-}
+import { finishedJob as finished, testHub } from './hub.js';
 
 test('every error code the API can answer with is documented in openapi.yaml', () => {
   const spec = parse(readFileSync(OPENAPI_PATH, 'utf8')) as { components: { schemas: { Problem: { properties: { code: { enum: string[] } } } } } };

@@ -4,16 +4,16 @@
  * by the typed client. Then a graceful shutdown while a slow download is in flight.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { createAcsHubClient } from '../../server/api/client.js';
-import { CLI, fixture, sha256, tempDir } from '../helpers.js';
+import { fixture, sha256, tempDir } from '../helpers.js';
 import { startFakeZoo, TEST_CATALOGUE } from '../zoo/fake-zoo.js';
 import { startS3rver } from '../zoo/s3rver.js';
+import { startServer } from './serve.js';
 
 const exec = promisify(execFile);
 const KEY = 'e2e-secret-key';
@@ -23,31 +23,11 @@ async function curl(args: string[]): Promise<string> {
   return stdout;
 }
 
-async function startServer(env: Record<string, string>): Promise<{ url: string; proc: ChildProcess; exited: Promise<unknown[]>; stderr: () => string }> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  // Listened for from the start, so that an early exit is not missed.
-  const exited = once(proc, 'exit');
-  let err = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 20_000);
-    proc.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (http:\/\/[^ ]+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    proc.once('exit', (code) => reject(new Error(`server exited (${code}): ${err}`)));
-  });
-  return { url, proc, exited, stderr: () => err };
-}
-
 test('e2e: real server on S3, the README curl session and the typed client, then a graceful shutdown', async (t) => {
   const zoo = await startFakeZoo(t);
   const s3 = await startS3rver(t, ['acs-hub']);
   const dir = await tempDir(t);
-  const server = await startServer({
+  const server = await startServer(t, {
     ...s3.env,
     ACS_HUB_S3_URL: 's3://acs-hub/e2e',
     ACS_HUB_S3_ENDPOINT: s3.endpoint,
@@ -60,9 +40,6 @@ test('e2e: real server on S3, the README curl session and the typed client, then
     ACS_HUB_CLAIM_POLL_MS: '50',
     ACS_HUB_THREADS: '1',
     ACS_HUB_SHUTDOWN_GRACE_MS: '20000',
-  });
-  t.after(() => {
-    if (server.proc.exitCode === null) server.proc.kill('SIGKILL');
   });
   const { url } = server;
   const auth = ['-H', `Authorization: Bearer ${KEY}`];

@@ -18,7 +18,7 @@ import { createApp, OPENAPI_PATH } from '../../server/app.js';
 import { loadConfig } from '../../server/config.js';
 import { problemMiddleware } from '../../server/errors.js';
 import { fixture } from '../helpers.js';
-import { testHub } from './hub.js';
+import { finishedJob, testHub } from './hub.js';
 
 type App = Parameters<typeof request>[0];
 const seen = new Set<string>();
@@ -32,16 +32,10 @@ async function problem(r: request.Test, status: number): Promise<string> {
 
 async function jobProblem(app: App, body: object): Promise<string> {
   const r = await request(app).post('/v1/conversions').send(body).expect(202);
-  for (let i = 0; i < 400; i++) {
-    const j = await request(app).get(`/v1/conversions/${r.body.id as string}`).expect(200);
-    if (j.body.finishedAt) {
-      assert.equal(j.body.status, 'failed', JSON.stringify(j.body));
-      seen.add(j.body.problem.code as string);
-      return j.body.problem.code as string;
-    }
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  throw new Error('job did not finish');
+  const j = (await finishedJob(app, r.body.id as string)) as { status: string; problem: { code: string } };
+  assert.equal(j.status, 'failed', JSON.stringify(j));
+  seen.add(j.problem.code);
+  return j.problem.code;
 }
 
 async function upload(app: App, bytes: Uint8Array, name: string): Promise<string> {
@@ -90,12 +84,7 @@ test('documented errors, each produced through the API', async (t) => {
 
   // a finished job cannot be cancelled
   const done = await request(app).post('/v1/conversions').send({ source: { upload: r18 }, mode: 'acs', options: { inChannels: 1 } }).expect(202);
-  for (let i = 0; i < 400; i++) {
-    const j = await request(app).get(`/v1/conversions/${done.body.id as string}`);
-    if (j.body.finishedAt) break;
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  const cp = (await request(app).get(`/v1/conversions/${done.body.id as string}`)).body.checkpointId as string;
+  const cp = (await finishedJob(app, done.body.id as string))['checkpointId'] as string;
   assert.equal(await problem(request(app).delete(`/v1/conversions/${done.body.id as string}`), 409), 'JOB_FINISHED');
   assert.equal(await problem(request(app).get(`/v1/checkpoints/${cp}/files/model.pth`).set('Range', 'bytes=99999999-'), 416), 'RANGE_NOT_SATISFIABLE');
 
@@ -148,15 +137,11 @@ test('documented errors, each produced through the API', async (t) => {
   const objects = join(store.cfg.dataDir, 'objects');
   const r18b = await upload(store.hub.app, readFileSync(fixture('goldens', 'resnet18', 'model.pth')), 'resnet18.pth');
   const job = await request(store.hub.app).post('/v1/conversions').send({ source: { upload: r18b }, mode: 'acs' }).expect(202);
-  let cpb: string | undefined;
-  for (let i = 0; i < 400 && !cpb; i++) {
-    cpb = (await request(store.hub.app).get(`/v1/conversions/${job.body.id as string}`)).body.checkpointId as string | undefined;
-    if (!cpb) await new Promise((res) => setTimeout(res, 25));
-  }
+  const cpb = (await finishedJob(store.hub.app, job.body.id as string))['checkpointId'] as string;
   const stored = readdirSync(objects, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('model.safetensors'));
   assert.equal(stored.length, 1, stored.join(', '));
   rmSync(join(objects, stored[0]!));
-  assert.equal(await problem(request(store.hub.app).get(`/v1/checkpoints/${cpb!}/files/model.safetensors`), 404), 'OBJECT_NOT_FOUND');
+  assert.equal(await problem(request(store.hub.app).get(`/v1/checkpoints/${cpb}/files/model.safetensors`), 404), 'OBJECT_NOT_FOUND');
   writeFileSync(join(objects, 'index', 'uploads', `${r18b}.json`), '{ not json');
   assert.equal(await problem(request(store.hub.app).get(`/v1/uploads/${r18b}`), 404), 'UPLOAD_NOT_FOUND', 'a record that does not parse is no record');
   rmSync(join(objects, 'index'), { recursive: true });

@@ -4,6 +4,7 @@ import { createApp, type AcsHubApp } from '../../server/app.js';
 import { loadConfig, type ConfigOverrides, type HubConfig } from '../../server/config.js';
 import { startFakeZoo, TEST_CATALOGUE, type FakeZoo } from '../zoo/fake-zoo.js';
 import { mkdtemp, rm } from 'node:fs/promises';
+import request from 'supertest';
 import { tmpdir } from 'node:os';
 
 export interface TestHub {
@@ -45,4 +46,14 @@ export async function testHub(t: { after(fn: () => Promise<void>): void }, extra
     await rm(dir, { recursive: true, force: true });
   });
   return { hub, cfg, zoo, dir };
+}
+
+/** Poll a conversion job until it finishes; its last state. */
+export async function finishedJob(app: Parameters<typeof request>[0], id: string): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 400; i++) {
+    const r = await request(app).get(`/v1/conversions/${id}`).expect(200);
+    if (r.body.finishedAt) return r.body as Record<string, unknown>;
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  throw new Error(`job ${id} did not finish`);
 }

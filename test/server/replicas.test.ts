@@ -5,30 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CLI, sha256, tempDir } from '../helpers.js';
+import { sha256, tempDir } from '../helpers.js';
 import { startFakeZoo, TEST_CATALOGUE } from '../zoo/fake-zoo.js';
 import { startS3rver } from '../zoo/s3rver.js';
-
-async function startReplica(t: { after(fn: () => void): void }, env: Record<string, string>): Promise<string> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  t.after(() => {
-    if (proc.exitCode === null) proc.kill('SIGKILL');
-  });
-  const exited = once(proc, 'exit');
-  let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const listening = new Promise<string>((resolve) => {
-    proc.stderr!.on('data', () => {
-      const m = /listening on (http:\/\/[^ ]+)/.exec(err);
-      if (m) resolve(m[1]!);
-    });
-  });
-  return Promise.race([listening, exited.then(() => Promise.reject(new Error(`replica exited: ${err}`)))]);
-}
+import { startServer } from './serve.js';
 
 interface JobView {
   id: string;
@@ -65,7 +47,7 @@ test('two replicas on one bucket, asked for one conversion at once: one download
     ACS_HUB_CLAIM_POLL_MS: '50',
     ACS_HUB_THREADS: '1',
   });
-  const [a, b] = await Promise.all([startReplica(t, env('a')), startReplica(t, env('b'))]);
+  const [a, b] = (await Promise.all([startServer(t, env('a')), startServer(t, env('b'))])).map((s) => s.url) as [string, string];
   // A slow download keeps the first claim held while the other replica arrives.
   const file = '/models/resnet18-0da4b633.pth';
   zoo.fail(file, { kind: 'trickle', chunk: 32 * 1024, intervalMs: 60 });
