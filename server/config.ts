@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULT_BUDGETS, type Budgets } from '../converters/budgets.js';
 import { AcsHubError } from '../converters/errors.js';
 
 /** Settings of one public source. */
@@ -100,6 +101,8 @@ export interface HubConfig {
     /** Volumes batched into one run at most. */
     maxBatch: number;
   };
+  /** Budgets on the work an input may cause (see converters/budgets.ts). */
+  budgets: Budgets;
   claims: {
     /** A claim not refreshed for this long is taken to be dead. */
     leaseMs: number;
@@ -156,6 +159,7 @@ export function defaultConfig(): HubConfig {
       validateResponses: false,
     },
     inference: { device: 'cpu', threads: 0, cacheBytes: 2 * 1024 ** 3, maxPending: 32, maxBatch: 4 },
+    budgets: { ...DEFAULT_BUDGETS },
   };
 }
 
@@ -210,6 +214,8 @@ const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['inference.cacheBytes', ['ACS_HUB_ENGINE_CACHE_BYTES']],
   ['inference.maxPending', ['ACS_HUB_MAX_PENDING']],
   ['inference.maxBatch', ['ACS_HUB_MAX_BATCH']],
+  // budgets.unpackedEntryBytes <- ACS_HUB_BUDGET_UNPACKED_ENTRY_BYTES, and so on for each budget.
+  ...Object.keys(DEFAULT_BUDGETS).map((k) => [`budgets.${k}`, [`ACS_HUB_BUDGET_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`]] as const),
 ];
 
 /** One timeout for every source. */
@@ -281,6 +287,7 @@ function check(cfg: HubConfig): void {
     'inference.cacheBytes',
     'inference.maxPending',
     'inference.maxBatch',
+    ...Object.keys(DEFAULT_BUDGETS).map((k) => `budgets.${k}`),
   ];
   for (const p of nonNegative) {
     const v = getAt(cfg as unknown as Node, p) as number;
