@@ -1,7 +1,8 @@
 /**
  * One conversion, start to end: a 2D checkpoint (state dict, or a 2D ONNX graph) and the
- * options of SPEC-acs.md in; the converted state dict (for PyTorch), the 3D ONNX graph, and
- * the model card out. Pure: no files, no network; the callers write the outputs.
+ * options of converters/SPEC-acs.md in (modes: sections 1, 3-5; stem: section 6; heads:
+ * section 9); the converted state dict (for PyTorch), the 3D ONNX graph, and the model card
+ * (section 13) out. Pure: no files, no network; the callers write the outputs.
  */
 import { recognise } from './arch/index.js';
 import type { Detected } from './arch/types.js';

@@ -3,7 +3,7 @@
  * scaled per output channel by gamma / sqrt(var + eps) and the bias shifted, so the BN costs
  * nothing at run time. Onnxruntime does this itself for a Conv followed by a BN, but not once
  * an ACS convolution has become three convolutions and a Concat; hence it is done here, on
- * the 2D graph, before the conversion.
+ * the 2D graph, before the conversion (converters/SPEC-acs.md section 10).
  */
 import type { Tensor } from '../tensor.js';
 import { attrFloat, type Graph, type Node } from './ir.js';

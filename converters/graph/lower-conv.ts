@@ -1,13 +1,15 @@
 /**
- * Lowering one 2D convolution into its 3D form for every mode of SPEC-acs.md: ACS (three
- * convolutions over the axial, coronal and sagittal views, each with a contiguous slice of
- * the 2D kernel as its weight, concatenated), 2.5D, inflated 3D, mean-ACS and soft-ACS.
+ * Lowering one 2D convolution into its 3D form for every mode of converters/SPEC-acs.md
+ * (sections 1, 3, 4, 5 and 8; the lowerings: section 10): ACS (three convolutions over the
+ * axial, coronal and sagittal views, each with a contiguous slice of the 2D kernel as its
+ * weight, concatenated), 2.5D, inflated 3D, mean-ACS and soft-ACS.
  *
  * The collapsed axis of an ACS view reads one plane per output index. For "same"
  * convolutions that plane is `i * s`, which is what a stride-`s` convolution with a unit
  * kernel on that axis reads. Elsewhere the plane depends on the volume's size (the
- * reference's rule: `i * s` when `n_out == n` or `2 * n_out == n`, else `i * s + k/2 - p`,
- * zero outside), so the graph computes it from the input's shape and slices the planes out.
+ * reference's rule: `i * s` when `n_out == n` or `2 * n_out == n`, else
+ * `i * s + floor(k/2) - p`, zero outside; converters/SPEC-acs.md sections 1.4 to 1.6), so the
+ * graph computes it from the input's shape and slices the planes out.
  */
 import { ConversionError } from '../errors.js';
 import { acsParts, type Split3 } from '../modes/split.js';

@@ -2,7 +2,7 @@
  * Shape specialisation, for inference: once the spatial size of the input is known, each ACS
  * view (a Conv3D whose kernel has exactly one unit extent) is rewritten as a 2D convolution,
  * which onnxruntime runs in its blocked 2D kernels instead of the im2col path it uses for 3D
- * ones. The result is the same sum of the same products.
+ * ones. The result is the same sum of the same products (converters/SPEC-acs.md section 11).
  *
  * - Coronal view (unit extent on H): the volume [N, C, D, H, W] is read as [N, C, D*H, W];
  *   a step of one along D is a step of H rows, so the kernel's D taps get dilation `d*H` and

@@ -1,6 +1,8 @@
 /**
  * The graph converter: a 2D ONNX graph (from the architecture builders, or any 2D CNN a
- * user exported with `torch.onnx.export`) into its 3D counterpart, following SPEC-acs.md.
+ * user exported with `torch.onnx.export`) into its 3D counterpart, following
+ * converters/SPEC-acs.md (convolutions: sections 1, 3-5 and 8; every other layer: section 2;
+ * fusions: section 10).
  *
  * Every value of the 2D graph carries a layout: where its H and W axes are (or none, for
  * values that have lost their spatial axes). The 3D graph inserts D right before H; every

@@ -1,6 +1,7 @@
 /**
- * The ACS split of SPEC-acs.md section 1: output channels (or, for grouped convolutions,
- * groups) into axial / coronal / sagittal parts, in that order.
+ * The ACS split of converters/SPEC-acs.md section 1.2 (groups: sections 1.7 and 12): output
+ * channels (or, for grouped convolutions, groups) into axial / coronal / sagittal parts, in
+ * that order.
  */
 import { InvalidArgumentError } from '../errors.js';
 

@@ -1,7 +1,8 @@
 /**
- * The state dict each mode's PyTorch reference model expects (SPEC-acs.md): ACS and
- * mean-ACS keep every tensor as it is; 2.5D gives each conv kernel a unit axis (a view, no
- * copy); i3d inflates each kernel k-fold; soft-ACS adds `<conv>.soft_w_core`, zeros (O, 3).
+ * The state dict each mode's PyTorch reference model expects (converters/SPEC-acs.md sections
+ * 1.8, 3, 4, 5 and 13): ACS and mean-ACS keep every tensor as it is; 2.5D gives each conv
+ * kernel a unit axis (a view, no copy); i3d inflates each kernel k-fold; soft-ACS adds
+ * `<conv>.soft_w_core`, zeros (O, 3).
  */
 import { inflate, type ConvMode, type SpatialAxis } from '../graph/lower-conv.js';
 import type { StateDict, Tensor } from '../tensor.js';

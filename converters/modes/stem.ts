@@ -1,5 +1,5 @@
 /**
- * Input-channel adaptation of an RGB-pretrained stem (SPEC-acs.md section 6, timm's
+ * Input-channel adaptation of an RGB-pretrained stem (converters/SPEC-acs.md section 6, timm's
  * `adapt_input_conv`): one channel sums the kernel over its input channels; two or more
  * than three repeat it, keep the first `inChannels` and scale by 3 / inChannels. The
  * arithmetic is float32, as PyTorch does it, and the result is cast back to the dtype.

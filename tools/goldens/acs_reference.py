@@ -1,6 +1,6 @@
-"""An independent PyTorch reading of SPEC-acs.md, used to compute the goldens.
+"""An independent PyTorch reading of converters/SPEC-acs.md, used to compute the goldens.
 
-Everything here is plain torch: one F.conv3d per view, written from the specification
+Everything here is plain torch: one F.conv3d per view, written from converters/SPEC-acs.md
 rather than from the reference `acsconv` package.
 
 - `det_tensor`: the integer formula that makes every input and per-layer weight, so that the
@@ -40,7 +40,7 @@ def det_tensor(shape, seed, scale=1.0):
 
 
 def split3(n):
-    """The 3-way split of SPEC-acs.md section 1: 64 -> (22, 21, 21), 10 -> (4, 3, 3), 2 -> (1, 1, 0)."""
+    """The 3-way split of converters/SPEC-acs.md section 1.2: 64 -> (22, 21, 21), 10 -> (4, 3, 3), 2 -> (1, 1, 0)."""
     q, r = divmod(n, 3)
     return (q + (r >= 1), q + (r >= 2), q)
 
@@ -120,7 +120,7 @@ def _add_bias(y, b):
 
 
 def acs_conv(x, w2, b, s, p, d, g, split=None):
-    """SPEC-acs.md section 1; `w2` is the unchanged 4D weight."""
+    """converters/SPEC-acs.md section 1; `w2` is the unchanged 4D weight."""
     outs = [view_conv(x[:, c0:c1], w2[o0:o1], axis, s, p, d, gg)
             for axis, o0, o1, c0, c1, gg in acs_parts(w2.shape[0], x.shape[1], g, split)]
     return _add_bias(torch.cat(outs, 1) if len(outs) > 1 else outs[0], b)
@@ -211,7 +211,7 @@ class ConvertedConv(nn.Module):
 
 
 def adapt_input_conv(in_chans, weight):
-    """SPEC-acs.md section 6 (timm's adapt_input_conv), in float32."""
+    """converters/SPEC-acs.md section 6 (timm's adapt_input_conv), in float32."""
     w = weight.detach().float()
     if in_chans == 1:
         w = w.sum(dim=1, keepdim=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Make the numerical goldens of ACS Hub: what PyTorch computes for SPEC-acs.md, independently of
-the TypeScript converter that is tested against them.
+"""Make the numerical goldens of ACS Hub: what PyTorch computes for converters/SPEC-acs.md,
+independently of the TypeScript converter that is tested against them.
 
 Run from the repository root with an interpreter that has Debian's PyTorch packages
 (apt-get install -y python3-torch python3-torchvision python3-numpy python3-onnx):
@@ -8,7 +8,7 @@ Run from the repository root with an interpreter that has Debian's PyTorch packa
     /usr/bin/python3 tools/goldens/make_goldens.py
 
 It needs no network and no timm or acsconv: the 3D reference (tools/goldens/acs_reference.py)
-is written here in plain torch, from the specification. It rewrites test/fixtures/goldens/:
+is written here in plain torch, from converters/SPEC-acs.md. It rewrites test/fixtures/goldens/:
 
     <family>/model.pth            the tiny 2D model's state dict (torch.save)
     <family>/model.onnx           regnet, shufflenet_v2, functional_cnn: torch.onnx.export of the 2D model
@@ -77,7 +77,7 @@ def f32(x):
 
 def check_formulas():
     """det_tensor against a plain-integer, plain-float reading of its formula; the split rule
-    against the specification's examples."""
+    against the examples of converters/SPEC-acs.md section 1.2."""
     assert [split3(n) for n in (64, 10, 2)] == [(22, 21, 21), (4, 3, 3), (1, 1, 0)]
     for shape, seed, scale in (([3, 5], 7, 0.3), ([17], 0, 1.0), ([2, 2, 3], 987654321, 1 / 3)):
         got = det_tensor(shape, seed, scale).flatten().tolist()
@@ -418,7 +418,8 @@ def layer_configs():
     add('acs', 16, 32, 2, 2, 0, 1, 1, (5, 6, 7))
     add('mean-acs', 8, 16, 2, 2, 0, 1, 1, (10, 9, 8))
     add('soft-acs', 3, 8, 4, 4, 0, 1, 1, (13, 16, 15))
-    # depthwise k=3 s=2 p=1 on odd sizes (the reference crashes here; the spec's fix applies), and even
+    # depthwise k=3 s=2 p=1 on odd sizes (the reference crashes here; converters/SPEC-acs.md
+    # section 1.7), and even
     for c in (6, 9, 12, 4, 2):
         add('acs', c, c, 3, 2, 1, 1, c, (9, 11, 7))
     add('acs', 6, 6, 3, 2, 1, 1, 6, (8, 10, 12))
@@ -537,9 +538,9 @@ def make_layers():
                 if bad:
                     over = [a for a in bad if first_rule_overruns(cfg['size'][a], k, s, p, d)]
                     note = ('the first plane rule applies on ' + ', '.join('DHW'[a] for a in bad) + ' where the '
-                            "reference would give another size; this follows the specification's rule (output i "
-                            'reads input i*s' + (', zero past the end on ' + ', '.join('DHW'[a] for a in over)
-                                                 if over else '') + ')')
+                            'reference would give another size; this follows converters/SPEC-acs.md section 1.4 '
+                            '(output i reads input i*s' + (', zero past the end on ' + ', '.join('DHW'[a] for a in over)
+                                                           if over else '') + ')')
             elif mode == '2.5d':
                 check_2_5d(x, w2, b, AXES[options['axis']], s, p, d, g, y, name)
                 counts['2.5d-slices'] += 1
