@@ -24,6 +24,7 @@ import { AcsHubError } from '../../converters/errors.js';
 import { DownloadTooLargeError, IntegrityError, UpstreamError, UpstreamRefusedError, ZooError } from '../errors.js';
 import { backoffDelay, parseRetryAfter } from './backoff.js';
 import { checkHashPrefix } from './hash-prefix.js';
+import { httpFetch } from './http-fetch.js';
 
 /** What the bytes must be. */
 export interface DownloadExpectation {
@@ -82,7 +83,7 @@ export interface DownloadFileParams {
   maxBackoffMs?: number;
   /** @default 10 */
   maxRedirects?: number;
-  /** The network. @default globalThis.fetch */
+  /** The network. @default httpFetch (node:http; see http-fetch.ts for why not the global fetch) */
   fetch?: typeof fetch;
   signal?: AbortSignal;
   onProgress?: (e: DownloadProgress) => void;
@@ -180,7 +181,7 @@ async function request(
   signal: AbortSignal,
   onFirst: (first: ResponseInfo) => void,
 ): Promise<{ res: Response; first: ResponseInfo; finalUrl: string }> {
-  const doFetch = params.fetch ?? globalThis.fetch;
+  const doFetch = params.fetch ?? httpFetch;
   let url = params.url;
   let hdrs = { ...headers };
   let first: ResponseInfo | undefined;
