@@ -1,13 +1,17 @@
 /**
- * Downloads against loopback upstreams written byte by byte on plain sockets: HTTP/1.0 bodies
- * delimited by the close of the connection, `Connection: close` with a length, chunked. Each
- * must verify its file; none may kill the process or leave an unhandled rejection behind.
+ * Downloads against loopback upstreams of every kind a user meets, written byte by byte on
+ * plain sockets: HTTP/1.0 bodies delimited by the close of the connection, `Connection: close`
+ * with a length, chunked, gzip in transit, resets and closes mid-body, stalls, redirect chains
+ * and loops. Each either verifies its file or fails with an error that names the upstream and
+ * what it did; none may kill the process or leave an unhandled rejection behind.
  */
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, test, type TestContext } from 'node:test';
+import { brotliCompressSync, constants as zlib, deflateSync, gzipSync } from 'node:zlib';
 import { guardedFetch } from '../../server/url-guard.js';
+import { UpstreamError, UpstreamRefusedError } from '../../zoo/errors.js';
 import { downloadFile, type DownloadFileParams } from '../../zoo/fetch/download-file.js';
 import { blobKey } from '../../zoo/storage/layout.js';
 import { openLocalStorage } from '../../zoo/storage/local.js';
@@ -28,6 +32,14 @@ function payload(n: number, seed: number): Buffer {
 }
 
 const BIG = payload(300_000, 1);
+const SMALL = payload(5000, 2);
+const TEXT = Buffer.from(BIG.toString('base64'));
+const ENCODED: Record<string, Buffer> = {
+  gzip: gzipSync(TEXT),
+  deflate: deflateSync(TEXT),
+  br: brotliCompressSync(TEXT, { params: { [zlib.BROTLI_PARAM_QUALITY]: 4 } }),
+  compress: TEXT,
+};
 
 interface SeenRequest {
   path: string;
@@ -78,6 +90,11 @@ function writeInPieces(socket: Socket, bytes: Buffer, piece: number, then: () =>
   socket.write(Buffer.alloc(0), then);
 }
 
+/** Send part of a body, then end the connection the given way once the client has it. */
+function cut(socket: Socket, bytes: Buffer, how: 'close' | 'reset'): void {
+  socket.write(bytes, () => setTimeout(() => (how === 'reset' ? socket.resetAndDestroy() : socket.end()), 30));
+}
+
 const CLIENTS: { name: string; fetch: typeof fetch | undefined }[] = [
   { name: 'default client', fetch: undefined },
   { name: 'URL-guarded client', fetch: guardedFetch({ allowList: ['127.0.0.1'], allowPrivate: true }) },
@@ -89,6 +106,7 @@ for (const client of CLIENTS) {
     return downloadFile({ url, dest: join(dir, 'file.partial'), retries: 2, backoffMs: 5, maxBackoffMs: 10, timeoutMs: 2000, fetch: client.fetch, ...extra });
   };
   const expectBig = { sha256: sha256(BIG), size: BIG.length };
+  const expectSmall = { sha256: sha256(SMALL), size: SMALL.length };
 
   test(`${client.name}: HTTP/1.0 bodies delimited by the close of the connection are verified, every time`, async (t) => {
     const up = await upstream(t, (_req, socket, n) => {
@@ -124,6 +142,139 @@ for (const client of CLIENTS) {
     });
     const r = await download(t, up.url('/f'), { expected: expectBig });
     assert.equal(r.sha256, expectBig.sha256);
+  });
+
+  test(`${client.name}: a Content-Encoding is decoded in transit: the hash and size are of the decoded file`, async (t) => {
+    const up = await upstream(t, (req, socket, n) => {
+      const coding = req.path.slice(1);
+      const bytes = ENCODED[coding]!;
+      socket.write(head('200 OK', { 'Content-Encoding': coding, 'Content-Length': bytes.length, ETag: '"v1"', 'Accept-Ranges': 'bytes', Connection: 'close' }));
+      // The first answer breaks off: bytes of an encoding cannot be resumed by range.
+      if (n === 0) cut(socket, bytes.subarray(0, 1000), 'close');
+      else socket.end(bytes);
+    });
+    const expected = { sha256: sha256(TEXT), size: TEXT.length };
+    const r = await download(t, up.url('/gzip'), { expected });
+    assert.deepEqual([r.sha256, r.size, r.attempts], [expected.sha256, expected.size, 2]);
+    assert.equal(up.seen[1]!.headers['range'], undefined, 'no resume of encoded bytes');
+    assert.equal(up.seen[0]!.headers['accept-encoding'], 'identity');
+    for (const coding of ['deflate', 'br']) assert.equal((await download(t, up.url(`/${coding}`), { expected })).sha256, expected.sha256, coding);
+    await assert.rejects(download(t, up.url('/compress'), { expected }), (e: unknown) => {
+      assert.ok(e instanceof UpstreamRefusedError, String(e));
+      assert.equal(e.message, `${up.url('/compress')}: sends Content-Encoding 'compress', which cannot be decoded`);
+      return true;
+    });
+  });
+
+  for (const how of ['close', 'reset'] as const) {
+    const did = how === 'close' ? 'closed the connection' : 'reset the connection';
+
+    test(`${client.name}: a connection ${how === 'close' ? 'closed' : 'reset'} mid-body is retried, resumed by range, and named when it persists`, async (t) => {
+      const flaky = await upstream(t, (req, socket, n) => {
+        const from = Number(/^bytes=(\d+)-$/.exec(req.headers['range'] ?? '')?.[1] ?? 0);
+        const fields = { ETag: '"s1"', 'Accept-Ranges': 'bytes', Connection: 'close' };
+        if (from > 0) {
+          socket.write(head('206 Partial Content', { ...fields, 'Content-Length': SMALL.length - from, 'Content-Range': `bytes ${from}-${SMALL.length - 1}/${SMALL.length}` }));
+          socket.end(SMALL.subarray(from));
+        } else {
+          socket.write(head('200 OK', { ...fields, 'Content-Length': SMALL.length }));
+          if (n === 0) cut(socket, SMALL.subarray(0, 1234), how);
+          else socket.end(SMALL);
+        }
+      });
+      const r = await download(t, flaky.url('/f'), { expected: expectSmall });
+      assert.equal(r.sha256, expectSmall.sha256);
+      assert.equal(r.resumed, true);
+      assert.equal(flaky.seen[1]!.headers['range'], 'bytes=1234-');
+
+      const broken = await upstream(t, (_req, socket) => {
+        socket.write(head('200 OK', { 'Content-Length': SMALL.length }));
+        cut(socket, SMALL.subarray(0, 1234), how);
+      });
+      const url = broken.url('/models/broken.pth');
+      await assert.rejects(download(t, url, { retries: 1 }), (e: unknown) => {
+        assert.ok(e instanceof UpstreamError, String(e));
+        assert.equal(e.message, `${url}: ${did} after 1234 of 5000 bytes`);
+        return true;
+      });
+      assert.equal(broken.seen.length, 2, 'retried once');
+    });
+
+    test(`${client.name}: a close-delimited body ${how === 'close' ? 'closed' : 'reset'} short of the expected size is named, not taken`, async (t) => {
+      const up = await upstream(t, (_req, socket) => {
+        socket.write(head('200 OK', {}, '1.0'));
+        cut(socket, SMALL.subarray(0, 1234), how);
+      });
+      const url = up.url('/short');
+      await assert.rejects(download(t, url, { retries: 1, expected: expectSmall }), (e: unknown) => {
+        assert.ok(e instanceof UpstreamError, String(e));
+        assert.equal(e.message, `${url}: ${did} after 1234 of 5000 bytes`);
+        return true;
+      });
+      assert.equal(up.seen.length, 2);
+    });
+
+    test(`${client.name}: an upstream that ${how === 'close' ? 'closes' : 'resets'} without answering, or right after its headers, is named`, async (t) => {
+      const silent = await upstream(t, (_req, socket) => (how === 'reset' ? socket.resetAndDestroy() : socket.end()));
+      await assert.rejects(download(t, silent.url('/a'), { retries: 0 }), (e: unknown) => {
+        assert.ok(e instanceof UpstreamError, String(e));
+        assert.equal(e.message, `${silent.url('/a')}: ${did} before answering`);
+        return true;
+      });
+      const headersOnly = await upstream(t, (_req, socket) => {
+        socket.write(head('200 OK', { 'Content-Length': SMALL.length }), () => setTimeout(() => (how === 'reset' ? socket.resetAndDestroy() : socket.end()), 30));
+      });
+      await assert.rejects(download(t, headersOnly.url('/b'), { retries: 0 }), (e: unknown) => {
+        assert.ok(e instanceof UpstreamError, String(e));
+        assert.equal(e.message, `${headersOnly.url('/b')}: ${did} after 0 of 5000 bytes`);
+        return true;
+      });
+    });
+  }
+
+  test(`${client.name}: a stall before the answer or in the body is named with its length`, async (t) => {
+    const up = await upstream(t, (req, socket) => {
+      if (req.path === '/body') socket.write(`${head('200 OK', { 'Content-Length': SMALL.length })}${SMALL.subarray(0, 1000).toString('latin1')}`, 'latin1');
+    });
+    await assert.rejects(download(t, up.url('/answer'), { retries: 0, timeoutMs: 150 }), (e: unknown) => {
+      assert.ok(e instanceof UpstreamError, String(e));
+      assert.equal(e.message, `${up.url('/answer')}: stalled for 150 ms before answering`);
+      return true;
+    });
+    await assert.rejects(download(t, up.url('/body'), { retries: 1, timeoutMs: 150 }), (e: unknown) => {
+      assert.ok(e instanceof UpstreamError, String(e));
+      assert.equal(e.message, `${up.url('/body')}: stalled for 150 ms after 1000 of 5000 bytes`);
+      return true;
+    });
+    assert.equal(up.seen.filter((r) => r.path === '/body').length, 2);
+  });
+
+  test(`${client.name}: a redirect chain is followed to the file; a loop and a chain too long are refused by name`, async (t) => {
+    const up = await upstream(t, (req, socket) => {
+      const hop = /^\/hop\/(\d+)$/.exec(req.path);
+      const redirect = (to: string) => socket.end(head('302 Found', { Location: to, 'Content-Length': 0, Connection: 'close' }));
+      if (hop && Number(hop[1]) < 3) redirect(`/hop/${Number(hop[1]) + 1}`);
+      else if (hop) {
+        socket.write(head('200 OK', { 'Content-Length': BIG.length, Connection: 'close' }));
+        socket.end(BIG);
+      } else if (req.path === '/loop/a') redirect('/loop/b');
+      else if (req.path === '/loop/b') redirect('/loop/a');
+      else redirect(`${req.path}/x`);
+    });
+    const r = await download(t, up.url('/hop/0'), { expected: expectBig });
+    assert.equal(r.sha256, expectBig.sha256);
+    assert.equal(r.finalUrl, up.url('/hop/3'));
+
+    await assert.rejects(download(t, up.url('/loop/a')), (e: unknown) => {
+      assert.ok(e instanceof UpstreamRefusedError, String(e));
+      assert.equal(e.message, `${up.url('/loop/a')}: too many redirects (a loop: ${up.url('/loop/a')} again)`);
+      return true;
+    });
+    await assert.rejects(download(t, up.url('/deep'), { maxRedirects: 4 }), (e: unknown) => {
+      assert.ok(e instanceof UpstreamRefusedError, String(e));
+      assert.equal(e.message, `${up.url('/deep')}: too many redirects (more than 4, the last to ${up.url('/deep/x/x/x/x/x')})`);
+      return true;
+    });
   });
 }
 
