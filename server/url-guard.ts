@@ -7,7 +7,7 @@
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
-import { Agent } from 'undici';
+import { createHttpFetch } from '../zoo/fetch/http-fetch.js';
 import { HttpError } from './errors.js';
 
 const blocked = new BlockList();
@@ -93,25 +93,23 @@ export function checkUrl(raw: string, policy: UrlPolicy): URL {
 
 /** A `fetch` that applies the policy to every request and every resolved address. */
 export function guardedFetch(policy: UrlPolicy): typeof fetch {
-  const agent = new Agent({
-    connect: {
-      lookup: (hostname, options, callback) => {
-        dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
-          if (err) return callback(err, [] as unknown as string, 0);
-          const list = addresses as LookupAddress[];
-          const bad = policy.allowPrivate ? undefined : list.find((a) => isPrivateAddress(a.address));
-          if (bad) {
-            return callback(new HttpError('URL_NOT_ALLOWED', `host '${hostname}' resolves to ${bad.address}, a loopback, private or link-local address`), [] as unknown as string, 0);
-          }
-          if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);
-          return callback(null, list[0]!.address, list[0]!.family);
-        });
-      },
+  const guarded = createHttpFetch({
+    lookup: (hostname, options, callback) => {
+      dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+        if (err) return callback(err, [] as unknown as string, 0);
+        const list = addresses as LookupAddress[];
+        const bad = policy.allowPrivate ? undefined : list.find((a) => isPrivateAddress(a.address));
+        if (bad) {
+          return callback(new HttpError('URL_NOT_ALLOWED', `host '${hostname}' resolves to ${bad.address}, a loopback, private or link-local address`), [] as unknown as string, 0);
+        }
+        if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);
+        return callback(null, list[0]!.address, list[0]!.family);
+      });
     },
   });
   return (input, init) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     checkUrl(url, policy);
-    return fetch(url, { ...init, dispatcher: agent } as RequestInit);
+    return guarded(url, init);
   };
 }

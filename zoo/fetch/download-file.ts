@@ -4,11 +4,18 @@
  * - resumed with `Range` + `If-Range` after a broken attempt (or a previous process that died),
  *   restarting cleanly when the server answers 200 instead of 206;
  * - transient failures (timeouts, resets, dropped connections, 5xx, 429) retried with
- *   exponential backoff and jitter; permanent ones (4xx, a wrong hash) thrown at once;
+ *   exponential backoff and jitter; permanent ones (4xx, a wrong hash) thrown at once; the
+ *   message names the URL and what the upstream did ("closed the connection after 1234 of
+ *   5000 bytes", "stalled for 30000 ms before answering");
+ * - a body cut short is never taken for the file: its length (`Content-Length`, else the
+ *   expected size) must be reached, whatever ended the connection;
+ * - a body the server encodes in transit (`Content-Encoding: gzip`) is decoded: hashes and
+ *   sizes are of the decoded file, and such a body is not resumed by range;
  * - a bound on the size, checked against `Content-Length` before and the count during;
  * - redirects followed by hand, dropping credentials on a cross-host redirect (a Hugging Face
  *   `resolve` URL redirects to a CDN that must never see the token), with the first response's
  *   headers handed to `inspect` (where the Hub puts `X-Repo-Commit` and `X-Linked-Etag`);
+ *   a loop or a chain longer than `maxRedirects` is refused;
  * - `If-None-Match` revalidation: a 304 leaves everything as it was.
  *
  * The partial file `dest` and its sidecar `dest.meta.json` (the URL and the validator that the
@@ -24,6 +31,7 @@ import { AcsHubError } from '../../converters/errors.js';
 import { DownloadTooLargeError, IntegrityError, UpstreamError, UpstreamRefusedError, ZooError } from '../errors.js';
 import { backoffDelay, parseRetryAfter } from './backoff.js';
 import { checkHashPrefix } from './hash-prefix.js';
+import { contentCodings, httpFetch, isDecodedCoding } from './http-fetch.js';
 
 /** What the bytes must be. */
 export interface DownloadExpectation {
@@ -47,7 +55,7 @@ export interface DownloadProgress {
   readonly url: string;
   /** Bytes in the partial file so far (resumed ones included). */
   readonly bytes: number;
-  /** Size of the whole file, when the server said. */
+  /** Size of the whole file, when the server said or the expectation did. */
   readonly total: number | undefined;
   /** Bytes that were already there when this attempt started. */
   readonly resumedFrom: number;
@@ -82,7 +90,7 @@ export interface DownloadFileParams {
   maxBackoffMs?: number;
   /** @default 10 */
   maxRedirects?: number;
-  /** The network. @default globalThis.fetch */
+  /** The network. @default httpFetch (node:http; see http-fetch.ts for why not the global fetch) */
   fetch?: typeof fetch;
   signal?: AbortSignal;
   onProgress?: (e: DownloadProgress) => void;
@@ -180,10 +188,12 @@ async function request(
   signal: AbortSignal,
   onFirst: (first: ResponseInfo) => void,
 ): Promise<{ res: Response; first: ResponseInfo; finalUrl: string }> {
-  const doFetch = params.fetch ?? globalThis.fetch;
+  const doFetch = params.fetch ?? httpFetch;
+  const max = params.maxRedirects ?? 10;
   let url = params.url;
   let hdrs = { ...headers };
   let first: ResponseInfo | undefined;
+  const visited = new Set([url]);
   for (let hop = 0; ; hop++) {
     const res = await doFetch(url, { headers: hdrs, redirect: 'manual', signal });
     if (first === undefined) {
@@ -198,10 +208,13 @@ async function request(
     const location = res.headers.get('location');
     if (!REDIRECTS.has(res.status) || location === null) return { res, first, finalUrl: url };
     await res.body?.cancel().catch(() => undefined);
-    if (hop >= (params.maxRedirects ?? 10)) {
-      throw new UpstreamRefusedError(`${redactUrl(params.url)}: more than ${params.maxRedirects ?? 10} redirects`, { url: redactUrl(params.url) });
-    }
+    const where = redactUrl(params.url);
+    if (!URL.canParse(location, url)) throw new UpstreamRefusedError(`${where}: redirected to '${location.slice(0, 200)}', which is not a URL`, { url: where, upstreamStatus: res.status });
     const next = new URL(location, url);
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new UpstreamRefusedError(`${where}: redirected to a ${next.protocol} URL`, { url: where, upstreamStatus: res.status });
+    if (visited.has(next.toString())) throw new UpstreamRefusedError(`${where}: too many redirects (a loop: ${redactUrl(next.toString())} again)`, { url: where });
+    if (hop >= max) throw new UpstreamRefusedError(`${where}: too many redirects (more than ${max}, the last to ${redactUrl(next.toString())})`, { url: where });
+    visited.add(next.toString());
     if (crossesHosts(new URL(url), next)) {
       hdrs = Object.fromEntries(Object.entries(hdrs).filter(([k]) => !CREDENTIAL_HEADERS.includes(k.toLowerCase())));
     }
@@ -247,7 +260,8 @@ async function attempt(
 ): Promise<AttemptOutcome> {
   const timeoutMs = params.timeoutMs ?? 30_000;
   const maxBytes = params.maxBytes ?? 4 * 1024 ** 3;
-  const where = redactUrl(params.url);
+  const url = redactUrl(params.url);
+  let where = url;
   let { offset, meta } = allowResume ? await readMeta(params.dest, params.url) : { offset: 0, meta: undefined };
   if (!allowResume) await discard(params.dest);
 
@@ -256,7 +270,7 @@ async function attempt(
   let timer: NodeJS.Timeout | undefined;
   const arm = (): void => {
     clearTimeout(timer);
-    timer = setTimeout(() => controller.abort(new AttemptTimeout(`${where}: no data for ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(() => controller.abort(new AttemptTimeout()), timeoutMs);
   };
 
   const headers: Record<string, string> = { 'accept-encoding': 'identity', ...params.headers };
@@ -268,6 +282,8 @@ async function attempt(
   }
 
   let fh: FileHandle | undefined;
+  // Where the body got to, once it started: for the messages about a connection that broke.
+  let body: { bytes: number; total: number | undefined } | undefined;
   try {
     arm();
     let expected: DownloadExpectation = params.expected ?? {};
@@ -276,6 +292,7 @@ async function attempt(
     const { res, first, finalUrl } = await request(params, headers, signal, (f) => {
       expected = mergeExpectations(params.expected ?? {}, params.inspect?.(f), params.url);
     });
+    if (finalUrl !== params.url) where = `${where} (redirected to ${redactUrl(finalUrl)})`;
     if (res.status === 304 && etagToRevalidate) {
       await res.body?.cancel().catch(() => undefined);
       return { notModified: true, sha256: '', size: 0, etag: etagToRevalidate, first, finalUrl, resumedFrom: 0 };
@@ -283,63 +300,78 @@ async function attempt(
     if (res.status === 416 && offset > 0) {
       await res.body?.cancel().catch(() => undefined);
       await discard(params.dest);
-      throw new UpstreamError(`${where}: HTTP 416 for a resume at byte ${offset}; starting over`, { url: where, upstreamStatus: 416 });
+      throw new UpstreamError(`${where}: HTTP 416 for a resume at byte ${offset}; starting over`, { url, upstreamStatus: 416 });
     }
     if (res.status !== 200 && res.status !== 206) throw classifyStatus(res, params.url);
 
-    let total: number | undefined;
-    const length = res.headers.get('content-length');
+    // With a Content-Encoding, the bytes read are decoded and Content-Length counts encoded ones.
+    const codings = contentCodings(res.headers.get('content-encoding'));
+    const undecodable = codings.find((c) => !isDecodedCoding(c));
+    if (undecodable !== undefined) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new UpstreamRefusedError(`${where}: sends Content-Encoding '${undecodable}', which cannot be decoded`, { url, upstreamStatus: res.status });
+    }
+    const encoded = codings.length > 0;
+    let announced: number | undefined;
     if (res.status === 206) {
       const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
-      if (!m || Number(m[1]) !== offset) {
+      if (!m || Number(m[1]) !== offset || encoded) {
         await res.body?.cancel().catch(() => undefined);
         await discard(params.dest);
-        throw new UpstreamError(`${where}: answered range '${res.headers.get('content-range')}' to a request from byte ${offset}; starting over`, { url: where, upstreamStatus: 206 });
+        const what = encoded ? `encoded bytes (${codings.join(', ')})` : `range '${res.headers.get('content-range')}'`;
+        throw new UpstreamError(`${where}: answered ${what} to a request from byte ${offset}; starting over`, { url, upstreamStatus: 206 });
       }
-      total = m[3] === '*' ? undefined : Number(m[3]);
+      announced = m[3] === '*' ? undefined : Number(m[3]);
     } else {
       // 200: the whole file, whatever was asked (the validator changed, or ranges are not supported).
       if (offset > 0) await discard(params.dest);
       offset = 0;
-      total = length !== null ? Number(length) : undefined;
-      meta = { url: params.url, etag: strongEtag(res.headers.get('etag')), lastModified: res.headers.get('last-modified') ?? undefined };
+      const length = res.headers.get('content-length');
+      announced = length !== null && !encoded ? Number(length) : undefined;
+      // Decoded bytes cannot be resumed by a range of the encoded ones: no validator, no resume.
+      meta = encoded ? { url: params.url } : { url: params.url, etag: strongEtag(res.headers.get('etag')), lastModified: res.headers.get('last-modified') ?? undefined };
     }
-    if (total !== undefined && total > maxBytes) throw new DownloadTooLargeError(`${where}: ${total} bytes is more than the limit of ${maxBytes}`);
-    if (total !== undefined && expected.size !== undefined && total !== expected.size) {
-      throw new IntegrityError(`${where}: the server sends ${total} bytes, but ${expected.size} are expected`);
+    if (announced !== undefined && announced > maxBytes) throw new DownloadTooLargeError(`${where}: ${announced} bytes is more than the limit of ${maxBytes}`);
+    if (announced !== undefined && expected.size !== undefined && announced !== expected.size) {
+      throw new IntegrityError(`${where}: the server sends ${announced} bytes, but ${expected.size} are expected`);
     }
+    const total = announced ?? expected.size;
 
     await mkdir(dirname(params.dest), { recursive: true });
     if (offset === 0) await writeFile(`${params.dest}.meta.json`, JSON.stringify(meta));
     const hash = createHash('sha256');
     await hashExisting(params.dest, offset, hash);
     fh = await open(params.dest, offset === 0 ? 'w' : 'a');
-    let bytes = offset;
     const resumedFrom = offset;
     state.resumedFrom = offset;
-    if (!res.body) throw new UpstreamError(`${where}: empty response body`, { url: where });
+    if (!res.body) throw new UpstreamError(`${where}: empty response body`, { url });
     const reader = res.body.getReader();
+    body = { bytes: offset, total };
     arm();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       arm();
-      bytes += value.byteLength;
-      if (bytes > maxBytes) {
+      body.bytes += value.byteLength;
+      if (total !== undefined && body.bytes > total) {
+        await reader.cancel().catch(() => undefined);
+        throw new IntegrityError(`${where}: sends more than the ${total} bytes expected`);
+      }
+      if (body.bytes > maxBytes) {
         await reader.cancel().catch(() => undefined);
         throw new DownloadTooLargeError(`${where}: more than the limit of ${maxBytes} bytes`);
       }
       hash.update(value);
       await writeAll(fh, value);
-      params.onProgress?.({ url: params.url, bytes, total, resumedFrom, attempt: n });
+      params.onProgress?.({ url: params.url, bytes: body.bytes, total, resumedFrom, attempt: n });
     }
     clearTimeout(timer);
     await fh.sync();
     await fh.close();
     fh = undefined;
-    if (total !== undefined && bytes !== total) {
-      throw new UpstreamError(`${where}: connection closed after ${bytes} of ${total} bytes`, { url: where });
-    }
+    const bytes = body.bytes;
+    // Whatever ended it, a body short of its length is a broken connection, not the file.
+    if (total !== undefined && bytes < total) throw new UpstreamError(`${where}: closed the connection ${progress(body)}`, { url });
     const sha256 = hash.digest('hex');
     if (expected.size !== undefined && bytes !== expected.size) throw new IntegrityError(`${where}: got ${bytes} bytes, but ${expected.size} are expected`);
     if (expected.sha256 !== undefined && sha256 !== expected.sha256) throw new IntegrityError(`${where}: sha256 is ${sha256}, but ${expected.sha256} is expected`);
@@ -349,24 +381,37 @@ async function attempt(
   } catch (err) {
     if (params.signal?.aborted) throw params.signal.reason ?? err;
     if (controller.signal.aborted && controller.signal.reason instanceof AttemptTimeout) {
-      throw new UpstreamError(controller.signal.reason.message, { url: where, cause: err });
+      throw new UpstreamError(`${where}: stalled for ${timeoutMs} ms ${progress(body)}`, { url, cause: err });
     }
     if (err instanceof ZooError) throw err;
     // A refusal by the caller's fetch (an address the policy forbids) is final, not a network fault.
     const cause = (err as { cause?: unknown }).cause;
     if (err instanceof AcsHubError) throw err;
     if (cause instanceof AcsHubError) throw cause;
-    throw new UpstreamError(`${where}: ${describeNetworkError(err)}`, { url: where, cause: err });
+    throw new UpstreamError(`${where}: ${describeNetworkError(err, body)}`, { url, cause: err });
   } finally {
     clearTimeout(timer);
     await fh?.close().catch(() => undefined);
   }
 }
 
-function describeNetworkError(err: unknown): string {
+/** How far a body got: "before answering", "after 1234 of 5000 bytes". */
+function progress(body: { bytes: number; total: number | undefined } | undefined): string {
+  if (body === undefined) return 'before answering';
+  return body.total === undefined ? `after ${body.bytes} bytes` : `after ${body.bytes} of ${body.total} bytes`;
+}
+
+/** What the connection did, from the error of `fetch` or of its body (node:http's or undici's). */
+function describeNetworkError(err: unknown, body: { bytes: number; total: number | undefined } | undefined): string {
+  for (let e = err as (Error & { code?: string; syscall?: string; cause?: unknown }) | undefined; e instanceof Error; e = e.cause as typeof e) {
+    // A reset (RST) fails a read; an early close (FIN) is "aborted", "socket hang up" or undici's "other side closed".
+    if (e.code === 'ECONNRESET') return `${e.syscall === 'read' ? 'reset' : 'closed'} the connection ${progress(body)}`;
+    if (e.code === 'UND_ERR_SOCKET' || e.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return `closed the connection ${progress(body)}`;
+  }
   const e = err as Error & { cause?: { code?: string; message?: string } };
   const cause = e.cause?.code ?? e.cause?.message;
-  return cause ? `${e.message} (${cause})` : e.message;
+  const message = cause ? `${e.message} (${cause})` : e.message;
+  return body === undefined ? message : `${message} ${progress(body)}`;
 }
 
 /**
