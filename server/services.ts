@@ -9,6 +9,7 @@ import { InferenceEngine } from '../converters/runtime/engine.js';
 import type { Device } from '../converters/runtime/providers.js';
 import { loadCatalogue, type Catalogue } from '../zoo/catalogue.js';
 import { openStorage } from '../zoo/storage/open-storage.js';
+import { sweepDebris, sweepLogFields, sweptCount } from '../zoo/sweep-debris.js';
 import type { ObjectStorage } from '../zoo/storage/storage.js';
 import { JobRegistry } from './jobs.js';
 import { createLogger } from './log.js';
@@ -50,6 +51,15 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
   const apiKeys = cfg.server.apiKeys.split(',').map((k) => k.trim()).filter(Boolean);
   const logger = o.logger ?? createLogger({ level: cfg.server.logLevel, secrets: [...apiKeys, cfg.sources.huggingface.token] });
   const storage = o.storage ?? (await openStorage(cfg));
+  if (!o.storage) {
+    // Whoever opens the store clears what dead writers left; a failure here only delays that.
+    try {
+      const swept = await sweepDebris({ storage, stagingDir: stagingDir(cfg), olderThanMs: cfg.sweepAfterMs, leaseMs: cfg.claims.leaseMs });
+      logger[sweptCount(swept) > 0 ? 'info' : 'debug']({ ...sweepLogFields(swept), olderThanMs: cfg.sweepAfterMs }, 'swept leftovers of dead writers');
+    } catch (err) {
+      logger.warn({ err }, 'could not sweep leftovers of dead writers');
+    }
+  }
   const catalogue = o.catalogue ?? (await loadCatalogue({ path: cfg.catalogue || undefined }));
   const engine =
     o.engine ??
