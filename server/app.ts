@@ -10,7 +10,7 @@ import express, { type Express } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import { pinoHttp } from 'pino-http';
 import type { HubConfig } from './config.js';
-import { keyGate } from './auth.js';
+import { keyGate } from './access.js';
 import { HttpError, problemMiddleware } from './errors.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { conversionRoutes } from './routes/conversions.js';
@@ -66,8 +66,8 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
     if (services.state.shuttingDown && req.method !== 'GET' && req.method !== 'HEAD') return next(new HttpError('SHUTTING_DOWN', 'the server is shutting down; retry on another replica'));
     next();
   });
-  app.use(opsRoutes(services));
   app.use(keyGate(services));
+  app.use(opsRoutes(services));
   app.use('/v1', express.json({ limit: cfg.server.maxJsonBytes, type: 'application/json' }));
   app.use(
     OpenApiValidator.middleware({

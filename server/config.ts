@@ -25,6 +25,13 @@ export interface HubConfig {
   dataDir: string;
   /** Size budget of the local store in bytes (LRU eviction above it); 0 for none. */
   cacheMaxBytes: number;
+  /**
+   * Leftovers of writers that died (partial downloads and uploads in staging/, store
+   * temporaries, incomplete multipart uploads, conversion outputs without a card) older than
+   * this are removed when the store is opened, unless a live claim covers them. Younger partial
+   * downloads are kept, to be resumed. At least twice `claims.leaseMs`.
+   */
+  sweepAfterMs: number;
   /** Cache only: never fetch from a public source. */
   offline: boolean;
   /** Catalogue file; empty for the shipped zoo/catalogue.json. */
@@ -130,6 +137,7 @@ export function defaultConfig(): HubConfig {
   return {
     dataDir: './data',
     cacheMaxBytes: 0,
+    sweepAfterMs: 24 * 3_600_000,
     offline: false,
     catalogue: '',
     debug: false,
@@ -173,6 +181,7 @@ const ENUMS: Record<string, readonly string[]> = {
 const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['dataDir', ['ACS_HUB_DATA_DIR']],
   ['cacheMaxBytes', ['ACS_HUB_CACHE_MAX_BYTES']],
+  ['sweepAfterMs', ['ACS_HUB_SWEEP_AFTER_MS']],
   ['offline', ['ACS_HUB_OFFLINE']],
   ['catalogue', ['ACS_HUB_CATALOGUE']],
   ['debug', ['ACS_HUB_DEBUG']],
@@ -272,6 +281,7 @@ function check(cfg: HubConfig): void {
   const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'claims.settleMs', 'server.port', 'inference.threads'];
   const positive: string[] = [
     'download.maxBytes',
+    'sweepAfterMs',
     'claims.leaseMs',
     'claims.pollMs',
     'claims.waitMs',
@@ -296,6 +306,9 @@ function check(cfg: HubConfig): void {
   for (const p of positive) {
     const v = getAt(cfg as unknown as Node, p) as number;
     if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`'${p}' must be an integer > 0, got ${v}`);
+  }
+  if (cfg.sweepAfterMs < 2 * cfg.claims.leaseMs) {
+    throw new ConfigError(`'sweepAfterMs' must be at least twice 'claims.leaseMs' (${2 * cfg.claims.leaseMs}), got ${cfg.sweepAfterMs}: a writer's leftovers must outlive its lease`);
   }
   if (cfg.s3.partSize < 5 * 1024 * 1024) throw new ConfigError(`'s3.partSize' must be at least 5 MiB (S3's minimum part), got ${cfg.s3.partSize}`);
   for (const [path, allowed] of Object.entries(ENUMS)) {

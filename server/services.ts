@@ -2,15 +2,17 @@
  * What the app's routes share: configuration, store, catalogue, inference engine, jobs,
  * metrics and logger, built once from the configuration (or given by a test).
  */
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { HubConfig } from './config.js';
 import { stagingDir } from './config.js';
 import { InferenceEngine } from '../converters/runtime/engine.js';
 import type { Device } from '../converters/runtime/providers.js';
 import { loadCatalogue, type Catalogue } from '../zoo/catalogue.js';
 import { openStorage } from '../zoo/storage/open-storage.js';
+import { sweepDebris, sweepLogFields, sweptCount } from '../zoo/sweep-debris.js';
 import type { ObjectStorage } from '../zoo/storage/storage.js';
 import { JobRegistry } from './jobs.js';
+import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { guardedFetch, parseAllowList, type UrlPolicy } from './url-guard.js';
 
@@ -46,8 +48,18 @@ export interface ServiceOverrides {
 
 /** Build the services. */
 export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrides = {}): Promise<Services> {
-  const logger = o.logger ?? pino({ level: cfg.server.logLevel, base: { service: 'acs-hub' } });
+  const apiKeys = cfg.server.apiKeys.split(',').map((k) => k.trim()).filter(Boolean);
+  const logger = o.logger ?? createLogger({ level: cfg.server.logLevel, secrets: [...apiKeys, cfg.sources.huggingface.token] });
   const storage = o.storage ?? (await openStorage(cfg));
+  if (!o.storage) {
+    // Whoever opens the store clears what dead writers left; a failure here only delays that.
+    try {
+      const swept = await sweepDebris({ storage, stagingDir: stagingDir(cfg), olderThanMs: cfg.sweepAfterMs, leaseMs: cfg.claims.leaseMs });
+      logger[sweptCount(swept) > 0 ? 'info' : 'debug']({ ...sweepLogFields(swept), olderThanMs: cfg.sweepAfterMs }, 'swept leftovers of dead writers');
+    } catch (err) {
+      logger.warn({ err }, 'could not sweep leftovers of dead writers');
+    }
+  }
   const catalogue = o.catalogue ?? (await loadCatalogue({ path: cfg.catalogue || undefined }));
   const engine =
     o.engine ??
@@ -75,7 +87,7 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
     urlFetch: guardedFetch(urlPolicy),
     zooFetch: o.zooFetch,
     state: { shuttingDown: false },
-    apiKeys: cfg.server.apiKeys.split(',').map((k) => k.trim()).filter(Boolean),
+    apiKeys,
     jobs: undefined as unknown as JobRegistry,
     close: async () => {
       await services.jobs.drain(0);

@@ -37,6 +37,8 @@ export interface ConvertModelParams {
   sources: SourceSettings;
   stagingDir: string;
   offline?: boolean;
+  /** Serve only a conversion that is already stored; never convert (`OfflineError` otherwise). @default false */
+  cacheOnly?: boolean;
   download?: DownloadSettings;
   claims?: ClaimOptions;
   /** The network (tests inject one). @default globalThis.fetch */
@@ -110,6 +112,7 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
       options: canonicalOptions(options),
       converterVersion: CONVERTER_VERSION,
       claims: p.claims,
+      cacheOnly: p.cacheOnly,
       signal: p.signal,
     },
     async (ctx) => {

@@ -13,6 +13,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { claimKey, conversionCardKey, conversionPrefix, type ConversionSpec } from './storage/layout.js';
 import { runOnce, type ClaimOptions } from './storage/claim.js';
+import { OfflineError } from './errors.js';
 import { readJson, type ObjectStorage, type WriteBody } from './storage/storage.js';
 
 /** One stored output file. */
@@ -50,6 +51,8 @@ export interface GetOrConvertParams extends ConversionSpec {
   storage: ObjectStorage;
   /** Timing of the claim protocol. */
   claims?: ClaimOptions;
+  /** Only look: throw `OfflineError` rather than produce. @default false */
+  cacheOnly?: boolean;
   signal?: AbortSignal;
 }
 
@@ -99,6 +102,11 @@ export async function getOrConvert(params: GetOrConvertParams, produce: Conversi
   };
   const prefix = conversionPrefix(spec);
   const cardKey = conversionCardKey(spec);
+  if (params.cacheOnly) {
+    const card = await lookup(storage, spec);
+    if (!card) throw new OfflineError(`conversion ${prefix} is not in the cache (${storage.location}) and producing it is not allowed here`);
+    return { prefix, card, produced: false };
+  }
   const { value, produced } = await runOnce<ConversionCard>({
     ...params.claims,
     storage,

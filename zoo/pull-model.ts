@@ -76,8 +76,16 @@ export async function findPulled(storage: ObjectStorage, entry: PullableEntry): 
   return st?.size === rec.size ? rec : undefined;
 }
 
+const PARTIAL = '.partial';
+
 function stagingPath(stagingDir: string, id: string): string {
-  return join(stagingDir, `${id.replace(/\//g, '--')}.partial`);
+  return join(stagingDir, `${id.replace(/\//g, '--')}${PARTIAL}`);
+}
+
+/** The entry id whose partial download a staging file (or its sidecar) is, if it is one. */
+export function stagedEntryId(fileName: string): string | undefined {
+  const base = fileName.replace(/\.meta\.json$/, '');
+  return base.endsWith(PARTIAL) ? base.slice(0, -PARTIAL.length).replace(/--/g, '/') : undefined;
 }
 
 /**

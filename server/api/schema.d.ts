@@ -1448,6 +1448,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["KServeError"];
+            401: components["responses"]["Problem"];
             404: components["responses"]["KServeError"];
         };
     };
@@ -1471,6 +1472,7 @@ export interface operations {
                 content?: never;
             };
             400: components["responses"]["KServeError"];
+            401: components["responses"]["Problem"];
             404: components["responses"]["KServeError"];
         };
     };
@@ -1497,6 +1499,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["KServeError"];
+            401: components["responses"]["Problem"];
             404: components["responses"]["KServeError"];
         };
     };
@@ -1521,6 +1524,7 @@ export interface operations {
                 content?: never;
             };
             400: components["responses"]["KServeError"];
+            401: components["responses"]["Problem"];
             404: components["responses"]["KServeError"];
         };
     };
@@ -1577,7 +1581,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["KServeError"];
-            401: components["responses"]["KServeError"];
+            401: components["responses"]["Problem"];
             404: components["responses"]["KServeError"];
             413: components["responses"]["KServeError"];
             503: components["responses"]["KServeError"];
@@ -1614,7 +1618,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["KServeError"];
-            401: components["responses"]["KServeError"];
+            401: components["responses"]["Problem"];
             404: components["responses"]["KServeError"];
             413: components["responses"]["KServeError"];
             503: components["responses"]["KServeError"];
@@ -1690,6 +1694,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            401: components["responses"]["Problem"];
         };
     };
 }

@@ -5,6 +5,7 @@
 import { loadConfig, stagingDir, type ConfigOverrides, type HubConfig } from '../config.js';
 import { loadCatalogue, type Catalogue } from '../../zoo/catalogue.js';
 import { openStorage } from '../../zoo/storage/open-storage.js';
+import { sweepDebris, sweepLogFields, sweptCount } from '../../zoo/sweep-debris.js';
 import type { ObjectStorage } from '../../zoo/storage/storage.js';
 import type { ConvertOptions } from '../../converters/convert.js';
 import { convertModel, parseSource, type ConvertedModel } from '../../zoo/convert-model.js';
@@ -45,9 +46,12 @@ export function cliCatalogue(cfg: Readonly<HubConfig>): Promise<Catalogue> {
   return loadCatalogue({ path: cfg.catalogue || undefined });
 }
 
-/** The configured store. */
-export function cliStorage(cfg: Readonly<HubConfig>): Promise<ObjectStorage> {
-  return openStorage(cfg);
+/** The configured store, cleared of what dead writers left (one line on stderr says what went). */
+export async function cliStorage(cfg: Readonly<HubConfig>): Promise<ObjectStorage> {
+  const storage = await openStorage(cfg);
+  const swept = await sweepDebris({ storage, stagingDir: stagingDir(cfg), olderThanMs: cfg.sweepAfterMs, leaseMs: cfg.claims.leaseMs });
+  if (sweptCount(swept) > 0) process.stderr.write(`${JSON.stringify({ level: 'info', msg: 'swept leftovers of dead writers', ...sweepLogFields(swept) })}\n`);
+  return storage;
 }
 
 export { stagingDir };

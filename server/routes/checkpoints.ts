@@ -4,7 +4,6 @@ import { infer, type InferOptions } from '../../converters/runtime/pipeline.js';
 import { renderPreview } from '../../converters/predictions/index.js';
 import { resample } from '../../converters/preprocess/index.js';
 import { encodeNifti, readVolume, type Vec3 } from '../../converters/volumes/index.js';
-import { requireKey } from '../auth.js';
 import { listCheckpoints, loadCheckpoint } from '../checkpoints.js';
 import { HttpError } from '../errors.js';
 import { readBody } from '../http/body.js';
@@ -38,12 +37,12 @@ function inferOptions(q: Record<string, unknown>): InferOptions {
 /** Routes under /v1/checkpoints. */
 export function checkpointRoutes(s: Services): Router {
   const r = Router();
-  r.get('/v1/checkpoints', requireKey(s, 'read'), async (_req, res) => {
+  r.get('/v1/checkpoints', async (_req, res) => {
     const list = await listCheckpoints(s.storage);
     res.json({ checkpoints: list.map((c) => ({ id: c.id, mode: c.mode, arch: c.arch, source: c.source, url: `/v1/checkpoints/${c.id}` })) });
   });
 
-  r.get('/v1/checkpoints/:checkpointId', requireKey(s, 'read'), async (req, res) => {
+  r.get('/v1/checkpoints/:checkpointId', async (req, res) => {
     const id = param(req, 'checkpointId');
     const { card } = await loadCheckpoint(s.storage, id);
     res.json({
@@ -56,7 +55,7 @@ export function checkpointRoutes(s: Services): Router {
     });
   });
 
-  r.get('/v1/checkpoints/:checkpointId/files', requireKey(s, 'read'), async (req, res) => {
+  r.get('/v1/checkpoints/:checkpointId/files', async (req, res) => {
     const id = param(req, 'checkpointId');
     const { card } = await loadCheckpoint(s.storage, id);
     const { bytes: _bytes, ...cardFile } = modelCardFile(card);
@@ -72,10 +71,10 @@ export function checkpointRoutes(s: Services): Router {
     if (!file) throw new HttpError('NOT_FOUND', `checkpoint ${id} has no file '${name}' (it has ${card.files.map((f) => f.name).join(', ')}, card.json)`);
     await sendStoredFile(req, res, s, file, `${record.arch}-${record.mode}-${name}`);
   };
-  r.get('/v1/checkpoints/:checkpointId/files/:file', requireKey(s, 'read'), download);
-  r.head('/v1/checkpoints/:checkpointId/files/:file', requireKey(s, 'read'), download);
+  r.get('/v1/checkpoints/:checkpointId/files/:file', download);
+  r.head('/v1/checkpoints/:checkpointId/files/:file', download);
 
-  r.post('/v1/checkpoints/:checkpointId/infer', requireKey(s, 'write'), async (req, res) => {
+  r.post('/v1/checkpoints/:checkpointId/infer', async (req, res) => {
     const id = param(req, 'checkpointId');
     const accept = req.accepts(['application/json', 'application/gzip', 'image/png']);
     if (!accept) throw new HttpError('NOT_ACCEPTABLE', 'answers are application/json, application/gzip (NIfTI) or image/png');

@@ -6,7 +6,6 @@ import { canonicalOptions, urlEntry, type ConversionSource } from '../../zoo/con
 import { findPulled } from '../../zoo/pull-model.js';
 import { readJson } from '../../zoo/storage/storage.js';
 import { conversionPrefix } from '../../zoo/storage/layout.js';
-import { requireKey } from '../auth.js';
 import { checkpointIdOf, findConversion, recordCheckpoint } from '../checkpoints.js';
 import { HttpError } from '../errors.js';
 import type { Job } from '../jobs.js';
@@ -53,7 +52,7 @@ async function resolveSource(s: Services, body: ConversionBody): Promise<{ sourc
 /** Routes under /v1/conversions. */
 export function conversionRoutes(s: Services): Router {
   const r = Router();
-  r.post('/v1/conversions', requireKey(s, 'write'), async (req, res) => {
+  r.post('/v1/conversions', async (req, res) => {
     if (s.state.shuttingDown) throw new HttpError('SHUTTING_DOWN', 'the server is shutting down; retry on another replica');
     const body = req.body as ConversionBody;
     const options: ConvertOptions = { ...body.options, mode: body.mode };
@@ -75,15 +74,15 @@ export function conversionRoutes(s: Services): Router {
     res.status(202).set('Location', `/v1/conversions/${job.id}`).json(jobView(job));
   });
 
-  r.get('/v1/conversions/:jobId', requireKey(s, 'read'), (req, res) => {
+  r.get('/v1/conversions/:jobId', (req, res) => {
     res.json(jobView(s.jobs.get(param(req, 'jobId'))));
   });
 
-  r.delete('/v1/conversions/:jobId', requireKey(s, 'write'), (req, res) => {
+  r.delete('/v1/conversions/:jobId', (req, res) => {
     res.json(jobView(s.jobs.cancel(param(req, 'jobId'))));
   });
 
-  r.get('/v1/conversions/:jobId/events', requireKey(s, 'read'), (req, res) => {
+  r.get('/v1/conversions/:jobId/events', (req, res) => {
     const job = s.jobs.get(param(req, 'jobId'));
     res.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
     res.flushHeaders();

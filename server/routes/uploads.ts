@@ -13,7 +13,6 @@ import { readFileBytes } from '../../converters/io.js';
 import { countParameters } from '../../converters/tensor.js';
 import { blobKey } from '../../zoo/storage/layout.js';
 import { readJson } from '../../zoo/storage/storage.js';
-import { requireKey } from '../auth.js';
 import { HttpError } from '../errors.js';
 import { bodyToFile } from '../http/body.js';
 import { param } from '../http/params.js';
@@ -40,7 +39,7 @@ export function uploadKey(id: string): string {
 /** Routes under /v1/uploads. */
 export function uploadRoutes(s: Services): Router {
   const r = Router();
-  r.post('/v1/uploads', requireKey(s, 'write'), async (req, res) => {
+  r.post('/v1/uploads', async (req, res) => {
     if (!req.is('application/octet-stream')) throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send the checkpoint as application/octet-stream');
     const filename = typeof req.query['filename'] === 'string' ? req.query['filename'] : undefined;
     const dir = join(s.stagingDir, 'uploads');
@@ -70,7 +69,7 @@ export function uploadRoutes(s: Services): Router {
     }
   });
 
-  r.get('/v1/uploads/:uploadId', requireKey(s, 'read'), async (req, res) => {
+  r.get('/v1/uploads/:uploadId', async (req, res) => {
     const rec = await readJson<UploadRecord>(s.storage, uploadKey(param(req, 'uploadId')));
     if (!rec) throw new HttpError('UPLOAD_NOT_FOUND', `no upload '${req.params['uploadId']}'`);
     res.json(rec);

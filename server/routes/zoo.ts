@@ -5,7 +5,7 @@ import { MODES, type Mode } from '../../converters/convert.js';
 import { findModel, listModels, loadLabels, type CatalogueEntry } from '../../zoo/catalogue.js';
 import { convertModel } from '../../zoo/convert-model.js';
 import type { ConversionCard } from '../../zoo/get-or-convert.js';
-import { requireKey, authorised } from '../auth.js';
+import { mayCompute, unauthorised } from '../access.js';
 import { checkpointIdOf, recordCheckpoint } from '../checkpoints.js';
 import { HttpError } from '../errors.js';
 import { sendStoredFile } from '../http/download.js';
@@ -29,7 +29,7 @@ function summary(m: CatalogueEntry): Record<string, unknown> {
 /** Routes under /v1/zoo. */
 export function zooRoutes(s: Services): Router {
   const r = Router();
-  r.get('/v1/zoo', requireKey(s, 'read'), (req, res) => {
+  r.get('/v1/zoo', (req, res) => {
     const q = typeof req.query['q'] === 'string' ? req.query['q'].toLowerCase() : undefined;
     const models = listModels(s.catalogue, {
       family: typeof req.query['family'] === 'string' ? req.query['family'] : undefined,
@@ -39,7 +39,7 @@ export function zooRoutes(s: Services): Router {
     res.json({ models: models.map(summary) });
   });
 
-  r.get('/v1/zoo/:namespace/:name', requireKey(s, 'read'), async (req, res) => {
+  r.get('/v1/zoo/:namespace/:name', async (req, res) => {
     const m = findModel(s.catalogue, `${req.params['namespace']}/${req.params['name']}`);
     const base = `/v1/zoo/${m.id}`;
     const downloads = Object.fromEntries(MODES.map((mode) => [mode, Object.fromEntries(['model.safetensors', 'model.pth', 'model.onnx', 'card.json'].map((f) => [f, `${base}/${mode}/${f}`]))]));
@@ -57,23 +57,23 @@ export function zooRoutes(s: Services): Router {
   });
 
   r.get('/v1/zoo/:namespace/:name/:mode/:file', async (req, res) => {
-    if (s.cfg.server.protectReads && !authorised(req.headers.authorization, s)) throw new HttpError('UNAUTHORIZED', 'this request needs an API key');
     const entry = findModel(s.catalogue, `${req.params['namespace']}/${req.params['name']}`);
     const mode = req.params['mode'] as Mode;
-    // Converting computes: it needs a key (when keys are set) unless the result is cached.
-    const mayCompute = authorised(req.headers.authorization, s);
+    // Converting computes: without a key (when keys are set) only a cached result is served.
+    const compute = mayCompute(res);
     const converted = await convertModel({
       storage: s.storage,
       source: { kind: 'zoo', entry },
       options: { mode },
       sources: s.cfg.sources,
       stagingDir: s.stagingDir,
-      offline: s.cfg.offline || !mayCompute,
+      offline: s.cfg.offline || !compute,
+      cacheOnly: !compute,
       download: s.cfg.download,
       claims: s.cfg.claims,
       fetch: s.zooFetch,
     }).catch((err: unknown) => {
-      if (!mayCompute && (err as { code?: string }).code === 'OFFLINE') throw new HttpError('UNAUTHORIZED', 'this model is not converted yet; converting it needs an API key');
+      if (!compute && (err as { code?: string }).code === 'OFFLINE') throw unauthorised(req, 'this model is not converted yet; converting it needs an API key');
       throw err;
     });
     if (!converted.produced) s.metrics.cacheHits.inc({ kind: 'conversion' });

@@ -196,7 +196,8 @@ test('safety: API keys for writes, protected reads, URL allow-list and inside ad
   await request(keyed.hub.app).post('/v1/conversions').set('Authorization', 'Bearer k2').send({ source: { zoo: 'torchvision/resnet18' }, mode: 'acs' }).expect(202);
   await request(keyed.hub.app).get('/v1/zoo').expect(200);
   const kserve = await request(keyed.hub.app).post(`/v2/models/${'a'.repeat(32)}/infer`).send({}).expect(401);
-  assert.match(kserve.body.error, /needs an API key/);
+  assert.equal(kserve.body.code, 'UNAUTHORIZED');
+  assert.match(kserve.body.detail, /needs an API key/);
 
   const locked = await testHub(t, { server: { apiKeys: 'k1', protectReads: true } });
   await request(locked.hub.app).get('/v1/zoo').expect(401);

@@ -9,6 +9,8 @@ export interface ServerProcess {
   /** Resolves with [code, signal] when the process exits. */
   exited: Promise<unknown[]>;
   stderr: () => string;
+  /** Everything the process printed on stdout (its log lines) so far. */
+  stdout: () => string;
 }
 
 /** Start the server with `env` on top of this process's environment; resolves once it listens. */
@@ -20,6 +22,8 @@ export async function startServer(t: { after(fn: () => void): void }, env: Recor
   // Listened for from the start, so that an early exit is not missed.
   const exited = once(proc, 'exit');
   let err = '';
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 20_000);
     proc.stderr!.on('data', (d: Buffer) => {
@@ -32,5 +36,5 @@ export async function startServer(t: { after(fn: () => void): void }, env: Recor
     });
     proc.once('exit', (code) => reject(new Error(`server exited (${code}): ${err}`)));
   });
-  return { url, proc, exited, stderr: () => err };
+  return { url, proc, exited, stderr: () => err, stdout: () => out };
 }

@@ -3,7 +3,7 @@
  * trivial deterministic producer (optionally slow), and prints one JSON line per event:
  * `{"event":"producing"}` when its producer starts, `{"event":"done",...}` at the end.
  *
- *     node convert-child.js '<json: {store, spec, chunks, chunkDelayMs, claims}>'
+ *     node convert-child.js '<json: {store, spec, chunks, chunkDelayMs, claims, pauseAfterFirstMs?}>'
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -20,6 +20,8 @@ interface ChildParams {
   /** Delay between chunks, to be killed half-way. */
   chunkDelayMs: number;
   claims: ClaimOptions;
+  /** Wait this long after the first file is stored (`{"event":"first-file"}`), to be killed with outputs but no card. */
+  pauseAfterFirstMs?: number;
 }
 
 /** The deterministic output of the trivial producer: chunk i is sha256(spec, i) repeated. */
@@ -47,6 +49,10 @@ async function main(): Promise<void> {
       },
     });
     await ctx.writeFile('model.bin', body);
+    if (p.pauseAfterFirstMs) {
+      say({ event: 'first-file' });
+      await new Promise((r) => setTimeout(r, p.pauseAfterFirstMs));
+    }
     await ctx.writeFile('notes.txt', `made by ${p.spec.mode}\n`);
     return { producer: 'convert-child', mode: p.spec.mode };
   });

@@ -8,7 +8,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { ObjectNotFoundError } from '../../zoo/errors.js';
+import type { ClaimRecord } from '../../zoo/storage/claim.js';
+import { claimKey, conversionPrefix } from '../../zoo/storage/layout.js';
 import { readAll, type ObjectStorage } from '../../zoo/storage/storage.js';
+import { sweepDebris } from '../../zoo/sweep-debris.js';
 
 /** Makes a fresh, empty store for one test. */
 export type StorageFactory = (t: { after(fn: () => Promise<void>): void }) => Promise<ObjectStorage>;
@@ -145,5 +148,35 @@ export function storageContract(name: string, make: StorageFactory, opts: { larg
     assert.equal((await s.stat('big/x'))?.size, large);
     assert.equal(sha(await readAll(s, 'big/x')), sha(bytes));
     assert.deepEqual(await readAll(s, 'big/x', { range: { start: large - 10 } }), bytes.subarray(large - 10));
+  });
+
+  test(`${name}: the sweep removes conversion outputs without a card once old enough, never under a live claim, and nothing else`, async (t) => {
+    const s = await make(t);
+    const prefixOf = (mode: string) => conversionPrefix({ sourceSha256: 'a'.repeat(64), mode, options: {}, converterVersion: 'test' });
+    const [orphan, complete, claimed, staleClaim] = ['orphan', 'complete', 'claimed', 'stale'].map(prefixOf) as [string, string, string, string];
+    for (const p of [orphan, complete, claimed, staleClaim]) await s.write(`${p}model.bin`, randomBytes(100));
+    await s.write(`${complete}card.json`, '{}');
+    await s.write('blobs/sha256/x', 'source');
+    const bound = 60_000;
+    const later = Date.now() + 2 * bound;
+    const claim = (heartbeat: number): ClaimRecord => ({ token: 't', host: 'another-replica', pid: 1, claimedAt: new Date(0).toISOString(), heartbeatAt: new Date(heartbeat).toISOString() });
+    await s.write(claimKey('conversion', claimed), JSON.stringify(claim(later - 1_000)));
+    await s.write(claimKey('conversion', staleClaim), JSON.stringify(claim(later - 2 * bound)));
+    const all = async () => {
+      const out: string[] = [];
+      for await (const o of s.list()) out.push(o.key);
+      return out.sort();
+    };
+    const before = await all();
+
+    const young = await sweepDebris({ storage: s, olderThanMs: bound, leaseMs: 10_000 });
+    assert.deepEqual(young, { staging: [], temporaries: [], orphans: [], kept: [] }, 'nothing is old enough yet');
+    assert.deepEqual(await s.sweepTemporaries({ before: new Date(later), keep: async () => false }), [], 'no temporaries: nothing was interrupted');
+    assert.deepEqual(await all(), before);
+
+    const swept = await sweepDebris({ storage: s, olderThanMs: bound, leaseMs: 10_000, now: later });
+    assert.deepEqual(swept.orphans.sort(), [`${orphan}model.bin`, `${staleClaim}model.bin`].sort());
+    assert.deepEqual(swept.kept, [claimed]);
+    assert.deepEqual(await all(), before.filter((k) => !swept.orphans.includes(k)));
   });
 }

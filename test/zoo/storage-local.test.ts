@@ -11,19 +11,26 @@ import { storageContract } from './storage-contract.js';
 
 storageContract('local', async (t) => openLocalStorage({ root: await tempDir(t) }));
 
-test('local: temporaries of dead writers (and very old ones) are removed at start-up, live ones kept', async (t) => {
+test('local: temporaries older than the bound are swept, whatever their pid; younger ones and vetoed ones stay; none is ever listed', async (t) => {
   const root = await tempDir(t);
   await mkdir(join(root, 'blobs'), { recursive: true });
   const child = spawn(process.execPath, ['-e', '0']);
   await once(child, 'exit');
-  const dead = `.x.tmp-${child.pid}-0123456789ab`;
-  const live = `.y.tmp-${process.pid}-0123456789ab`;
+  const deadYoung = `.x.tmp-${child.pid}-0123456789ab`;
+  const liveYoung = `.y.tmp-${process.pid}-0123456789ab`;
   const old = `.z.tmp-${process.pid}-0123456789ac`;
-  for (const f of [dead, live, old]) await writeFile(join(root, 'blobs', f), 'partial');
-  await utimes(join(root, 'blobs', old), new Date(0), new Date(0));
+  const vetoed = `.v.tmp-${child.pid}-0123456789ad`;
+  for (const f of [deadYoung, liveYoung, old, vetoed]) await writeFile(join(root, 'blobs', f), 'partial');
+  for (const f of [old, vetoed]) await utimes(join(root, 'blobs', f), new Date(0), new Date(0));
   await writeFile(join(root, 'blobs', 'done'), 'whole');
-  const s = await openLocalStorage({ root, staleTempMs: 3_600_000 });
-  assert.deepEqual((await readdir(join(root, 'blobs'))).sort(), [live, 'done'].sort());
+  await utimes(join(root, 'blobs', 'done'), new Date(0), new Date(0));
+  const s = await openLocalStorage({ root });
+  assert.equal((await readdir(join(root, 'blobs'))).length, 5, 'opening removes nothing');
+  const asked: string[] = [];
+  const removed = await s.sweepTemporaries({ before: new Date(Date.now() - 3_600_000), keep: async (key) => (asked.push(key), key === 'blobs/v') });
+  assert.deepEqual(removed, [`blobs/z (${old})`]);
+  assert.deepEqual(asked.sort(), ['blobs/v', 'blobs/z']);
+  assert.deepEqual((await readdir(join(root, 'blobs'))).sort(), [deadYoung, liveYoung, vetoed, 'done'].sort());
   const listed = [];
   for await (const o of s.list()) listed.push(o.key);
   assert.deepEqual(listed, ['blobs/done']);

@@ -76,9 +76,20 @@ export function conversionPrefix(spec: ConversionSpec): string {
   return `conversions/${spec.sourceSha256}/${spec.mode}/${digest.slice(0, 32)}/`;
 }
 
+/** The conversion prefix a key lies under (`conversions/<sha256>/<mode>/<digest>/`), if any. */
+export function conversionPrefixOf(key: string): string | undefined {
+  const parts = key.split('/');
+  return parts[0] === 'conversions' && parts.length > 4 ? `${parts.slice(0, 4).join('/')}/` : undefined;
+}
+
 /** Key of a conversion's card (written last: its presence means the conversion is complete). */
 export function conversionCardKey(spec: ConversionSpec): string {
-  return `${conversionPrefix(spec)}card.json`;
+  return cardKeyUnder(conversionPrefix(spec));
+}
+
+/** Key of the card of the conversion under `prefix` (from `conversionPrefix` or `conversionPrefixOf`). */
+export function cardKeyUnder(prefix: string): string {
+  return `${prefix}card.json`;
 }
 
 /** Key of the claim on a piece of work identified by `kind` and `name`. */

@@ -3,7 +3,9 @@
  *
  * Writes go to `.<name>.tmp-<pid>-<random>` beside the target, are fsynced, then renamed (or,
  * for `ifAbsent`, hard-linked, which fails atomically when the target exists), so nothing
- * partial is ever visible under a key. Temporaries left by a killed writer are removed at start-up.
+ * partial is ever visible under a key. Temporaries left by a killed writer are removed by
+ * `sweepTemporaries` once they are old enough (never by pid: a writer in another container or
+ * on another host sharing the directory has a pid this process cannot see).
  * With a size budget, the least recently read objects are evicted, never one being read.
  */
 import { randomBytes } from 'node:crypto';
@@ -13,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { ObjectNotFoundError, StorageError } from '../errors.js';
 import { assertKey, assertPrefix, assertRange, type ObjectInfo, type ObjectStorage, type ReadOptions, type WriteBody, type WriteOptions, type WriteResult } from './storage.js';
 
-const TEMP = /^\..+\.tmp-(\d+)-[0-9a-f]+$/;
+const TEMP = /^\.(.+)\.tmp-\d+-[0-9a-f]+$/;
 
 /** Parameters of `openLocalStorage`. */
 export interface LocalStorageParams {
@@ -30,25 +32,10 @@ export interface LocalStorageParams {
    * @default ['blobs/', 'conversions/']
    */
   evictablePrefixes?: readonly string[];
-  /**
-   * A temporary older than this is removed at start-up even if its writer's pid is alive
-   * (pids are reused; another host may share the directory).
-   * @default 86_400_000 (one day)
-   */
-  staleTempMs?: number;
 }
 
 function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, 'EPERM');
-  }
 }
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
@@ -117,22 +104,31 @@ export class LocalStorage implements ObjectStorage {
     return relative(this.root, path).split(sep).join('/');
   }
 
-  /** Remove temporaries of dead writers and, under a budget, index what is stored. */
-  async start(staleTempMs: number): Promise<void> {
+  /** Create the root and, under a budget, index what is stored. */
+  async start(): Promise<void> {
     await mkdir(this.root, { recursive: true });
-    const now = Date.now();
+    if (this.maxBytes === 0) return;
     for await (const path of walk(this.root)) {
-      const name = basename(path);
-      const m = TEMP.exec(name);
-      if (m) {
-        const st = await stat(path).catch(() => undefined);
-        if (st && (!pidAlive(Number(m[1])) || now - st.mtimeMs > staleTempMs)) await unlink(path).catch(() => undefined);
-        continue;
-      }
-      if (name.startsWith('.') || this.maxBytes === 0) continue;
+      if (basename(path).startsWith('.')) continue;
       const st = await stat(path).catch(() => undefined);
       if (st) this.track(this.keyOf(path), st.size, Math.max(st.atimeMs, st.mtimeMs));
     }
+  }
+
+  async sweepTemporaries(params: { before: Date; keep: (key: string) => Promise<boolean> }): Promise<string[]> {
+    const removed: string[] = [];
+    for await (const path of walk(this.root)) {
+      const m = TEMP.exec(basename(path));
+      if (!m) continue;
+      const st = await stat(path).catch(() => undefined);
+      // A live writer appends as it goes: its temporary's mtime stays recent.
+      if (!st || st.mtimeMs >= params.before.getTime()) continue;
+      const key = this.keyOf(join(dirname(path), m[1]!));
+      if (await params.keep(key)) continue;
+      await unlink(path).catch(() => undefined);
+      removed.push(`${key} (${basename(path)})`);
+    }
+    return removed;
   }
 
   private track(key: string, size: number, lastAccess: number): void {
@@ -295,11 +291,9 @@ export class LocalStorage implements ObjectStorage {
   }
 }
 
-/**
- * Open (creating if needed) a local store, removing temporaries left by writers that died.
- */
+/** Open (creating if needed) a local store. */
 export async function openLocalStorage(params: LocalStorageParams): Promise<LocalStorage> {
   const storage = new LocalStorage(params);
-  await storage.start(params.staleTempMs ?? 86_400_000);
+  await storage.start();
   return storage;
 }

@@ -4,8 +4,9 @@
  *
  * A PutObject or a CompleteMultipartUpload makes the object visible whole or not at all, so
  * writes are atomic by the protocol itself. A writer killed mid-upload leaves only invisible
- * parts of an incomplete multipart upload; a bucket lifecycle rule
- * (AbortIncompleteMultipartUpload) reclaims them.
+ * parts of an incomplete multipart upload; `sweepTemporaries` aborts old ones under the prefix
+ * where the store can list them, and a bucket lifecycle rule (AbortIncompleteMultipartUpload)
+ * reclaims them on stores that cannot.
  *
  * Conditional writes (`If-None-Match: *`) are honoured by AWS S3 (since 2024) and recent MinIO;
  * many S3-compatible stores (and s3rver) ignore the header. `probeConditionalWrites` tells which,
@@ -14,9 +15,11 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline, Readable, Transform } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -232,6 +235,36 @@ export class S3Storage implements ObjectStorage {
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  async sweepTemporaries(params: { before: Date; keep: (key: string) => Promise<boolean> }): Promise<string[]> {
+    const removed: string[] = [];
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker, UploadIdMarker }));
+      } catch (err) {
+        // Stores that cannot list uploads (s3rver) leave them to a lifecycle rule.
+        if ((err as { name?: string }).name === 'NotImplemented' || statusOf(err) === 501) return removed;
+        return this.fail('LIST uploads', this.prefix, err);
+      }
+      for (const u of page.Uploads ?? []) {
+        if (u.Key === undefined || u.UploadId === undefined || (u.Initiated?.getTime() ?? Infinity) >= params.before.getTime()) continue;
+        const key = u.Key.slice(this.prefix.length);
+        if (await params.keep(key)) continue;
+        try {
+          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));
+          removed.push(`${key} (upload ${u.UploadId})`);
+        } catch (err) {
+          if (!isNotFound(err)) this.fail('ABORT upload', key, err);
+        }
+      }
+      KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      UploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (KeyMarker);
+    return removed;
   }
 
   /**

@@ -66,6 +66,13 @@ export interface ObjectStorage {
   delete(key: string): Promise<void>;
   /** Every object whose key starts with `prefix`, in no particular order. */
   list(prefix?: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Remove the backend's own leftovers of writers that died (temporary files, incomplete
+   * multipart uploads) begun before `before`, except those whose target key `keep` vetoes;
+   * resolves to what was removed (as `key` or `key (temporary name)`). Invisible to every
+   * other method: this never removes an object.
+   */
+  sweepTemporaries(params: { before: Date; keep: (key: string) => Promise<boolean> }): Promise<string[]>;
   /** Release connections and timers. */
   close(): Promise<void>;
 }
