@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { convert, CONVERTER_VERSION, type ConvertOptions, type Card } from '../converters/convert.js';
-import { loadSource } from '../converters/convert-file.js';
+import { sourceFromBytes } from '../converters/convert-file.js';
 import { encodeOutput, type OutputFormat } from '../converters/outputs.js';
 import { findModel, loadLabels, type Catalogue, type CatalogueEntry, type PullableEntry } from './catalogue.js';
 import type { DownloadProgress } from './fetch/download-file.js';
@@ -80,6 +80,9 @@ export function urlEntry(url: string): PullableEntry {
   return { id, source: { type: 'url', url } };
 }
 
+/** Where each kind of source comes from, for messages. */
+const ORIGINS: Record<ConversionSource['kind'], string> = { zoo: 'the zoo', url: 'a URL', blob: 'an upload' };
+
 async function fetchSource(p: ConvertModelParams): Promise<SourceRecord | { id: string; sha256: string; key: string; url?: string }> {
   if (p.source.kind === 'blob') return { id: `upload/${p.source.sha256}`, sha256: p.source.sha256, key: blobKey(p.source.sha256) };
   const entry = p.source.kind === 'zoo' ? p.source.entry : urlEntry(p.source.url);
@@ -116,7 +119,7 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
       p.onProgress?.({ phase: 'converting' });
       const name = p.source.kind === 'blob' ? p.source.name : entry ? `${entry.id}.${entry.format}` : new URL((p.source as { url: string }).url).pathname;
       const bytes = await readAll(p.storage, record.key, { signal: ctx.signal });
-      const { source } = await loadSource(name, bytes);
+      const { source } = sourceFromBytes(name, bytes, ORIGINS[p.source.kind]);
       const labels = entry ? await loadLabels(entry) : undefined;
       const converted = convert(source, options, {
         source: {
