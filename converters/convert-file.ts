@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
+import type { Budgets } from './budgets.js';
 import { convert, type ConvertOptions, type ConvertResult, type ConvertSource } from './convert.js';
 import { decodeCheckpoint, detectFormat } from './formats/index.js';
 import { decodeOnnx, readOnnxFile, refuseExternalData, type ExternalDataLoader, type Onnx } from './formats/onnx.js';
@@ -45,7 +46,11 @@ export function sourceFromBytes(name: string, data: Uint8Array, origin: string):
 }
 
 /** Convert a checkpoint file; the card names the file (by its base name) and its sha256. */
-export async function convertFile(path: string, options: ConvertOptions, extra: { labels?: string[]; source?: Record<string, unknown> } = {}): Promise<ConvertResult> {
+export async function convertFile(
+  path: string,
+  options: ConvertOptions,
+  extra: { labels?: string[]; source?: Record<string, unknown>; budgets?: Partial<Budgets> } = {},
+): Promise<ConvertResult> {
   const { source, sha256 } = await loadSource(path);
-  return convert(source, options, { labels: extra.labels, source: { file: basename(path), sha256, ...extra.source } });
+  return convert(source, options, { labels: extra.labels, source: { file: basename(path), sha256, ...extra.source }, budgets: extra.budgets });
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { readCheckpointFile } from '../converters/formats/index.js';
 import { tensorsEqual } from '../converters/tensor.js';
-import { oneConvExternal } from './converters/onnx-models.js';
+import { oneConvExternal, oneConvOnnx } from './converters/onnx-models.js';
 import { cli, fixture, tempDir } from './helpers.js';
 
 test('cli: --help lists the commands', async () => {
@@ -92,4 +92,20 @@ test('cli: convert reads external ONNX data beside the model, and no location th
     assert.ok(r.stderr.includes(`external data location '${location}' escapes the model's folder`), r.stderr);
     await assert.rejects(stat(out), 'nothing written');
   }
+});
+
+test('cli: an i3d conversion whose output would pass budgets.conversionOutputBytes exits 1 with one line', async (t) => {
+  const dir = await tempDir(t);
+  // 4 MiB: one 1024x1024 kernel; i3d would make it 4 GiB, written three times.
+  await writeFile(join(dir, 'big.onnx'), oneConvOnnx(1024));
+  const out = join(dir, 'big3d.safetensors');
+  const r = await cli(['convert', join(dir, 'big.onnx'), '--out', out, '--mode', 'i3d']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /the i3d conversion of 'one_conv' would write up to \d+ bytes \(model\.safetensors \d+, model\.pth \d+, model\.onnx \d+\), more than 8589934592 \(budgets\.conversionOutputBytes\)/);
+  await assert.rejects(stat(out), 'nothing written');
+  // A lower budget from the environment is obeyed (ACS keeps the kernel's 4 MiB, three times).
+  const low = await cli(['convert', join(dir, 'big.onnx'), '--out', join(dir, 'low.onnx'), '--mode', 'acs'], { env: { ACS_HUB_BUDGET_CONVERSION_OUTPUT_BYTES: String(8 * 1024 * 1024) } });
+  assert.equal(low.code, 1, low.stderr);
+  assert.match(low.stderr, /more than 8388608 \(budgets\.conversionOutputBytes\)/);
 });

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { convert, CONVERTER_VERSION, type ConvertOptions, type Card } from '../converters/convert.js';
+import type { Budgets } from '../converters/budgets.js';
 import { sourceFromBytes } from '../converters/convert-file.js';
 import { encodeOutput, type OutputFormat } from '../converters/outputs.js';
 import { findModel, loadLabels, type Catalogue, type CatalogueEntry, type PullableEntry } from './catalogue.js';
@@ -43,6 +44,8 @@ export interface ConvertModelParams {
   fetch?: typeof fetch;
   onProgress?: (e: ConversionProgress) => void;
   signal?: AbortSignal;
+  /** Budgets on the work the source may cause (the conversion's output bytes among them). */
+  budgets?: Partial<Budgets>;
 }
 
 /** What `convertModel` returns. */
@@ -129,6 +132,7 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
         },
         labels,
         preprocessing: entry ? { mean: [...entry.preprocessing.mean], std: [...entry.preprocessing.std] } : undefined,
+        budgets: p.budgets,
       });
       for (const format of ['safetensors', 'pth', 'onnx'] as const) {
         for (const [file, chunks] of encodeOutput(converted, format, OUTPUT_FILES[format])) {

@@ -62,7 +62,8 @@ export interface To3dResult {
   convs: ConvRecord[];
 }
 
-const SHAPE_SLOTS: Record<string, number[]> = {
+/** Inputs of each op that hold shapes, axes or pads (vectors rewritten for 3D, never data). */
+export const SHAPE_SLOTS: Readonly<Record<string, readonly number[]>> = {
   Reshape: [1],
   Resize: [1, 2, 3],
   Upsample: [1],
@@ -82,7 +83,8 @@ const SHAPE_SLOTS: Record<string, number[]> = {
   Clip: [1, 2],
 };
 
-const ELEMENTWISE = new Set([
+/** Element-wise ops with broadcasting (a constant operand may gain a unit D axis). */
+export const ELEMENTWISE: ReadonlySet<string> = new Set([
   'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean', 'PRelu', 'Where', 'Equal', 'Less', 'Greater',
   'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Mod', 'Clip',
 ]);

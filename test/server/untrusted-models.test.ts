@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import request from 'supertest';
-import { oneConvExternal } from '../converters/onnx-models.js';
+import { oneConvExternal, oneConvOnnx } from '../converters/onnx-models.js';
 import { tempDir } from '../helpers.js';
 import { finishedJob, testHub, type TestHub } from './hub.js';
 
@@ -84,4 +84,22 @@ test('an uploaded model that names external data is refused with a 422 and not s
   }
   const files = await storedFiles(hub);
   assert.deepEqual([...files.keys()].filter((k) => !k.includes('staging')), [], 'nothing stored');
+});
+
+test('a conversion whose output would pass budgets.conversionOutputBytes fails with LIMIT_EXCEEDED and stores nothing', async (t) => {
+  const hub = await testHub(t);
+  // 4 MiB: one 1024x1024 kernel; i3d would make it 4 GiB, written three times.
+  const up = await request(hub.hub.app).post('/v1/uploads?filename=big.onnx').set('Content-Type', 'application/octet-stream').send(Buffer.from(oneConvOnnx(1024))).expect(201);
+  const rss = process.memoryUsage().rss;
+  const r = await request(hub.hub.app).post('/v1/conversions').send({ source: { upload: up.body.id }, mode: 'i3d' }).expect(202);
+  const job = await finishedJob(hub.hub.app, r.body.id);
+  assert.ok(process.memoryUsage().rss - rss < 512 * 1024 * 1024, `rss grew by ${(process.memoryUsage().rss - rss) / 2 ** 20} MiB`);
+  assert.equal(job['status'], 'failed');
+  const problem = job['problem'] as { status: number; code: string; detail: string };
+  assert.equal(problem.code, 'LIMIT_EXCEEDED');
+  assert.equal(problem.status, 413);
+  assert.match(problem.detail, /the i3d conversion of 'one_conv' would write up to \d+ bytes \(model\.safetensors \d+, model\.pth \d+, model\.onnx \d+\), more than 8589934592 \(budgets\.conversionOutputBytes\)/);
+  const keys: string[] = [];
+  for await (const o of hub.hub.services.storage.list('conversions/')) keys.push(o.key);
+  assert.deepEqual(keys, [], 'nothing partial in the store');
 });
