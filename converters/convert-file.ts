@@ -1,9 +1,13 @@
-/** Converting a checkpoint file: read it once, hash it, and convert it (the CLI's path). */
+/**
+ * Conversion sources: a checkpoint file the user named (the CLI's path), or the bytes of one
+ * fetched from elsewhere (a URL, an upload, the zoo); read once, hashed, and converted.
+ */
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
+import type { Budgets } from './budgets.js';
 import { convert, type ConvertOptions, type ConvertResult, type ConvertSource } from './convert.js';
 import { decodeCheckpoint, detectFormat } from './formats/index.js';
-import { readOnnxFile } from './formats/onnx.js';
+import { decodeOnnx, readOnnxFile, refuseExternalData, type ExternalDataLoader, type Onnx } from './formats/onnx.js';
 import { graphFromModel } from './graph/ir.js';
 import { readFileBytes } from './io.js';
 
@@ -14,19 +18,39 @@ export interface LoadedSource {
   bytes: number;
 }
 
-/** Read a 2D checkpoint (.pth/.safetensors) or a 2D ONNX export for conversion. */
+function loaded(name: string, data: Uint8Array, onnx: { model: Onnx.IModelProto; loadExternal: ExternalDataLoader } | undefined): LoadedSource {
+  const sha256 = createHash('sha256').update(data).digest('hex');
+  const source: ConvertSource = onnx
+    ? { kind: 'onnx', graph: graphFromModel(onnx.model, { file: name, loadExternal: onnx.loadExternal }) }
+    : { kind: 'state-dict', tensors: decodeCheckpoint(data, { file: name }).tensors };
+  return { source, sha256, bytes: data.byteLength };
+}
+
+/**
+ * Read a 2D checkpoint (.pth/.safetensors) or a 2D ONNX export from a file the user named;
+ * an ONNX file's external data is read from its folder (see `readOnnxFile`).
+ */
 export async function loadSource(path: string, bytes?: Uint8Array): Promise<LoadedSource> {
   const data = bytes ?? (await readFileBytes(path));
-  const sha256 = createHash('sha256').update(data).digest('hex');
-  if (detectFormat(data, path) === 'onnx') {
-    const { model, loadExternal } = await readOnnxFile(path, data);
-    return { source: { kind: 'onnx', graph: graphFromModel(model, { file: path, loadExternal }) }, sha256, bytes: data.byteLength };
-  }
-  return { source: { kind: 'state-dict', tensors: decodeCheckpoint(data, { file: path }).tensors }, sha256, bytes: data.byteLength };
+  return loaded(path, data, detectFormat(data, path) === 'onnx' ? await readOnnxFile(path, data) : undefined);
+}
+
+/**
+ * A 2D checkpoint or ONNX export whose bytes were fetched: `name` is for messages and for the
+ * format's extension only, never a path on this machine, and external ONNX data is refused.
+ * `origin` says where the bytes came from, as in "a URL".
+ */
+export function sourceFromBytes(name: string, data: Uint8Array, origin: string): LoadedSource {
+  if (detectFormat(data, name) !== 'onnx') return loaded(name, data, undefined);
+  return loaded(name, data, { model: decodeOnnx(data, { file: name }), loadExternal: refuseExternalData(name, origin) });
 }
 
 /** Convert a checkpoint file; the card names the file (by its base name) and its sha256. */
-export async function convertFile(path: string, options: ConvertOptions, extra: { labels?: string[]; source?: Record<string, unknown> } = {}): Promise<ConvertResult> {
+export async function convertFile(
+  path: string,
+  options: ConvertOptions,
+  extra: { labels?: string[]; source?: Record<string, unknown>; budgets?: Partial<Budgets> } = {},
+): Promise<ConvertResult> {
   const { source, sha256 } = await loadSource(path);
-  return convert(source, options, { labels: extra.labels, source: { file: basename(path), sha256, ...extra.source } });
+  return convert(source, options, { labels: extra.labels, source: { file: basename(path), sha256, ...extra.source }, budgets: extra.budgets });
 }

@@ -6,6 +6,7 @@
  */
 import { recognise } from './arch/index.js';
 import type { Detected } from './arch/types.js';
+import { resolveBudgets, type Budgets } from './budgets.js';
 import { DTYPES, toFloat32 } from './dtypes.js';
 import { ConversionError, InvalidArgumentError } from './errors.js';
 import { A, pruneGraph, type Graph } from './graph/ir.js';
@@ -16,6 +17,7 @@ import { initHead } from './modes/head.js';
 import type { Split3 } from './modes/split.js';
 import { convertStateDict } from './modes/state-dict.js';
 import { adaptInputConv } from './modes/stem.js';
+import { checkOutputBytes, predictOutputSizes } from './output-size.js';
 import { countTrainable, type StateDict, type Tensor } from './tensor.js';
 
 /** Version of the conversion rules; part of every cache key. */
@@ -87,8 +89,20 @@ export interface ConvertResult {
 const AXES: Record<string, SpatialAxis> = { d: 0, h: 1, w: 2 };
 const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 
+/** What a conversion records and is bounded by, besides its options. */
+export interface ConvertInfo {
+  /** Provenance for the card (id, url or file, sha256, ...). */
+  source?: Record<string, unknown>;
+  /** Class names, kept when the head is kept and its size matches. */
+  labels?: string[];
+  /** The source's input normalisation. @default ImageNet's */
+  preprocessing?: { mean: number[]; std: number[] };
+  /** Budgets; `conversionOutputBytes` bounds the outputs, checked before converting. */
+  budgets?: Partial<Budgets>;
+}
+
 /** Convert a 2D network to 3D. */
-export function convert(source: ConvertSource, options: ConvertOptions, info: { source?: Record<string, unknown>; labels?: string[]; preprocessing?: { mean: number[]; std: number[] } } = {}): ConvertResult {
+export function convert(source: ConvertSource, options: ConvertOptions, info: ConvertInfo = {}): ConvertResult {
   const mode = options.mode;
   if (!(MODES as readonly string[]).includes(mode)) throw new InvalidArgumentError(`unknown mode '${String(mode)}'; use one of ${MODES.join(', ')}`);
   const axisName = options.axis ?? 'd';
@@ -101,6 +115,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: { 
     throw new InvalidArgumentError(`input size must be three integers D,H,W in [1, 4096], got ${inputSize.join(',')}`);
   }
   const splits = new Map(Object.entries(options.splits ?? {}));
+  const budget = resolveBudgets(info.budgets).conversionOutputBytes;
 
   let graph2d: Graph;
   let sd: StateDict;
@@ -110,7 +125,11 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: { 
     const r = recognise(widenToFloat32(source.tensors), options.arch);
     detected = r.detected;
     sd = new Map(r.sd);
-    if (options.inChannels !== undefined) sd.set(detected.stem, adaptInputConv(sd.get(detected.stem)!, options.inChannels, detected.stem));
+    if (options.inChannels !== undefined) {
+      const stem = sd.get(detected.stem)!;
+      checkStem(stem, options.inChannels, budget);
+      sd.set(detected.stem, adaptInputConv(stem, options.inChannels, detected.stem));
+    }
     const { weight, bias } = detected.classifier;
     if (head === 'keep' && !detected.headFits3d) {
       throw new ConversionError(
@@ -124,6 +143,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: { 
     const built = r.builder.build(sd, detected, { features: head !== 'keep' });
     graph2d = built.graph;
     if (typeof head === 'number') {
+      checkNewTensor(head * (detected.featureDim + 1), budget, `a new head of ${head} classes`);
       const fresh = initHead(detected.headInit, head, detected.featureDim, seed);
       const wKey = detected.headFits3d ? weight : 'classifier.weight';
       const bKey = detected.headFits3d ? (bias ?? weight.replace(/weight$/, 'bias')) : 'classifier.bias';
@@ -133,10 +153,12 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: { 
     }
   } else {
     graph2d = source.graph;
-    if (options.inChannels !== undefined) graph2d = adaptOnnxStem(graph2d, options.inChannels);
-    if (head !== 'keep') graph2d = replaceOnnxHead(graph2d, head, seed);
+    if (options.inChannels !== undefined) graph2d = adaptOnnxStem(graph2d, options.inChannels, budget);
+    if (head !== 'keep') graph2d = replaceOnnxHead(graph2d, head, seed, budget);
     sd = new Map([...graph2d.initializers].filter(([, t]) => t.dtype === 'F32' || DTYPES[t.dtype].float));
   }
+  const text = `${graph2d.name}${JSON.stringify(info.source ?? {})}${JSON.stringify(options.splits ?? {})}`;
+  checkOutputBytes(predictOutputSizes({ graph: graph2d, stateDict: sd, mode, text }), budget, `the ${mode} conversion of '${graph2d.name}'`);
 
   const softWCore = new Map<string, Float32Array>();
   const { graph: graph3d, convs } = convertGraphTo3d(graph2d, { mode, axis, splits, softWCore, fuse: options.fuse, lowering: options.lowering });
@@ -222,7 +244,7 @@ function appendLinear(g: Graph, wKey: string, bKey: string, w: Tensor, b: Tensor
 }
 
 /** ONNX sources: adapt the convolution that reads the graph input. */
-function adaptOnnxStem(g: Graph, inChannels: number): Graph {
+function adaptOnnxStem(g: Graph, inChannels: number, budget: number): Graph {
   const input = g.inputs[0]!;
   const stem = g.nodes.find((n) => n.op === 'Conv' && n.inputs[0] === input.name);
   const w = stem ? g.initializers.get(stem.inputs[1]!) : undefined;
@@ -230,6 +252,7 @@ function adaptOnnxStem(g: Graph, inChannels: number): Graph {
   if (g.nodes.some((n) => n !== stem && n.inputs.includes(input.name))) {
     throw new ConversionError(`the graph input '${input.name}' feeds more than the stem convolution; cannot adapt it`);
   }
+  checkStem(w, inChannels, budget);
   const initializers = new Map(g.initializers);
   initializers.set(stem.inputs[1]!, adaptInputConv(w, inChannels, stem.inputs[1]!));
   const shape = input.shape ? [...input.shape] : ['N', inChannels, 'H', 'W'];
@@ -238,7 +261,7 @@ function adaptOnnxStem(g: Graph, inChannels: number): Graph {
 }
 
 /** ONNX sources: end at the input of the final Linear (Gemm, or MatMul + Add), or replace it. */
-function replaceOnnxHead(g: Graph, head: Exclude<Head, 'keep'>, seed: number): Graph {
+function replaceOnnxHead(g: Graph, head: Exclude<Head, 'keep'>, seed: number, budget: number): Graph {
   const out = g.outputs[0]!;
   const producer = (v: string) => g.nodes.find((n) => n.outputs.includes(v));
   let last = producer(out.name);
@@ -260,8 +283,19 @@ function replaceOnnxHead(g: Graph, head: Exclude<Head, 'keep'>, seed: number): G
   const transB = last!.op === 'Gemm' && last!.attrs['transB']?.type === 'int' && last!.attrs['transB'].value === 1;
   const w = g.initializers.get(weight)!;
   const featureDim = last!.op === 'Gemm' && transB ? w.shape[1]! : w.shape[0]!;
+  checkNewTensor(head * (featureDim + 1), budget, `a new head of ${head} classes`);
   const fresh = initHead('torch-linear', head, featureDim, seed);
   return appendLinear(pruneGraph({ ...g, outputs: [{ name: features, dtype: 'F32', shape: null }] }), 'head.weight', 'head.bias', fresh.weight, fresh.bias);
+}
+
+/** A float32 tensor the conversion makes, written to all three outputs, checked before it is allocated. */
+function checkNewTensor(elements: number, budget: number, what: string): void {
+  checkOutputBytes(3 * 4 * elements, budget, what);
+}
+
+/** The stem adapted to `inChannels` (from 3) grows by `inChannels / 3`. */
+function checkStem(w: Tensor, inChannels: number, budget: number): void {
+  if (w.shape[1] === 3) checkNewTensor((w.data.length / 3) * inChannels, budget, `the stem adapted to ${inChannels} input channels`);
 }
 
 function adaptPreprocessing(p: { mean: number[]; std: number[] }, channels: number): { mean: number[]; std: number[] } {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { readCheckpointFile } from '../converters/formats/index.js';
 import { tensorsEqual } from '../converters/tensor.js';
+import { oneConvExternal, oneConvOnnx } from './converters/onnx-models.js';
 import { cli, fixture, tempDir } from './helpers.js';
 
 test('cli: --help lists the commands', async () => {
@@ -64,4 +66,46 @@ test('cli: a missing file and bad usage are clear', async () => {
   r = await cli(['convert', fixture('formats', 'dtypes.pth'), '--out', 'x.txt']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /cannot tell the output format/);
+});
+
+test('cli: convert reads external ONNX data beside the model, and no location that leaves its folder', async (t) => {
+  const dir = await tempDir(t);
+  const folder = join(dir, 'model');
+  await mkdir(folder);
+  const good = oneConvExternal(3, 'weights.bin');
+  await writeFile(join(folder, 'm.onnx'), good.model);
+  await writeFile(join(folder, 'weights.bin'), good.data);
+  const ok = await cli(['convert', join(folder, 'm.onnx'), '--out', join(dir, 'm3d.onnx'), '--mode', 'acs']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.ok((await stat(join(dir, 'm3d.onnx'))).size > good.data.byteLength);
+
+  // The same bytes outside the folder, reached by a parent reference, an absolute path or a link.
+  await writeFile(join(dir, 'secret.bin'), good.data);
+  await symlink(join(dir, 'secret.bin'), join(folder, 'link.bin'));
+  for (const location of ['../secret.bin', join(dir, 'secret.bin'), 'link.bin']) {
+    const { model } = oneConvExternal(3, location);
+    await writeFile(join(folder, 'x.onnx'), model);
+    const out = join(dir, 'x3d.onnx');
+    const r = await cli(['convert', join(folder, 'x.onnx'), '--out', out, '--mode', 'acs']);
+    assert.equal(r.code, 1, `${location}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.ok(r.stderr.includes(`external data location '${location}' escapes the model's folder`), r.stderr);
+    await assert.rejects(stat(out), 'nothing written');
+  }
+});
+
+test('cli: an i3d conversion whose output would pass budgets.conversionOutputBytes exits 1 with one line', async (t) => {
+  const dir = await tempDir(t);
+  // 4 MiB: one 1024x1024 kernel; i3d would make it 4 GiB, written three times.
+  await writeFile(join(dir, 'big.onnx'), oneConvOnnx(1024));
+  const out = join(dir, 'big3d.safetensors');
+  const r = await cli(['convert', join(dir, 'big.onnx'), '--out', out, '--mode', 'i3d']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /the i3d conversion of 'one_conv' would write up to \d+ bytes \(model\.safetensors \d+, model\.pth \d+, model\.onnx \d+\), more than 8589934592 \(budgets\.conversionOutputBytes\)/);
+  await assert.rejects(stat(out), 'nothing written');
+  // A lower budget from the environment is obeyed (ACS keeps the kernel's 4 MiB, three times).
+  const low = await cli(['convert', join(dir, 'big.onnx'), '--out', join(dir, 'low.onnx'), '--mode', 'acs'], { env: { ACS_HUB_BUDGET_CONVERSION_OUTPUT_BYTES: String(8 * 1024 * 1024) } });
+  assert.equal(low.code, 1, low.stderr);
+  assert.match(low.stderr, /more than 8388608 \(budgets\.conversionOutputBytes\)/);
 });

@@ -8,7 +8,8 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { convert, CONVERTER_VERSION, type ConvertOptions, type Card } from '../converters/convert.js';
-import { loadSource } from '../converters/convert-file.js';
+import type { Budgets } from '../converters/budgets.js';
+import { sourceFromBytes } from '../converters/convert-file.js';
 import { encodeOutput, type OutputFormat } from '../converters/outputs.js';
 import { findModel, loadLabels, type Catalogue, type CatalogueEntry, type PullableEntry } from './catalogue.js';
 import type { DownloadProgress } from './fetch/download-file.js';
@@ -45,6 +46,8 @@ export interface ConvertModelParams {
   fetch?: typeof fetch;
   onProgress?: (e: ConversionProgress) => void;
   signal?: AbortSignal;
+  /** Budgets on the work the source may cause (the conversion's output bytes among them). */
+  budgets?: Partial<Budgets>;
 }
 
 /** What `convertModel` returns. */
@@ -81,6 +84,9 @@ export function urlEntry(url: string): PullableEntry {
   const id = `url/${createHash('sha256').update(url).digest('hex').slice(0, 24)}`;
   return { id, source: { type: 'url', url } };
 }
+
+/** Where each kind of source comes from, for messages. */
+const ORIGINS: Record<ConversionSource['kind'], string> = { zoo: 'the zoo', url: 'a URL', blob: 'an upload' };
 
 async function fetchSource(p: ConvertModelParams): Promise<SourceRecord | { id: string; sha256: string; key: string; url?: string }> {
   if (p.source.kind === 'blob') return { id: `upload/${p.source.sha256}`, sha256: p.source.sha256, key: blobKey(p.source.sha256) };
@@ -119,7 +125,7 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
       p.onProgress?.({ phase: 'converting' });
       const name = p.source.kind === 'blob' ? p.source.name : entry ? `${entry.id}.${entry.format}` : new URL((p.source as { url: string }).url).pathname;
       const bytes = await readAll(p.storage, record.key, { signal: ctx.signal });
-      const { source } = await loadSource(name, bytes);
+      const { source } = sourceFromBytes(name, bytes, ORIGINS[p.source.kind]);
       const labels = entry ? await loadLabels(entry) : undefined;
       const converted = convert(source, options, {
         source: {
@@ -129,6 +135,7 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
         },
         labels,
         preprocessing: entry ? { mean: [...entry.preprocessing.mean], std: [...entry.preprocessing.std] } : undefined,
+        budgets: p.budgets,
       });
       for (const format of ['safetensors', 'pth', 'onnx'] as const) {
         for (const [file, chunks] of encodeOutput(converted, format, OUTPUT_FILES[format])) {

@@ -3,11 +3,12 @@
  * (`onnx-proto`, generated from onnx.proto), initializers with `raw_data` or typed fields,
  * and external data files next to the model.
  */
-import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { realpath, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { DTYPES, dtypeFromOnnx, type DType } from '../dtypes.js';
-import { CheckpointFormatError } from '../errors.js';
+import { CheckpointFormatError, UnsupportedError } from '../errors.js';
+import { readFileBytes } from '../io.js';
 import { bytesOf, numel, typedView, type Checkpoint, type StateDict, type Tensor } from '../tensor.js';
 
 /** The generated ONNX protobuf namespace. */
@@ -171,16 +172,28 @@ export function tensorToProto(name: string, t: Tensor): OnnxNs.ITensorProto {
   return { name, dataType: DTYPES[t.dtype].onnx, dims: [...t.shape], rawData: bytesOf(t) };
 }
 
-/** Read an `.onnx` file and the external data files it names (resolved inside its folder). */
+/**
+ * Read an `.onnx` file that the user named (on the command line) and the external data files
+ * it names.
+ *
+ * Where external data is read from is decided here, and only here: beside a file the user
+ * named, inside its folder. A location is refused when it is empty, absolute, has a `..`
+ * part, or when its real path (links resolved) leaves the folder; what it names must be a
+ * regular file. A model that came from anywhere else (a URL, an upload, the zoo) never has a
+ * location resolved against this machine's filesystem: its bytes were fetched, so the folder
+ * "beside it" is the server's own (a URL path `/etc/model.onnx` with data `passwd` would
+ * serve /etc/passwd as weights); those models are read with `refuseExternalData`.
+ */
 export async function readOnnxFile(path: string, bytes?: Uint8Array): Promise<{ model: OnnxNs.ModelProto; loadExternal: ExternalDataLoader }> {
-  const model = decodeOnnx(bytes ?? (await readFile(path)), { file: path });
-  const dir = dirname(path);
+  const model = decodeOnnx(bytes ?? (await readFileBytes(path)), { file: path });
   const external = new Map<string, Uint8Array>();
+  let dir: string | undefined;
   for (const init of model.graph?.initializer ?? []) {
     if (init.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
     const location = (init.externalData ?? []).find((e) => e.key === 'location')?.value ?? '';
     if (external.has(location)) continue;
-    external.set(location, await readFile(safeJoin(dir, location, path)));
+    dir ??= await realpath(dirname(path));
+    external.set(location, await readBeside(dir, location, path));
   }
   const loadExternal: ExternalDataLoader = (location) => {
     const b = external.get(location);
@@ -190,13 +203,33 @@ export async function readOnnxFile(path: string, bytes?: Uint8Array): Promise<{ 
   return { model, loadExternal };
 }
 
-/** Join a model-relative location to its folder, refusing absolute paths and `..` escapes. */
-function safeJoin(dir: string, location: string, file: string): string {
-  const norm = normalize(location);
-  if (!location || isAbsolute(location) || norm.startsWith(`..${sep}`) || norm === '..') {
-    throw new CheckpointFormatError(`${file}: external data location '${location}' escapes the model's folder`, { file });
+/** Read the external data file `location` inside the real folder `dir` (see `readOnnxFile`). */
+async function readBeside(dir: string, location: string, file: string): Promise<Uint8Array> {
+  const refuse = (why: string) => new CheckpointFormatError(`${file}: external data location '${location}' ${why}`, { file });
+  if (!location) throw refuse('is empty');
+  if (isAbsolute(location) || location.split(/[\\/]/).includes('..')) throw refuse("escapes the model's folder");
+  let real: string;
+  try {
+    real = await realpath(join(dir, location));
+  } catch {
+    throw refuse("names no file in the model's folder");
   }
-  return join(dir, norm);
+  if (!real.startsWith(dir.endsWith(sep) ? dir : dir + sep)) throw refuse("escapes the model's folder through a link");
+  if (!(await stat(real)).isFile()) throw refuse('is not a regular file');
+  return readFileBytes(real);
+}
+
+/**
+ * The external data loader of a model that did not come from a file the user named: a model
+ * fetched from a URL, uploaded, or pulled from the zoo. It refuses every location (see
+ * `readOnnxFile` for why); `origin` says where the model came from, as in "a URL".
+ */
+export function refuseExternalData(file: string, origin: string): ExternalDataLoader {
+  return (location) => {
+    throw new UnsupportedError(
+      `${file}: external data '${location}' is not read for a model fetched from ${origin}; embed the weights (onnx.save(..., save_as_external_data=False))`,
+    );
+  };
 }
 
 /** The initializers of a model as a state dict, with its metadata properties. */

@@ -7,6 +7,8 @@ export class Emitter {
   readonly nodes: Node[] = [];
   readonly initializers = new Map<string, Tensor>();
   private readonly names = new Set<string>();
+  /** The next suffix to try for a hint, so that many uses of one hint cost no rescan. */
+  private readonly suffixes = new Map<string, number>();
   private readonly intCache = new Map<string, string>();
   private readonly floatCache = new Map<string, string>();
 
@@ -17,7 +19,12 @@ export class Emitter {
 
   unique(hint: string): string {
     let name = hint;
-    for (let i = 1; this.names.has(name); i++) name = `${hint}_${i}`;
+    if (this.names.has(name)) {
+      let i = this.suffixes.get(hint) ?? 1;
+      while (this.names.has(`${hint}_${i}`)) i++;
+      this.suffixes.set(hint, i + 1);
+      name = `${hint}_${i}`;
+    }
     this.names.add(name);
     return name;
   }

@@ -6,12 +6,11 @@
  * the 2D graph, before the conversion (converters/SPEC-acs.md section 10).
  */
 import type { Tensor } from '../tensor.js';
-import { attrFloat, type Graph, type Node } from './ir.js';
+import { attrFloat, consumersOf, type Graph, type Node } from './ir.js';
 
 /** The graph with every Conv -> BatchNormalization pair (the Conv used only by the BN) folded. */
 export function foldBatchNorm(g: Graph): Graph {
-  const consumers = new Map<string, Node[]>();
-  for (const n of g.nodes) for (const x of n.inputs) consumers.set(x, [...(consumers.get(x) ?? []), n]);
+  const consumers = consumersOf(g.nodes);
   const producer = new Map<string, Node>();
   for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
   const initializers = new Map(g.initializers);

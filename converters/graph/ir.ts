@@ -222,6 +222,19 @@ export function pruneGraph(graph: Graph): Graph {
   return { ...graph, nodes: kept, initializers };
 }
 
+/** The nodes that read each value, in graph order. */
+export function consumersOf(nodes: readonly Node[]): Map<string, Node[]> {
+  const out = new Map<string, Node[]>();
+  for (const n of nodes) {
+    for (const x of n.inputs) {
+      const list = out.get(x);
+      if (list) list.push(n);
+      else out.set(x, [n]);
+    }
+  }
+  return out;
+}
+
 /** Order nodes so that every node comes after the producers of its inputs. */
 export function topologicalSort(graph: Graph): Node[] {
   const producer = new Map<string, Node>();

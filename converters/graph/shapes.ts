@@ -6,6 +6,7 @@
  */
 import { ConversionError } from '../errors.js';
 import type { DType } from '../dtypes.js';
+import { LIMITS } from '../tensor.js';
 import { attrInt, attrInts, attrString, topologicalSort, type Attr, type Graph, type Node } from './ir.js';
 
 /** What is known about one value: its shape, dtype, and its elements if it is small. */
@@ -20,6 +21,9 @@ export interface ValueFacts {
 export const MAX_VALUE_ELEMENTS = 4096;
 
 const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
+
+/** Whether a tensor of this shape is small enough to track its elements (and a valid shape at all). */
+const trackable = (shape: readonly number[]): boolean => shape.every((d) => Number.isSafeInteger(d) && d >= 0) && prod(shape) <= MAX_VALUE_ELEMENTS;
 
 /** numpy-style broadcast of several shapes. */
 export function broadcastShapes(shapes: number[][], where: string): number[] {
@@ -39,7 +43,7 @@ export function broadcastShapes(shapes: number[][], where: string): number[] {
 }
 
 function broadcastValues(facts: ValueFacts[], outShape: number[], fn: (...xs: number[]) => number): number[] | undefined {
-  if (facts.some((f) => f.value === undefined) || prod(outShape) > MAX_VALUE_ELEMENTS) return undefined;
+  if (facts.some((f) => f.value === undefined) || !trackable(outShape)) return undefined;
   const n = prod(outShape);
   const out = new Array<number>(n);
   const rank = outShape.length;
@@ -102,7 +106,7 @@ function dtypeFromTo(to: number): DType {
 }
 
 function tensorValue(t: { shape: readonly number[]; data: ArrayLike<number | bigint> }): number[] | undefined {
-  if (prod(t.shape) > MAX_VALUE_ELEMENTS) return undefined;
+  if (!trackable(t.shape)) return undefined;
   return Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
 }
 
@@ -125,10 +129,23 @@ export function inferShapes(graph: Graph, inputShapes: Record<string, number[]>)
     const outs = inferNode(node, ins, graph.opset);
     outs.forEach((f, i) => {
       const name = node.outputs[i];
-      if (name && f) facts.set(name, f);
+      if (!name || !f) return;
+      checkShape(node, f.shape);
+      facts.set(name, f);
     });
   }
   return facts;
+}
+
+/**
+ * Every inferred shape must be one a tensor can have: at most `LIMITS.maxDims` dimensions,
+ * each a non-negative integer (shape arithmetic can compute anything, e.g. Expand to -1).
+ */
+function checkShape(node: Node, shape: readonly number[]): void {
+  if (shape.length > LIMITS.maxDims || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+    const dims = shape.length > LIMITS.maxDims ? `${shape.length} dimensions, more than ${LIMITS.maxDims}` : `shape [${shape.join(', ')}]`;
+    throw new ConversionError(`node '${node.name}' (${node.op}): its output would have ${dims}`);
+  }
 }
 
 function need(node: Node, ins: (ValueFacts | undefined)[], i: number): ValueFacts {
@@ -399,6 +416,7 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
       const pads = opset >= 11 ? needValue(node, ins, 1, 'pads') : attrInts(node, 'pads', [])!;
       const axesIn = opset >= 18 ? optionalValue(ins, 3) : undefined;
       const axes = (axesIn ?? x.shape.map((_, i) => i)).map((a) => normAxis(a, r, node));
+      if (pads.length !== 2 * axes.length) throw new ConversionError(`${where}: ${pads.length} pads for ${axes.length} axes; it needs ${2 * axes.length}`);
       const shape = [...x.shape];
       axes.forEach((a, i) => (shape[a] = shape[a]! + pads[i]! + pads[i + axes.length]!));
       return [{ shape, dtype: x.dtype }];
@@ -408,7 +426,7 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
       const a = node.attrs['value'];
       const fill = a && a.type === 'tensor' ? Number(a.value.data[0] ?? 0) : 0;
       const dtype = a && a.type === 'tensor' ? a.value.dtype : 'F32';
-      return [{ shape, dtype, value: prod(shape) <= MAX_VALUE_ELEMENTS ? new Array(prod(shape)).fill(fill) : undefined }];
+      return [{ shape, dtype, value: trackable(shape) ? new Array(prod(shape)).fill(fill) : undefined }];
     }
     case 'Expand': {
       const x = x0();
@@ -419,10 +437,13 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
     case 'Tile': {
       const x = x0();
       const reps = needValue(node, ins, 1, 'repeats');
+      if (reps.length !== x.shape.length) throw new ConversionError(`${where}: ${reps.length} repeats for rank ${x.shape.length}`);
       return [{ shape: x.shape.map((d, i) => d * reps[i]!), dtype: x.dtype }];
     }
     case 'Range': {
-      const [s, l, d] = [0, 1, 2].map((i) => needValue(node, ins, i, 'range bound')[0]!) as [number, number, number];
+      const bounds = [0, 1, 2].map((i) => needValue(node, ins, i, 'range bound'));
+      if (bounds.some((b) => b.length !== 1)) throw new ConversionError(`${where}: start, limit and delta must be scalars`);
+      const [s, l, d] = bounds.map((b) => b[0]!) as [number, number, number];
       const n = Math.max(0, Math.ceil((l - s) / d));
       return [{ shape: [n], dtype: x0().dtype, value: n <= MAX_VALUE_ELEMENTS ? Array.from({ length: n }, (_, i) => s + i * d) : undefined }];
     }
@@ -470,8 +491,8 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
 
 /** Values of an output tensor whose element at index `idx` is the input's element at `source(idx)`. */
 function gatherValues(values: number[], inShape: number[], outShape: number[], source: (idx: number[]) => number[]): number[] | undefined {
+  if (!trackable(outShape)) return undefined;
   const n = prod(outShape);
-  if (n > MAX_VALUE_ELEMENTS) return undefined;
   const strides = inShape.map((_, i) => prod(inShape.slice(i + 1)));
   const out = new Array<number>(n);
   const idx = new Array<number>(outShape.length).fill(0);

@@ -18,7 +18,7 @@
 import { decodeOnnx, encodeOnnx } from '../formats/onnx.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
-import { A, attrInt, attrInts, attrString, graphFromModel, graphToModel, type Graph, type Node } from './ir.js';
+import { A, attrInt, attrInts, attrString, consumersOf, graphFromModel, graphToModel, type Graph, type Node } from './ir.js';
 import { FOLD_IN, FOLD_OUT } from './lower-conv.js';
 import { inferShapes } from './shapes.js';
 
@@ -103,8 +103,7 @@ function candidate(n: Node, g: Graph, shapes: Map<string, { shape: number[] }>, 
  */
 export function specializeViews(graph: Graph, inputShapes: Record<string, number[]>, o: SpecializeOptions = {}): Specialized {
   const shapes = inferShapes(graph, inputShapes);
-  const consumers = new Map<string, Node[]>();
-  for (const n of graph.nodes) for (const x of n.inputs) consumers.set(x, [...(consumers.get(x) ?? []), n]);
+  const consumers = consumersOf(graph.nodes);
   const outputs = new Set(graph.outputs.map((o) => o.name));
   const em = new Emitter();
   for (const n of graph.nodes) for (const o of [n.name, ...n.outputs]) em.reserve(o);
@@ -144,8 +143,7 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
  * (three views, concatenated, max-pooled).
  */
 function poolBeforeConcat(nodes: Node[], outputs: Set<string>, em: Emitter): Node[] {
-  const consumers = new Map<string, Node[]>();
-  for (const n of nodes) for (const x of n.inputs) consumers.set(x, [...(consumers.get(x) ?? []), n]);
+  const consumers = consumersOf(nodes);
   const replaced = new Map<Node, Node[]>();
   const dropped = new Set<Node>();
   for (const cat of nodes) {

@@ -18,7 +18,7 @@ import type { Split3 } from '../modes/split.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
 import { foldBatchNorm } from './fold.js';
-import { A, attrInt, attrInts, attrString, pruneGraph, topologicalSort, type Attr, type Dim, type Graph, type Node } from './ir.js';
+import { A, attrInt, attrInts, attrString, consumersOf, pruneGraph, topologicalSort, type Attr, type Dim, type Graph, type Node } from './ir.js';
 import { lowerConv, type ConvMode, type SpatialAxis } from './lower-conv.js';
 import { inferShapes, type ValueFacts } from './shapes.js';
 
@@ -64,7 +64,8 @@ export interface To3dResult {
   convs: ConvRecord[];
 }
 
-const SHAPE_SLOTS: Record<string, number[]> = {
+/** Inputs of each op that hold shapes, axes or pads (vectors rewritten for 3D, never data). */
+export const SHAPE_SLOTS: Readonly<Record<string, readonly number[]>> = {
   Reshape: [1],
   Resize: [1, 2, 3],
   Upsample: [1],
@@ -84,7 +85,8 @@ const SHAPE_SLOTS: Record<string, number[]> = {
   Clip: [1, 2],
 };
 
-const ELEMENTWISE = new Set([
+/** Element-wise ops with broadcasting (a constant operand may gain a unit D axis). */
+export const ELEMENTWISE: ReadonlySet<string> = new Set([
   'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean', 'PRelu', 'Where', 'Equal', 'Less', 'Greater',
   'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Mod', 'Clip',
 ]);
@@ -119,7 +121,7 @@ class Converter {
   private readonly originalWeight = new Map<string, string>();
   /** Activations applied inside the ACS parts, by the node that no longer runs them. */
   private readonly absorbed = new Map<string, string>();
-  private readonly consumers = new Map<string, Node[]>();
+  private readonly consumers: Map<string, Node[]>;
   private readonly fuseBn: boolean;
   private readonly fuseAct: boolean;
 
@@ -133,8 +135,8 @@ class Converter {
     this.g2 = this.fuseBn ? foldBatchNorm(g2) : g2;
     for (const n of this.g2.nodes) {
       if (n.op === 'Conv' && n.inputs[1]?.endsWith(':bn')) this.originalWeight.set(n.inputs[1], n.inputs[1].slice(0, -3));
-      for (const x of n.inputs) this.consumers.set(x, [...(this.consumers.get(x) ?? []), n]);
     }
+    this.consumers = consumersOf(this.g2.nodes);
   }
 
   run(): To3dResult {
@@ -291,6 +293,13 @@ class Converter {
     const x = a < 0 ? a + rank : a;
     if (x < 0 || x >= rank) this.fail(node, `axis ${a} out of range for rank ${rank}`);
     return x;
+  }
+
+  /** A list of axes, normalised; each at most once (so never more than the rank). */
+  private axesOf(node: Node, axes: number[], rank: number): number[] {
+    const set = axes.map((a) => this.norm(node, a, rank));
+    if (new Set(set).size !== set.length) this.fail(node, `axes [${axes.join(', ')}] name an axis twice`);
+    return set;
   }
 
   private constValue(node: Node, i: number, what: string): number[] {
@@ -602,12 +611,12 @@ class Converter {
     const ends = this.constValue(node, 2, 'ends');
     const axes = node.inputs[3] ? this.constValue(node, 3, 'axes') : starts.map((_, i) => i);
     const steps = node.inputs[4] ? this.constValue(node, 4, 'steps') : starts.map(() => 1);
+    if ([ends, axes, steps].some((v) => v.length !== starts.length)) this.fail(node, 'its starts, ends, axes and steps differ in length');
     const s3: number[] = [];
     const e3: number[] = [];
     const a3: number[] = [];
     const st3: number[] = [];
-    axes.forEach((a0, i) => {
-      const a = this.norm(node, a0, r);
+    this.axesOf(node, axes, r).forEach((a, i) => {
       for (const m of this.map(a, l)) {
         s3.push(starts[i]!);
         e3.push(ends[i]!);
@@ -655,7 +664,7 @@ class Converter {
     let axes3: number[];
     if (node.op === 'Squeeze') {
       axes ??= this.facts(x)[0]!.shape.flatMap((d, i) => (d === 1 ? [i] : []));
-      const set = axes.map((a) => this.norm(node, a, inRank));
+      const set = this.axesOf(node, axes, inRank);
       axes3 = set.flatMap((a) => this.map(a, l));
       if (l) {
         const removedH = set.includes(l.h);
@@ -665,7 +674,7 @@ class Converter {
       }
     } else {
       if (!axes) this.fail(node, 'no axes');
-      const set = axes.map((a) => this.norm(node, a, outRank)).sort((a, b) => a - b);
+      const set = this.axesOf(node, axes, outRank).sort((a, b) => a - b);
       if (l) {
         let h = l.h;
         let w = l.w;
@@ -694,7 +703,7 @@ class Converter {
       if (attrInt(node, 'noop_with_empty_axes', 0)) axes = [];
       else axes = Array.from({ length: r }, (_, i) => i);
     }
-    const set = axes.map((a) => this.norm(node, a, r));
+    const set = this.axesOf(node, axes, r);
     const keep = attrInt(node, 'keepdims', 1) === 1;
     const axes3 = set.flatMap((a) => this.map(a, l));
     const attrs = { ...node.attrs };

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import type { Budgets } from '../budgets.js';
 import type { ConvertOptions, Card } from '../convert.js';
 import { convert } from '../convert.js';
 import { loadSource } from '../convert-file.js';
@@ -42,7 +43,7 @@ export function modelFromBytes(bytes: Uint8Array, card: Card | undefined, file: 
  * Load `path` for inference: a 3D `.onnx` as it is (its card from `<name>.card.json` beside
  * it), anything else (a 2D checkpoint or 2D ONNX export) converted with `convertOptions`.
  */
-export async function loadModelFile(path: string, convertOptions: ConvertOptions = { mode: 'acs' }, labels?: readonly string[]): Promise<LoadedModel> {
+export async function loadModelFile(path: string, convertOptions: ConvertOptions = { mode: 'acs' }, labels?: readonly string[], budgets?: Partial<Budgets>): Promise<LoadedModel> {
   const bytes = await readFileBytes(path);
   if (/\.onnx$/i.test(path) && onnxInputInfo(bytes, path).rank === 5) {
     const cardPath = join(dirname(path), `${basename(path).replace(/\.onnx$/i, '')}.card.json`);
@@ -50,7 +51,7 @@ export async function loadModelFile(path: string, convertOptions: ConvertOptions
     return modelFromBytes(bytes, card, path, labels);
   }
   const { source, sha256: hash } = await loadSource(path, bytes);
-  const result = convert(source, convertOptions, { source: { file: basename(path), sha256: hash }, labels: labels ? [...labels] : undefined });
+  const result = convert(source, convertOptions, { source: { file: basename(path), sha256: hash }, labels: labels ? [...labels] : undefined, budgets });
   const onnx = concatChunks(encodeOutput(result, 'onnx', 'model.onnx').get('model.onnx')!);
   return modelFromBytes(onnx, result.card, path, labels);
 }

@@ -123,17 +123,17 @@ export async function runConvert(argv: string[]): Promise<void> {
     ),
   };
   const cardPath = join(dirname(out), `${basename(out).replace(/\.(safetensors|pth|onnx)$/i, '')}.card.json`);
+  const cfg = cliConfig(values);
   let c: Card;
   let written: string[];
   if (await isFile(input)) {
-    const result = await convertFile(input, options, { labels: await defaultLabels() });
+    const result = await convertFile(input, options, { labels: await defaultLabels(), budgets: cfg.budgets });
     const files = encodeOutput(result, format, out);
     for (const [path, chunks] of files) await writeChunksAtomic(path, chunks);
     await writeChunksAtomic(cardPath, [encodeCard(result)]);
     c = result.card;
     written = [...files.keys()];
   } else {
-    const cfg = cliConfig(values);
     const storage = await cliStorage(cfg);
     try {
       const converted = await cliConvertModel(cfg, storage, input, options);

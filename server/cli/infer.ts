@@ -193,8 +193,8 @@ export async function runInfer(argv: string[]): Promise<void> {
 
 /** A model file, or a catalogue id / URL converted through the cache. */
 async function loadModel(spec: string, options: ConvertOptions, flags: StoreFlags): Promise<LoadedModel> {
-  if (await stat(spec).then(() => true, () => false)) return loadModelFile(spec, options, await defaultLabels());
   const cfg = cliConfig(flags);
+  if (await stat(spec).then(() => true, () => false)) return loadModelFile(spec, options, await defaultLabels(), cfg.budgets);
   const storage = await cliStorage(cfg);
   try {
     const converted = await cliConvertModel(cfg, storage, spec, options);

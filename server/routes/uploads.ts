@@ -9,6 +9,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Router } from 'express';
 import { decodeCheckpoint, detectFormat, type CheckpointFormat } from '../../converters/formats/index.js';
+import { refuseExternalData } from '../../converters/formats/onnx.js';
 import { readFileBytes } from '../../converters/io.js';
 import { countParameters } from '../../converters/tensor.js';
 import { blobKey } from '../../zoo/storage/layout.js';
@@ -50,7 +51,7 @@ export function uploadRoutes(s: Services): Router {
       const bytes = await readFileBytes(tmp);
       const name = filename ?? 'upload';
       const format = detectFormat(bytes, name);
-      const ckpt = decodeCheckpoint(bytes, { file: name });
+      const ckpt = decodeCheckpoint(bytes, { file: name, loadExternal: refuseExternalData(name, 'an upload') });
       const record: UploadRecord = {
         id: sha256,
         sha256,

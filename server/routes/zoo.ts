@@ -71,6 +71,7 @@ export function zooRoutes(s: Services): Router {
       cacheOnly: !compute,
       download: s.cfg.download,
       claims: s.cfg.claims,
+      budgets: s.cfg.budgets,
       fetch: s.zooFetch,
     }).catch((err: unknown) => {
       if (!compute && (err as { code?: string }).code === 'OFFLINE') throw unauthorised(req, 'this model is not converted yet; converting it needs an API key');
