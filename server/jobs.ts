@@ -95,6 +95,7 @@ export class JobRegistry {
           offline: s.cfg.offline,
           download: s.cfg.download,
           claims: s.cfg.claims,
+          budgets: s.cfg.budgets,
           fetch: req.source.kind === 'url' ? s.urlFetch : s.zooFetch,
           onProgress,
           signal: abort.signal,

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import type { Budgets } from '../converters/budgets.js';
 import { convert, CONVERTER_VERSION, type ConvertOptions, type Card } from '../converters/convert.js';
 import { loadSource } from '../converters/convert-file.js';
 import { encodeOutput, type OutputFormat } from '../converters/outputs.js';
@@ -43,6 +44,8 @@ export interface ConvertModelParams {
   fetch?: typeof fetch;
   onProgress?: (e: ConversionProgress) => void;
   signal?: AbortSignal;
+  /** Budgets on the work reading the source may cause. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 /** What `convertModel` returns. */
@@ -116,7 +119,7 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
       p.onProgress?.({ phase: 'converting' });
       const name = p.source.kind === 'blob' ? p.source.name : entry ? `${entry.id}.${entry.format}` : new URL((p.source as { url: string }).url).pathname;
       const bytes = await readAll(p.storage, record.key, { signal: ctx.signal });
-      const { source } = await loadSource(name, bytes);
+      const { source } = await loadSource(name, bytes, { budgets: p.budgets });
       const labels = entry ? await loadLabels(entry) : undefined;
       const converted = convert(source, options, {
         source: {

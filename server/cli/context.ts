@@ -63,6 +63,7 @@ export async function cliConvertModel(cfg: Readonly<HubConfig>, storage: ObjectS
     offline: cfg.offline,
     download: cfg.download,
     claims: cfg.claims,
+    budgets: cfg.budgets,
     onProgress: progressPrinter(),
   });
 }

@@ -71,6 +71,7 @@ export function zooRoutes(s: Services): Router {
       offline: s.cfg.offline || !mayCompute,
       download: s.cfg.download,
       claims: s.cfg.claims,
+      budgets: s.cfg.budgets,
       fetch: s.zooFetch,
     }).catch((err: unknown) => {
       if (!mayCompute && (err as { code?: string }).code === 'OFFLINE') throw new HttpError('UNAUTHORIZED', 'this model is not converted yet; converting it needs an API key');
