@@ -23,7 +23,7 @@ const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
 
 /** numpy-style broadcast of several shapes. */
 export function broadcastShapes(shapes: number[][], where: string): number[] {
-  const rank = Math.max(...shapes.map((s) => s.length));
+  const rank = shapes.reduce((r, s) => Math.max(r, s.length), 0);
   const out: number[] = [];
   for (let i = 0; i < rank; i++) {
     let d = 1;
