@@ -15,11 +15,14 @@ export interface Budgets {
   unpackedEntryBytes: number;
   /** Bytes all the entries of one archive may unpack to together. */
   unpackedTotalBytes: number;
-  /** Largest ratio of unpacked to packed bytes of an entry larger than 1 MiB. */
+  /** Largest ratio of unpacked to packed bytes of an entry larger than 1 MiB (and of a whole archive). */
   compressionRatio: number;
   /** Opcodes one pickle may execute. */
   pickleOpcodes: number;
-  /** Objects (containers, tuples, strings, tensors) one pickle may build. */
+  /**
+   * Objects (containers, tuples, strings, tensors) one pickle may build, each item put in a
+   * container counting as one too; also the most values its stack may hold at once.
+   */
   pickleObjects: number;
   /** Entries in one pickle's memo. */
   pickleMemo: number;
@@ -48,8 +51,8 @@ export const DEFAULT_BUDGETS: Readonly<Budgets> = Object.freeze({
   unpackedTotalBytes: 8 * GiB,
   compressionRatio: 100,
   pickleOpcodes: 50_000_000,
-  pickleObjects: 5_000_000,
-  pickleMemo: 5_000_000,
+  pickleObjects: 1_000_000,
+  pickleMemo: 1_000_000,
   nestingDepth: 256,
   errorMessageChars: 2_000,
   outputVoxels: 2 ** 29,

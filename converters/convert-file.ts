@@ -18,21 +18,23 @@ export interface LoadedSource {
   bytes: number;
 }
 
-function loaded(name: string, data: Uint8Array, onnx: { model: Onnx.IModelProto; loadExternal: ExternalDataLoader } | undefined): LoadedSource {
+function loaded(name: string, data: Uint8Array, onnx: { model: Onnx.IModelProto; loadExternal: ExternalDataLoader } | undefined, budgets: Partial<Budgets> | undefined): LoadedSource {
   const sha256 = createHash('sha256').update(data).digest('hex');
   const source: ConvertSource = onnx
     ? { kind: 'onnx', graph: graphFromModel(onnx.model, { file: name, loadExternal: onnx.loadExternal }) }
-    : { kind: 'state-dict', tensors: decodeCheckpoint(data, { file: name }).tensors };
+    : { kind: 'state-dict', tensors: decodeCheckpoint(data, { file: name, budgets }).tensors };
   return { source, sha256, bytes: data.byteLength };
 }
 
 /**
- * Read a 2D checkpoint (.pth/.safetensors) or a 2D ONNX export from a file the user named;
- * an ONNX file's external data is read from its folder (see `readOnnxFile`).
+ * Read a 2D checkpoint (.pth/.safetensors) or a 2D ONNX export from a file the user named,
+ * under `params.budgets` (default DEFAULT_BUDGETS); an ONNX file's external data is read from
+ * its folder (see `readOnnxFile`).
  */
-export async function loadSource(path: string, bytes?: Uint8Array): Promise<LoadedSource> {
+export async function loadSource(path: string, bytes?: Uint8Array, params: { budgets?: Partial<Budgets> } = {}): Promise<LoadedSource> {
+  const { budgets } = params;
   const data = bytes ?? (await readFileBytes(path));
-  return loaded(path, data, detectFormat(data, path) === 'onnx' ? await readOnnxFile(path, data) : undefined);
+  return loaded(path, data, detectFormat(data, path) === 'onnx' ? await readOnnxFile(path, data, { budgets }) : undefined, budgets);
 }
 
 /**
@@ -40,9 +42,10 @@ export async function loadSource(path: string, bytes?: Uint8Array): Promise<Load
  * format's extension only, never a path on this machine, and external ONNX data is refused.
  * `origin` says where the bytes came from, as in "a URL".
  */
-export function sourceFromBytes(name: string, data: Uint8Array, origin: string): LoadedSource {
-  if (detectFormat(data, name) !== 'onnx') return loaded(name, data, undefined);
-  return loaded(name, data, { model: decodeOnnx(data, { file: name }), loadExternal: refuseExternalData(name, origin) });
+export function sourceFromBytes(name: string, data: Uint8Array, origin: string, params: { budgets?: Partial<Budgets> } = {}): LoadedSource {
+  const { budgets } = params;
+  if (detectFormat(data, name) !== 'onnx') return loaded(name, data, undefined, budgets);
+  return loaded(name, data, { model: decodeOnnx(data, { file: name, budgets }), loadExternal: refuseExternalData(name, origin) }, budgets);
 }
 
 /** Convert a checkpoint file; the card names the file (by its base name) and its sha256. */

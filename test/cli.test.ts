@@ -3,6 +3,10 @@ import { mkdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { readCheckpointFile } from '../converters/formats/index.js';
+import { encodeSafetensors } from '../converters/formats/safetensors.js';
+import { encodeZip } from '../converters/formats/zip.js';
+import { concatChunks } from '../converters/io.js';
+import type { StateDict } from '../converters/tensor.js';
 import { tensorsEqual } from '../converters/tensor.js';
 import { oneConvExternal, oneConvOnnx } from './converters/onnx-models.js';
 import { cli, fixture, tempDir } from './helpers.js';
@@ -108,4 +112,42 @@ test('cli: an i3d conversion whose output would pass budgets.conversionOutputByt
   const low = await cli(['convert', join(dir, 'big.onnx'), '--out', join(dir, 'low.onnx'), '--mode', 'acs'], { env: { ACS_HUB_BUDGET_CONVERSION_OUTPUT_BYTES: String(8 * 1024 * 1024) } });
   assert.equal(low.code, 1, low.stderr);
   assert.match(low.stderr, /more than 8388608 \(budgets\.conversionOutputBytes\)/);
+});
+
+test('cli: names from a file reach the terminal with their control characters escaped', async (t) => {
+  const dir = await tempDir(t);
+  // A zip whose folder name colours the terminal red, then moves the cursor (C1 CSI).
+  const zip = join(dir, 'evil.pth');
+  await writeFile(zip, concatChunks(encodeZip([{ name: '\x1b[31mred\x9b2J/data', data: [new Uint8Array(1)] }])));
+  let r = await cli(['inspect', zip]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.ok(!r.stderr.includes('\x1b') && !r.stderr.includes('\x9b'), 'no raw ESC or CSI');
+  assert.ok(r.stderr.includes("has no '\\u001b[31mred\\u009b2J/data.pkl'"), r.stderr);
+  // A tensor whose name clears the screen, listed and as JSON.
+  const st = join(dir, 'evil.safetensors');
+  const sd: StateDict = new Map([['\x1b[2Jwipe', { dtype: 'U8', shape: [1], data: new Uint8Array(1) }]]);
+  await writeFile(st, concatChunks(encodeSafetensors(sd)));
+  r = await cli(['inspect', st]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(!r.stdout.includes('\x1b'));
+  assert.equal(r.stdout.split('\n')[0], '\\u001b[2Jwipe  U8    [1]');
+  r = await cli(['inspect', '--json', st]);
+  assert.ok(!r.stdout.includes('\x1b'));
+  assert.equal((JSON.parse(r.stdout) as { tensors: { name: string }[] }).tensors[0]!.name, '\x1b[2Jwipe');
+});
+
+test('cli: inspect lists a safetensors file of 300,000 tiny tensors', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'many.safetensors');
+  const one = new Uint8Array(1);
+  const sd: StateDict = new Map();
+  for (let i = 0; i < 300_000; i++) sd.set(`t${i}`, { dtype: 'U8', shape: [1], data: one });
+  await writeFile(path, concatChunks(encodeSafetensors(sd)));
+  const r = await cli(['inspect', path]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.equal(lines.length, 300_001);
+  assert.equal(lines[0], 't0       U8    [1]');
+  assert.equal(lines[300_000], '300000 tensors, 300,000 parameters, safetensors');
 });

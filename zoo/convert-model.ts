@@ -125,7 +125,7 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
       p.onProgress?.({ phase: 'converting' });
       const name = p.source.kind === 'blob' ? p.source.name : entry ? `${entry.id}.${entry.format}` : new URL((p.source as { url: string }).url).pathname;
       const bytes = await readAll(p.storage, record.key, { signal: ctx.signal });
-      const { source } = sourceFromBytes(name, bytes, ORIGINS[p.source.kind]);
+      const { source } = sourceFromBytes(name, bytes, ORIGINS[p.source.kind], { budgets: p.budgets });
       const labels = entry ? await loadLabels(entry) : undefined;
       const converted = convert(source, options, {
         source: {

@@ -3,6 +3,7 @@
  * where the bytes cannot tell), reading into a state dict, writing by extension.
  */
 import { extname } from 'node:path';
+import type { Budgets } from '../budgets.js';
 import { CheckpointFormatError, InvalidArgumentError } from '../errors.js';
 import { readFileBytes, writeChunksAtomic } from '../io.js';
 import type { StateDict } from '../tensor.js';
@@ -61,30 +62,42 @@ export function detectFormat(bytes: Uint8Array, file = ''): CheckpointFormat {
   throw new CheckpointFormatError(`${file || 'input'}: not a safetensors, PyTorch or ONNX checkpoint (unrecognised first bytes)`, { file });
 }
 
+/** Options of `decodeCheckpoint`. */
+export interface DecodeCheckpointParams {
+  /** Name used in error messages (and, where the bytes cannot tell, for the format). @default 'checkpoint' */
+  file?: string;
+  /** Reads an ONNX model's external data files. */
+  loadExternal?: ExternalDataLoader;
+  /** Budgets on the work the file may cause (unpacking, the pickle, messages). @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
+}
+
 /** Decode a checkpoint held in memory. */
-export function decodeCheckpoint(bytes: Uint8Array, params: { file?: string; loadExternal?: ExternalDataLoader } = {}): LoadedCheckpoint {
+export function decodeCheckpoint(bytes: Uint8Array, params: DecodeCheckpointParams = {}): LoadedCheckpoint {
   const file = params.file ?? 'checkpoint';
+  const { budgets } = params;
   const format = detectFormat(bytes, file);
   switch (format) {
     case 'safetensors':
-      return { format, ...readSafetensors(bytes, { file }) };
+      return { format, ...readSafetensors(bytes, { file, budgets }) };
     case 'pth': {
-      const { tensors, origin } = readPth(bytes, { file });
+      const { tensors, origin } = readPth(bytes, { file, budgets });
       return { format, tensors, metadata: {}, origin };
     }
     case 'onnx':
-      return { format, ...onnxToCheckpoint(decodeOnnx(bytes, { file }), { file, loadExternal: params.loadExternal }) };
+      return { format, ...onnxToCheckpoint(decodeOnnx(bytes, { file, budgets }), { file, loadExternal: params.loadExternal, budgets }) };
   }
 }
 
 /** Read a checkpoint file of any supported format. */
-export async function readCheckpointFile(path: string): Promise<LoadedCheckpoint> {
+export async function readCheckpointFile(path: string, params: { budgets?: Partial<Budgets> } = {}): Promise<LoadedCheckpoint> {
+  const { budgets } = params;
   const bytes = await readFileBytes(path);
   if (detectFormat(bytes, path) === 'onnx') {
-    const { model, loadExternal } = await readOnnxFile(path, bytes);
-    return { format: 'onnx', ...onnxToCheckpoint(model, { file: path, loadExternal }) };
+    const { model, loadExternal } = await readOnnxFile(path, bytes, { budgets });
+    return { format: 'onnx', ...onnxToCheckpoint(model, { file: path, loadExternal, budgets }) };
   }
-  return decodeCheckpoint(bytes, { file: path });
+  return decodeCheckpoint(bytes, { file: path, budgets });
 }
 
 /** Encode a state dict in a weights-only format, as chunks. */

@@ -6,6 +6,7 @@
 import { realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
+import { boundMessage, resolveBudgets, type Budgets } from '../budgets.js';
 import { DTYPES, dtypeFromOnnx, type DType } from '../dtypes.js';
 import { CheckpointFormatError, UnsupportedError } from '../errors.js';
 import { readFileBytes } from '../io.js';
@@ -34,6 +35,8 @@ export type ExternalDataLoader = (location: string) => Uint8Array;
 export interface DecodeOnnxParams {
   /** Name used in error messages. @default 'ONNX model' */
   file?: string;
+  /** Budgets: `errorMessageChars`. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 /** Decode a `ModelProto`; malformed bytes become a `CheckpointFormatError`. */
@@ -44,7 +47,8 @@ export function decodeOnnx(bytes: Uint8Array, params: DecodeOnnxParams = {}): On
     // A Buffer makes protobufjs hand out raw_data as views, not copies.
     model = onnx.ModelProto.decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (err) {
-    throw new CheckpointFormatError(`${file}: not a valid ONNX ModelProto (${(err as Error).message})`, { file });
+    const max = resolveBudgets(params.budgets).errorMessageChars;
+    throw new CheckpointFormatError(boundMessage(`${file}: not a valid ONNX ModelProto (${(err as Error).message})`, max), { file });
   }
   if (!model.graph) throw new CheckpointFormatError(`${file}: ONNX model has no graph`, { file });
   return model;
@@ -103,18 +107,24 @@ export interface TensorFromProtoParams {
   file?: string;
   /** Loader for initializers stored in external data files. */
   loadExternal?: ExternalDataLoader;
+  /** Budgets: `errorMessageChars`. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 /** Turn an ONNX `TensorProto` into a tensor (a view of `raw_data` where aligned). */
 export function tensorFromProto(t: OnnxNs.ITensorProto, params: TensorFromProtoParams = {}): Tensor {
   const file = params.file ?? 'ONNX model';
   const name = t.name ?? '';
-  const where = `${file}: initializer '${name}'`;
+  const max = resolveBudgets(params.budgets).errorMessageChars;
+  const where = boundMessage(`${file}: initializer '${name}'`, max);
+  const fail: (msg: string) => never = (msg) => {
+    throw new CheckpointFormatError(boundMessage(`${where}${msg}`, max), { file });
+  };
   let dtype: DType;
   try {
     dtype = dtypeFromOnnx(t.dataType ?? 0);
   } catch {
-    throw new CheckpointFormatError(`${where} has unsupported element type ${t.dataType ?? 0}`, { file });
+    return fail(` has unsupported element type ${t.dataType ?? 0}`);
   }
   const shape = (t.dims ?? []).map(int64);
   const n = numel(shape, where);
@@ -122,26 +132,26 @@ export function tensorFromProto(t: OnnxNs.ITensorProto, params: TensorFromProtoP
   if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
     const info = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
     const location = info.get('location');
-    if (!location) throw new CheckpointFormatError(`${where} is external but names no location`, { file });
-    if (!params.loadExternal) throw new CheckpointFormatError(`${where} is stored in external file '${location}', which was not given`, { file });
+    if (!location) fail(` is external but names no location`);
+    if (!params.loadExternal) fail(` is stored in external file '${location}', which was not given`);
     const bytes = params.loadExternal(location);
     const offset = Number(info.get('offset') ?? '0');
     const length = info.has('length') ? Number(info.get('length')) : n * itemsize;
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length !== n * itemsize || offset + length > bytes.byteLength) {
-      throw new CheckpointFormatError(`${where}: external range offset=${offset} length=${length} does not fit '${location}' (${bytes.byteLength} bytes) or the shape`, { file });
+      fail(`: external range offset=${offset} length=${length} does not fit '${location}' (${bytes.byteLength} bytes) or the shape`);
     }
     return { dtype, shape, data: typedView(dtype, bytes, offset, n) } as Tensor;
   }
   const raw = t.rawData;
   if (raw && raw.byteLength > 0) {
     if (raw.byteLength !== n * itemsize) {
-      throw new CheckpointFormatError(`${where} has ${raw.byteLength} bytes of raw_data, but ${dtype} [${shape.join(', ')}] needs ${n * itemsize}`, { file });
+      fail(` has ${raw.byteLength} bytes of raw_data, but ${dtype} [${shape.join(', ')}] needs ${n * itemsize}`);
     }
     return { dtype, shape, data: typedView(dtype, raw, 0, n) } as Tensor;
   }
   const typed = typedField(t, dtype);
   if (typed.length !== n) {
-    throw new CheckpointFormatError(`${where} holds ${typed.length} values, but shape [${shape.join(', ')}] needs ${n}`, { file });
+    fail(` holds ${typed.length} values, but shape [${shape.join(', ')}] needs ${n}`);
   }
   const data = new array(n);
   if (dtype === 'I64') {
@@ -184,8 +194,12 @@ export function tensorToProto(name: string, t: Tensor): OnnxNs.ITensorProto {
  * "beside it" is the server's own (a URL path `/etc/model.onnx` with data `passwd` would
  * serve /etc/passwd as weights); those models are read with `refuseExternalData`.
  */
-export async function readOnnxFile(path: string, bytes?: Uint8Array): Promise<{ model: OnnxNs.ModelProto; loadExternal: ExternalDataLoader }> {
-  const model = decodeOnnx(bytes ?? (await readFileBytes(path)), { file: path });
+export async function readOnnxFile(
+  path: string,
+  bytes?: Uint8Array,
+  params: { budgets?: Partial<Budgets> } = {},
+): Promise<{ model: OnnxNs.ModelProto; loadExternal: ExternalDataLoader }> {
+  const model = decodeOnnx(bytes ?? (await readFileBytes(path)), { file: path, budgets: params.budgets });
   const external = new Map<string, Uint8Array>();
   let dir: string | undefined;
   for (const init of model.graph?.initializer ?? []) {

@@ -5,8 +5,15 @@
  * data decoder: it never imports, calls or evaluates anything. A global is resolved only
  * through the caller's allow-list (`globals`), to a handler implemented here in TypeScript;
  * any other global is refused with an `UnsafePickleError` naming it. Every length is checked
- * against the bytes that remain before anything is allocated.
+ * against the bytes that remain before anything is allocated, and the work a pickle causes is
+ * bounded by the budgets (opcodes run, objects built, memo entries, nesting depth).
+ *
+ * A pickle is a program: a few bytes can build a structure whose size as a tree is exponential
+ * (a list memoised and referred to many times, level after level). Decoded values are therefore
+ * never turned into text with `String` or walked recursively; messages describe them with
+ * `describeValue`, which is bounded.
  */
+import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
 import { CheckpointFormatError, LimitExceededError, UnsafePickleError } from '../errors.js';
 
 /** A Python tuple (kept apart from lists, which are plain arrays). */
@@ -16,8 +23,14 @@ export class PyTuple {
 
 /** A Python dict or OrderedDict, in insertion order; `attrs` holds state set by BUILD. */
 export class PyDict {
-  readonly map = new Map<unknown, unknown>();
+  // Created on first use: a pickle may build millions of empty dicts that nothing reads.
+  private entries: Map<unknown, unknown> | undefined;
   attrs: Map<string, unknown> | undefined;
+
+  /** The dict's entries; tuple keys are kept as the `PyTuple` objects themselves. */
+  get map(): Map<unknown, unknown> {
+    return (this.entries ??= new Map());
+  }
 }
 
 /** A Python set or frozenset (kept only so that well-formed pickles decode). */
@@ -55,6 +68,11 @@ export interface UnpickleParams {
   explainRefusal?: (qualname: string) => string | undefined;
   /** Start reading at this byte. @default 0 */
   offset?: number;
+  /**
+   * Budgets on the work: `pickleOpcodes`, `pickleObjects` (also the most values on the stack
+   * at once), `pickleMemo`, `nestingDepth`, `errorMessageChars`. @default DEFAULT_BUDGETS
+   */
+  budgets?: Partial<Budgets>;
 }
 
 /** The result of `unpickle`: the value and the offset just after its STOP opcode. */
@@ -66,17 +84,45 @@ export interface UnpickleResult {
 const MARK = Symbol('mark');
 const MAX_LONG_BYTES = 4096;
 
-/** Decode one pickle from `bytes` (starting at `params.offset`). */
+/**
+ * Decode one pickle from `bytes` (starting at `params.offset`).
+ *
+ * Next to each stack slot and memo entry the decoder keeps the nesting depth of its value as it
+ * was built, and refuses a container deeper than `budgets.nestingDepth`. A container changed
+ * after it was put inside another (through the memo) can end up deeper than its count says;
+ * that is why nothing downstream walks decoded values recursively.
+ */
 export function unpickle(bytes: Uint8Array, params: UnpickleParams): UnpickleResult {
   const file = params.file ?? 'pickle';
+  const budgets = resolveBudgets(params.budgets);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const stack: unknown[] = [];
+  const depths: number[] = [];
   const memo = new Map<number, unknown>();
+  // Depths of memoised values, kept only for those deeper than 1 (most are strings or flat tuples).
+  const memoDepths = new Map<number, number>();
   const utf8 = new TextDecoder('utf-8', { fatal: true });
   let pos = params.offset ?? 0;
+  let opcodes = 0;
+  let objects = 0;
+  /** Depth of the value(s) the last `pop` or `popMark` took off the stack. */
+  let popped = 0;
 
   const fail = (msg: string): never => {
-    throw new CheckpointFormatError(`${file}: ${msg} (at byte ${pos})`, { file });
+    throw new CheckpointFormatError(boundMessage(`${file}: ${msg} (at byte ${pos})`, budgets.errorMessageChars), { file });
+  };
+  const exceeded = (what: string, name: keyof Budgets): never => {
+    throw new LimitExceededError(boundMessage(`${file}: pickle ${what} (${budgetSetting(name)}; at byte ${pos})`, budgets.errorMessageChars));
+  };
+  /** Count `n` objects built (a container, a string, an item put in a container). */
+  const build = (n = 1): void => {
+    objects += n;
+    if (objects > budgets.pickleObjects) exceeded(`builds more than ${budgets.pickleObjects} objects`, 'pickleObjects');
+  };
+  /** The depth of a container holding values of depth `d`. */
+  const nest = (d: number): number => {
+    if (d >= budgets.nestingDepth) exceeded(`nests objects more than ${budgets.nestingDepth} deep`, 'nestingDepth');
+    return d + 1;
   };
   const need = (n: number): void => {
     if (n < 0 || pos + n > bytes.byteLength) fail(`opcode needs ${n} more bytes but the data ends`);
@@ -125,20 +171,53 @@ export function unpickle(bytes: Uint8Array, params: UnpickleParams): UnpickleRes
       return fail('string is not valid UTF-8');
     }
   };
+  const push = (v: unknown, depth = 0): void => {
+    if (stack.length >= budgets.pickleObjects) exceeded(`holds more than ${budgets.pickleObjects} values on its stack`, 'pickleObjects');
+    stack.push(v);
+    depths.push(depth);
+  };
+  /** Push a newly built object (a string, bytes, a big integer) that holds nothing. */
+  const pushBuilt = (v: unknown): void => {
+    build();
+    push(v);
+  };
   const pop = (): unknown => {
     if (stack.length === 0) fail('stack underflow');
+    popped = depths.pop()!;
     return stack.pop();
   };
   const top = (): unknown => {
     if (stack.length === 0) fail('stack underflow');
     return stack[stack.length - 1];
   };
+  /** Record that the value on top of the stack now holds values of depth `d`. */
+  const deepenTop = (d: number): void => {
+    const i = depths.length - 1;
+    depths[i] = Math.max(depths[i]!, nest(d));
+  };
   const popMark = (): unknown[] => {
     const i = stack.lastIndexOf(MARK);
     if (i < 0) fail('no MARK on the stack');
-    const items = stack.splice(i);
-    items.shift();
+    const items = stack.slice(i + 1);
+    let d = 0;
+    for (let j = i + 1; j < depths.length; j++) d = Math.max(d, depths[j]!);
+    stack.length = i;
+    depths.length = i;
+    popped = d;
     return items;
+  };
+  const memoPut = (k: number): void => {
+    const v = top();
+    const d = depths[depths.length - 1]!;
+    if (!memo.has(k) && memo.size >= budgets.pickleMemo) exceeded(`memoises more than ${budgets.pickleMemo} values`, 'pickleMemo');
+    memo.set(k, v);
+    if (d > 1) memoDepths.set(k, d);
+    else memoDepths.delete(k);
+  };
+  const memoGet = (k: number): void => {
+    if (!memo.has(k)) fail(`memo key ${k} was never stored`);
+    const v = memo.get(k);
+    push(v, memoDepths.get(k) ?? (typeof v === 'object' && v !== null ? 1 : 0));
   };
   const signedLE = (b: Uint8Array): number | bigint => {
     if (b.byteLength === 0) return 0;
@@ -152,18 +231,27 @@ export function unpickle(bytes: Uint8Array, params: UnpickleParams): UnpickleRes
     const handler = params.globals.get(qualname);
     if (handler === undefined) {
       const why = params.explainRefusal?.(qualname);
+      const shown = boundMessage(qualname, 200);
       throw new UnsafePickleError(
-        `${file}: refused global '${qualname}': it is not on the allow-list of what a state dict needs` +
-          `${why ? ` (${why})` : ''}; nothing was imported or called`,
-        { global: qualname },
+        boundMessage(
+          `${file}: refused global '${shown}': it is not on the allow-list of what a state dict needs` +
+            `${why ? ` (${why})` : ''}; nothing was imported or called`,
+          budgets.errorMessageChars,
+        ),
+        { global: shown },
       );
     }
     return new PyGlobal(qualname, handler);
   };
-  const setItems = (target: unknown, items: unknown[]): void => {
+  /** Put key/value pairs into the dict on top of the stack. */
+  const setItems = (items: unknown[]): void => {
+    const target = top();
     if (!(target instanceof PyDict)) fail('SETITEM(S) on something that is not a dict');
     if (items.length % 2 !== 0) fail('SETITEMS with an odd number of items');
-    for (let i = 0; i < items.length; i += 2) (target as PyDict).map.set(dictKey(items[i]), items[i + 1]);
+    build(items.length / 2);
+    const map = (target as PyDict).map;
+    for (let i = 0; i < items.length; i += 2) map.set(items[i], items[i + 1]);
+    deepenTop(popped);
   };
   const callGlobal = (callable: unknown, args: unknown, how: 'call' | 'construct'): unknown => {
     if (!(callable instanceof PyGlobal)) fail(`${how === 'call' ? 'REDUCE' : 'NEWOBJ'} on something that is not an allowed global`);
@@ -175,10 +263,14 @@ export function unpickle(bytes: Uint8Array, params: UnpickleParams): UnpickleRes
         global: g.qualname,
       });
     }
-    return fn((args as PyTuple).items);
+    const out = fn((args as PyTuple).items);
+    // A handler may copy its arguments (OrderedDict from a list of pairs): count what it built.
+    build(1 + (out instanceof PyDict ? out.map.size : Array.isArray(out) ? out.length : out instanceof PyTuple ? out.items.length : 0));
+    return out;
   };
 
   for (;;) {
+    if (++opcodes > budgets.pickleOpcodes) exceeded(`executes more than ${budgets.pickleOpcodes} opcodes`, 'pickleOpcodes');
     const op = u8();
     switch (op) {
       case 0x80: // PROTO
@@ -190,111 +282,113 @@ export function unpickle(bytes: Uint8Array, params: UnpickleParams): UnpickleRes
       case 0x2e: // STOP
         return { value: pop(), end: pos };
       case 0x28: // MARK
-        stack.push(MARK);
+        push(MARK);
         break;
       case 0x30: // POP
-        if (top() === MARK) stack.pop();
-        else pop();
+        pop();
         break;
       case 0x31: // POP_MARK
         popMark();
         break;
       case 0x32: // DUP
-        stack.push(top());
+        push(top(), depths[depths.length - 1]);
         break;
       case 0x4e: // NONE
-        stack.push(null);
+        push(null);
         break;
       case 0x88: // NEWTRUE
-        stack.push(true);
+        push(true);
         break;
       case 0x89: // NEWFALSE
-        stack.push(false);
+        push(false);
         break;
       case 0x49: {
         // INT (text)
         const s = line().trim();
-        if (s === '01') stack.push(true);
-        else if (s === '00') stack.push(false);
-        else stack.push(parseIntText(s, fail));
+        if (s === '01') push(true);
+        else if (s === '00') push(false);
+        else push(parseIntText(s, fail));
         break;
       }
       case 0x4c: // LONG (text)
-        stack.push(parseIntText(line().trim().replace(/L$/, ''), fail));
+        pushBuilt(parseIntText(line().trim().replace(/L$/, ''), fail));
         break;
       case 0x4a: // BININT
         need(4);
-        stack.push(view.getInt32(pos, true));
+        push(view.getInt32(pos, true));
         pos += 4;
         break;
       case 0x4b: // BININT1
-        stack.push(u8());
+        push(u8());
         break;
       case 0x4d: // BININT2
-        stack.push(u16());
+        push(u16());
         break;
       case 0x8a: // LONG1
-        stack.push(signedLE(take(u8())));
+        pushBuilt(signedLE(take(u8())));
         break;
       case 0x8b: {
         // LONG4
         const n = u32();
         if (n > MAX_LONG_BYTES) throw new LimitExceededError(`${file}: LONG4 of ${n} bytes exceeds the limit of ${MAX_LONG_BYTES}`);
-        stack.push(signedLE(take(n)));
+        pushBuilt(signedLE(take(n)));
         break;
       }
       case 0x46: {
         // FLOAT (text)
         const v = Number(line().trim());
         if (Number.isNaN(v)) fail('FLOAT is not a number');
-        stack.push(v);
+        push(v);
         break;
       }
       case 0x47: // BINFLOAT
         need(8);
-        stack.push(view.getFloat64(pos, false));
+        push(view.getFloat64(pos, false));
         pos += 8;
         break;
       case 0x53: // STRING (text, quoted)
-        stack.push(unquote(line(), fail));
+        pushBuilt(unquote(line(), fail));
         break;
       case 0x54: // BINSTRING
-        stack.push(text(u32()));
+        pushBuilt(text(u32()));
         break;
       case 0x55: // SHORT_BINSTRING
-        stack.push(text(u8()));
+        pushBuilt(text(u8()));
         break;
       case 0x56: // UNICODE (raw-unicode-escape text)
-        stack.push(line().replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))));
+        pushBuilt(line().replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))));
         break;
       case 0x58: // BINUNICODE
-        stack.push(text(u32()));
+        pushBuilt(text(u32()));
         break;
       case 0x8c: // SHORT_BINUNICODE
-        stack.push(text(u8()));
+        pushBuilt(text(u8()));
         break;
       case 0x8d: // BINUNICODE8
-        stack.push(text(u64()));
+        pushBuilt(text(u64()));
         break;
       case 0x42: // BINBYTES
-        stack.push(take(u32()));
+        pushBuilt(take(u32()));
         break;
       case 0x43: // SHORT_BINBYTES
-        stack.push(take(u8()));
+        pushBuilt(take(u8()));
         break;
       case 0x8e: // BINBYTES8
       case 0x96: // BYTEARRAY8
-        stack.push(take(u64()));
+        pushBuilt(take(u64()));
         break;
       case 0x5d: // EMPTY_LIST
-        stack.push([]);
+        build();
+        push([], 1);
         break;
       case 0x61: {
         // APPEND
         const v = pop();
         const list = top();
         if (!Array.isArray(list)) fail('APPEND to something that is not a list');
+        build();
         (list as unknown[]).push(v);
+        deepenTop(popped);
         break;
       }
       case 0x65: {
@@ -302,102 +396,127 @@ export function unpickle(bytes: Uint8Array, params: UnpickleParams): UnpickleRes
         const items = popMark();
         const list = top();
         if (!Array.isArray(list)) fail('APPENDS to something that is not a list');
+        build(items.length);
         for (const it of items) (list as unknown[]).push(it);
+        deepenTop(popped);
         break;
       }
-      case 0x6c: // LIST
-        stack.push(popMark());
+      case 0x6c: {
+        // LIST
+        const items = popMark();
+        build(1 + items.length);
+        push(items, nest(popped));
         break;
+      }
       case 0x29: // EMPTY_TUPLE
-        stack.push(new PyTuple([]));
+        build();
+        push(new PyTuple([]), 1);
         break;
-      case 0x74: // TUPLE
-        stack.push(new PyTuple(popMark()));
+      case 0x74: {
+        // TUPLE
+        const items = popMark();
+        build(1 + items.length);
+        push(new PyTuple(items), nest(popped));
         break;
-      case 0x85: // TUPLE1
-        stack.push(new PyTuple([pop()]));
+      }
+      case 0x85: {
+        // TUPLE1
+        const a = pop();
+        build(2);
+        push(new PyTuple([a]), nest(popped));
         break;
+      }
       case 0x86: {
         // TUPLE2
         const b = pop();
+        const db = popped;
         const a = pop();
-        stack.push(new PyTuple([a, b]));
+        build(3);
+        push(new PyTuple([a, b]), nest(Math.max(db, popped)));
         break;
       }
       case 0x87: {
         // TUPLE3
         const c = pop();
+        const dc = popped;
         const b = pop();
+        const db = popped;
         const a = pop();
-        stack.push(new PyTuple([a, b, c]));
+        build(4);
+        push(new PyTuple([a, b, c]), nest(Math.max(dc, db, popped)));
         break;
       }
       case 0x7d: // EMPTY_DICT
-        stack.push(new PyDict());
+        build();
+        push(new PyDict(), 1);
         break;
       case 0x64: {
         // DICT
-        const d = new PyDict();
-        setItems(d, popMark());
-        stack.push(d);
+        const items = popMark();
+        build();
+        push(new PyDict(), 1);
+        setItems(items);
         break;
       }
       case 0x73: {
         // SETITEM
         const v = pop();
+        const dv = popped;
         const k = pop();
-        setItems(top(), [k, v]);
+        popped = Math.max(dv, popped);
+        setItems([k, v]);
         break;
       }
-      case 0x75: {
-        // SETITEMS
-        const items = popMark();
-        setItems(top(), items);
+      case 0x75: // SETITEMS
+        setItems(popMark());
         break;
-      }
       case 0x8f: // EMPTY_SET
-        stack.push(new PySet([]));
+        build();
+        push(new PySet([]), 1);
         break;
       case 0x90: {
         // ADDITEMS
         const items = popMark();
         const s = top();
         if (!(s instanceof PySet)) fail('ADDITEMS to something that is not a set');
-        (s as PySet).items.push(...items);
+        build(items.length);
+        for (const it of items) (s as PySet).items.push(it);
+        deepenTop(popped);
         break;
       }
-      case 0x91: // FROZENSET
-        stack.push(new PySet(popMark()));
-        break;
-      case 0x67: {
-        // GET (text)
-        const k = parseIntText(line().trim(), fail);
-        stack.push(memoGet(memo, Number(k), fail));
+      case 0x91: {
+        // FROZENSET
+        const items = popMark();
+        build(1 + items.length);
+        push(new PySet(items), nest(popped));
         break;
       }
+      case 0x67: // GET (text)
+        memoGet(Number(parseIntText(line().trim(), fail)));
+        break;
       case 0x68: // BINGET
-        stack.push(memoGet(memo, u8(), fail));
+        memoGet(u8());
         break;
       case 0x6a: // LONG_BINGET
-        stack.push(memoGet(memo, u32(), fail));
+        memoGet(u32());
         break;
       case 0x70: // PUT (text)
-        memo.set(Number(parseIntText(line().trim(), fail)), top());
+        memoPut(Number(parseIntText(line().trim(), fail)));
         break;
       case 0x71: // BINPUT
-        memo.set(u8(), top());
+        memoPut(u8());
         break;
       case 0x72: // LONG_BINPUT
-        memo.set(u32(), top());
+        memoPut(u32());
         break;
       case 0x94: // MEMOIZE
-        memo.set(memo.size, top());
+        memoPut(memo.size);
         break;
       case 0x63: {
         // GLOBAL
         const module = line();
         const name = line();
-        stack.push(resolve(module, name));
+        push(resolve(module, name));
         break;
       }
       case 0x93: {
@@ -405,45 +524,52 @@ export function unpickle(bytes: Uint8Array, params: UnpickleParams): UnpickleRes
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL needs two strings');
-        stack.push(resolve(module as string, name as string));
+        push(resolve(module as string, name as string));
         break;
       }
       case 0x52: {
         // REDUCE
         const args = pop();
+        const d = popped;
         const callable = pop();
-        stack.push(callGlobal(callable, args, 'call'));
+        push(callGlobal(callable, args, 'call'), d);
         break;
       }
       case 0x81: {
         // NEWOBJ
         const args = pop();
+        const d = popped;
         const cls = pop();
-        stack.push(callGlobal(cls, args, 'construct'));
+        push(callGlobal(cls, args, 'construct'), d);
         break;
       }
       case 0x92: {
         // NEWOBJ_EX
         const kwargs = pop();
         const args = pop();
+        const d = popped;
         const cls = pop();
         if (!(kwargs instanceof PyDict) || kwargs.map.size > 0) fail('NEWOBJ_EX with keyword arguments is not supported');
-        stack.push(callGlobal(cls, args, 'construct'));
+        push(callGlobal(cls, args, 'construct'), d);
         break;
       }
       case 0x62: {
         // BUILD
         const state = pop();
+        const ds = popped;
         const obj = top();
         if (obj instanceof PyDict) {
           obj.attrs ??= new Map();
-          if (state instanceof PyDict) for (const [k, v] of state.map) obj.attrs.set(String(k), v);
-          else if (state !== null) fail('BUILD on a dict with a state that is not a dict');
+          if (state instanceof PyDict) {
+            build(state.map.size);
+            for (const [k, v] of state.map) obj.attrs.set(typeof k === 'string' ? k : describeValue(k), v);
+          } else if (state !== null) fail('BUILD on a dict with a state that is not a dict');
         } else if (!(typeof obj === 'object' && obj !== null && 'setState' in obj)) {
           fail('BUILD on an object that takes no state');
         } else {
           (obj as { setState(s: unknown): void }).setState(state);
         }
+        depths[depths.length - 1] = Math.max(depths[depths.length - 1]!, ds);
         break;
       }
       case 0x50: // PERSID (text)
@@ -451,7 +577,8 @@ export function unpickle(bytes: Uint8Array, params: UnpickleParams): UnpickleRes
         // BINPERSID
         const pid = op === 0x50 ? line() : pop();
         if (!params.persistentLoad) fail('persistent id found but no persistent storage is expected');
-        stack.push(params.persistentLoad!(pid));
+        build();
+        push(params.persistentLoad!(pid), 1);
         break;
       }
       case 0x69: {
@@ -485,11 +612,6 @@ function parseIntText(s: string, fail: (m: string) => never): number | bigint {
   return narrow(BigInt(s));
 }
 
-function memoGet(memo: Map<number, unknown>, k: number, fail: (m: string) => never): unknown {
-  if (!memo.has(k)) fail(`memo key ${k} was never stored`);
-  return memo.get(k);
-}
-
 function unquote(s: string, fail: (m: string) => never): string {
   const q = s[0];
   if ((q !== "'" && q !== '"') || s[s.length - 1] !== q || s.length < 2) fail('STRING is not quoted');
@@ -499,10 +621,70 @@ function unquote(s: string, fail: (m: string) => never): string {
   });
 }
 
-/** Dict keys: primitives stay as they are; tuples of primitives become a joined string key. */
-function dictKey(k: unknown): unknown {
-  if (k instanceof PyTuple) return `(${k.items.map(String).join(', ')})`;
-  return k;
+/** One open container while `describeValue` writes it out. */
+interface Open {
+  readonly items: Iterator<unknown>;
+  readonly separator: string;
+  readonly close: string;
+  first: boolean;
+}
+
+/** One `key: value` of a dict being described. */
+class KeyValue {
+  constructor(
+    readonly key: unknown,
+    readonly value: unknown,
+  ) {}
+}
+
+/**
+ * A short Python-like rendering of a decoded value for messages, at most `max` characters
+ * (then `...`). It walks without recursion and stops when the text is long enough, so a
+ * shared or cyclic structure of any size costs at most about `max` steps.
+ */
+export function describeValue(value: unknown, max = 80): string {
+  let out = '';
+  const open: Open[] = [];
+  const enter = (items: Iterator<unknown>, start: string, separator: string, close: string): void => {
+    out += start;
+    open.push({ items, separator, close, first: true });
+  };
+  let pending = true;
+  let v = value;
+  while (out.length <= max) {
+    if (!pending) {
+      const o = open[open.length - 1];
+      if (o === undefined) return out;
+      const r = o.items.next();
+      if (r.done === true) {
+        out += o.close;
+        open.pop();
+        continue;
+      }
+      if (!o.first) out += o.separator;
+      o.first = false;
+      v = r.value;
+    }
+    pending = false;
+    if (typeof v === 'string') out += `'${v.length > max ? v.slice(0, max) : v}'`;
+    else if (v === null || v === undefined) out += 'None';
+    else if (typeof v === 'boolean') out += v ? 'True' : 'False';
+    else if (typeof v === 'number' || typeof v === 'bigint') out += String(v).slice(0, max + 1);
+    else if (Array.isArray(v)) enter(v.values(), '[', ', ', ']');
+    else if (v instanceof PyTuple) enter(v.items.values(), '(', ', ', v.items.length === 1 ? ',)' : ')');
+    else if (v instanceof PySet) enter(v.items.values(), '{', ', ', '}');
+    else if (v instanceof PyDict) enter(dictEntries(v.map), '{', ', ', '}');
+    else if (v instanceof KeyValue) enter([v.key, v.value].values(), '', ': ', '');
+    else if (v instanceof PyGlobal) out += v.qualname.slice(0, max + 1);
+    else if (v instanceof Uint8Array) out += `bytes(${v.byteLength})`;
+    else if (typeof v === 'object') out += `<${(v.constructor as { name?: string } | undefined)?.name ?? 'object'}>`;
+    else out += typeof v;
+  }
+  return `${out.slice(0, max)}...`;
+}
+
+function* dictEntries(map: Map<unknown, unknown>): Generator<KeyValue> {
+  for (const [k, v] of map) yield new KeyValue(k, v);
 }
 
 /**

@@ -6,6 +6,7 @@
  * then the byte buffer. The reader checks every rule of the spec before it trusts an offset;
  * tensors are views into the given bytes (zero-copy where aligned).
  */
+import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
 import { DTYPES, isDType, type DType } from '../dtypes.js';
 import { CheckpointFormatError, InvalidArgumentError, LimitExceededError } from '../errors.js';
 import { bytesOf, LIMITS, numel, typedView, type Checkpoint, type StateDict, type Tensor } from '../tensor.js';
@@ -26,18 +27,24 @@ export function looksLikeSafetensors(head: Uint8Array): boolean {
 export interface ReadSafetensorsParams {
   /** File name used in error messages. @default 'safetensors file' */
   file?: string;
+  /** Budgets: `nestingDepth` of the header's JSON, `errorMessageChars`. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 /** Read a safetensors file held in memory. Tensors are views into `bytes` where aligned. */
 export function readSafetensors(bytes: Uint8Array, params: ReadSafetensorsParams = {}): Checkpoint {
   const file = params.file ?? 'safetensors file';
+  const budgets = resolveBudgets(params.budgets);
   const fail = (msg: string): never => {
-    throw new CheckpointFormatError(`${file}: ${msg}`, { file });
+    throw new CheckpointFormatError(boundMessage(`${file}: ${msg}`, budgets.errorMessageChars), { file });
+  };
+  const exceeded = (msg: string): never => {
+    throw new LimitExceededError(boundMessage(`${file}: ${msg}`, budgets.errorMessageChars));
   };
   if (bytes.byteLength < 8) fail(`is ${bytes.byteLength} bytes long, too short for the 8-byte header length`);
   const headerLen = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-    throw new LimitExceededError(`${file}: header length ${headerLen} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
+    exceeded(`header length ${headerLen} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
   }
   const n = Number(headerLen);
   if (8 + n > bytes.byteLength) fail(`header length ${n} runs past the end of the file (${bytes.byteLength} bytes)`);
@@ -49,6 +56,8 @@ export function readSafetensors(bytes: Uint8Array, params: ReadSafetensorsParams
   } catch {
     return fail('header is not valid UTF-8');
   }
+  const scan = scanHeader(text);
+  if (scan.depth > budgets.nestingDepth) exceeded(`header nests JSON more than ${budgets.nestingDepth} deep (${budgetSetting('nestingDepth')})`);
   let header: unknown;
   try {
     header = JSON.parse(text);
@@ -56,7 +65,8 @@ export function readSafetensors(bytes: Uint8Array, params: ReadSafetensorsParams
     return fail(`header is not valid JSON (${(err as Error).message})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
-  const keys = topLevelKeys(text, fail);
+  if (!scan.balanced) fail('header JSON is unbalanced');
+  const keys = scan.keys.map((k) => JSON.parse(k) as string);
   const seen = new Set<string>();
   for (const k of keys) {
     if (seen.has(k)) fail(`tensor name '${k}' appears twice in the header`);
@@ -66,7 +76,7 @@ export function readSafetensors(bytes: Uint8Array, params: ReadSafetensorsParams
   const metadata: Record<string, string> = {};
   const infos: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
   if (keys.length > LIMITS.maxTensors) {
-    throw new LimitExceededError(`${file}: ${keys.length} tensors exceed the limit of ${LIMITS.maxTensors}`);
+    exceeded(`${keys.length} tensors exceed the limit of ${LIMITS.maxTensors}`);
   }
   for (const name of keys) {
     const value = entries[name];
@@ -96,7 +106,7 @@ export function readSafetensors(bytes: Uint8Array, params: ReadSafetensorsParams
       fail(`${where} has invalid data_offsets ${JSON.stringify(offsets)}`);
     }
     const [begin, end] = offsets as [number, number];
-    const count = numel(shape as number[], `${file}: ${where}`);
+    const count = numel(shape as number[], boundMessage(`${file}: ${where}`, budgets.errorMessageChars));
     const itemsize = DTYPES[dtype as DType].itemsize;
     if (end < begin || end - begin !== count * itemsize) {
       fail(`${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${dtype} [${(shape as number[]).join(', ')}] needs ${count * itemsize}`);
@@ -125,12 +135,14 @@ export function readSafetensors(bytes: Uint8Array, params: ReadSafetensorsParams
 }
 
 /**
- * The keys of the top-level JSON object, in file order, duplicates included
- * (JSON.parse keeps only the last of two equal keys, and the spec forbids them).
+ * The keys of the top-level JSON object as JSON strings, in file order, duplicates included
+ * (JSON.parse keeps only the last of two equal keys, and the spec forbids them), and the
+ * deepest nesting, found before the header is parsed.
  */
-function topLevelKeys(text: string, fail: (msg: string) => never): string[] {
+function scanHeader(text: string): { keys: string[]; depth: number; balanced: boolean } {
   const keys: string[] = [];
   let depth = 0;
+  let deepest = 0;
   let expectKey = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -138,12 +150,13 @@ function topLevelKeys(text: string, fail: (msg: string) => never): string[] {
       let j = i + 1;
       while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
       if (depth === 1 && expectKey) {
-        keys.push(JSON.parse(text.slice(i, j + 1)) as string);
+        keys.push(text.slice(i, j + 1));
         expectKey = false;
       }
       i = j;
     } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
       depth++;
+      deepest = Math.max(deepest, depth);
       if (depth === 1) expectKey = true;
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
       depth--;
@@ -151,8 +164,7 @@ function topLevelKeys(text: string, fail: (msg: string) => never): string[] {
       expectKey = true;
     }
   }
-  if (depth !== 0) fail('header JSON is unbalanced');
-  return keys;
+  return { keys, depth: deepest, balanced: depth === 0 };
 }
 
 /** Options of the writer. */

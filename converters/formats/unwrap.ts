@@ -3,8 +3,9 @@
  * `{"state_dict": ...}`, `{"model": ...}`, `{"net": ...}`, with the `module.` prefix that
  * DataParallel adds and the `_metadata` entry that `state_dict()` carries.
  */
+import { boundMessage } from '../budgets.js';
 import { CheckpointFormatError } from '../errors.js';
-import { PyDict } from './pickle.js';
+import { describeValue, PyDict } from './pickle.js';
 
 /** Keys under which checkpoints nest their state dict, in order of preference. */
 const WRAPPER_KEYS = ['state_dict', 'model_state_dict', 'model', 'net', 'network', 'module', 'model_ema', 'ema', 'params', 'weights'];
@@ -19,11 +20,15 @@ export interface StateDictOrigin {
   readonly skipped: string[];
 }
 
-/** Extract the tensors of the state dict inside a decoded pickle, in order. */
+/**
+ * Extract the tensors of the state dict inside a decoded pickle, in order. Keys that are not
+ * strings are named by `describeValue`; `maxMessage` bounds the error message.
+ */
 export function extractStateDict<T>(
   value: unknown,
   isTensor: (v: unknown) => v is T,
   file: string,
+  maxMessage?: number,
 ): { entries: [string, T][]; origin: StateDictOrigin } {
   const path: string[] = [];
   let current = value;
@@ -39,10 +44,13 @@ export function extractStateDict<T>(
     path.push(key);
     current = current.map.get(key);
   }
-  const keys = current instanceof PyDict ? [...current.map.keys()].map(String).slice(0, 12) : [];
+  const keys = current instanceof PyDict ? [...current.map.keys()].slice(0, 12).map((k) => boundMessage(keyName(k), 100)) : [];
   throw new CheckpointFormatError(
-    `${file}: no state dict found${path.length ? ` under '${path.join('.')}'` : ''}` +
-      (keys.length ? `; top-level keys are ${keys.map((k) => `'${k}'`).join(', ')}` : `; the pickle holds ${describe(current)}`),
+    boundMessage(
+      `${file}: no state dict found${path.length ? ` under '${path.join('.')}'` : ''}` +
+        (keys.length ? `; top-level keys are ${keys.map((k) => `'${k}'`).join(', ')}` : `; the pickle holds ${describe(current)}`),
+      maxMessage,
+    ),
     { file },
   );
 }
@@ -57,8 +65,8 @@ function collect<T>(d: PyDict, isTensor: (v: unknown) => v is T, path: string[])
   const entries: [string, T][] = [];
   const skipped: string[] = [];
   for (const [k, v] of d.map) {
-    if (isTensor(v)) entries.push([String(k), v]);
-    else skipped.push(String(k));
+    if (isTensor(v)) entries.push([keyName(k), v]);
+    else skipped.push(keyName(k));
   }
   let strippedPrefix: string | undefined;
   for (const prefix of ['module.', '_orig_mod.']) {
@@ -68,6 +76,11 @@ function collect<T>(d: PyDict, isTensor: (v: unknown) => v is T, path: string[])
     }
   }
   return { entries, origin: { path, strippedPrefix, skipped } };
+}
+
+/** A dict key as a tensor name: state dicts have string keys; others are described. */
+function keyName(k: unknown): string {
+  return typeof k === 'string' ? k : describeValue(k);
 }
 
 function describe(v: unknown): string {

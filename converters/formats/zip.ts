@@ -4,6 +4,7 @@
  * `torch.save` aligns them (data at multiples of 64 bytes), with ZIP64 records when needed.
  */
 import { crc32, inflateRawSync } from 'node:zlib';
+import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
 import { CheckpointFormatError, LimitExceededError } from '../errors.js';
 
 /** One entry of an archive's central directory. */
@@ -22,9 +23,17 @@ export interface ZipEntry {
 export interface ZipLimits {
   /** Most entries read from a central directory. @default 1_000_000 */
   maxEntries?: number;
-  /** Largest inflated size of one deflated entry. @default 4 GiB */
+  /** Largest inflated size of one deflated entry, below `budgets.unpackedEntryBytes`. @default budgets.unpackedEntryBytes */
   maxEntrySize?: number;
+  /**
+   * Budgets on unpacking: `unpackedEntryBytes`, `unpackedTotalBytes`, `compressionRatio`
+   * (per entry and for the whole archive), `errorMessageChars`. @default DEFAULT_BUDGETS
+   */
+  budgets?: Partial<Budgets>;
 }
+
+/** Entries (and archives) unpacking to at most this many bytes are not held to the compression ratio. */
+const RATIO_EXEMPT_BYTES = 1024 * 1024;
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -42,19 +51,27 @@ export class ZipReader {
   readonly entries: readonly ZipEntry[];
   private readonly byName: Map<string, ZipEntry>;
   private readonly view: DataView;
+  private readonly budgets: Readonly<Budgets>;
+  /** Bytes inflated so far, for `budgets.unpackedTotalBytes` and the archive's ratio. */
+  private unpacked = 0;
 
   constructor(
     private readonly bytes: Uint8Array,
     private readonly file = 'zip archive',
     private readonly limits: ZipLimits = {},
   ) {
+    this.budgets = resolveBudgets(limits.budgets);
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.entries = this.readCentralDirectory();
     this.byName = new Map(this.entries.map((e) => [e.name, e]));
   }
 
   private fail(msg: string): never {
-    throw new CheckpointFormatError(`${this.file}: ${msg}`, { file: this.file });
+    throw new CheckpointFormatError(boundMessage(`${this.file}: ${msg}`, this.budgets.errorMessageChars), { file: this.file });
+  }
+
+  private exceeded(msg: string): never {
+    throw new LimitExceededError(boundMessage(`${this.file}: ${msg}`, this.budgets.errorMessageChars));
   }
 
   private u16(off: number): number {
@@ -97,7 +114,7 @@ export class ZipReader {
       cdOffset = this.u64(rec + 48);
     }
     const maxEntries = this.limits.maxEntries ?? 1_000_000;
-    if (count > maxEntries) throw new LimitExceededError(`${this.file}: ${count} entries exceed the limit of ${maxEntries}`);
+    if (count > maxEntries) this.exceeded(`${count} entries exceed the limit of ${maxEntries}`);
     if (cdOffset + cdSize > len) this.fail(`central directory [${cdOffset}, ${cdOffset + cdSize}) lies outside the archive (${len} bytes)`);
     const entries: ZipEntry[] = [];
     let p = cdOffset;
@@ -147,6 +164,26 @@ export class ZipReader {
     return this.byName.get(name);
   }
 
+  /** Refuse to inflate an entry whose declared size is past a budget. */
+  private checkUnpacked(e: ZipEntry): void {
+    const b = this.budgets;
+    const max = Math.min(this.limits.maxEntrySize ?? Infinity, b.unpackedEntryBytes);
+    if (e.size > max) {
+      const which = max === b.unpackedEntryBytes ? ` (${budgetSetting('unpackedEntryBytes')})` : '';
+      this.exceeded(`entry '${e.name}' inflates to ${e.size} bytes, more than the limit of ${max}${which}`);
+    }
+    const total = this.unpacked + e.size;
+    if (total > b.unpackedTotalBytes) {
+      this.exceeded(`entries inflate to more than ${b.unpackedTotalBytes} bytes in all (${budgetSetting('unpackedTotalBytes')})`);
+    }
+    if (e.size > RATIO_EXEMPT_BYTES && e.size > b.compressionRatio * e.compressedSize) {
+      this.exceeded(`entry '${e.name}' inflates ${e.compressedSize} bytes to ${e.size}, a ratio over ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
+    }
+    if (total > RATIO_EXEMPT_BYTES && total > b.compressionRatio * this.bytes.byteLength) {
+      this.exceeded(`entries inflate to ${total} bytes from an archive of ${this.bytes.byteLength}, a ratio over ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
+    }
+  }
+
   /** Byte range of an entry's (compressed) data, checked against the archive. */
   private dataRange(e: ZipEntry): [number, number] {
     const p = e.localOffset;
@@ -158,8 +195,11 @@ export class ZipReader {
   }
 
   /**
-   * The bytes of an entry: a view into the archive for stored entries, inflated (bounded by
-   * the declared size) for deflated ones. `verify` checks the CRC-32.
+   * The bytes of an entry: a view into the archive for stored entries, inflated for deflated
+   * ones. Before inflating, the declared size is held to the budgets (per entry, in total, and
+   * the compression ratio of the entry and of the archive); while inflating, the output is
+   * cut at the declared size, so a header that lies about it gains nothing. `verify` checks
+   * the CRC-32.
    */
   read(name: string | ZipEntry, options: { verify?: boolean } = {}): Uint8Array {
     const e = typeof name === 'string' ? this.byName.get(name) : name;
@@ -169,14 +209,15 @@ export class ZipReader {
     if (e.method === 0) {
       data = this.bytes.subarray(start, end);
     } else {
-      const max = this.limits.maxEntrySize ?? 2 ** 32;
-      if (e.size > max) throw new LimitExceededError(`${this.file}: entry '${e.name}' inflates to ${e.size} bytes, over the limit of ${max}`);
+      this.checkUnpacked(e);
       try {
         data = inflateRawSync(this.bytes.subarray(start, end), { maxOutputLength: Math.max(1, e.size) });
       } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') this.fail(`entry '${e.name}' inflates to more than its declared ${e.size} bytes`);
         return this.fail(`entry '${e.name}' does not inflate (${(err as Error).message})`);
       }
       if (data.byteLength !== e.size) this.fail(`entry '${e.name}' inflates to ${data.byteLength} bytes, declared ${e.size}`);
+      this.unpacked += data.byteLength;
     }
     if (options.verify && crc32(data) >>> 0 !== e.crc32) this.fail(`entry '${e.name}' fails its CRC-32 check`);
     return data;
@@ -271,7 +312,7 @@ export function encodeZip(entries: readonly ZipWriteEntry[], params: ZipWritePar
   const cdOffset = offset;
   let cdSize = 0;
   for (const c of central) cdSize += c.byteLength;
-  out.push(...central);
+  for (const c of central) out.push(c);
   const needZip64 = entries.length >= 0xffff || cdOffset >= 0xffffffff || cdSize >= 0xffffffff;
   if (needZip64) {
     const rec = new Uint8Array(56 + 20);

@@ -27,7 +27,7 @@ const trackable = (shape: readonly number[]): boolean => shape.every((d) => Numb
 
 /** numpy-style broadcast of several shapes. */
 export function broadcastShapes(shapes: number[][], where: string): number[] {
-  const rank = Math.max(...shapes.map((s) => s.length));
+  const rank = shapes.reduce((r, s) => Math.max(r, s.length), 0);
   const out: number[] = [];
   for (let i = 0; i < rank; i++) {
     let d = 1;

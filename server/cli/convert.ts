@@ -17,6 +17,7 @@ import { OUTPUT_FILES } from '../../zoo/convert-model.js';
 import { readAll } from '../../zoo/storage/storage.js';
 import { onePositional, parse, UsageError } from './args.js';
 import { cliConfig, cliConvertModel, cliStorage, STORE_OPTIONS } from './context.js';
+import { printErr } from './output.js';
 
 async function isFile(path: string): Promise<boolean> {
   return stat(path).then(
@@ -101,7 +102,7 @@ export async function runConvert(argv: string[]): Promise<void> {
   if (mode === 'none') {
     const ckpt = await readCheckpointFile(input);
     const bytes = await writeCheckpointFile(out, ckpt.tensors, ckpt.metadata);
-    process.stderr.write(`wrote ${out} (${ckpt.tensors.size} tensors, ${bytes} bytes)\n`);
+    printErr(`wrote ${out} (${ckpt.tensors.size} tensors, ${bytes} bytes)\n`);
     return;
   }
   if (!(MODES as readonly string[]).includes(mode)) throw new UsageError(`unknown --mode '${mode}'; use one of ${MODES.join(', ')} or none`);
@@ -146,12 +147,12 @@ export async function runConvert(argv: string[]): Promise<void> {
       }
       c = converted.modelCard;
       await writeChunksAtomic(cardPath, [Buffer.from(`${JSON.stringify(c, null, 2)}\n`)]);
-      process.stderr.write(`${converted.produced ? 'converted' : 'from the cache'}: ${storage.location}/${converted.prefix}\n`);
+      printErr(`${converted.produced ? 'converted' : 'from the cache'}: ${storage.location}/${converted.prefix}\n`);
     } finally {
       await storage.close();
     }
   }
-  process.stderr.write(
+  printErr(
     `${c.architecture.arch} -> ${c.mode}: wrote ${written.join(', ')} and ${cardPath} ` +
       `(${c.parameters.converted.toLocaleString('en-US')} parameters, ${(c.multiplyAdds.converted / 1e9).toFixed(2)} G multiply-adds at ${c.inputSize.join('x')}, ` +
       `${(c.multiplyAdds.dense3d / 1e9).toFixed(2)} G with dense 3D kernels)\n`,

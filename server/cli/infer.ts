@@ -23,6 +23,7 @@ import { readAll } from '../../zoo/storage/storage.js';
 import { onePositional, parse, UsageError } from './args.js';
 import { cliConfig, cliConvertModel, cliStorage, STORE_OPTIONS, type StoreFlags } from './context.js';
 import { defaultLabels } from './convert.js';
+import { printErr, printOut } from './output.js';
 
 const USAGE =
   'acs-hub infer <model.onnx | checkpoint | zoo-id> --input <volume> [--output out.json|out.npy|out.nii.gz|out.png] [--raw] [--top-k N] ' +
@@ -154,7 +155,7 @@ export async function runInfer(argv: string[]): Promise<void> {
     device,
     threads,
     onLoad: (i) => {
-      if (i.fallback) process.stderr.write(`acs-hub: ${i.fallback}; running on cpu\n`);
+      if (i.fallback) printErr(`acs-hub: ${i.fallback}; running on cpu\n`);
     },
   });
   try {
@@ -172,7 +173,7 @@ export async function runInfer(argv: string[]): Promise<void> {
     const device = engine.loaded.get(model.source.key)?.device ?? 'cpu';
     const json = answer(result, { model: model.card?.architecture.arch ?? modelPath, device, volume: { file: values.input, shape: volume.shape, spacing: volume.spacing } });
     if (!out) {
-      process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+      printOut(`${JSON.stringify(json, null, 2)}\n`);
     } else if (/\.json$/i.test(out)) {
       await writeFile(out, `${JSON.stringify(json, null, 2)}\n`);
     } else if (/\.npy$/i.test(out)) {
@@ -185,7 +186,7 @@ export async function runInfer(argv: string[]): Promise<void> {
       const overlay = labels ? { kind: 'labels' as const, data: labels.data } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
       await writeChunksAtomic(out, [await renderPreview({ volume, overlay })]);
     }
-    if (out) process.stderr.write(`wrote ${out} (${result.kind}${result.topK ? `: ${result.topK[0]?.label ?? `class ${result.topK[0]?.index}`} ${(100 * (result.topK[0]?.probability ?? 0)).toFixed(1)}%` : ''})\n`);
+    if (out) printErr(`wrote ${out} (${result.kind}${result.topK ? `: ${result.topK[0]?.label ?? `class ${result.topK[0]?.index}`} ${(100 * (result.topK[0]?.probability ?? 0)).toFixed(1)}%` : ''})\n`);
   } finally {
     await engine.close();
   }

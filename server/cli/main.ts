@@ -12,6 +12,7 @@ import { runServe } from './serve.js';
 import { runZoo } from './zoo.js';
 import { UsageError } from './args.js';
 import { loadConfig } from '../config.js';
+import { printErr } from './output.js';
 
 const HELP = `acs-hub: pretrained 2D CNNs into ACS 3D networks
 
@@ -87,8 +88,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`acs-hub: ${message.split('\n')[0]}\n`);
-    if (debugEnabled() && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+    printErr(`acs-hub: ${message.split('\n')[0]}\n`);
+    if (debugEnabled() && err instanceof Error) printErr(`${err.stack ?? ''}\n`);
     process.exitCode = err instanceof UsageError ? 2 : err instanceof AcsHubError ? 1 : 1;
   },
 );

@@ -55,7 +55,7 @@ export async function runZoo(argv: string[]): Promise<void> {
       process.stdout.write(`${JSON.stringify(models, null, 2)}\n`);
       return;
     }
-    const width = Math.max(2, ...models.map((m) => m.id.length));
+    const width = models.reduce((w, m) => Math.max(w, m.id.length), 2);
     const lines = models.map((m) => `${m.id.padEnd(width)}  ${m.arch.padEnd(18)}  ${m.licence.padEnd(12)}  ${m.source.type}`);
     process.stdout.write(`${[`${'id'.padEnd(width)}  ${'arch'.padEnd(18)}  ${'licence'.padEnd(12)}  source`, ...lines].join('\n')}\n${models.length} models\n`);
     return;

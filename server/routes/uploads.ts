@@ -51,7 +51,7 @@ export function uploadRoutes(s: Services): Router {
       const bytes = await readFileBytes(tmp);
       const name = filename ?? 'upload';
       const format = detectFormat(bytes, name);
-      const ckpt = decodeCheckpoint(bytes, { file: name, loadExternal: refuseExternalData(name, 'an upload') });
+      const ckpt = decodeCheckpoint(bytes, { file: name, loadExternal: refuseExternalData(name, 'an upload'), budgets: s.cfg.budgets });
       const record: UploadRecord = {
         id: sha256,
         sha256,
