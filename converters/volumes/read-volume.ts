@@ -10,7 +10,7 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
+import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
 import { CheckpointFormatError, InvalidArgumentError, LimitExceededError } from '../errors.js';
 import { ZipReader, looksLikeZip, type ZipEntry } from '../formats/zip.js';
 import { readFileBytes } from '../io.js';
@@ -106,11 +106,12 @@ function checkZipBudgets(entries: readonly ZipEntry[], file: string, b: Readonly
   if (entries.length > b.volumeFiles) throw tooManyFiles(file, b.volumeFiles);
   let total = 0;
   for (const e of entries) {
+    const name = boundMessage(e.name, 200);
     if (e.size > b.unpackedEntryBytes) {
-      throw new LimitExceededError(`${file}: entry '${e.name}' unpacks to ${e.size} bytes, over the budget of ${b.unpackedEntryBytes} (${budgetSetting('unpackedEntryBytes')})`);
+      throw new LimitExceededError(`${file}: entry '${name}' unpacks to ${e.size} bytes, over the budget of ${b.unpackedEntryBytes} (${budgetSetting('unpackedEntryBytes')})`);
     }
     if (e.size > RATIO_EXEMPT_BYTES && e.size > b.compressionRatio * e.compressedSize) {
-      throw new LimitExceededError(`${file}: entry '${e.name}' unpacks ${e.compressedSize} bytes to ${e.size}, a ratio over the budget of ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
+      throw new LimitExceededError(`${file}: entry '${name}' unpacks ${e.compressedSize} bytes to ${e.size}, a ratio over the budget of ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
     }
     total += e.size;
     if (total > b.unpackedTotalBytes) {
