@@ -30,7 +30,11 @@ export interface Budgets {
   nestingDepth: number;
   /** Characters of an error message built from input (longer ones are cut). */
   errorMessageChars: number;
-  /** Voxels (all channels) that resampling, padding or patching may produce. */
+  /**
+   * Voxels (all channels) of one array that preprocessing (resampling, padding or cropping,
+   * channel replication) or sliding windows may produce, and of all the windows of one
+   * sliding-window inference together.
+   */
   outputVoxels: number;
   /** Files read from one folder or archive of slices (DICOM, PNG). */
   volumeFiles: number;
@@ -40,12 +44,29 @@ export interface Budgets {
   conversionOutputBytes: number;
   /** Heap (old generation) of one fenced worker, in bytes: past it the worker is ended. */
   workerHeapBytes: number;
+  /**
+   * Windows one sliding-window inference may run (one network run each): tiny windows with a
+   * large overlap would otherwise make millions of runs out of few voxels.
+   */
+  slidingWindows: number;
 }
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
-/** The defaults (see the module comment for what they must let through). */
+/**
+ * The defaults (see the module comment for what they must let through).
+ *
+ * The arithmetic for a 512x512x600 int16 CT (157,286,400 voxels; the readers' own limit is
+ * 2^29 voxels): its 600 DICOM slices are far under `volumeFiles`; zipped, its 315 MB of slices
+ * under `unpackedTotalBytes`; fed whole to a one-channel network it is 157M voxels, under
+ * `outputVoxels` = 2^28 (268,435,456 voxels, 1 GiB of float32); resampled to a typical input
+ * (1.5 mm isotropic from 0.7 x 0.7 x 1 mm: 239 x 239 x 400, 22.8M voxels, x 3 channels = 68.5M),
+ * and tiled into 96^3 windows with overlap 0.25 (3 x 3 x 6 windows x 3 x 884,736 = 143M), it
+ * stays under it too; 54 windows, or 4,050 of 64^3 with overlap 0.5 over the native grid, are
+ * under `slidingWindows`. What it refuses: `size=800,800,800` (512M voxels for one channel), the
+ * same CT at native resolution replicated to a three-channel stem (471M; resample it first).
+ */
 export const DEFAULT_BUDGETS: Readonly<Budgets> = Object.freeze({
   unpackedEntryBytes: 4 * GiB,
   unpackedTotalBytes: 8 * GiB,
@@ -55,11 +76,12 @@ export const DEFAULT_BUDGETS: Readonly<Budgets> = Object.freeze({
   pickleMemo: 1_000_000,
   nestingDepth: 256,
   errorMessageChars: 2_000,
-  outputVoxels: 2 ** 29,
+  outputVoxels: 2 ** 28,
   volumeFiles: 20_000,
   kserveElements: 2 ** 28,
   conversionOutputBytes: 8 * GiB,
   workerHeapBytes: 2 * GiB,
+  slidingWindows: 10_000,
 });
 
 /** The budgets with the defaults filled in. */

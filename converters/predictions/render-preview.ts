@@ -51,6 +51,9 @@ function heatColour(t: number): [number, number, number] {
   return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
 }
 
+/** Longest side of one view, in pixels (the largest `height`). */
+const MAX_VIEW_PIXELS = 4096;
+
 interface View {
   /** Pixel size. */
   width: number;
@@ -66,8 +69,11 @@ export async function renderPreview(params: RenderPreviewParams): Promise<Uint8A
   const per = nd * nh * nw;
   if (volume.data.length < per) throw new InvalidArgumentError(`'volume.data' holds ${volume.data.length} values, fewer than one [${nd}, ${nh}, ${nw}] channel`);
   const [sd, sh, sw] = volume.spacing ?? [1, 1, 1];
+  if (![sd, sh, sw].every((x) => Number.isFinite(x) && x > 0) || ![nd * sd, nh * sh, nw * sw].every(Number.isFinite)) {
+    throw new InvalidArgumentError(`'volume.spacing' [${[sd, sh, sw].join(', ')}] is not three positive finite voxel sizes (mm) over a [${nd}, ${nh}, ${nw}] grid; the preview cannot be scaled`);
+  }
   const height = params.height ?? 256;
-  if (!Number.isSafeInteger(height) || height < 8 || height > 4096) throw new InvalidArgumentError(`'height' must be an integer in [8, 4096], got ${height}`);
+  if (!Number.isSafeInteger(height) || height < 8 || height > MAX_VIEW_PIXELS) throw new InvalidArgumentError(`'height' must be an integer in [8, ${MAX_VIEW_PIXELS}], got ${height}`);
   const opacity = params.opacity ?? 0.4;
   if (!(opacity >= 0 && opacity <= 1)) throw new InvalidArgumentError(`'opacity' must be in [0, 1], got ${opacity}`);
   const overlay = params.overlay;
@@ -98,7 +104,8 @@ export async function renderPreview(params: RenderPreviewParams): Promise<Uint8A
   const mmHeight = Math.max(nh * sh, nd * sd);
   const px = height / mmHeight;
   const radiological = (params.convention ?? 'radiological') === 'radiological';
-  const size = (mm: number): number => Math.max(1, Math.round(mm * px));
+  // Very anisotropic voxels (say 1000:1) would ask for a view thousands of times wider than tall.
+  const size = (mm: number): number => Math.min(MAX_VIEW_PIXELS, Math.max(1, Math.round(mm * px)));
   const lr = (x: number, W: number): number => (radiological ? nw - ((x + 0.5) / W) * nw : ((x + 0.5) / W) * nw) - 0.5;
   const views: View[] = [
     // axial: rows anterior (high h) -> posterior, columns right/left

@@ -1,7 +1,8 @@
 /** Channel count to what the network's stem expects. */
+import type { Budgets } from '../budgets.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { VolumeArray } from '../volumes/volume.js';
-import { checkVolume } from './geometry.js';
+import { checkOutputVoxels, checkVolume } from './geometry.js';
 
 /** Options of `matchChannels`. */
 export interface MatchChannelsParams<V extends VolumeArray> {
@@ -13,6 +14,8 @@ export interface MatchChannelsParams<V extends VolumeArray> {
   channels: number;
   /** How to reduce several channels to one: their mean, or refuse. @default 'refuse' */
   reduce?: 'mean' | 'refuse';
+  /** Budgets; a replicated output must fit `outputVoxels`. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 /** Replicate one channel to `channels`, keep a matching count, or (on request) average down to one. */
@@ -24,6 +27,7 @@ export function matchChannels<V extends VolumeArray>(params: MatchChannelsParams
   if (c === channels) return volume;
   const per = d * h * w;
   if (c === 1) {
+    checkOutputVoxels([channels, d, h, w], `replicating one channel to ${channels}`, params.budgets);
     const out = new Float32Array(channels * per);
     for (let k = 0; k < channels; k++) out.set(volume.data, k * per);
     return { ...volume, data: out, shape: [channels, d, h, w] };

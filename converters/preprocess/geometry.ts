@@ -1,5 +1,6 @@
 /** Shared checks and geometry updates for the preprocessing steps. */
-import { InvalidArgumentError } from '../errors.js';
+import { budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
+import { InvalidArgumentError, LimitExceededError } from '../errors.js';
 import { multiplyAffine } from '../volumes/affine.js';
 import type { Affine, Vec3, VolumeArray } from '../volumes/volume.js';
 
@@ -22,6 +23,19 @@ export function checkSize(size: readonly number[], name: string): Vec3 {
     throw new InvalidArgumentError(`'${name}' must be three positive integers [D, H, W], got [${size.join(', ')}]`);
   }
   return [size[0]!, size[1]!, size[2]!];
+}
+
+/**
+ * Refuse, before it is allocated, an array of `shape` (all channels) larger than
+ * `budgets.outputVoxels`; `what` says what would have made it. Returns the voxel count.
+ */
+export function checkOutputVoxels(shape: readonly number[], what: string, budgets?: Partial<Budgets>): number {
+  const max = resolveBudgets(budgets).outputVoxels;
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (!(n <= max)) {
+    throw new LimitExceededError(`${what}: [${shape.join(', ')}] is ${n} voxels, over the budget of ${max} (${budgetSetting('outputVoxels')})`);
+  }
+  return n;
 }
 
 /**

@@ -4,10 +4,10 @@
  * A typical CT pipeline: `resample` (to a spacing) -> `windowIntensity` -> `matchChannels`
  * -> `normalizeChannels` (the model card's mean/std) -> `padOrCrop` or `slidingWindow`.
  */
-export { resample, type ResampleParams } from './resample.js';
+export { resample, resampleSize, type ResampleParams } from './resample.js';
 export { CT_WINDOWS, windowIntensity, scaleIntensity, normalizeChannels, type WindowParams, type ScaleParams, type NormalizeParams } from './intensity.js';
 export { matchChannels, type MatchChannelsParams } from './channels.js';
 export { padOrCrop, padCropOffsets, type PadOrCropParams } from './pad-crop.js';
 export { stackBatch, type Batch } from './batch.js';
-export { slidingWindow, windowStarts, windowWeights, type SlidingWindowParams, type SlidingWindowResult, type WindowOutput } from './sliding-window.js';
-export type { MaybeGeometry } from './geometry.js';
+export { checkWindowCount, slidingWindow, windowStarts, windowWeights, type SlidingWindowParams, type SlidingWindowResult, type WindowOutput } from './sliding-window.js';
+export { checkOutputVoxels, type MaybeGeometry } from './geometry.js';

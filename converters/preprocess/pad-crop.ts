@@ -4,8 +4,9 @@
  * `floor((n - m) / 2)`. Padding to `m` then cropping back to `n` is therefore exact, which
  * lets a dense prediction return to the input grid. The affine moves with the grid.
  */
+import type { Budgets } from '../budgets.js';
 import type { Vec3 } from '../volumes/volume.js';
-import { checkSize, checkVolume, regrid, type MaybeGeometry } from './geometry.js';
+import { checkOutputVoxels, checkSize, checkVolume, regrid, type MaybeGeometry } from './geometry.js';
 
 /** Options of `padOrCrop`. */
 export interface PadOrCropParams<V extends MaybeGeometry> {
@@ -14,6 +15,8 @@ export interface PadOrCropParams<V extends MaybeGeometry> {
   size: readonly number[];
   /** Value of padded voxels (e.g. -1024 for raw CT, 0 after scaling). @default 0 */
   value?: number;
+  /** Budgets; the output (all channels) must fit `outputVoxels`. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 /** Offsets `[d, h, w]` of the old grid's first voxel in the new grid (negative when cropped). */
@@ -32,6 +35,7 @@ export function padOrCrop<V extends MaybeGeometry>(params: PadOrCropParams<V>): 
   const size = checkSize(params.size, 'size');
   const [c, d, h, w] = volume.shape;
   const [od, oh, ow] = size;
+  checkOutputVoxels([c, od, oh, ow], `padding or cropping [${volume.shape.join(', ')}] to ${size.join('x')}`, params.budgets);
   const off = padCropOffsets([d, h, w], size);
   const out = new Float32Array(c * od * oh * ow);
   const value = params.value ?? 0;

@@ -6,9 +6,10 @@
  * and the field of view, hence the world position of the volume, is kept; the affine and
  * spacing are updated to match.
  */
+import type { Budgets } from '../budgets.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { Vec3 } from '../volumes/volume.js';
-import { checkSize, checkVolume, regrid, type MaybeGeometry } from './geometry.js';
+import { checkOutputVoxels, checkSize, checkVolume, regrid, type MaybeGeometry } from './geometry.js';
 
 /** Options of `resample`; give exactly one of `size` and `spacing`. */
 export interface ResampleParams<V extends MaybeGeometry> {
@@ -23,6 +24,8 @@ export interface ResampleParams<V extends MaybeGeometry> {
   spacing?: Vec3;
   /** `trilinear` for intensities, `nearest` for label maps. @default 'trilinear' */
   mode?: 'trilinear' | 'nearest';
+  /** Budgets; the output (all channels) must fit `outputVoxels`. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 interface Taps {
@@ -53,21 +56,28 @@ function nearestIndex(nIn: number, nOut: number): Int32Array {
   return idx;
 }
 
+/**
+ * The `[D, H, W]` a resampling to `size` or `spacing` gives (see `ResampleParams`), checked
+ * but not yet held against any budget.
+ */
+export function resampleSize(volume: Pick<MaybeGeometry, 'shape' | 'spacing'>, target: { size?: readonly number[]; spacing?: readonly number[] }): Vec3 {
+  if ((target.size === undefined) === (target.spacing === undefined)) throw new InvalidArgumentError("give exactly one of 'size' and 'spacing'");
+  if (target.size !== undefined) return checkSize(target.size, 'size');
+  const sp = target.spacing!;
+  const have = volume.spacing;
+  if (have === undefined) throw new InvalidArgumentError("'spacing' needs a volume that has a spacing");
+  if (sp.length !== 3 || !sp.every((s) => Number.isFinite(s) && s > 0)) throw new InvalidArgumentError(`'spacing' must be three positive numbers, got [${sp.join(', ')}]`);
+  if (!have.every((s) => Number.isFinite(s) && s > 0)) throw new InvalidArgumentError(`the volume's spacing [${have.join(', ')}] is not three positive numbers: it cannot be resampled to a spacing`);
+  return [0, 1, 2].map((a) => Math.max(1, Math.round((volume.shape[a + 1]! * have[a]!) / sp[a]!))) as Vec3;
+}
+
 /** Resample to a size or spacing; returns a new volume with updated affine and spacing. */
 export function resample<V extends MaybeGeometry>(params: ResampleParams<V>): V {
   const { volume } = params;
   checkVolume(volume);
   const [c, d, h, w] = volume.shape;
-  let size: Vec3;
-  if ((params.size === undefined) === (params.spacing === undefined)) throw new InvalidArgumentError("give exactly one of 'size' and 'spacing'");
-  if (params.size !== undefined) {
-    size = checkSize(params.size, 'size');
-  } else {
-    const sp = params.spacing!;
-    if (volume.spacing === undefined) throw new InvalidArgumentError("'spacing' needs a volume that has a spacing");
-    if (sp.length !== 3 || !sp.every((s) => Number.isFinite(s) && s > 0)) throw new InvalidArgumentError(`'spacing' must be three positive numbers, got [${sp.join(', ')}]`);
-    size = [0, 1, 2].map((a) => Math.max(1, Math.round((volume.shape[a + 1]! * volume.spacing![a]!) / sp[a]!))) as Vec3;
-  }
+  const size = resampleSize(volume, params);
+  checkOutputVoxels([c, ...size], `resampling [${volume.shape.join(', ')}] to ${size.join('x')}`, params.budgets);
   const mode = params.mode ?? 'trilinear';
   if (mode !== 'trilinear' && mode !== 'nearest') throw new InvalidArgumentError(`'mode' must be 'trilinear' or 'nearest', got '${String(mode)}'`);
   const [od, oh, ow] = size;

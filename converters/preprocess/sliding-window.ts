@@ -6,10 +6,16 @@
  * together: dense (segmentation) outputs blended with constant or Gaussian weights, vector
  * (classification, features) outputs averaged over the windows. A volume smaller than the
  * window along an axis is padded (centred, `padValue`) and the output cropped back.
+ *
+ * Bounded by `budgets.outputVoxels`: the padded volume, the windows of all the batches
+ * together (all channels), and the assembled output, each checked before it is made; and by
+ * `budgets.slidingWindows`, the number of windows (of network runs). The window positions are
+ * computed one batch at a time, never listed.
  */
-import { InvalidArgumentError, UnsupportedError } from '../errors.js';
+import { budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
+import { InvalidArgumentError, LimitExceededError, UnsupportedError } from '../errors.js';
 import type { Vec3, VolumeArray } from '../volumes/volume.js';
-import { checkSize, checkVolume } from './geometry.js';
+import { checkOutputVoxels, checkSize, checkVolume } from './geometry.js';
 import { padOrCrop } from './pad-crop.js';
 
 /** What the callback returns for a batch of `n` windows. */
@@ -39,6 +45,8 @@ export interface SlidingWindowParams {
   run: (batch: Float32Array, shape: readonly [number, number, number, number, number]) => Promise<WindowOutput>;
   /** Stops between batches when aborted. */
   signal?: AbortSignal;
+  /** Budgets on the voxels produced (see the module comment). @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 /** The assembled output. */
@@ -79,6 +87,20 @@ export function windowWeights(window: Vec3, blend: 'constant' | 'gaussian', sigm
   return out;
 }
 
+/**
+ * The number of windows tiling a `[D, H, W]` grid (already padded to the window) takes,
+ * refused past `budgets.slidingWindows` before any is made; `where` opens the message.
+ */
+export function checkWindowCount(grid: readonly number[], window: readonly number[], overlap: readonly number[], budgets?: Partial<Budgets>, where?: string): number {
+  const counts = [0, 1, 2].map((a) => windowStarts(grid[a]!, window[a]!, overlap[a]!).length);
+  const windows = counts[0]! * counts[1]! * counts[2]!;
+  const max = resolveBudgets(budgets).slidingWindows;
+  if (windows > max) {
+    throw new LimitExceededError(`${where === undefined ? '' : `${where}: `}tiling [${grid.join(', ')}] into windows of ${window.join('x')} with overlap [${overlap.join(', ')}] makes ${counts.join(' x ')} = ${windows} windows, over the budget of ${max} (${budgetSetting('slidingWindows')})`);
+  }
+  return windows;
+}
+
 /** Tile, run and reassemble; see the module comment. */
 export async function slidingWindow(params: SlidingWindowParams): Promise<SlidingWindowResult> {
   checkVolume(params.volume);
@@ -94,20 +116,22 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
 
   const [c, d0, h0, w0] = params.volume.shape;
   const padded: Vec3 = [Math.max(d0, win[0]), Math.max(h0, win[1]), Math.max(w0, win[2])];
-  const vol = padded.some((n, a) => n !== params.volume.shape[a + 1]) ? padOrCrop({ volume: params.volume, size: padded, value: params.padValue ?? 0 }) : params.volume;
+  const vol = padded.some((n, a) => n !== params.volume.shape[a + 1]) ? padOrCrop({ volume: params.volume, size: padded, value: params.padValue ?? 0, budgets: params.budgets }) : params.volume;
   const [, d, h, w] = vol.shape;
-  const starts: Vec3[] = [];
-  for (const z of windowStarts(d, win[0], ov[0]!)) for (const y of windowStarts(h, win[1], ov[1]!)) for (const x of windowStarts(w, win[2], ov[2]!)) starts.push([z, y, x]);
+  const axes = [windowStarts(d, win[0], ov[0]!), windowStarts(h, win[1], ov[1]!), windowStarts(w, win[2], ov[2]!)] as const;
+  const windows = checkWindowCount([d, h, w], win, ov, params.budgets);
   const per = win[0] * win[1] * win[2];
+  checkOutputVoxels([windows, c, ...win], `tiling [${vol.shape.join(', ')}] into ${windows} windows of ${win.join('x')}`, params.budgets);
+  const start = (i: number): Vec3 => [axes[0][Math.floor(i / (axes[1].length * axes[2].length))]!, axes[1][Math.floor(i / axes[2].length) % axes[1].length]!, axes[2][i % axes[2].length]!];
   const weights = windowWeights(win, blend, sigmaScale);
 
   let kind: 'dense' | 'vector' | undefined;
   let k = 0;
   let acc: Float32Array | undefined;
   let wsum: Float32Array | undefined;
-  for (let b = 0; b < starts.length; b += batchSize) {
+  for (let b = 0; b < windows; b += batchSize) {
     params.signal?.throwIfAborted();
-    const group = starts.slice(b, b + batchSize);
+    const group = Array.from({ length: Math.min(batchSize, windows - b) }, (_, n) => start(b + n));
     const batch = new Float32Array(group.length * c * per);
     group.forEach(([z0, y0, x0], n) => {
       let o = n * c * per;
@@ -136,6 +160,7 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
     if (kind === undefined) {
       kind = thisKind;
       k = s[1]!;
+      if (kind === 'dense') checkOutputVoxels([k, d, h, w], `assembling the windows' ${k}-channel outputs`, params.budgets);
       acc = new Float32Array(kind === 'dense' ? k * d * h * w : k);
       if (kind === 'dense') wsum = new Float32Array(d * h * w);
     } else if (kind !== thisKind || s[1] !== k) {
@@ -164,14 +189,14 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
     });
   }
   if (kind === 'vector') {
-    for (let j = 0; j < k; j++) acc![j] = acc![j]! / starts.length;
-    return { kind, data: acc!, shape: [k], windows: starts.length };
+    for (let j = 0; j < k; j++) acc![j] = acc![j]! / windows;
+    return { kind, data: acc!, shape: [k], windows };
   }
   const plane = d * h * w;
   for (let j = 0; j < k; j++) for (let i = 0; i < plane; i++) acc![j * plane + i] = acc![j * plane + i]! / wsum![i]!;
   let dense: VolumeArray = { data: acc!, shape: [k, d, h, w] };
   if (d !== d0 || h !== h0 || w !== w0) {
-    dense = padOrCrop({ volume: dense, size: [d0, h0, w0] });
+    dense = padOrCrop({ volume: dense, size: [d0, h0, w0], budgets: params.budgets });
   }
-  return { kind: 'dense', data: dense.data, shape: [k, d0, h0, w0], windows: starts.length };
+  return { kind: 'dense', data: dense.data, shape: [k, d0, h0, w0], windows };
 }

@@ -6,6 +6,7 @@
  */
 import { decodeOnnx, encodeOnnx } from '../formats/onnx.js';
 import { graphFromModel, graphToModel, type Graph, type Node } from '../graph/ir.js';
+import type { Budgets } from '../budgets.js';
 import { resample } from '../preprocess/index.js';
 import { readFileBytes } from '../io.js';
 import type { Volume } from '../volumes/index.js';
@@ -57,17 +58,18 @@ export function classActivation(cam: CamModel, featureMap: Float32Array5, k: num
   for (let i = 0; i < vox; i++) max = Math.max(max, map[i]!);
   for (let i = 0; i < vox; i++) map[i] = max > 0 ? Math.max(0, map[i]!) / max : 0;
   if (d === size[0] && h === size[1] && w === size[2]) return map;
-  return resample({ volume: { data: map, shape: [1, d, h, w] as const }, size: [...size], mode: 'trilinear' }).data;
+  // Back onto the input's own grid, which its reader bounded: no budget beyond that.
+  return resample({ volume: { data: map, shape: [1, d, h, w] as const }, size: [...size], mode: 'trilinear', budgets: { outputVoxels: size[0] * size[1] * size[2] } }).data;
 }
 
 /** A class-activation map of the top class on the input's grid, where the network allows one. */
-export async function activationMap(engine: InferenceEngine, model: LoadedModel, result: InferResult, volume: Volume, options: InferOptions): Promise<Float32Array | undefined> {
+export async function activationMap(engine: InferenceEngine, model: LoadedModel, result: InferResult, volume: Volume, options: InferOptions, budgets?: Partial<Budgets>): Promise<Float32Array | undefined> {
   if (result.kind !== 'classification' || !result.topK?.length || options.patch) return undefined;
   const bytes = await model.source.load();
   const cam = withFeatureMap(typeof bytes === 'string' ? await readFileBytes(bytes) : bytes);
   if (!cam) return undefined;
   const camModel = { ...model.source, key: `${model.source.key}#cam`, bytes: cam.bytes.byteLength, load: async () => cam.bytes };
-  const { volume: input } = preprocess(volume, model, options);
+  const { volume: input } = preprocess(volume, model, options, budgets);
   const outs = await engine.run(camModel, { data: input.data, shape: [1, ...input.shape] });
   const features = outs[cam.features];
   if (!features || features.shape.length !== 5) return undefined;

@@ -4,11 +4,13 @@
  * volumes larger than the network's input), and the answer: top-k classes, a feature
  * vector, or a label volume on the input's grid.
  */
+import type { Budgets } from '../budgets.js';
 import type { Card } from '../convert.js';
 import { InvalidArgumentError } from '../errors.js';
-import { matchChannels, normalizeChannels, padOrCrop, resample, scaleIntensity, slidingWindow, windowIntensity, CT_WINDOWS } from '../preprocess/index.js';
+import { checkSize } from '../preprocess/geometry.js';
+import { checkOutputVoxels, checkWindowCount, matchChannels, normalizeChannels, padOrCrop, resample, resampleSize, scaleIntensity, slidingWindow, windowIntensity, CT_WINDOWS } from '../preprocess/index.js';
 import { featureVector, labelsFromScores, topK, type ClassScore, type LabelMap } from '../predictions/index.js';
-import type { Vec3, Volume } from '../volumes/index.js';
+import { VolumeFormatError, type Vec3, type Volume } from '../volumes/index.js';
 import type { Float32Array5, InferenceEngine, ModelSource } from './engine.js';
 import { InferenceFailedError } from './errors.js';
 
@@ -67,13 +69,52 @@ function minOf(a: Float32Array): number {
   return m;
 }
 
-/** Preprocess a volume for a model; returns the array and the steps taken. */
-export function preprocess(volume: Volume, model: LoadedModel, o: InferOptions): { volume: Volume; steps: string[] } {
+/**
+ * Refuse a volume holding NaN or infinite voxels: they would pass through every step and come
+ * out of the network as a non-finite answer.
+ */
+function checkFinite(volume: Volume): void {
+  const data = volume.data;
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]!)) {
+      if (first < 0) first = i;
+      bad++;
+    }
+  }
+  if (bad === 0) return;
+  const [, d, h, w] = volume.shape;
+  const at = [Math.floor(first / (d * h * w)), Math.floor(first / (h * w)) % d, Math.floor(first / w) % h, first % w];
+  const file = volume.source.file;
+  throw new VolumeFormatError(
+    `${file}: ${bad} of ${data.length} voxels are not finite numbers (NaN or infinite; the first, ${data[first]}, at [c, d, h, w] = [${at.join(', ')}]); replace them, with the background value say, before inference`,
+    { file },
+  );
+}
+
+/**
+ * Preprocess a volume for a model; returns the array and the steps taken. The network input it
+ * plans (resampled size, the model's channels, padding to the windows) is held against
+ * `budgets.outputVoxels`, and the windows `o.patch` makes against `budgets.slidingWindows`,
+ * before any step runs. A volume with NaN or infinite voxels is refused (422).
+ */
+export function preprocess(volume: Volume, model: LoadedModel, o: InferOptions, budgets?: Partial<Budgets>): { volume: Volume; steps: string[] } {
+  checkFinite(volume);
   const steps: string[] = [];
   let v = volume;
   if (o.raw) return { volume: v, steps: ['raw: fed as stored'] };
+  const resized = o.size || o.spacing ? resampleSize(v, { size: o.size, spacing: o.spacing }) : ([v.shape[1], v.shape[2], v.shape[3]] as Vec3);
+  const patch = o.patch ? checkSize(o.patch, 'patch') : undefined;
+  const planned = resized.map((n, a) => Math.max(n, patch?.[a] ?? 0));
+  checkOutputVoxels([Math.max(v.shape[0], model.channels), ...planned], `${v.source.file}: preprocessing [${v.shape.join(', ')}] for a ${model.channels}-channel network`, budgets);
+  if (patch) {
+    const overlap = o.overlap ?? 0.25;
+    if (!(overlap >= 0 && overlap < 1)) throw new InvalidArgumentError(`'overlap' must be in [0, 1), got ${overlap}`);
+    checkWindowCount(planned, patch, [overlap, overlap, overlap], budgets, v.source.file);
+  }
   if (o.size || o.spacing) {
-    v = resample({ volume: v, size: o.size, spacing: o.spacing, mode: 'trilinear' });
+    v = resample({ volume: v, size: o.size, spacing: o.spacing, mode: 'trilinear', budgets });
     steps.push(`resample to ${v.shape.slice(1).join('x')} (spacing ${v.spacing.map((s) => s.toFixed(2)).join(', ')} mm)`);
   }
   if (o.window === 'none') steps.push('no intensity window');
@@ -87,7 +128,7 @@ export function preprocess(volume: Volume, model: LoadedModel, o: InferOptions):
   }
   if (v.shape[0] !== model.channels) {
     steps.push(`channels ${v.shape[0]} -> ${model.channels}`);
-    v = matchChannels({ volume: v, channels: model.channels });
+    v = matchChannels({ volume: v, channels: model.channels, budgets });
   }
   const mean = o.mean ?? model.card?.preprocessing.mean ?? (model.channels === 3 ? [0.485, 0.456, 0.406] : [0.449]);
   const std = o.std ?? model.card?.preprocessing.std ?? (model.channels === 3 ? [0.229, 0.224, 0.225] : [0.226]);
@@ -99,10 +140,10 @@ export function preprocess(volume: Volume, model: LoadedModel, o: InferOptions):
   return { volume: v, steps };
 }
 
-/** Run a model on a volume. */
-export async function infer(engine: InferenceEngine, model: LoadedModel, volume: Volume, o: InferOptions = {}): Promise<InferResult> {
+/** Run a model on a volume, within the budgets (see `preprocess` and `slidingWindow`). */
+export async function infer(engine: InferenceEngine, model: LoadedModel, volume: Volume, o: InferOptions = {}, budgets?: Partial<Budgets>): Promise<InferResult> {
   const t0 = performance.now();
-  const { volume: v, steps } = preprocess(volume, model, o);
+  const { volume: v, steps } = preprocess(volume, model, o, budgets);
   const t1 = performance.now();
   const run = (data: Float32Array, shape: readonly number[]) => engine.run(model.source, { data, shape: [...shape] });
   let output: Float32Array5;
@@ -110,11 +151,12 @@ export async function infer(engine: InferenceEngine, model: LoadedModel, volume:
   if (o.patch && !o.raw) {
     const patch = o.patch;
     const needsPad = v.shape.slice(1).some((n, i) => n < patch[i]!);
-    const src = needsPad ? padOrCrop({ volume: v, size: v.shape.slice(1).map((n, i) => Math.max(n, patch[i]!)) as Vec3 }) : v;
+    const src = needsPad ? padOrCrop({ volume: v, size: v.shape.slice(1).map((n, i) => Math.max(n, patch[i]!)) as Vec3, budgets }) : v;
     const result = await slidingWindow({
       volume: src,
       windowSize: patch,
       overlap: o.overlap ?? 0.25,
+      budgets,
       run: async (batch, shape) => {
         const out = await run(batch, shape);
         return first(out);

@@ -1,10 +1,17 @@
 /**
  * Bounded gunzip: inflate only as many bytes as the file's own header says it holds, so a
  * small `.gz` that would inflate to gigabytes (or whose header declares an absurd size) is
- * refused or cut short before that memory is ever allocated.
+ * refused or cut short before that memory is ever allocated. The declared size is held against
+ * `budgets.unpackedEntryBytes`, and its ratio to the compressed size against
+ * `budgets.compressionRatio`, before the output is allocated.
  */
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
+import { LimitExceededError } from '../errors.js';
+
+/** Sizes up to this are exempt from the compression-ratio budget (its own definition). */
+const RATIO_EXEMPT_BYTES = 1024 * 1024;
 
 /** Does this look like gzip (magic 1f 8b)? */
 export function looksLikeGzip(bytes: Uint8Array): boolean {
@@ -22,6 +29,21 @@ export interface GunzipBoundedParams {
   sizeFromHead: (head: Uint8Array) => number | undefined;
   /** Called with a message when the stream is not valid gzip or ends early; must throw. */
   fail: (message: string) => never;
+  /** Name used in messages. @default 'gzip stream' */
+  file?: string;
+  /** Budgets on the inflated size (see the module comment). @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
+}
+
+/** Refuse an inflated size over the budgets, before it is allocated. */
+function checkInflated(total: number, packed: number, file: string, budgets: Partial<Budgets> | undefined): void {
+  const b = resolveBudgets(budgets);
+  if (total > b.unpackedEntryBytes) {
+    throw new LimitExceededError(`${file}: inflates to ${total} bytes, over the budget of ${b.unpackedEntryBytes} (${budgetSetting('unpackedEntryBytes')})`);
+  }
+  if (total > RATIO_EXEMPT_BYTES && total > b.compressionRatio * packed) {
+    throw new LimitExceededError(`${file}: ${packed} compressed bytes inflate to ${total}, a ratio of ${Math.round(total / packed)} over the budget of ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
+  }
 }
 
 /**
@@ -42,6 +64,7 @@ export async function gunzipBounded(params: GunzipBoundedParams): Promise<Uint8A
         const joined = Buffer.concat(head, headLen);
         const total = params.sizeFromHead(joined);
         if (total === undefined) continue;
+        checkInflated(total, params.bytes.byteLength, params.file ?? 'gzip stream', params.budgets);
         out = new Uint8Array(total);
         const n = Math.min(total, joined.byteLength);
         out.set(joined.subarray(0, n));

@@ -9,6 +9,7 @@
  * with per-frame functional groups (enhanced CT/MR), are read; 8, 16 and 32-bit samples,
  * signed or not, one sample per pixel.
  */
+import { resolveBudgets, type Budgets } from '../budgets.js';
 import { InvalidArgumentError, LimitExceededError } from '../errors.js';
 import { getNumbers, getString, firstItem, looksLikeDicom, parseDicom, TAGS, type DicomDataset, type DicomFile } from './dicom-parse.js';
 import { MixedSeriesError, VolumeFormatError, VolumeUnsupportedError } from './errors.js';
@@ -34,6 +35,8 @@ export interface DecodeDicomSeriesParams {
   sliceSpacingTolerance?: number;
   /** Most voxels accepted. @default VOLUME_LIMITS.maxVoxels */
   maxVoxels?: number;
+  /** Budgets: a deflated dataset inflates to at most `unpackedEntryBytes`. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 interface Frame {
@@ -73,6 +76,9 @@ function one(ds: DicomFile, tag: number, file: string, required: boolean): numbe
   return v;
 }
 
+/** A slice step only when it is one (a thickness of 0 says nothing). */
+const positive = (v: number | undefined): number | undefined => (v !== undefined && v > 0 ? v : undefined);
+
 /** Decode the chosen series of a set of DICOM files. */
 export function decodeDicomSeries(params: DecodeDicomSeriesParams): Volume {
   const source = params.source ?? 'dicom series';
@@ -82,7 +88,7 @@ export function decodeDicomSeries(params: DecodeDicomSeriesParams): Volume {
   const images: SeriesFile[] = [];
   for (const f of params.files) {
     if (!looksLikeDicom(f.bytes)) continue;
-    const ds = parseDicom(f.bytes, { file: f.name, maxInflatedBytes: Math.min(2 ** 31, maxVoxels * 8 + (1 << 26)) });
+    const ds = parseDicom(f.bytes, { file: f.name, maxInflatedBytes: Math.min(2 ** 31, resolveBudgets(params.budgets).unpackedEntryBytes, maxVoxels * 8 + (1 << 26)) });
     if (!ds.elements.has(TAGS.PixelData)) continue;
     images.push({ name: f.name, ds, uid: getString(ds, TAGS.SeriesInstanceUID) ?? '' });
   }
@@ -197,12 +203,12 @@ function assemble(files: SeriesFile[], source: string, maxVoxels: number, tolera
       const b = frames[frames.length - 1]!.position!;
       step = [(b[0] - a[0]) / (frames.length - 1), (b[1] - a[1]) / (frames.length - 1), (b[2] - a[2]) / (frames.length - 1)];
     } else {
-      const t = one(f0, TAGS.SliceThickness, first.name, false) ?? one(f0, TAGS.SpacingBetweenSlices, first.name, false) ?? 1;
+      const t = positive(one(f0, TAGS.SliceThickness, first.name, false)) ?? positive(one(f0, TAGS.SpacingBetweenSlices, first.name, false)) ?? 1;
       step = [normal[0] * t, normal[1] * t, normal[2] * t];
     }
   } else {
     frames.sort((a, b) => a.instance - b.instance || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
-    const t = one(f0, TAGS.SpacingBetweenSlices, first.name, false) ?? one(f0, TAGS.SliceThickness, first.name, false) ?? 1;
+    const t = positive(one(f0, TAGS.SpacingBetweenSlices, first.name, false)) ?? positive(one(f0, TAGS.SliceThickness, first.name, false)) ?? 1;
     step = [normal[0] * t, normal[1] * t, normal[2] * t];
     warnings.push('no ImagePositionPatient/ImageOrientationPatient on every frame: ordered by InstanceNumber, geometry approximate');
   }

@@ -7,6 +7,7 @@
  * Dimensions 4 to 7 (time, vector components) all become channels, time fastest; RGB24 and
  * RGBA32 voxels become 3 or 4 channels.
  */
+import type { Budgets } from '../budgets.js';
 import { InvalidArgumentError } from '../errors.js';
 import { VolumeFormatError, VolumeUnsupportedError } from './errors.js';
 import { gridToVolume } from './grid-volume.js';
@@ -193,11 +194,27 @@ function quaternionAffine(h: NiftiHeader): Affine {
   return out;
 }
 
-/** The affine a header gives, and which field it came from. */
+/** Is this affine's 3x3 part finite with no zero-length column (usable as a voxel grid)? */
+function usable(affine: Affine): boolean {
+  return affine.every(Number.isFinite) && [0, 1, 2].every((c) => Math.hypot(affine[c]!, affine[4 + c]!, affine[8 + c]!) > 0);
+}
+
+/**
+ * The affine a header gives, and which field it came from: the sform, else the qform, each
+ * only when set and usable (finite, no zero-length axis), else pixdim alone.
+ */
 export function niftiAffine(h: NiftiHeader, dims: readonly number[]): { affine: Affine; from: 'sform' | 'qform' | 'pixdim' } {
-  if (h.sformCode > 0 && h.srow.every(Number.isFinite)) return { affine: [...h.srow, 0, 0, 0, 1], from: 'sform' };
-  if (h.qformCode > 0) return { affine: quaternionAffine(h), from: 'qform' };
-  const zoom = [-(h.pixdim[1] || 1), h.pixdim[2] || 1, h.pixdim[3] || 1];
+  if (h.sformCode > 0) {
+    const sform = [...h.srow, 0, 0, 0, 1];
+    if (usable(sform)) return { affine: sform, from: 'sform' };
+  }
+  if (h.qformCode > 0) {
+    const qform = quaternionAffine(h);
+    if (usable(qform)) return { affine: qform, from: 'qform' };
+  }
+  // A zero, NaN or infinite pixdim is taken as 1 mm, as nibabel takes a zero one.
+  const step = (p: number): number => (Number.isFinite(p) && p !== 0 ? p : 1);
+  const zoom = [-step(h.pixdim[1]!), step(h.pixdim[2]!), step(h.pixdim[3]!)];
   const affine: Affine = [];
   for (let row = 0; row < 3; row++) {
     for (let col = 0; col < 3; col++) affine.push(row === col ? zoom[row]! : 0);
@@ -213,6 +230,8 @@ export interface DecodeNiftiParams {
   file?: string;
   /** Most voxels (all channels) accepted. @default VOLUME_LIMITS.maxVoxels */
   maxVoxels?: number;
+  /** Budgets on what a `.nii.gz` inflates to (`unpackedEntryBytes`, `compressionRatio`). @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
 }
 
 /** Decode a `.nii` or `.nii.gz` held in memory into a canonical volume. */
@@ -228,6 +247,8 @@ export async function decodeNifti(bytes: Uint8Array, params: DecodeNiftiParams =
     raw = await gunzipBounded({
       bytes,
       fail,
+      file,
+      budgets: params.budgets,
       sizeFromHead: (head) => {
         if (head.byteLength < 4) return undefined;
         if (!looksLikeNifti(head)) parseNiftiHeader(head, file);
@@ -265,6 +286,9 @@ export async function decodeNifti(bytes: Uint8Array, params: DecodeNiftiParams =
         ? (p: number): number => samples[p]!
         : (p: number): number => samples[p]! * slope + inter;
   const { affine, from } = niftiAffine(h, lay.dims);
+  if ((h.sformCode > 0 && from !== 'sform') || (h.qformCode > 0 && from === 'pixdim')) {
+    warnings.push(`the ${h.sformCode > 0 ? 'sform' : 'qform'} is not finite or has a zero-length axis: the geometry comes from ${from === 'qform' ? 'the qform' : 'pixdim'}`);
+  }
   return gridToVolume({
     dims: lay.dims,
     channels: lay.channels,

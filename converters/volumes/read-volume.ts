@@ -2,11 +2,17 @@
  * One entry point for every volume input: a file, a folder or a zip (of DICOM files or PNG
  * slices), or bytes held in memory. The format comes from the magic bytes, then from the
  * folder's or archive's contents, then from the file name's extension.
+ *
+ * Budgets (`converters/budgets.ts`): a folder or zip holds at most `volumeFiles` slices; a zip's
+ * entries are held, by their declared sizes and before any is inflated, against
+ * `unpackedEntryBytes` each, `unpackedTotalBytes` together and `compressionRatio`; a `.nii.gz`
+ * against the first and the last.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
 import { CheckpointFormatError, InvalidArgumentError, LimitExceededError } from '../errors.js';
-import { ZipReader, looksLikeZip } from '../formats/zip.js';
+import { ZipReader, looksLikeZip, type ZipEntry } from '../formats/zip.js';
 import { readFileBytes } from '../io.js';
 import { looksLikeDicom } from './dicom-parse.js';
 import { VolumeFormatError } from './errors.js';
@@ -32,13 +38,19 @@ export interface ReadVolumeParams {
   spacing?: Vec3;
   /** Most voxels (all channels) of the volume. @default VOLUME_LIMITS.maxVoxels (2^29) */
   maxVoxels?: number;
-  /** Most files read from a folder or archive. @default VOLUME_LIMITS.maxFiles (20,000) */
-  maxFiles?: number;
+  /** Budgets on files and unpacked bytes (see the module comment). @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
   /** DICOM: largest relative deviation of a slice gap from the mean. @default 0.1 */
   sliceSpacingTolerance?: number;
 }
 
 const MAX_FOLDER_DEPTH = 8;
+/** Entries up to this size are exempt from the compression-ratio budget (its own definition). */
+const RATIO_EXEMPT_BYTES = 1024 * 1024;
+
+function tooManyFiles(source: string, max: number): LimitExceededError {
+  return new LimitExceededError(`${source}: holds more than ${max} files, over the budget (${budgetSetting('volumeFiles')})`);
+}
 
 /** Files of a folder (recursively, hidden ones skipped), in name order, bounded in count. */
 async function listFolder(dir: string, maxFiles: number): Promise<string[]> {
@@ -52,7 +64,7 @@ async function listFolder(dir: string, maxFiles: number): Promise<string[]> {
       if (e.isDirectory()) await walk(p, depth + 1);
       else if (e.isFile()) {
         out.push(p);
-        if (out.length > maxFiles) throw new LimitExceededError(`${dir}: holds more than the limit of ${maxFiles} files`);
+        if (out.length > maxFiles) throw tooManyFiles(dir, maxFiles);
       }
     }
   };
@@ -69,6 +81,7 @@ async function decodeFileSet(files: NamedBytes[], source: string, params: ReadVo
       files: dicom.length > 0 ? dicom : files,
       source,
       maxVoxels,
+      budgets: params.budgets,
       ...(params.seriesInstanceUid !== undefined ? { seriesInstanceUid: params.seriesInstanceUid } : {}),
       ...(params.sliceSpacingTolerance !== undefined ? { sliceSpacingTolerance: params.sliceSpacingTolerance } : {}),
     });
@@ -80,21 +93,41 @@ async function decodeFileSet(files: NamedBytes[], source: string, params: ReadVo
   throw new VolumeFormatError(`${source}: none of its ${files.length} files is a DICOM image or a PNG slice`, { file: source });
 }
 
-function readZip(bytes: Uint8Array, file: string, params: ReadVolumeParams): NamedBytes[] {
-  const maxFiles = params.maxFiles ?? VOLUME_LIMITS.maxFiles;
-  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
-  try {
-    const zip = new ZipReader(bytes, file, { maxEntries: maxFiles, maxEntrySize: Math.min(2 ** 32, maxVoxels * 8 + (1 << 26)) });
-    const files: NamedBytes[] = [];
-    let total = 0;
-    for (const e of zip.entries) {
-      const base = e.name.split('/').pop() ?? '';
-      if (e.name.endsWith('/') || e.name.startsWith('__MACOSX/') || base.startsWith('.') || base === '') continue;
-      total += e.size;
-      if (total > maxVoxels * 8 + (1 << 30)) throw new LimitExceededError(`${file}: entries inflate to more than ${total} bytes`);
-      files.push({ name: `${file}:${e.name}`, bytes: zip.read(e, { verify: true }) });
+/** The slice files of a zip (folders, hidden files and macOS resource forks left out). */
+function sliceEntries(zip: ZipReader): ZipEntry[] {
+  return zip.entries.filter((e) => {
+    const base = e.name.split('/').pop() ?? '';
+    return !(e.name.endsWith('/') || e.name.startsWith('__MACOSX/') || base.startsWith('.') || base === '');
+  });
+}
+
+/** Refuse, from the declared sizes and before anything is inflated, a zip past its budgets. */
+function checkZipBudgets(entries: readonly ZipEntry[], file: string, b: Readonly<Budgets>): void {
+  if (entries.length > b.volumeFiles) throw tooManyFiles(file, b.volumeFiles);
+  let total = 0;
+  for (const e of entries) {
+    const name = boundMessage(e.name, 200);
+    if (e.size > b.unpackedEntryBytes) {
+      throw new LimitExceededError(`${file}: entry '${name}' unpacks to ${e.size} bytes, over the budget of ${b.unpackedEntryBytes} (${budgetSetting('unpackedEntryBytes')})`);
     }
-    return files;
+    if (e.size > RATIO_EXEMPT_BYTES && e.size > b.compressionRatio * e.compressedSize) {
+      throw new LimitExceededError(`${file}: entry '${name}' unpacks ${e.compressedSize} bytes to ${e.size}, a ratio over the budget of ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
+    }
+    total += e.size;
+    if (total > b.unpackedTotalBytes) {
+      throw new LimitExceededError(`${file}: its entries unpack to more than ${b.unpackedTotalBytes} bytes together, over the budget (${budgetSetting('unpackedTotalBytes')})`);
+    }
+  }
+}
+
+function readZip(bytes: Uint8Array, file: string, params: ReadVolumeParams): NamedBytes[] {
+  const b = resolveBudgets(params.budgets);
+  try {
+    // A slice may come with a macOS resource fork and folders: the directory may list more entries than slices.
+    const zip = new ZipReader(bytes, file, { maxEntries: 3 * b.volumeFiles + 100, maxEntrySize: b.unpackedEntryBytes });
+    const entries = sliceEntries(zip);
+    checkZipBudgets(entries, file, b);
+    return entries.map((e) => ({ name: `${file}:${e.name}`, bytes: zip.read(e, { verify: true }) }));
   } catch (err) {
     if (err instanceof CheckpointFormatError) throw new VolumeFormatError(err.message, { file, cause: err });
     throw err;
@@ -125,7 +158,7 @@ async function decodeBytes(bytes: Uint8Array, file: string, params: ReadVolumePa
   }
   switch (format) {
     case 'nifti':
-      return decodeNifti(bytes, { file, maxVoxels });
+      return decodeNifti(bytes, { file, maxVoxels, budgets: params.budgets });
     case 'npy':
       return decodeNpy(bytes, { file, maxVoxels, ...spacing });
     case 'tiff':
@@ -149,7 +182,7 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
   if (typeof input !== 'string') return decodeBytes(input, params.file ?? 'input', params);
   const info = await stat(input);
   if (info.isDirectory()) {
-    const paths = await listFolder(input, params.maxFiles ?? VOLUME_LIMITS.maxFiles);
+    const paths = await listFolder(input, resolveBudgets(params.budgets).volumeFiles);
     const files: NamedBytes[] = [];
     for (const p of paths) files.push({ name: p, bytes: await readFileBytes(p) });
     if (files.length === 0) throw new VolumeFormatError(`${input}: folder is empty`, { file: input });

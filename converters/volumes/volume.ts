@@ -76,12 +76,14 @@ export interface Volume extends VolumeArray {
   readonly modality?: string;
 }
 
-/** Limits every reader applies before it allocates. */
+/**
+ * Limits every reader applies before it allocates. The files of a folder or archive, and what
+ * an archive or gzip may unpack to, are budgets (`budgets.volumeFiles`, `unpackedEntryBytes`,
+ * `unpackedTotalBytes`, `compressionRatio` in `converters/budgets.ts`).
+ */
 export const VOLUME_LIMITS = {
   /** Most voxels (all channels together) of one volume: 2^29, 2 GiB of float32. */
   maxVoxels: 2 ** 29,
-  /** Most files read from one folder or archive. */
-  maxFiles: 20_000,
 } as const;
 
 /**

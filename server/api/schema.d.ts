@@ -233,7 +233,12 @@ export interface paths {
          * @description The body is the volume: NIfTI (`.nii`, `.nii.gz`), NumPy `.npy`, a zip of DICOM slices,
          *     a zip of PNG slices, or a multi-page TIFF (the format is told by its bytes). The answer
          *     follows `Accept`: JSON (top-k classes or features), NIfTI (`application/gzip`: a label
-         *     volume on the input's grid, for segmentation networks), or a PNG preview.
+         *     volume on the input's grid, for segmentation networks), or a PNG preview. What the input
+         *     and its options make is bounded: the preprocessed network input (after `size` or
+         *     `spacing`, channel replication and padding to `patch`) and the sliding windows hold at
+         *     most `budgets.outputVoxels` voxels, an archive of slices at most `budgets.volumeFiles`
+         *     files and `budgets.unpacked*` bytes; past a budget the answer is 413 LIMIT_EXCEEDED
+         *     naming it. A volume with NaN or infinite voxels, or without a usable geometry, is 422.
          */
         post: operations["inferCheckpoint"];
         delete?: never;
@@ -735,6 +740,8 @@ export interface components {
         };
         KServeError: {
             error: string;
+            /** @description The code of the error, from the same catalogue as Problem.code (LIMIT_EXCEEDED for a body or shape past a budget). */
+            code?: string;
         };
     };
     responses: {

@@ -21,7 +21,8 @@ import type { LoadedModel } from '../../converters/runtime/pipeline.js';
 import { OUTPUT_FILES } from '../../zoo/convert-model.js';
 import { readAll } from '../../zoo/storage/storage.js';
 import { onePositional, parse, UsageError } from './args.js';
-import { cliConfig, cliConvertModel, cliStorage, STORE_OPTIONS, type StoreFlags } from './context.js';
+import type { HubConfig } from '../config.js';
+import { cliConfig, cliConvertModel, cliStorage, STORE_OPTIONS } from './context.js';
 import { defaultLabels } from './convert.js';
 import { printErr, printOut } from './output.js';
 
@@ -150,7 +151,8 @@ export async function runInfer(argv: string[]): Promise<void> {
     std: numbers(values.std, '--std'),
   };
 
-  const model = await loadModel(modelPath, { mode: mode as Mode }, values);
+  const cfg = cliConfig(values);
+  const model = await loadModel(modelPath, { mode: mode as Mode }, cfg);
   const engine = new InferenceEngine({
     device,
     threads,
@@ -168,8 +170,8 @@ export async function runInfer(argv: string[]): Promise<void> {
       else process.stdout.write(`${JSON.stringify({ output: { shape: first.shape }, input: { shape: input.shape } })}\n`);
       return;
     }
-    const volume = await readVolume(values.input, { seriesInstanceUid: values.series });
-    const result = await infer(engine, model, volume, options);
+    const volume = await readVolume(values.input, { seriesInstanceUid: values.series, budgets: cfg.budgets });
+    const result = await infer(engine, model, volume, options, cfg.budgets);
     const device = engine.loaded.get(model.source.key)?.device ?? 'cpu';
     const json = answer(result, { model: model.card?.architecture.arch ?? modelPath, device, volume: { file: values.input, shape: volume.shape, spacing: volume.spacing } });
     if (!out) {
@@ -182,7 +184,7 @@ export async function runInfer(argv: string[]): Promise<void> {
       await writeNifti({ path: out, ...labelVolume(result, volume), like: volume, labels: true, description: 'acs-hub segmentation' });
     } else {
       const labels = result.labels ? labelVolume(result, volume) : undefined;
-      const heat = labels ? undefined : await activationMap(engine, model, result, volume, options);
+      const heat = labels ? undefined : await activationMap(engine, model, result, volume, options, cfg.budgets);
       const overlay = labels ? { kind: 'labels' as const, data: labels.data } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
       await writeChunksAtomic(out, [await renderPreview({ volume, overlay })]);
     }
@@ -193,8 +195,7 @@ export async function runInfer(argv: string[]): Promise<void> {
 }
 
 /** A model file, or a catalogue id / URL converted through the cache. */
-async function loadModel(spec: string, options: ConvertOptions, flags: StoreFlags): Promise<LoadedModel> {
-  const cfg = cliConfig(flags);
+async function loadModel(spec: string, options: ConvertOptions, cfg: Readonly<HubConfig>): Promise<LoadedModel> {
   if (await stat(spec).then(() => true, () => false)) return loadModelFile(spec, options, await defaultLabels(), cfg.budgets);
   const storage = await cliStorage(cfg);
   try {
@@ -214,7 +215,8 @@ function labelVolume(result: InferResult, volume: Volume): { data: Float32Array;
   const ls = [...result.labels.shape];
   let data = Float32Array.from(result.labels.data);
   if (ls[0] !== d || ls[1] !== h || ls[2] !== w) {
-    data = resample({ volume: { data, shape: [1, ls[0]!, ls[1]!, ls[2]!] as const }, size: [d, h, w], mode: 'nearest' }).data;
+    // back onto the input's own grid, which its reader bounded: no budget beyond that
+    data = resample({ volume: { data, shape: [1, ls[0]!, ls[1]!, ls[2]!] as const }, size: [d, h, w], mode: 'nearest', budgets: { outputVoxels: d * h * w } }).data;
   }
   return { data, shape: [1, d, h, w], affine: volume.affine };
 }

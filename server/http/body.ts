@@ -10,12 +10,17 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../errors.js';
 
-function declaredLength(req: Request, limit: number): number | undefined {
+/** How a body over its limit is refused (given its declared size when it has one); the message names the limit's setting. */
+export type TooLarge = (limit: number, declared?: number) => Error;
+
+const payloadTooLarge: TooLarge = (limit, declared) => new HttpError('PAYLOAD_TOO_LARGE', `the body${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes`);
+
+function declaredLength(req: Request, limit: number, tooLarge: TooLarge = payloadTooLarge): number | undefined {
   const raw = req.headers['content-length'];
   if (raw === undefined) return undefined;
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < 0) throw new HttpError('VALIDATION_FAILED', `Content-Length '${raw}' is not a size`);
-  if (n > limit) throw new HttpError('PAYLOAD_TOO_LARGE', `the body of ${n} bytes is over the limit of ${limit} bytes`);
+  if (n > limit) throw tooLarge(limit, n);
   return n;
 }
 
@@ -32,22 +37,58 @@ function limiter(limit: number, hash?: ReturnType<typeof createHash>): Transform
   return t;
 }
 
-/** Read a whole body into memory, up to `limit` bytes. */
-export async function readBody(req: Request, limit: number): Promise<Buffer> {
-  const expected = declaredLength(req, limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) {
-      req.destroy();
-      throw new HttpError('PAYLOAD_TOO_LARGE', `the body is over the limit of ${limit} bytes`);
+/**
+ * Read a whole body into memory, up to `limit` bytes: a declared Content-Length over it is
+ * refused before a byte is read; a body that grows past it is refused at once, its rest read
+ * and dropped, and the connection closed after the answer (so the client reads the 413
+ * instead of a reset).
+ */
+export function readBody(req: Request, limit: number, tooLarge: TooLarge = payloadTooLarge): Promise<Buffer> {
+  const expected = declaredLength(req, limit, tooLarge);
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      stop();
+      chunks.length = 0;
+      req.res?.setHeader('Connection', 'close');
+      req.resume();
+      reject(tooLarge(limit));
+    };
+    const onEnd = (): void => {
+      stop();
+      if (expected !== undefined && size !== expected) reject(new HttpError('VALIDATION_FAILED', `the body has ${size} bytes, Content-Length said ${expected}`));
+      else if (size === 0) reject(new HttpError('VALIDATION_FAILED', 'the body is empty'));
+      else resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error): void => {
+      stop();
+      reject(err);
+    };
+    const onClose = (): void => {
+      stop();
+      reject(new HttpError('VALIDATION_FAILED', `the body was cut off after ${size} bytes`));
+    };
+    if (req.readableEnded) {
+      onEnd();
+      return;
     }
-    chunks.push(chunk);
-  }
-  if (expected !== undefined && size !== expected) throw new HttpError('VALIDATION_FAILED', `the body has ${size} bytes, Content-Length said ${expected}`);
-  if (size === 0) throw new HttpError('VALIDATION_FAILED', 'the body is empty');
-  return Buffer.concat(chunks, size);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
 }
 
 /** Stream a body into `path` while hashing it; the file is removed on any failure. */

@@ -80,12 +80,14 @@ export function checkpointRoutes(s: Services): Router {
     if (!accept) throw new HttpError('NOT_ACCEPTABLE', 'answers are application/json, application/gzip (NIfTI) or image/png');
     const model = await checkpointModel(s, id);
     const options = inferOptions(req.query as Record<string, unknown>);
-    const bytes = await readBody(req, s.cfg.server.maxVolumeBytes);
+    const budgets = s.cfg.budgets;
+    const bytes = await readBody(req, s.cfg.server.maxVolumeBytes, (limit, declared) => new HttpError('PAYLOAD_TOO_LARGE', `the volume${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes (server.maxVolumeBytes)`));
     const volume = await readVolume(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
       file: 'volume',
       seriesInstanceUid: typeof req.query['series'] === 'string' ? req.query['series'] : undefined,
+      budgets,
     });
-    const result = await infer(s.engine, model, volume, options);
+    const result = await infer(s.engine, model, volume, options, budgets);
     s.metrics.inference.observe({ kind: result.kind }, result.ms.network / 1000);
     if (accept === 'application/json') {
       res.json({
@@ -107,7 +109,8 @@ export function checkpointRoutes(s: Services): Router {
       const [, d, h, w] = volume.shape;
       const [ld, lh, lw] = result.labels.shape;
       labels = Float32Array.from(result.labels.data);
-      if (ld !== d || lh !== h || lw !== w) labels = resample({ volume: { data: labels, shape: [1, ld!, lh!, lw!] as const }, size: [d, h, w], mode: 'nearest' }).data;
+      // back onto the input's own grid, which its reader bounded: no budget beyond that
+      if (ld !== d || lh !== h || lw !== w) labels = resample({ volume: { data: labels, shape: [1, ld!, lh!, lw!] as const }, size: [d, h, w], mode: 'nearest', budgets: { outputVoxels: d * h * w } }).data;
     }
     if (accept === 'application/gzip') {
       if (!labels) throw new HttpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
@@ -115,7 +118,7 @@ export function checkpointRoutes(s: Services): Router {
       res.type('application/gzip').set('Content-Disposition', 'attachment; filename="labels.nii.gz"').send(Buffer.from(nifti));
       return;
     }
-    const heat = labels ? undefined : await activationMap(s.engine, model, result, volume, options);
+    const heat = labels ? undefined : await activationMap(s.engine, model, result, volume, options, budgets);
     const overlay = labels ? { kind: 'labels' as const, data: labels } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
     const png = await renderPreview({ volume, overlay });
     res.type('image/png').send(Buffer.from(png));

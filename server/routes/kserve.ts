@@ -1,19 +1,36 @@
 /**
  * The Open Inference Protocol (KServe v2) over the converted checkpoints (the model name is a
  * checkpoint id; its one version is "1"): metadata, readiness, and inference with JSON tensors
- * or the binary tensor data extension. Errors are `{"error": "..."}`, as the protocol says.
+ * or the binary tensor data extension. Errors are `{"error": "...", "code": "..."}`: the
+ * protocol's shape, with the code of the API's catalogue.
+ *
+ * An inference body is bounded before it is parsed, by what `budgets.kserveElements` allows:
+ * JSON at `JSON_BYTES_PER_ELEMENT` bytes an element, the binary extension at the 8 bytes of its
+ * widest datatype, plus `server.maxJsonBytes` for the rest of the request (names, shapes,
+ * parameters); and never more than `server.maxVolumeBytes`. JSON is read by `parseKServeJson`,
+ * which never builds JavaScript arrays for tensor data; then the declared shape is held against
+ * the budget and the data before anything is allocated for it.
  */
 import { Router, type NextFunction, type Request, type Response } from 'express';
-import { toProblem } from '../errors.js';
+import { budgetSetting, boundMessage } from '../../converters/budgets.js';
+import { LimitExceededError } from '../../converters/errors.js';
+import { HttpError, toProblem } from '../errors.js';
 import { readBody } from '../http/body.js';
+import { parseKServeJson } from '../http/kserve-json.js';
 import { param } from '../http/params.js';
 import { checkpointModel } from '../models.js';
 import type { Services } from '../services.js';
+
+/** Bytes a JSON element may take: the longest float64 text (24 characters) with its comma, a space and brackets. */
+const JSON_BYTES_PER_ELEMENT = 32;
+/** Bytes of the widest datatype of the binary extension (FP64, INT64). */
+const BINARY_BYTES_PER_ELEMENT = 8;
 
 class KServeError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly code: string = status === 401 ? 'UNAUTHORIZED' : status === 404 ? 'NOT_FOUND' : 'VALIDATION_FAILED',
   ) {
     super(message);
   }
@@ -23,7 +40,8 @@ interface TensorIn {
   name: string;
   shape: number[];
   datatype: string;
-  data?: unknown[];
+  /** Read by `parseKServeJson` as float32, nested arrays flattened. */
+  data?: Float32Array;
   parameters?: { binary_data_size?: number };
 }
 
@@ -48,10 +66,12 @@ const READERS: Record<string, { bytes: number; read: (v: DataView, o: number) =>
 function handler(fn: (req: Request, res: Response) => Promise<void>) {
   return (req: Request, res: Response, _next: NextFunction): void => {
     fn(req, res).catch((err: unknown) => {
-      const status = err instanceof KServeError ? err.status : toProblem(err, undefined).status;
-      const message = err instanceof KServeError ? err.message : (toProblem(err, undefined).detail ?? 'internal error');
+      const problem = toProblem(err, undefined);
+      const status = err instanceof KServeError ? err.status : problem.status;
+      const message = err instanceof KServeError ? err.message : (problem.detail ?? 'internal error');
+      const code = err instanceof KServeError ? err.code : problem.code;
       if (status >= 500 && !(err instanceof KServeError)) req.log?.error({ err }, 'kserve request failed');
-      if (!res.headersSent) res.status(status).json({ error: message });
+      if (!res.headersSent) res.status(status).set(err instanceof HttpError ? err.headers : {}).json({ error: message, code });
     });
   };
 }
@@ -65,7 +85,8 @@ export function kserveRoutes(s: Services, version: string): Router {
     try {
       return await checkpointModel(s, param(req, 'modelName'));
     } catch (err) {
-      throw new KServeError(toProblem(err, undefined).status, toProblem(err, undefined).detail ?? 'unknown model');
+      const problem = toProblem(err, undefined);
+      throw new KServeError(problem.status, problem.detail ?? 'unknown model', problem.code);
     }
   };
 
@@ -102,54 +123,65 @@ export function kserveRoutes(s: Services, version: string): Router {
 
   const inferHandler = handler(async (req, res) => {
     const m = await model(req);
-    const raw = await readBody(req, s.cfg.server.maxVolumeBytes).catch((err: unknown) => {
-      throw new KServeError(toProblem(err, undefined).status, toProblem(err, undefined).detail ?? 'bad body');
-    });
+    const budgets = s.cfg.budgets;
+    const headerBytes = s.cfg.server.maxJsonBytes;
     const headerLength = req.headers['inference-header-content-length'];
-    let body: InferBody;
-    let binary: Buffer = Buffer.alloc(0);
-    try {
-      if (headerLength !== undefined) {
-        const n = Number(headerLength);
-        if (!Number.isSafeInteger(n) || n < 0 || n > raw.length) throw new KServeError(400, `Inference-Header-Content-Length ${headerLength} does not fit the ${raw.length}-byte body`);
-        body = JSON.parse(raw.subarray(0, n).toString('utf8')) as InferBody;
-        binary = raw.subarray(n);
-      } else {
-        body = JSON.parse(raw.toString('utf8')) as InferBody;
-      }
-    } catch (err) {
-      if (err instanceof KServeError) throw err;
-      throw new KServeError(400, 'the request is not valid JSON');
+    let n: number | undefined;
+    if (headerLength !== undefined) {
+      n = Number(headerLength);
+      if (!Number.isSafeInteger(n) || n < 0) throw new KServeError(400, `Inference-Header-Content-Length '${boundMessage(String(headerLength), 100)}' is not a size`);
+      if (n > headerBytes) throw new LimitExceededError(`the JSON header of ${n} bytes is over the limit of ${headerBytes} bytes (server.maxJsonBytes)`);
     }
+    const perElement = n === undefined ? JSON_BYTES_PER_ELEMENT : BINARY_BYTES_PER_ELEMENT;
+    const budgetCap = (n ?? headerBytes) + budgets.kserveElements * perElement;
+    const cap = Math.min(budgetCap, s.cfg.server.maxVolumeBytes);
+    const raw = await readBody(req, cap, (limit) =>
+      limit === budgetCap
+        ? new LimitExceededError(`the body is over ${limit} bytes: ${budgets.kserveElements} elements (${budgetSetting('kserveElements')}) at ${perElement} bytes each, plus ${n === undefined ? `${headerBytes} (server.maxJsonBytes)` : `the ${n}-byte header`}`)
+        : new HttpError('PAYLOAD_TOO_LARGE', `the body is over the limit of ${limit} bytes (server.maxVolumeBytes)`),
+    );
+    if (n !== undefined && n > raw.length) throw new KServeError(400, `Inference-Header-Content-Length ${n} does not fit the ${raw.length}-byte body`);
+    const parsed = parseKServeJson({ bytes: n === undefined ? raw : raw.subarray(0, n), maxHeaderBytes: headerBytes, budgets });
+    const binary = n === undefined ? Buffer.alloc(0) : raw.subarray(n);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new KServeError(400, 'the request must be a JSON object');
+    const body = parsed as InferBody;
     if (!Array.isArray(body.inputs) || body.inputs.length !== 1) throw new KServeError(400, `the model takes exactly one input ('${m.card.input.name}')`);
     const input = body.inputs[0]!;
-    if (input.name !== m.card.input.name) throw new KServeError(400, `unknown input '${input.name}'; the model's input is '${m.card.input.name}'`);
+    if (typeof input !== 'object' || input === null) throw new KServeError(400, 'the input must be a JSON object (name, shape, datatype, data)');
+    if (body.outputs !== undefined && !(Array.isArray(body.outputs) && body.outputs.every((o) => typeof o === 'object' && o !== null && typeof o.name === 'string'))) {
+      throw new KServeError(400, "'outputs' must be a list of objects with a 'name'");
+    }
+    if (input.name !== m.card.input.name) throw new KServeError(400, `unknown input '${boundMessage(String(input.name), 200)}'; the model's input is '${m.card.input.name}'`);
     const reader = READERS[input.datatype];
-    if (!reader) throw new KServeError(400, `datatype '${input.datatype}' is not supported; use FP32`);
-    if (!Array.isArray(input.shape) || input.shape.length !== 5 || input.shape.some((d) => !Number.isInteger(d) || d < 1)) {
-      throw new KServeError(400, `input shape [${String(input.shape)}] must be (N, C, D, H, W)`);
+    if (!reader) throw new KServeError(400, `datatype '${boundMessage(String(input.datatype), 100)}' is not supported; use FP32`);
+    if (!Array.isArray(input.shape) || input.shape.length !== 5 || input.shape.some((d) => !Number.isSafeInteger(d) || d < 1)) {
+      throw new KServeError(400, `input shape [${boundMessage(String(input.shape), 200)}] must be (N, C, D, H, W) of positive integers`);
     }
     const count = input.shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(count);
+    if (count > budgets.kserveElements) {
+      throw new LimitExceededError(`input '${input.name}' of shape [${input.shape.join(', ')}] holds ${count} elements, over the budget of ${budgets.kserveElements} (${budgetSetting('kserveElements')})`);
+    }
+    let data: Float32Array;
     const size = input.parameters?.binary_data_size;
     if (size !== undefined) {
-      if (size !== count * reader.bytes || binary.length < size) throw new KServeError(400, `binary_data_size ${size} does not match ${count} x ${input.datatype} (or the body is short)`);
+      if (size !== count * reader.bytes || binary.length < size) throw new KServeError(400, `binary_data_size ${boundMessage(String(size), 100)} does not match ${count} x ${input.datatype} (or the body is short)`);
+      data = new Float32Array(count);
       const view = new DataView(binary.buffer, binary.byteOffset, size);
-      for (let i = 0; i < count; i++) data[i] = reader.read(view, i * reader.bytes);
-    } else {
-      const flat = (input.data ?? []).flat(Infinity) as unknown[];
-      if (flat.length !== count) throw new KServeError(400, `input has ${flat.length} values, shape [${input.shape.join(', ')}] needs ${count}`);
       for (let i = 0; i < count; i++) {
-        const v = Number(flat[i]);
-        if (!Number.isFinite(v)) throw new KServeError(400, `input value ${i} is not a number`);
+        const v = Math.fround(reader.read(view, i * reader.bytes));
+        if (!Number.isFinite(v)) throw new KServeError(400, `input value ${i} is not a finite float32 (${v})`);
         data[i] = v;
       }
+    } else {
+      const values = input.data ?? new Float32Array(0);
+      if (values.length !== count) throw new KServeError(400, `input has ${values.length} values, shape [${input.shape.join(', ')}] needs ${count}`);
+      data = values;
     }
     const t0 = performance.now();
     const outputs = await s.engine.run(m.source, { data, shape: input.shape });
     s.metrics.inference.observe({ kind: 'kserve' }, (performance.now() - t0) / 1000);
     const wanted = body.outputs?.map((o) => o.name) ?? Object.keys(outputs);
-    for (const name of wanted) if (!outputs[name]) throw new KServeError(400, `unknown output '${name}'; the model's outputs are ${Object.keys(outputs).join(', ')}`);
+    for (const name of wanted) if (!Object.hasOwn(outputs, name)) throw new KServeError(400, `unknown output '${boundMessage(name, 200)}'; the model's outputs are ${Object.keys(outputs).join(', ')}`);
     const binaryOut = (name: string) => body.parameters?.binary_data_output === true || body.outputs?.find((o) => o.name === name)?.parameters?.binary_data === true;
     const parts: Buffer[] = [];
     const outs = wanted.map((name) => {
