@@ -124,7 +124,7 @@ function readZip(bytes: Uint8Array, file: string, params: ReadVolumeParams): Nam
   const b = resolveBudgets(params.budgets);
   try {
     // A slice may come with a macOS resource fork and folders: the directory may list more entries than slices.
-    const zip = new ZipReader(bytes, file, { maxEntries: 3 * b.volumeFiles + 100, maxEntrySize: b.unpackedEntryBytes });
+    const zip = new ZipReader(bytes, file, { maxEntries: 3 * b.volumeFiles + 100, budgets: b });
     const entries = sliceEntries(zip);
     checkZipBudgets(entries, file, b);
     return entries.map((e) => ({ name: `${file}:${e.name}`, bytes: zip.read(e, { verify: true }) }));
