@@ -1,11 +1,16 @@
-/** Converting a checkpoint file: read it once, hash it, and convert it (the CLI's path). */
+/**
+ * Converting a checkpoint file: read it once, hash it, and convert it (the CLI's path); or,
+ * from its bytes, convert it and encode the outputs, as one task the fence can run.
+ */
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
-import { convert, type ConvertOptions, type ConvertResult, type ConvertSource } from './convert.js';
+import { convert, type Card, type ConvertOptions, type ConvertResult, type ConvertSource } from './convert.js';
+import { defineTask } from './fence/task.js';
 import { decodeCheckpoint, detectFormat } from './formats/index.js';
 import { readOnnxFile } from './formats/onnx.js';
 import { graphFromModel } from './graph/ir.js';
 import { readFileBytes } from './io.js';
+import { encodeOutput, type OutputFormat } from './outputs.js';
 
 /** A conversion source read from a file, with its hash. */
 export interface LoadedSource {
@@ -30,3 +35,33 @@ export async function convertFile(path: string, options: ConvertOptions, extra: 
   const { source, sha256 } = await loadSource(path);
   return convert(source, options, { labels: extra.labels, source: { file: basename(path), sha256, ...extra.source } });
 }
+
+/** Parameters of `convertToFiles`. */
+export interface ConvertToFilesParams {
+  /** The checkpoint's name (its extension helps tell the format). */
+  name: string;
+  bytes: Uint8Array;
+  options: ConvertOptions;
+  /** What the card records besides the conversion. */
+  info?: Parameters<typeof convert>[2];
+  /** The files to encode, each under its name. */
+  outputs: { format: OutputFormat; name: string }[];
+}
+
+/** The card and the encoded files of a conversion (file name -> chunks, in order). */
+export interface ConvertedFiles {
+  card: Card;
+  files: [string, Uint8Array[]][];
+}
+
+/** Decode a checkpoint held in memory, convert it and encode the outputs. */
+export async function convertToFiles(p: ConvertToFilesParams): Promise<ConvertedFiles> {
+  const { source } = await loadSource(p.name, p.bytes);
+  const result = convert(source, p.options, p.info);
+  const files: [string, Uint8Array[]][] = [];
+  for (const o of p.outputs) files.push(...encodeOutput(result, o.format, o.name));
+  return { card: result.card, files };
+}
+
+/** `convertToFiles` as a fence task. */
+export const CONVERT_TO_FILES = defineTask(import.meta.url, 'CONVERT_TO_FILES', convertToFiles);

@@ -96,6 +96,7 @@ export class JobRegistry {
           download: s.cfg.download,
           claims: s.cfg.claims,
           fetch: req.source.kind === 'url' ? s.urlFetch : s.zooFetch,
+          fence: s.fence,
           onProgress,
           signal: abort.signal,
         });

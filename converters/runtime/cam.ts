@@ -60,15 +60,18 @@ export function classActivation(cam: CamModel, featureMap: Float32Array5, k: num
   return resample({ volume: { data: map, shape: [1, d, h, w] as const }, size: [...size], mode: 'trilinear' }).data;
 }
 
-/** A class-activation map of the top class on the input's grid, where the network allows one. */
-export async function activationMap(engine: InferenceEngine, model: LoadedModel, result: InferResult, volume: Volume, options: InferOptions): Promise<Float32Array | undefined> {
+/**
+ * A class-activation map of the top class on the input's grid, where the network allows one;
+ * `input` is the preprocessed volume, when the caller has it already.
+ */
+export async function activationMap(engine: InferenceEngine, model: LoadedModel, result: InferResult, volume: Volume, options: InferOptions, input?: Volume): Promise<Float32Array | undefined> {
   if (result.kind !== 'classification' || !result.topK?.length || options.patch) return undefined;
   const bytes = await model.source.load();
   const cam = withFeatureMap(typeof bytes === 'string' ? await readFileBytes(bytes) : bytes);
   if (!cam) return undefined;
   const camModel = { ...model.source, key: `${model.source.key}#cam`, bytes: cam.bytes.byteLength, load: async () => cam.bytes };
-  const { volume: input } = preprocess(volume, model, options);
-  const outs = await engine.run(camModel, { data: input.data, shape: [1, ...input.shape] });
+  const fed = input ?? preprocess(volume, model, options).volume;
+  const outs = await engine.run(camModel, { data: fed.data, shape: [1, ...fed.shape] });
   const features = outs[cam.features];
   if (!features || features.shape.length !== 5) return undefined;
   return classActivation(cam, features, result.topK[0]!.index, [volume.shape[1], volume.shape[2], volume.shape[3]]);

@@ -1,9 +1,10 @@
 /** Converted checkpoints: card, files, downloads, and inference on an uploaded volume. */
 import { Router } from 'express';
 import { infer, type InferOptions } from '../../converters/runtime/pipeline.js';
+import { PREPARE_VOLUME } from '../../converters/runtime/prepare-volume.js';
 import { renderPreview } from '../../converters/predictions/index.js';
 import { resample } from '../../converters/preprocess/index.js';
-import { encodeNifti, readVolume, type Vec3 } from '../../converters/volumes/index.js';
+import { encodeNifti, type Vec3 } from '../../converters/volumes/index.js';
 import { requireKey } from '../auth.js';
 import { listCheckpoints, loadCheckpoint } from '../checkpoints.js';
 import { HttpError } from '../errors.js';
@@ -82,11 +83,17 @@ export function checkpointRoutes(s: Services): Router {
     const model = await checkpointModel(s, id);
     const options = inferOptions(req.query as Record<string, unknown>);
     const bytes = await readBody(req, s.cfg.server.maxVolumeBytes);
-    const volume = await readVolume(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
-      file: 'volume',
-      seriesInstanceUid: typeof req.query['series'] === 'string' ? req.query['series'] : undefined,
-    });
-    const result = await infer(s.engine, model, volume, options);
+    const { volume, prepared } = await s.fence.run(
+      PREPARE_VOLUME,
+      {
+        bytes,
+        read: { file: 'volume', seriesInstanceUid: typeof req.query['series'] === 'string' ? req.query['series'] : undefined },
+        model: { channels: model.channels, card: model.card },
+        options,
+      },
+      { what: 'volume' },
+    );
+    const result = await infer(s.engine, model, volume, options, prepared);
     s.metrics.inference.observe({ kind: result.kind }, result.ms.network / 1000);
     if (accept === 'application/json') {
       res.json({
@@ -116,7 +123,7 @@ export function checkpointRoutes(s: Services): Router {
       res.type('application/gzip').set('Content-Disposition', 'attachment; filename="labels.nii.gz"').send(Buffer.from(nifti));
       return;
     }
-    const heat = labels ? undefined : await activationMap(s.engine, model, result, volume, options);
+    const heat = labels ? undefined : await activationMap(s.engine, model, result, volume, options, prepared.volume);
     const overlay = labels ? { kind: 'labels' as const, data: labels } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
     const png = await renderPreview({ volume, overlay });
     res.type('image/png').send(Buffer.from(png));

@@ -72,6 +72,7 @@ export function zooRoutes(s: Services): Router {
       download: s.cfg.download,
       claims: s.cfg.claims,
       fetch: s.zooFetch,
+      fence: s.fence,
     }).catch((err: unknown) => {
       if (!mayCompute && (err as { code?: string }).code === 'OFFLINE') throw new HttpError('UNAUTHORIZED', 'this model is not converted yet; converting it needs an API key');
       throw err;
