@@ -1,15 +1,18 @@
 /**
  * Conversion sources: a checkpoint file the user named (the CLI's path), or the bytes of one
- * fetched from elsewhere (a URL, an upload, the zoo); read once, hashed, and converted.
+ * fetched from elsewhere (a URL, an upload, the zoo); read once, hashed, and converted. From
+ * fetched bytes, `convertToFiles` converts and encodes the outputs as one task the fence can run.
  */
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import type { Budgets } from './budgets.js';
-import { convert, type ConvertOptions, type ConvertResult, type ConvertSource } from './convert.js';
+import { convert, type Card, type ConvertOptions, type ConvertResult, type ConvertSource } from './convert.js';
+import { defineTask } from './fence/task.js';
 import { decodeCheckpoint, detectFormat } from './formats/index.js';
 import { decodeOnnx, readOnnxFile, refuseExternalData, type ExternalDataLoader, type Onnx } from './formats/onnx.js';
 import { graphFromModel } from './graph/ir.js';
 import { readFileBytes } from './io.js';
+import { encodeOutput, type OutputFormat } from './outputs.js';
 
 /** A conversion source read from a file, with its hash. */
 export interface LoadedSource {
@@ -57,3 +60,37 @@ export async function convertFile(
   const { source, sha256 } = await loadSource(path);
   return convert(source, options, { labels: extra.labels, source: { file: basename(path), sha256, ...extra.source }, budgets: extra.budgets });
 }
+
+/** Parameters of `convertToFiles`. */
+export interface ConvertToFilesParams {
+  /** The checkpoint's name (its extension helps tell the format); never read as a path. */
+  name: string;
+  bytes: Uint8Array;
+  /** Where the bytes came from, for the refusal of external ONNX data ("a URL", "an upload"). */
+  origin: string;
+  /** Budgets on reading and converting. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
+  options: ConvertOptions;
+  /** What the card records besides the conversion. */
+  info?: Parameters<typeof convert>[2];
+  /** The files to encode, each under its name. */
+  outputs: { format: OutputFormat; name: string }[];
+}
+
+/** The card and the encoded files of a conversion (file name -> chunks, in order). */
+export interface ConvertedFiles {
+  card: Card;
+  files: [string, Uint8Array[]][];
+}
+
+/** Decode a fetched checkpoint, convert it and encode the outputs. */
+export async function convertToFiles(p: ConvertToFilesParams): Promise<ConvertedFiles> {
+  const { source } = sourceFromBytes(p.name, p.bytes, p.origin, { budgets: p.budgets });
+  const result = convert(source, p.options, { ...p.info, budgets: p.budgets });
+  const files: [string, Uint8Array[]][] = [];
+  for (const o of p.outputs) files.push(...encodeOutput(result, o.format, o.name));
+  return { card: result.card, files };
+}
+
+/** `convertToFiles` as a fence task. */
+export const CONVERT_TO_FILES = defineTask(import.meta.url, 'CONVERT_TO_FILES', convertToFiles);

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_BUDGETS, type Budgets } from '../converters/budgets.js';
 import { AcsHubError } from '../converters/errors.js';
+import { defaultWorkers } from '../converters/fence/fence.js';
 
 /** Settings of one public source. */
 export interface SourceConfig {
@@ -110,6 +111,13 @@ export interface HubConfig {
   };
   /** Budgets on the work an input may cause (see converters/budgets.ts). */
   budgets: Budgets;
+  /** Worker threads that decode, preprocess and convert inputs off the request thread (see converters/fence). */
+  fence: {
+    /** Workers at most, each with a heap of `budgets.workerHeapBytes`. */
+    workers: number;
+    /** Tasks waiting for a worker at most; past it a request is answered 503 with Retry-After. */
+    maxPending: number;
+  };
   claims: {
     /** A claim not refreshed for this long is taken to be dead. */
     leaseMs: number;
@@ -168,6 +176,7 @@ export function defaultConfig(): HubConfig {
     },
     inference: { device: 'cpu', threads: 0, cacheBytes: 2 * 1024 ** 3, maxPending: 32, maxBatch: 4 },
     budgets: { ...DEFAULT_BUDGETS },
+    fence: { workers: defaultWorkers(), maxPending: 32 },
   };
 }
 
@@ -223,6 +232,8 @@ const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['inference.cacheBytes', ['ACS_HUB_ENGINE_CACHE_BYTES']],
   ['inference.maxPending', ['ACS_HUB_MAX_PENDING']],
   ['inference.maxBatch', ['ACS_HUB_MAX_BATCH']],
+  ['fence.workers', ['ACS_HUB_FENCE_WORKERS']],
+  ['fence.maxPending', ['ACS_HUB_FENCE_MAX_PENDING']],
   // budgets.unpackedEntryBytes <- ACS_HUB_BUDGET_UNPACKED_ENTRY_BYTES, and so on for each budget.
   ...Object.keys(DEFAULT_BUDGETS).map((k) => [`budgets.${k}`, [`ACS_HUB_BUDGET_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`]] as const),
 ];
@@ -297,6 +308,8 @@ function check(cfg: HubConfig): void {
     'inference.cacheBytes',
     'inference.maxPending',
     'inference.maxBatch',
+    'fence.workers',
+    'fence.maxPending',
     ...Object.keys(DEFAULT_BUDGETS).map((k) => `budgets.${k}`),
   ];
   for (const p of nonNegative) {

@@ -7,6 +7,7 @@
 import type { ErrorRequestHandler, Response } from 'express';
 import type {} from 'pino-http';
 import { AcsHubError, CONVERTER_ERRORS, type ErrorSpec } from '../converters/errors.js';
+import { FENCE_ERRORS } from '../converters/fence/errors.js';
 import { RUNTIME_ERRORS } from '../converters/runtime/errors.js';
 import { VOLUME_ERRORS } from '../converters/volumes/errors.js';
 import { ZOO_ERRORS } from '../zoo/errors.js';
@@ -33,6 +34,7 @@ export const ALL_ERROR_CODES: Record<string, Record<string, ErrorSpec>> = {
   server: SERVER_ERRORS,
   converters: CONVERTER_ERRORS,
   runtime: RUNTIME_ERRORS,
+  fence: FENCE_ERRORS,
   volumes: VOLUME_ERRORS,
   zoo: ZOO_ERRORS,
   config: { CONFIG_INVALID: { status: 500, title: 'Invalid configuration' } },
@@ -99,6 +101,13 @@ export function toProblem(err: unknown, requestId: string | undefined, instance?
   return { type: 'about:blank', title: SERVER_ERRORS.INTERNAL.title, status: 500, code: 'INTERNAL', requestId, instance };
 }
 
+/** The headers an error's answer carries: its own (`HttpError`), `Retry-After` when it asks for a retry. */
+export function problemHeaders(err: unknown): Record<string, string> {
+  if (err instanceof HttpError) return err.headers;
+  const retry = (err as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+  return err instanceof AcsHubError && typeof retry === 'number' ? { 'Retry-After': String(retry) } : {};
+}
+
 /** Send a problem document. */
 export function sendProblem(res: Response, problem: Problem, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
@@ -115,6 +124,6 @@ export function problemMiddleware(): ErrorRequestHandler {
     const problem = toProblem(err, requestId, req.originalUrl);
     if (problem.code === 'INTERNAL') req.log?.error({ err, requestId }, 'unhandled error');
     else req.log?.info({ code: problem.code, status: problem.status, requestId }, problem.detail ?? problem.title);
-    sendProblem(res, problem, err instanceof HttpError ? err.headers : {});
+    sendProblem(res, problem, problemHeaders(err));
   };
 }

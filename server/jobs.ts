@@ -97,6 +97,7 @@ export class JobRegistry {
           claims: s.cfg.claims,
           budgets: s.cfg.budgets,
           fetch: req.source.kind === 'url' ? s.urlFetch : s.zooFetch,
+          fence: s.fence,
           onProgress,
           signal: abort.signal,
         });

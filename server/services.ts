@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { HubConfig } from './config.js';
 import { stagingDir } from './config.js';
+import { WorkerFence, type Fence } from '../converters/fence/fence.js';
 import { InferenceEngine } from '../converters/runtime/engine.js';
 import type { Device } from '../converters/runtime/providers.js';
 import { loadCatalogue, type Catalogue } from '../zoo/catalogue.js';
@@ -22,6 +23,8 @@ export interface Services {
   storage: ObjectStorage;
   catalogue: Catalogue;
   engine: InferenceEngine;
+  /** Where decoding, preprocessing and conversion of inputs run. */
+  fence: Fence;
   jobs: JobRegistry;
   metrics: Metrics;
   logger: Logger;
@@ -74,12 +77,14 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
         else logger.info({ model: i.key, device: i.device, warmupMs: Math.round(i.warmupMs), graph: i.specialized ?? 'general' }, 'model loaded');
       },
     });
+  const fence = new WorkerFence({ workers: cfg.fence.workers, maxPending: cfg.fence.maxPending, heapBytes: cfg.budgets.workerHeapBytes });
   const urlPolicy: UrlPolicy = { allowList: parseAllowList(cfg.server.urlAllowList), allowPrivate: cfg.server.allowPrivateUrls };
   const services: Services = {
     cfg,
     storage,
     catalogue,
     engine,
+    fence,
     metrics: createMetrics(true),
     logger,
     stagingDir: stagingDir(cfg),
@@ -92,6 +97,7 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
     close: async () => {
       await services.jobs.drain(0);
       await engine.close();
+      await fence.close();
       if (!o.storage) await storage.close();
     },
   };

@@ -7,10 +7,11 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { convert, CONVERTER_VERSION, type ConvertOptions, type Card } from '../converters/convert.js';
+import { CONVERTER_VERSION, type ConvertOptions, type Card } from '../converters/convert.js';
+import { CONVERT_TO_FILES } from '../converters/convert-file.js';
+import { IN_PROCESS, type Fence } from '../converters/fence/fence.js';
+import type { OutputFormat } from '../converters/outputs.js';
 import type { Budgets } from '../converters/budgets.js';
-import { sourceFromBytes } from '../converters/convert-file.js';
-import { encodeOutput, type OutputFormat } from '../converters/outputs.js';
 import { findModel, loadLabels, type Catalogue, type CatalogueEntry, type PullableEntry } from './catalogue.js';
 import type { DownloadProgress } from './fetch/download-file.js';
 import type { SourceSettings } from './fetch/resolve-source.js';
@@ -44,6 +45,8 @@ export interface ConvertModelParams {
   claims?: ClaimOptions;
   /** The network (tests inject one). @default globalThis.fetch */
   fetch?: typeof fetch;
+  /** Where the conversion itself runs (decode, convert, encode). @default IN_PROCESS */
+  fence?: Fence;
   onProgress?: (e: ConversionProgress) => void;
   signal?: AbortSignal;
   /** Budgets on the work the source may cause (the conversion's output bytes among them). */
@@ -124,24 +127,31 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
     async (ctx) => {
       p.onProgress?.({ phase: 'converting' });
       const name = p.source.kind === 'blob' ? p.source.name : entry ? `${entry.id}.${entry.format}` : new URL((p.source as { url: string }).url).pathname;
-      const bytes = await readAll(p.storage, record.key, { signal: ctx.signal });
-      const { source } = sourceFromBytes(name, bytes, ORIGINS[p.source.kind], { budgets: p.budgets });
       const labels = entry ? await loadLabels(entry) : undefined;
-      const converted = convert(source, options, {
-        source: {
-          ...(entry ? { id: entry.id, url: entry.url, licence: entry.licence } : p.source.kind === 'url' ? { url: p.source.url } : { file: name }),
-          sha256: record.sha256,
-          ...('repoCommit' in record && record.repoCommit ? { repoCommit: record.repoCommit } : {}),
-        },
-        labels,
-        preprocessing: entry ? { mean: [...entry.preprocessing.mean], std: [...entry.preprocessing.std] } : undefined,
-        budgets: p.budgets,
-      });
-      for (const format of ['safetensors', 'pth', 'onnx'] as const) {
-        for (const [file, chunks] of encodeOutput(converted, format, OUTPUT_FILES[format])) {
-          p.onProgress?.({ phase: 'storing', file });
-          await ctx.writeFile(file, Readable.from(chunks));
-        }
+      const converted = await (p.fence ?? IN_PROCESS).run(
+        CONVERT_TO_FILES,
+        async () => ({
+          name,
+          bytes: await readAll(p.storage, record.key, { signal: ctx.signal }),
+          options,
+          origin: ORIGINS[p.source.kind],
+          budgets: p.budgets,
+          info: {
+            source: {
+              ...(entry ? { id: entry.id, url: entry.url, licence: entry.licence } : p.source.kind === 'url' ? { url: p.source.url } : { file: name }),
+              sha256: record.sha256,
+              ...('repoCommit' in record && record.repoCommit ? { repoCommit: record.repoCommit } : {}),
+            },
+            labels,
+            preprocessing: entry ? { mean: [...entry.preprocessing.mean], std: [...entry.preprocessing.std] } : undefined,
+          },
+          outputs: (['safetensors', 'pth', 'onnx'] as const).map((format) => ({ format, name: OUTPUT_FILES[format] })),
+        }),
+        { what: name, signal: ctx.signal },
+      );
+      for (const [file, chunks] of converted.files) {
+        p.onProgress?.({ phase: 'storing', file });
+        await ctx.writeFile(file, Readable.from(chunks));
       }
       return converted.card as unknown as Record<string, unknown>;
     },

@@ -4,6 +4,8 @@
  * map before the pooling, weighted by the classifier's row of a class, is where the network
  * looked for that class. Used for the preview overlay.
  */
+import { IN_PROCESS, type Fence } from '../fence/fence.js';
+import { defineTask } from '../fence/task.js';
 import { decodeOnnx, encodeOnnx } from '../formats/onnx.js';
 import { graphFromModel, graphToModel, type Graph, type Node } from '../graph/ir.js';
 import type { Budgets } from '../budgets.js';
@@ -44,13 +46,16 @@ export function withFeatureMap(bytes: Uint8Array): CamModel | undefined {
   return { bytes: encodeOnnx(graphToModel(out)), features, weight: w.data as Float32Array, channels: w.shape[1]! };
 }
 
-/** The CAM of class `k` on a (D, H, W) grid, scaled to [0, 1]. */
-export function classActivation(cam: CamModel, featureMap: Float32Array5, k: number, size: readonly [number, number, number]): Float32Array {
+/**
+ * The CAM of one class on a (D, H, W) grid, scaled to [0, 1]: the feature map's channels
+ * weighted by `weights` (the classifier's row of that class), resampled to `size`.
+ */
+export function classActivation(weights: Float32Array, featureMap: Float32Array5, size: readonly [number, number, number]): Float32Array {
   const [, c, d, h, w] = featureMap.shape as [number, number, number, number, number];
   const vox = d * h * w;
   const map = new Float32Array(vox);
   for (let ci = 0; ci < c; ci++) {
-    const wk = cam.weight[k * cam.channels + ci]!;
+    const wk = weights[ci]!;
     const f = featureMap.data.subarray(ci * vox, (ci + 1) * vox);
     for (let i = 0; i < vox; i++) map[i]! += wk * f[i]!;
   }
@@ -62,17 +67,62 @@ export function classActivation(cam: CamModel, featureMap: Float32Array5, k: num
   return resample({ volume: { data: map, shape: [1, d, h, w] as const }, size: [...size], mode: 'trilinear', budgets: { outputVoxels: size[0] * size[1] * size[2] } }).data;
 }
 
-/** A class-activation map of the top class on the input's grid, where the network allows one. */
-export async function activationMap(engine: InferenceEngine, model: LoadedModel, result: InferResult, volume: Volume, options: InferOptions, budgets?: Partial<Budgets>): Promise<Float32Array | undefined> {
-  if (result.kind !== 'classification' || !result.topK?.length || options.patch) return undefined;
-  const bytes = await model.source.load();
-  const cam = withFeatureMap(typeof bytes === 'string' ? await readFileBytes(bytes) : bytes);
-  if (!cam) return undefined;
-  const camModel = { ...model.source, key: `${model.source.key}#cam`, bytes: cam.bytes.byteLength, load: async () => cam.bytes };
-  const { volume: input } = preprocess(volume, model, options, budgets);
-  const outs = await engine.run(camModel, { data: input.data, shape: [1, ...input.shape] });
-  const features = outs[cam.features];
-  if (!features || features.shape.length !== 5) return undefined;
-  return classActivation(cam, features, result.topK[0]!.index, [volume.shape[1], volume.shape[2], volume.shape[3]]);
+/** `withFeatureMap` as a fence task (it decodes and encodes the whole model). */
+export const WITH_FEATURE_MAP = defineTask(import.meta.url, 'WITH_FEATURE_MAP', withFeatureMap);
+
+/** What the activation map of the top class is made from (see `classActivation`). */
+export interface Activation {
+  featureMap: Float32Array5;
+  /** The classifier's weights of the top class, one per feature channel. */
+  weights: Float32Array;
 }
 
+/** Options of `activationFeatures` and `activationMap`. */
+export interface ActivationParams {
+  /** The preprocessed volume, when the caller has it already. */
+  input?: Volume;
+  /**
+   * Where the model with its feature map is made (the bytes `model.source.load()` gives move
+   * there: they must be the caller's own). @default IN_PROCESS
+   */
+  fence?: Fence;
+  /** Budgets on preprocessing. @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
+}
+
+/** The feature map and weights of the top class's activation map, where the network allows one. */
+export async function activationFeatures(
+  engine: InferenceEngine,
+  model: LoadedModel,
+  result: InferResult,
+  volume: Volume,
+  options: InferOptions,
+  extra: ActivationParams = {},
+): Promise<Activation | undefined> {
+  if (result.kind !== 'classification' || !result.topK?.length || options.patch) return undefined;
+  const cam = await (extra.fence ?? IN_PROCESS).run(WITH_FEATURE_MAP, async () => {
+    const bytes = await model.source.load();
+    return typeof bytes === 'string' ? readFileBytes(bytes) : bytes;
+  });
+  if (!cam) return undefined;
+  const camModel = { ...model.source, key: `${model.source.key}#cam`, bytes: cam.bytes.byteLength, load: async () => cam.bytes };
+  const fed = extra.input ?? preprocess(volume, model, options, extra.budgets).volume;
+  const outs = await engine.run(camModel, { data: fed.data, shape: [1, ...fed.shape] });
+  const featureMap = outs[cam.features];
+  if (!featureMap || featureMap.shape.length !== 5) return undefined;
+  const k = result.topK[0]!.index;
+  return { featureMap, weights: cam.weight.slice(k * cam.channels, (k + 1) * cam.channels) };
+}
+
+/** A class-activation map of the top class on the input's grid, where the network allows one. */
+export async function activationMap(
+  engine: InferenceEngine,
+  model: LoadedModel,
+  result: InferResult,
+  volume: Volume,
+  options: InferOptions,
+  extra: ActivationParams = {},
+): Promise<Float32Array | undefined> {
+  const a = await activationFeatures(engine, model, result, volume, options, extra);
+  return a && classActivation(a.weights, a.featureMap, [volume.shape[1], volume.shape[2], volume.shape[3]]);
+}

@@ -69,6 +69,9 @@ function minOf(a: Float32Array): number {
   return m;
 }
 
+/** What preprocessing needs to know of a model. */
+export type ModelFacts = Pick<LoadedModel, 'channels' | 'card'>;
+
 /**
  * Refuse a volume holding NaN or infinite voxels: they would pass through every step and come
  * out of the network as a non-finite answer.
@@ -99,7 +102,7 @@ function checkFinite(volume: Volume): void {
  * `budgets.outputVoxels`, and the windows `o.patch` makes against `budgets.slidingWindows`,
  * before any step runs. A volume with NaN or infinite voxels is refused (422).
  */
-export function preprocess(volume: Volume, model: LoadedModel, o: InferOptions, budgets?: Partial<Budgets>): { volume: Volume; steps: string[] } {
+export function preprocess(volume: Volume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): { volume: Volume; steps: string[] } {
   checkFinite(volume);
   const steps: string[] = [];
   let v = volume;
@@ -140,20 +143,46 @@ export function preprocess(volume: Volume, model: LoadedModel, o: InferOptions, 
   return { volume: v, steps };
 }
 
-/** Run a model on a volume, within the budgets (see `preprocess` and `slidingWindow`). */
-export async function infer(engine: InferenceEngine, model: LoadedModel, volume: Volume, o: InferOptions = {}, budgets?: Partial<Budgets>): Promise<InferResult> {
+/** A volume made ready for the network: preprocessed, and padded up to the patch size for sliding windows. */
+export interface PreparedInput {
+  volume: Volume;
+  /** What the preprocessing did, in order. */
+  steps: string[];
+  ms: number;
+}
+
+/** Make a volume ready for the network (the work before the engine, which the fence can run). */
+export function prepareInput(volume: Volume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): PreparedInput {
   const t0 = performance.now();
   const { volume: v, steps } = preprocess(volume, model, o, budgets);
+  const patch = o.patch;
+  const needsPad = patch !== undefined && !o.raw && v.shape.slice(1).some((n, i) => n < patch[i]!);
+  const ready = needsPad ? padOrCrop({ volume: v, size: v.shape.slice(1).map((n, i) => Math.max(n, patch[i]!)) as Vec3, budgets }) : v;
+  return { volume: ready, steps, ms: performance.now() - t0 };
+}
+
+/**
+ * Run a model on a volume, within the budgets (see `preprocess` and `slidingWindow`);
+ * `prepared` is the volume already made ready (by `prepareInput`).
+ */
+export async function infer(
+  engine: InferenceEngine,
+  model: LoadedModel,
+  volume: Volume,
+  o: InferOptions = {},
+  budgets?: Partial<Budgets>,
+  prepared: PreparedInput = prepareInput(volume, model, o, budgets),
+): Promise<InferResult> {
+  const v = prepared.volume;
+  const steps = [...prepared.steps];
   const t1 = performance.now();
   const run = (data: Float32Array, shape: readonly number[]) => engine.run(model.source, { data, shape: [...shape] });
   let output: Float32Array5;
   let inputShape: number[];
   if (o.patch && !o.raw) {
     const patch = o.patch;
-    const needsPad = v.shape.slice(1).some((n, i) => n < patch[i]!);
-    const src = needsPad ? padOrCrop({ volume: v, size: v.shape.slice(1).map((n, i) => Math.max(n, patch[i]!)) as Vec3, budgets }) : v;
     const result = await slidingWindow({
-      volume: src,
+      volume: v,
       windowSize: patch,
       overlap: o.overlap ?? 0.25,
       budgets,
@@ -163,7 +192,7 @@ export async function infer(engine: InferenceEngine, model: LoadedModel, volume:
       },
     });
     output = { data: result.data, shape: [1, ...result.shape] };
-    inputShape = [1, ...src.shape];
+    inputShape = [1, ...v.shape];
     steps.push(`sliding windows ${patch.join('x')} (overlap ${o.overlap ?? 0.25}, ${result.windows} windows)`);
   } else {
     inputShape = [1, ...v.shape];
@@ -174,7 +203,7 @@ export async function infer(engine: InferenceEngine, model: LoadedModel, volume:
   if (bad >= 0) {
     throw new InferenceFailedError(`the network gave a non-finite output (${output.data[bad]} at element ${bad}): the checkpoint's weights or BatchNorm statistics are broken, or the input holds non-finite values`);
   }
-  const result: InferResult = { kind: 'classification', output, input: { shape: inputShape, spacing: v.spacing }, steps, ms: { preprocess: t1 - t0, network: t2 - t1 } };
+  const result: InferResult = { kind: 'classification', output, input: { shape: inputShape, spacing: v.spacing }, steps, ms: { preprocess: prepared.ms, network: t2 - t1 } };
   if (output.shape.length === 5) {
     result.kind = 'segmentation';
     result.labels = labelsFromScores({ data: output.data, shape: output.shape.slice(1) });

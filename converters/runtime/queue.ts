@@ -1,8 +1,9 @@
 /**
- * A bounded queue in front of the engine: at most `concurrency` runs at once, at most
- * `maxPending` waiting, and at most `maxPendingBytes` of input held by waiting requests, so
- * that a burst of requests cannot exhaust memory; beyond that a request is refused at once
- * with `EngineBusyError` (HTTP 503) rather than queued.
+ * A bounded queue in front of the engine (or of the fence's workers): at most `concurrency`
+ * runs at once, at most `maxPending` waiting, and at most `maxPendingBytes` of input held by
+ * waiting requests, so that a burst of requests cannot exhaust memory; beyond that a request
+ * is refused at once with `EngineBusyError` (HTTP 503), or the error `refuse` makes, rather
+ * than queued.
  */
 import { EngineBusyError } from './errors.js';
 
@@ -14,6 +15,10 @@ export interface RunQueueParams {
   maxPending?: number;
   /** Input bytes held by waiting requests at most. @default 1 GiB */
   maxPendingBytes?: number;
+  /** What waits, for messages. @default 'inference requests' */
+  what?: string;
+  /** The error of a refused request. @default EngineBusyError */
+  refuse?: (message: string) => Error;
 }
 
 /** See the module comment. */
@@ -24,11 +29,15 @@ export class RunQueue {
   private readonly concurrency: number;
   private readonly maxPending: number;
   private readonly maxPendingBytes: number;
+  private readonly what: string;
+  private readonly refuse: (message: string) => Error;
 
   constructor(params: RunQueueParams = {}) {
     this.concurrency = params.concurrency ?? 1;
     this.maxPending = params.maxPending ?? 32;
     this.maxPendingBytes = params.maxPendingBytes ?? 1024 ** 3;
+    this.what = params.what ?? 'inference requests';
+    this.refuse = params.refuse ?? ((message) => new EngineBusyError(message));
   }
 
   /** Requests waiting now. */
@@ -39,9 +48,9 @@ export class RunQueue {
   /** Run `fn` when a slot is free; `bytes` is the input it holds while waiting. */
   async run<T>(bytes: number, fn: () => Promise<T>): Promise<T> {
     if (this.running >= this.concurrency) {
-      if (this.waiting.length >= this.maxPending) throw new EngineBusyError(`${this.waiting.length} inference requests are already waiting; retry later`);
+      if (this.waiting.length >= this.maxPending) throw this.refuse(`${this.waiting.length} ${this.what} are already waiting; retry later`);
       if (this.pendingBytes + bytes > this.maxPendingBytes) {
-        throw new EngineBusyError(`waiting requests already hold ${this.pendingBytes} bytes of input; retry later`);
+        throw this.refuse(`waiting ${this.what} already hold ${this.pendingBytes} bytes of input; retry later`);
       }
       this.pendingBytes += bytes;
       await new Promise<void>((resolve) => this.waiting.push({ bytes, start: resolve }));

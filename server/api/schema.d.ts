@@ -464,7 +464,8 @@ export interface components {
          *     RANGE_NOT_SATISFIABLE, SHUTTING_DOWN, INTERNAL (the server's);
          *     CHECKPOINT_FORMAT, UNSAFE_PICKLE, LIMIT_EXCEEDED, UNSUPPORTED, INVALID_ARGUMENT,
          *     CONVERSION_FAILED (the converter's); ENGINE_BUSY, INVALID_INPUT, INFERENCE_FAILED (the
-         *     inference engine's); VOLUME_FORMAT, VOLUME_UNSUPPORTED, VOLUME_MIXED_SERIES (the volume
+         *     inference engine's); WORKER_UNAVAILABLE (the fence's: every worker busy, or the worker
+         *     running the request died; retry after `Retry-After` seconds); VOLUME_FORMAT, VOLUME_UNSUPPORTED, VOLUME_MIXED_SERIES (the volume
          *     readers'); MODEL_NOT_FOUND, CATALOGUE_INVALID, UPSTREAM_UNAVAILABLE, UPSTREAM_REFUSED,
          *     INTEGRITY_FAILED, DOWNLOAD_TOO_LARGE, OFFLINE, OBJECT_NOT_FOUND, STORAGE_FAILED,
          *     CLAIM_TIMEOUT (the zoo's); CONFIG_INVALID.
@@ -480,7 +481,7 @@ export interface components {
             detail?: string;
             instance?: string;
             /** @enum {string} */
-            code: "VALIDATION_FAILED" | "UNAUTHORIZED" | "URL_NOT_ALLOWED" | "NOT_FOUND" | "CHECKPOINT_NOT_FOUND" | "JOB_NOT_FOUND" | "UPLOAD_NOT_FOUND" | "JOB_FINISHED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "NOT_ACCEPTABLE" | "RANGE_NOT_SATISFIABLE" | "SHUTTING_DOWN" | "INTERNAL" | "CHECKPOINT_FORMAT" | "UNSAFE_PICKLE" | "LIMIT_EXCEEDED" | "UNSUPPORTED" | "INVALID_ARGUMENT" | "CONVERSION_FAILED" | "ENGINE_BUSY" | "INVALID_INPUT" | "INFERENCE_FAILED" | "VOLUME_FORMAT" | "VOLUME_UNSUPPORTED" | "VOLUME_MIXED_SERIES" | "MODEL_NOT_FOUND" | "CATALOGUE_INVALID" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_REFUSED" | "INTEGRITY_FAILED" | "DOWNLOAD_TOO_LARGE" | "OFFLINE" | "OBJECT_NOT_FOUND" | "STORAGE_FAILED" | "CLAIM_TIMEOUT" | "CONFIG_INVALID";
+            code: "VALIDATION_FAILED" | "UNAUTHORIZED" | "URL_NOT_ALLOWED" | "NOT_FOUND" | "CHECKPOINT_NOT_FOUND" | "JOB_NOT_FOUND" | "UPLOAD_NOT_FOUND" | "JOB_FINISHED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "NOT_ACCEPTABLE" | "RANGE_NOT_SATISFIABLE" | "SHUTTING_DOWN" | "INTERNAL" | "CHECKPOINT_FORMAT" | "UNSAFE_PICKLE" | "LIMIT_EXCEEDED" | "UNSUPPORTED" | "INVALID_ARGUMENT" | "CONVERSION_FAILED" | "ENGINE_BUSY" | "INVALID_INPUT" | "INFERENCE_FAILED" | "WORKER_UNAVAILABLE" | "VOLUME_FORMAT" | "VOLUME_UNSUPPORTED" | "VOLUME_MIXED_SERIES" | "MODEL_NOT_FOUND" | "CATALOGUE_INVALID" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_REFUSED" | "INTEGRITY_FAILED" | "DOWNLOAD_TOO_LARGE" | "OFFLINE" | "OBJECT_NOT_FOUND" | "STORAGE_FAILED" | "CLAIM_TIMEOUT" | "CONFIG_INVALID";
             requestId?: string;
             /** @description Validation errors, one per field. */
             errors?: {
@@ -748,6 +749,8 @@ export interface components {
         /** @description An RFC 9457 problem. */
         Problem: {
             headers: {
+                /** @description On a 503 that is worth a retry (WORKER_UNAVAILABLE), the seconds to wait first. */
+                "Retry-After"?: number;
                 [name: string]: unknown;
             };
             content: {
@@ -757,6 +760,8 @@ export interface components {
         /** @description An Open Inference Protocol error. */
         KServeError: {
             headers: {
+                /** @description On a 503 that is worth a retry, the seconds to wait first. */
+                "Retry-After"?: number;
                 [name: string]: unknown;
             };
             content: {
@@ -1105,6 +1110,7 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
         };
     };
     getUpload: {

@@ -184,7 +184,7 @@ export async function runInfer(argv: string[]): Promise<void> {
       await writeNifti({ path: out, ...labelVolume(result, volume), like: volume, labels: true, description: 'acs-hub segmentation' });
     } else {
       const labels = result.labels ? labelVolume(result, volume) : undefined;
-      const heat = labels ? undefined : await activationMap(engine, model, result, volume, options, cfg.budgets);
+      const heat = labels ? undefined : await activationMap(engine, model, result, volume, options, { budgets: cfg.budgets });
       const overlay = labels ? { kind: 'labels' as const, data: labels.data } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
       await writeChunksAtomic(out, [await renderPreview({ volume, overlay })]);
     }

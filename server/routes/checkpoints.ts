@@ -1,9 +1,9 @@
 /** Converted checkpoints: card, files, downloads, and inference on an uploaded volume. */
 import { Router } from 'express';
 import { infer, type InferOptions } from '../../converters/runtime/pipeline.js';
-import { renderPreview } from '../../converters/predictions/index.js';
-import { resample } from '../../converters/preprocess/index.js';
-import { encodeNifti, readVolume, type Vec3 } from '../../converters/volumes/index.js';
+import { PREPARE_VOLUME } from '../../converters/runtime/prepare-volume.js';
+import { RENDER_ANSWER } from '../../converters/runtime/render-answer.js';
+import type { Vec3 } from '../../converters/volumes/index.js';
 import { listCheckpoints, loadCheckpoint } from '../checkpoints.js';
 import { HttpError } from '../errors.js';
 import { readBody } from '../http/body.js';
@@ -11,7 +11,7 @@ import { sendStoredFile } from '../http/download.js';
 import { param } from '../http/params.js';
 import { checkpointModel } from '../models.js';
 import type { Services } from '../services.js';
-import { activationMap } from '../../converters/runtime/cam.js';
+import { activationFeatures } from '../../converters/runtime/cam.js';
 import { modelCardFile } from './zoo.js';
 
 function triple(v: unknown): Vec3 | undefined {
@@ -82,12 +82,18 @@ export function checkpointRoutes(s: Services): Router {
     const options = inferOptions(req.query as Record<string, unknown>);
     const budgets = s.cfg.budgets;
     const bytes = await readBody(req, s.cfg.server.maxVolumeBytes, (limit, declared) => new HttpError('PAYLOAD_TOO_LARGE', `the volume${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes (server.maxVolumeBytes)`));
-    const volume = await readVolume(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
-      file: 'volume',
-      seriesInstanceUid: typeof req.query['series'] === 'string' ? req.query['series'] : undefined,
-      budgets,
-    });
-    const result = await infer(s.engine, model, volume, options, budgets);
+    const { volume, prepared } = await s.fence.run(
+      PREPARE_VOLUME,
+      {
+        bytes,
+        read: { file: 'volume', seriesInstanceUid: typeof req.query['series'] === 'string' ? req.query['series'] : undefined },
+        model: { channels: model.channels, card: model.card },
+        options,
+        budgets,
+      },
+      { what: 'volume' },
+    );
+    const result = await infer(s.engine, model, volume, options, budgets, prepared);
     s.metrics.inference.observe({ kind: result.kind }, result.ms.network / 1000);
     if (accept === 'application/json') {
       res.json({
@@ -104,24 +110,15 @@ export function checkpointRoutes(s: Services): Router {
       });
       return;
     }
-    let labels: Float32Array | undefined;
-    if (result.labels) {
-      const [, d, h, w] = volume.shape;
-      const [ld, lh, lw] = result.labels.shape;
-      labels = Float32Array.from(result.labels.data);
-      // back onto the input's own grid, which its reader bounded: no budget beyond that
-      if (ld !== d || lh !== h || lw !== w) labels = resample({ volume: { data: labels, shape: [1, ld!, lh!, lw!] as const }, size: [d, h, w], mode: 'nearest', budgets: { outputVoxels: d * h * w } }).data;
-    }
-    if (accept === 'application/gzip') {
-      if (!labels) throw new HttpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
-      const nifti = encodeNifti({ data: labels, shape: [1, ...volume.shape.slice(1)], affine: volume.affine, like: volume, labels: true, gzip: true, description: 'acs-hub segmentation' });
-      res.type('application/gzip').set('Content-Disposition', 'attachment; filename="labels.nii.gz"').send(Buffer.from(nifti));
+    if (accept === 'application/gzip' && !result.labels) throw new HttpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
+    const activation = result.labels ? undefined : await activationFeatures(s.engine, model, result, volume, options, { input: prepared.volume, fence: s.fence, budgets });
+    const as = accept === 'application/gzip' ? 'nifti' : 'png';
+    const answer = await s.fence.run(RENDER_ANSWER, { volume, as, labels: result.labels, activation }, { what: `the ${as} answer` });
+    if (as === 'nifti') {
+      res.type('application/gzip').set('Content-Disposition', 'attachment; filename="labels.nii.gz"').send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
       return;
     }
-    const heat = labels ? undefined : await activationMap(s.engine, model, result, volume, options, budgets);
-    const overlay = labels ? { kind: 'labels' as const, data: labels } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
-    const png = await renderPreview({ volume, overlay });
-    res.type('image/png').send(Buffer.from(png));
+    res.type('image/png').send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
   });
   return r;
 }

@@ -14,9 +14,9 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import { budgetSetting, boundMessage } from '../../converters/budgets.js';
 import { LimitExceededError } from '../../converters/errors.js';
-import { HttpError, toProblem } from '../errors.js';
+import { HttpError, problemHeaders, toProblem } from '../errors.js';
 import { readBody } from '../http/body.js';
-import { parseKServeJson } from '../http/kserve-json.js';
+import { DECODE_INFER_BODY } from '../http/kserve-body.js';
 import { param } from '../http/params.js';
 import { checkpointModel } from '../models.js';
 import type { Services } from '../services.js';
@@ -36,33 +36,6 @@ class KServeError extends Error {
   }
 }
 
-interface TensorIn {
-  name: string;
-  shape: number[];
-  datatype: string;
-  /** Read by `parseKServeJson` as float32, nested arrays flattened. */
-  data?: Float32Array;
-  parameters?: { binary_data_size?: number };
-}
-
-interface InferBody {
-  id?: string;
-  parameters?: { binary_data_output?: boolean };
-  inputs: TensorIn[];
-  outputs?: { name: string; parameters?: { binary_data?: boolean } }[];
-}
-
-const READERS: Record<string, { bytes: number; read: (v: DataView, o: number) => number }> = {
-  FP32: { bytes: 4, read: (v, o) => v.getFloat32(o, true) },
-  FP64: { bytes: 8, read: (v, o) => v.getFloat64(o, true) },
-  INT8: { bytes: 1, read: (v, o) => v.getInt8(o) },
-  UINT8: { bytes: 1, read: (v, o) => v.getUint8(o) },
-  INT16: { bytes: 2, read: (v, o) => v.getInt16(o, true) },
-  UINT16: { bytes: 2, read: (v, o) => v.getUint16(o, true) },
-  INT32: { bytes: 4, read: (v, o) => v.getInt32(o, true) },
-  INT64: { bytes: 8, read: (v, o) => Number(v.getBigInt64(o, true)) },
-};
-
 function handler(fn: (req: Request, res: Response) => Promise<void>) {
   return (req: Request, res: Response, _next: NextFunction): void => {
     fn(req, res).catch((err: unknown) => {
@@ -71,7 +44,7 @@ function handler(fn: (req: Request, res: Response) => Promise<void>) {
       const message = err instanceof KServeError ? err.message : (problem.detail ?? 'internal error');
       const code = err instanceof KServeError ? err.code : problem.code;
       if (status >= 500 && !(err instanceof KServeError)) req.log?.error({ err }, 'kserve request failed');
-      if (!res.headersSent) res.status(status).set(err instanceof HttpError ? err.headers : {}).json({ error: message, code });
+      if (!res.headersSent) res.status(status).set(problemHeaders(err)).json({ error: message, code });
     });
   };
 }
@@ -140,45 +113,13 @@ export function kserveRoutes(s: Services, version: string): Router {
         ? new LimitExceededError(`the body is over ${limit} bytes: ${budgets.kserveElements} elements (${budgetSetting('kserveElements')}) at ${perElement} bytes each, plus ${n === undefined ? `${headerBytes} (server.maxJsonBytes)` : `the ${n}-byte header`}`)
         : new HttpError('PAYLOAD_TOO_LARGE', `the body is over the limit of ${limit} bytes (server.maxVolumeBytes)`),
     );
-    if (n !== undefined && n > raw.length) throw new KServeError(400, `Inference-Header-Content-Length ${n} does not fit the ${raw.length}-byte body`);
-    const parsed = parseKServeJson({ bytes: n === undefined ? raw : raw.subarray(0, n), maxHeaderBytes: headerBytes, budgets });
-    const binary = n === undefined ? Buffer.alloc(0) : raw.subarray(n);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new KServeError(400, 'the request must be a JSON object');
-    const body = parsed as InferBody;
-    if (!Array.isArray(body.inputs) || body.inputs.length !== 1) throw new KServeError(400, `the model takes exactly one input ('${m.card.input.name}')`);
-    const input = body.inputs[0]!;
-    if (typeof input !== 'object' || input === null) throw new KServeError(400, 'the input must be a JSON object (name, shape, datatype, data)');
-    if (body.outputs !== undefined && !(Array.isArray(body.outputs) && body.outputs.every((o) => typeof o === 'object' && o !== null && typeof o.name === 'string'))) {
-      throw new KServeError(400, "'outputs' must be a list of objects with a 'name'");
-    }
-    if (input.name !== m.card.input.name) throw new KServeError(400, `unknown input '${boundMessage(String(input.name), 200)}'; the model's input is '${m.card.input.name}'`);
-    const reader = READERS[input.datatype];
-    if (!reader) throw new KServeError(400, `datatype '${boundMessage(String(input.datatype), 100)}' is not supported; use FP32`);
-    if (!Array.isArray(input.shape) || input.shape.length !== 5 || input.shape.some((d) => !Number.isSafeInteger(d) || d < 1)) {
-      throw new KServeError(400, `input shape [${boundMessage(String(input.shape), 200)}] must be (N, C, D, H, W) of positive integers`);
-    }
-    const count = input.shape.reduce((a, b) => a * b, 1);
-    if (count > budgets.kserveElements) {
-      throw new LimitExceededError(`input '${input.name}' of shape [${input.shape.join(', ')}] holds ${count} elements, over the budget of ${budgets.kserveElements} (${budgetSetting('kserveElements')})`);
-    }
-    let data: Float32Array;
-    const size = input.parameters?.binary_data_size;
-    if (size !== undefined) {
-      if (size !== count * reader.bytes || binary.length < size) throw new KServeError(400, `binary_data_size ${boundMessage(String(size), 100)} does not match ${count} x ${input.datatype} (or the body is short)`);
-      data = new Float32Array(count);
-      const view = new DataView(binary.buffer, binary.byteOffset, size);
-      for (let i = 0; i < count; i++) {
-        const v = Math.fround(reader.read(view, i * reader.bytes));
-        if (!Number.isFinite(v)) throw new KServeError(400, `input value ${i} is not a finite float32 (${v})`);
-        data[i] = v;
-      }
-    } else {
-      const values = input.data ?? new Float32Array(0);
-      if (values.length !== count) throw new KServeError(400, `input has ${values.length} values, shape [${input.shape.join(', ')}] needs ${count}`);
-      data = values;
-    }
+    const { request: body, data, shape } = await s.fence.run(
+      DECODE_INFER_BODY,
+      { body: raw, headerLength: n, inputName: m.card.input.name, maxHeaderBytes: headerBytes, budgets },
+      { what: 'the request body' },
+    );
     const t0 = performance.now();
-    const outputs = await s.engine.run(m.source, { data, shape: input.shape });
+    const outputs = await s.engine.run(m.source, { data, shape });
     s.metrics.inference.observe({ kind: 'kserve' }, (performance.now() - t0) / 1000);
     const wanted = body.outputs?.map((o) => o.name) ?? Object.keys(outputs);
     for (const name of wanted) if (!Object.hasOwn(outputs, name)) throw new KServeError(400, `unknown output '${boundMessage(name, 200)}'; the model's outputs are ${Object.keys(outputs).join(', ')}`);

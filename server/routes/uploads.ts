@@ -1,17 +1,16 @@
 /**
  * Uploads of a user's own 2D checkpoint: streamed to a staging file (never buffered whole),
  * hashed and counted as it arrives, refused past the size limit, and parsed (format and, for
- * pickles, the allow-list of globals) before it is accepted into the store by its sha256.
+ * pickles, the allow-list of globals; in the fence, off the request thread) before it is
+ * accepted into the store by its sha256.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Router } from 'express';
-import { decodeCheckpoint, detectFormat, type CheckpointFormat } from '../../converters/formats/index.js';
-import { refuseExternalData } from '../../converters/formats/onnx.js';
-import { readFileBytes } from '../../converters/io.js';
-import { countParameters } from '../../converters/tensor.js';
+import type { CheckpointFormat } from '../../converters/formats/index.js';
+import { INSPECT_CHECKPOINT } from '../../converters/inspect-checkpoint.js';
 import { blobKey } from '../../zoo/storage/layout.js';
 import { readJson } from '../../zoo/storage/storage.js';
 import { HttpError } from '../errors.js';
@@ -48,20 +47,9 @@ export function uploadRoutes(s: Services): Router {
     const tmp = join(dir, `${randomBytes(8).toString('hex')}.part`);
     try {
       const { size, sha256 } = await bodyToFile(req, tmp, s.cfg.server.maxUploadBytes);
-      const bytes = await readFileBytes(tmp);
       const name = filename ?? 'upload';
-      const format = detectFormat(bytes, name);
-      const ckpt = decodeCheckpoint(bytes, { file: name, loadExternal: refuseExternalData(name, 'an upload'), budgets: s.cfg.budgets });
-      const record: UploadRecord = {
-        id: sha256,
-        sha256,
-        size,
-        format,
-        filename,
-        tensors: ckpt.tensors.size,
-        parameters: countParameters(ckpt.tensors.values()),
-        createdAt: new Date().toISOString(),
-      };
+      const { format, tensors, parameters } = await s.fence.run(INSPECT_CHECKPOINT, { path: tmp, name, budgets: s.cfg.budgets }, { what: name });
+      const record: UploadRecord = { id: sha256, sha256, size, format, filename, tensors, parameters, createdAt: new Date().toISOString() };
       if (!(await s.storage.stat(blobKey(sha256)))) await s.storage.write(blobKey(sha256), createReadStream(tmp));
       await s.storage.write(uploadKey(sha256), JSON.stringify(record, null, 2));
       res.status(201).set('Location', `/v1/uploads/${sha256}`).json(record);

@@ -73,6 +73,7 @@ export function zooRoutes(s: Services): Router {
       claims: s.cfg.claims,
       budgets: s.cfg.budgets,
       fetch: s.zooFetch,
+      fence: s.fence,
     }).catch((err: unknown) => {
       if (!compute && (err as { code?: string }).code === 'OFFLINE') throw unauthorised(req, 'this model is not converted yet; converting it needs an API key');
       throw err;

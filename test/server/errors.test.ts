@@ -18,6 +18,7 @@ import { createApp, OPENAPI_PATH } from '../../server/app.js';
 import { loadConfig } from '../../server/config.js';
 import { problemMiddleware } from '../../server/errors.js';
 import { fixture } from '../helpers.js';
+import { cpuPickle } from './hostile-pickles.js';
 import { finishedJob, testHub } from './hub.js';
 
 type App = Parameters<typeof request>[0];
@@ -109,6 +110,16 @@ test('documented errors, each produced through the API', async (t) => {
   const codes = busy.map((r) => (r.status === 200 ? 'ok' : (r.body.code as string)));
   assert.ok(codes.includes('ENGINE_BUSY'), `with one waiting place, a burst is refused: ${codes.join(', ')}`);
   seen.add('ENGINE_BUSY');
+  // One worker and one waiting place in the fence: of three uploads that each take the worker
+  // a while to decode, the third is refused at once.
+  const fenced = await testHub(t, { fence: { workers: 1, maxPending: 1 } });
+  const slow = cpuPickle(1_500_000);
+  const burst = await Promise.all([1, 2, 3].map(() => request(fenced.hub.app).post('/v1/uploads?filename=slow.pth').set('Content-Type', 'application/octet-stream').send(slow)));
+  const refused = burst.filter((r) => r.status === 503);
+  assert.deepEqual(burst.map((r) => r.status).sort(), [422, 422, 503], burst.map((r) => `${r.status} ${r.body.code}`).join(', '));
+  assert.equal(refused[0]!.body.code, 'WORKER_UNAVAILABLE');
+  assert.match(refused[0]!.headers['retry-after'] ?? '', /^[1-9][0-9]*$/);
+  seen.add('WORKER_UNAVAILABLE');
   const broken = await request(app).get('/v1/zoo/torchvision/resnet18/acs/model.onnx').expect(200);
   const brokenId = /checkpoints\/([0-9a-f]{32})/.exec(broken.headers['content-location'] ?? '')![1]!;
   assert.equal(await problem(request(app).post(`/v1/checkpoints/${brokenId}/infer`).set('Content-Type', 'application/gzip').send(nifti), 500), 'INFERENCE_FAILED');

@@ -1,0 +1,137 @@
+/**
+ * The fence under attack, on the real server process: an upload that is heavy but within the
+ * parse budgets, a burst that overloads the workers, and an upload whose decoding needs more
+ * heap than a worker may have. Meanwhile /healthz is asked every 20 ms and must answer within
+ * 100 ms each time; afterwards the server still answers, and its memory grew by less than 1 GB.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fixture, tempDir } from '../helpers.js';
+import { cpuPickle, heapPickle } from './hostile-pickles.js';
+import { startServer } from './serve.js';
+
+const MiB = 1024 * 1024;
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** POST a body; `sent` resolves once the body has been handed to the kernel. */
+function post(url: string, body: Buffer): { sent: Promise<void>; answer: Promise<Answer> } {
+  let sent!: () => void;
+  const flushed = new Promise<void>((resolve) => (sent = resolve));
+  const answer = new Promise<Answer>((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body, sent);
+  });
+  return { sent: flushed, answer };
+}
+
+function upload(base: string, body: Buffer, name: string): { sent: Promise<void>; answer: Promise<Answer> } {
+  return post(`${base}/v1/uploads?filename=${name}`, body);
+}
+
+/** Resident memory of a process now and at its peak, in bytes (Linux). */
+function memory(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) * 1024;
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** Ask /healthz every 20 ms until stopped; the latencies, in ms. */
+function probeHealth(base: string): { stop: () => Promise<number[]> } {
+  const latencies: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(5_000) });
+      await r.text();
+      assert.equal(r.status, 200);
+      latencies.push(performance.now() - t0);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return latencies;
+    },
+  };
+}
+
+function problem(a: Answer, status: number, code: string): { detail: string } {
+  assert.equal(a.status, status, a.body);
+  assert.match(String(a.headers['content-type']), /application\/problem\+json/);
+  const p = JSON.parse(a.body) as { code: string; detail: string };
+  assert.equal(p.code, code, a.body);
+  return p;
+}
+
+test('fence: heavy, overloading and over-budget uploads neither stall /healthz nor end the server', async (t) => {
+  const dir = await tempDir(t);
+  const server = await startServer(t, {
+    ACS_HUB_DATA_DIR: join(dir, 'data'),
+    ACS_HUB_LOG_LEVEL: 'warn',
+    ACS_HUB_FENCE_WORKERS: '1',
+    ACS_HUB_FENCE_MAX_PENDING: '1',
+    ACS_HUB_BUDGET_WORKER_HEAP_BYTES: String(64 * MiB),
+    // The heap budget, not these, is what the second attack must meet.
+    ACS_HUB_BUDGET_PICKLE_OPCODES: String(1e9),
+    ACS_HUB_BUDGET_PICKLE_OBJECTS: String(1e9),
+  });
+  const base = server.url;
+  const pid = server.proc.pid!;
+  const normal = readFileSync(fixture('formats', 'resnet18_tiny.pth'));
+  const heavy = cpuPickle(5_000_000); // 10 MB, ten million opcodes: most of a second of decoding
+  const hungry = heapPickle(3_000, 1_000); // 3 MB, three million lists: over 100 MB of heap
+  // Warm-up: the first upload starts the worker (and the API validator), the first fetch loads
+  // this process's HTTP client; neither belongs to what is measured.
+  assert.equal((await upload(base, normal, 'resnet18.pth').answer).status, 201);
+  assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  const before = memory(pid);
+  const probe = probeHealth(base);
+
+  // Heavy but within the budgets: refused once decoded (it is no checkpoint), after a while.
+  const slow = upload(base, heavy, 'heavy.pth');
+  await slow.sent;
+  await new Promise((res) => setTimeout(res, 300));
+  // While it holds the one worker: one upload waits for it, the next is refused.
+  const waiting = upload(base, normal, 'again.pth').answer;
+  await new Promise((res) => setTimeout(res, 50));
+  const refused = await upload(base, normal, 'more.pth').answer;
+  problem(refused, 503, 'WORKER_UNAVAILABLE');
+  assert.match(String(refused.headers['retry-after']), /^[1-9][0-9]*$/);
+  problem(await slow.answer, 422, 'CHECKPOINT_FORMAT');
+  assert.equal((await waiting).status, 201);
+
+  // Past the worker's heap: the worker is ended, the request answered 413.
+  const over = problem(await upload(base, hungry, 'hungry.pth').answer, 413, 'LIMIT_EXCEEDED');
+  assert.match(over.detail, /^hungry\.pth: .*budgets\.workerHeapBytes/);
+
+  const latencies = await probe.stop();
+  const after = memory(pid);
+  assert.ok(latencies.length >= 20, `only ${latencies.length} health probes`);
+  const worst = Math.max(...latencies);
+  assert.ok(worst < 100, `/healthz took ${worst.toFixed(1)} ms at worst (${latencies.length} probes)`);
+  assert.ok(after.peak - before.rss < 1024 * MiB, `resident memory grew by ${((after.peak - before.rss) / MiB).toFixed(0)} MiB`);
+
+  // Still alive, and serving: a normal upload goes through a fresh worker.
+  assert.equal(server.proc.exitCode, null);
+  const ok = await upload(base, normal, 'after.pth').answer;
+  assert.equal(ok.status, 201, ok.body);
+  assert.equal((JSON.parse(ok.body) as { format: string }).format, 'pth');
+  assert.equal((await fetch(`${base}/readyz`)).status, 200);
+});
