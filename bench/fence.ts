@@ -13,8 +13,6 @@
  *   npm run bench:fence            (BENCH_THREADS=2 BENCH_RUNS=15)
  */
 import { setPriority } from 'node:os';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { convert } from '../converters/convert.js';
 import { CONVERT_TO_FILES, convertToFiles, type ConvertToFilesParams } from '../converters/convert-file.js';
 import { IN_PROCESS, WorkerFence, type Fence } from '../converters/fence/fence.js';
@@ -26,8 +24,6 @@ import { infer, type LoadedModel } from '../converters/runtime/pipeline.js';
 import { PREPARE_VOLUME, type PrepareVolumeParams } from '../converters/runtime/prepare-volume.js';
 import { encodeNpy } from '../converters/volumes/index.js';
 import { resnetBasicStateDict, resnetStateDict } from './synthetic.js';
-
-setFlagsFromString('--expose-gc');
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 15);
@@ -59,9 +55,6 @@ async function timed(fn: () => Promise<unknown>): Promise<Timed> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** Collect garbage, so that one operation does not pay for the last one's. */
-const gc = runInNewContext('gc', {}, { microtaskMode: undefined }) as () => void;
-
 /**
  * Median time and worst stall of two ways of doing one thing on the same input (made afresh
  * for each run, outside the timing), run in turn so that drift in the machine's speed affects
@@ -73,7 +66,6 @@ async function sideBySide<P>(make: () => P, direct: (p: P) => Promise<unknown>, 
   for (let i = 0; i < runs; i++) {
     for (const [fn, out] of [[direct, a], [fenced, b]] as const) {
       const p = make();
-      gc();
       out.push(await timed(() => fn(p)));
     }
   }

@@ -9,6 +9,10 @@
  * task with `WorkerUnavailableError` (503, retry later), and the next task starts a new one.
  * The limit is on the JavaScript heap: the bytes of typed arrays live outside it and are
  * bounded by the readers' own budgets (voxels, unpacked bytes), checked before they allocate.
+ * Limit: V8 ends the whole process, not only the worker, when one allocation overshoots the
+ * heap limit by more than the 16 MiB Node grants a dying worker (a huge array or string made
+ * at once, as `JSON.parse` makes them), or when an array passes V8's largest length (2^27
+ * elements); the readers' budgets must keep any one allocation well inside the heap budget.
  *
  * At most `workers` tasks run at once, at most `maxPending` wait (holding at most
  * `maxPendingBytes` of input); beyond that a task is refused at once with

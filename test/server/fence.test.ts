@@ -125,6 +125,7 @@ test('fence: heavy, overloading and over-budget uploads neither stall /healthz n
   const after = memory(pid);
   assert.ok(latencies.length >= 20, `only ${latencies.length} health probes`);
   const worst = Math.max(...latencies);
+  t.diagnostic(`/healthz: ${latencies.length} probes, the slowest ${worst.toFixed(1)} ms; peak resident memory ${((after.peak - before.rss) / MiB).toFixed(0)} MiB above the start`);
   assert.ok(worst < 100, `/healthz took ${worst.toFixed(1)} ms at worst (${latencies.length} probes)`);
   assert.ok(after.peak - before.rss < 1024 * MiB, `resident memory grew by ${((after.peak - before.rss) / MiB).toFixed(0)} MiB`);
 
