@@ -4,7 +4,7 @@
  * whenever their alignment allows, and a copy only when it does not.
  */
 import { DTYPES, type DType, type DTypeArrayMap, type TypedArray } from './dtypes.js';
-import { CheckpointFormatError, InvalidArgumentError, LimitExceededError } from './errors.js';
+import { CheckpointFormatError, LimitExceededError } from './errors.js';
 
 /** One tensor: dtype, shape (row-major, C order) and its little-endian data. */
 export interface Tensor<D extends DType = DType> {
@@ -51,11 +51,6 @@ export function numel(shape: readonly number[], where = 'tensor'): number {
   return n;
 }
 
-/** Size in bytes of a tensor's data. */
-export function byteSize(t: Tensor): number {
-  return t.data.byteLength;
-}
-
 /** The raw bytes of a tensor's data (a view, never a copy). */
 export function bytesOf(t: { readonly data: TypedArray }): Uint8Array {
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
@@ -76,18 +71,6 @@ export function typedView<D extends DType>(dtype: D, bytes: Uint8Array, offset: 
   const copy = new Uint8Array(byteLength);
   copy.set(bytes.subarray(offset, offset + byteLength));
   return new array(copy.buffer, 0, length);
-}
-
-/** Build a tensor, checking that the data holds exactly the elements the shape says. */
-export function makeTensor<D extends DType>(dtype: D, shape: readonly number[], data: DTypeArrayMap[D]): Tensor<D> {
-  const n = numel(shape);
-  if (data.length !== n) {
-    throw new InvalidArgumentError(`tensor of shape [${shape.join(', ')}] needs ${n} elements, got ${data.length}`);
-  }
-  if (!(data instanceof DTYPES[dtype].array)) {
-    throw new InvalidArgumentError(`tensor of dtype ${dtype} must be held in a ${DTYPES[dtype].array.name}`);
-  }
-  return { dtype, shape: [...shape], data };
 }
 
 /** A new zero-filled tensor. */

@@ -6,10 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ConvertOptions } from '../converters/convert.js';
-import { convertModel, type ConversionProgress, type ConversionSource } from '../zoo/convert-model.js';
-import { checkpointIdOf, recordCheckpoint } from './checkpoints.js';
+import type { Logger } from 'pino';
+import type { ConversionProgress, ConversionSource } from '../zoo/convert-model.js';
 import { HttpError, toProblem, type Problem } from './errors.js';
-import type { Services } from './services.js';
+import type { Metrics } from './metrics.js';
 
 /** A job as the API shows it. */
 export interface Job {
@@ -36,12 +36,20 @@ export interface JobRequest {
 
 const KEEP_FINISHED = 1000;
 
+/** What the registry needs: the conversion itself, and where to count and log. */
+export interface JobDeps {
+  /** Get or convert what a job asks for and record the checkpoint; `produced` is false for a cache hit. */
+  convert(req: JobRequest, p: { onProgress: (e: ConversionProgress) => void; signal: AbortSignal }): Promise<{ checkpointId: string; produced: boolean }>;
+  metrics: Pick<Metrics, 'conversions'>;
+  logger: Logger;
+}
+
 /** See the module comment. */
 export class JobRegistry {
   private readonly jobs = new Map<string, { job: Job; abort: AbortController; done: Promise<void> }>();
   private readonly events = new EventEmitter();
 
-  constructor(private readonly services: Services) {
+  constructor(private readonly deps: JobDeps) {
     this.events.setMaxListeners(0);
   }
 
@@ -72,7 +80,7 @@ export class JobRegistry {
   start(req: JobRequest): Job {
     const job = this.fresh(req);
     const abort = new AbortController();
-    const s = this.services;
+    const s = this.deps;
     const onProgress = (e: ConversionProgress): void => {
       if (job.status === 'queued') job.status = 'running';
       if (e.phase === 'downloading') job.progress = { phase: 'downloading', bytes: e.bytes, total: e.total ?? null };
@@ -86,24 +94,9 @@ export class JobRegistry {
       job.status = 'running';
       this.emit(job);
       try {
-        const r = await convertModel({
-          storage: s.storage,
-          source: req.source,
-          options: req.options,
-          sources: s.cfg.sources,
-          stagingDir: s.stagingDir,
-          offline: s.cfg.offline,
-          download: s.cfg.download,
-          claims: s.cfg.claims,
-          budgets: s.cfg.budgets,
-          fetch: req.source.kind === 'url' ? s.urlFetch : s.zooFetch,
-          fence: s.fence,
-          onProgress,
-          signal: abort.signal,
-        });
-        await recordCheckpoint(s.storage, r.prefix, r.card);
+        const r = await s.convert(req, { onProgress, signal: abort.signal });
         if (cancelled()) return;
-        job.checkpointId = checkpointIdOf(r.prefix);
+        job.checkpointId = r.checkpointId;
         job.cached = !r.produced;
         job.status = 'succeeded';
         job.progress = { phase: 'done' };
@@ -139,7 +132,7 @@ export class JobRegistry {
     j.job.status = 'cancelled';
     j.job.finishedAt = new Date().toISOString();
     j.abort.abort(new Error('cancelled'));
-    this.services.metrics.conversions.inc({ result: 'cancelled' });
+    this.deps.metrics.conversions.inc({ result: 'cancelled' });
     this.emit(j.job);
     return j.job;
   }

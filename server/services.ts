@@ -12,6 +12,8 @@ import { loadCatalogue, type Catalogue } from '../zoo/catalogue.js';
 import { openStorage } from '../zoo/storage/open-storage.js';
 import { sweepDebris, sweepLogFields, sweptCount } from '../zoo/sweep-debris.js';
 import type { ObjectStorage } from '../zoo/storage/storage.js';
+import { convertModel } from '../zoo/convert-model.js';
+import { checkpointIdOf, recordCheckpoint } from './checkpoints.js';
 import { JobRegistry } from './jobs.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -101,6 +103,28 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
       if (!o.storage) await storage.close();
     },
   };
-  services.jobs = new JobRegistry(services);
+  services.jobs = new JobRegistry({
+    metrics: services.metrics,
+    logger,
+    convert: async (req, { onProgress, signal }) => {
+      const r = await convertModel({
+        storage,
+        source: req.source,
+        options: req.options,
+        sources: cfg.sources,
+        stagingDir: services.stagingDir,
+        offline: cfg.offline,
+        download: cfg.download,
+        claims: cfg.claims,
+        budgets: cfg.budgets,
+        fetch: req.source.kind === 'url' ? services.urlFetch : services.zooFetch,
+        fence,
+        onProgress,
+        signal,
+      });
+      await recordCheckpoint(storage, r.prefix, r.card);
+      return { checkpointId: checkpointIdOf(r.prefix), produced: r.produced };
+    },
+  });
   return services;
 }

@@ -101,8 +101,3 @@ export function checkVoxelCount(dims: readonly number[], where: string, maxVoxel
   }
   return n;
 }
-
-/** Spatial size `[D, H, W]` of a volume array. */
-export function spatialShape(v: VolumeArray): Vec3 {
-  return [v.shape[1], v.shape[2], v.shape[3]];
-}

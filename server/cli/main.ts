@@ -3,7 +3,6 @@
  * The `acs-hub` command line: one subcommand per module, a one-line reason and a non-zero
  * exit code on any failure.
  */
-import { AcsHubError } from '../../converters/errors.js';
 import { runConvert } from './convert.js';
 import { runInfer } from './infer.js';
 import { runInspect } from './inspect.js';
@@ -90,6 +89,6 @@ main(process.argv.slice(2)).then(
     const message = err instanceof Error ? err.message : String(err);
     printErr(`acs-hub: ${message.split('\n')[0]}\n`);
     if (debugEnabled() && err instanceof Error) printErr(`${err.stack ?? ''}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : err instanceof AcsHubError ? 1 : 1;
+    process.exitCode = err instanceof UsageError ? 2 : 1;
   },
 );

@@ -28,7 +28,7 @@ import { mkdir, open, readFile, rm, stat, writeFile, type FileHandle } from 'nod
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AcsHubError } from '../../converters/errors.js';
-import { DownloadTooLargeError, IntegrityError, UpstreamError, UpstreamRefusedError, ZooError } from '../errors.js';
+import { DownloadTooLargeError, IntegrityError, isRetryable, UpstreamError, UpstreamRefusedError, ZooError } from '../errors.js';
 import { backoffDelay, parseRetryAfter } from './backoff.js';
 import { checkHashPrefix } from './hash-prefix.js';
 import { contentCodings, httpFetch, isDecodedCoding } from './http-fetch.js';
@@ -443,9 +443,10 @@ export async function downloadFile(params: DownloadFileParams): Promise<Download
         }
         throw error;
       }
-      if (!(error instanceof UpstreamError) || n > retries) throw error;
+      if (!isRetryable(error) || n > retries) throw error;
       allowResume = true;
-      const delayMs = backoffDelay({ attempt: n, baseMs: params.backoffMs, maxMs: params.maxBackoffMs, retryAfterMs: error.retryAfterMs, random: params.random });
+      const retryAfterMs = error instanceof UpstreamError ? error.retryAfterMs : undefined;
+      const delayMs = backoffDelay({ attempt: n, baseMs: params.backoffMs, maxMs: params.maxBackoffMs, retryAfterMs, random: params.random });
       params.onRetry?.({ attempt: n, delayMs, error });
       await sleep(delayMs, undefined, { signal: params.signal });
     }
