@@ -11,6 +11,7 @@ import { crc32, deflateRawSync } from 'node:zlib';
 import type { TestContext } from 'node:test';
 import { seededRandom } from '../converters/modes/head.js';
 import { bytesOf, type Tensor } from '../converters/tensor.js';
+import { encodeNifti } from '../converters/volumes/index.js';
 
 /** The repository root (tests run from `dist/test/`). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -156,4 +157,26 @@ export async function rssGrowth<T>(fn: () => Promise<T>): Promise<{ result: T; g
   } finally {
     clearInterval(timer);
   }
+}
+
+/** A gzipped NIfTI of `n^3` CT-like voxels (or `values`) with `spacing` mm voxels. */
+export function ctNifti(n: number, spacing = 1, values?: Float32Array): Buffer {
+  const r = prng(n);
+  const data = values ?? Float32Array.from({ length: n ** 3 }, () => Math.round(r() * 1400 - 1000));
+  return Buffer.from(encodeNifti({ data, shape: [n, n, n], affine: [spacing, 0, 0, 0, 0, spacing, 0, 0, 0, 0, spacing, 0, 0, 0, 0, 1], gzip: true }));
+}
+
+/**
+ * Two 16^3 NIfTIs of 2 mm voxels whose geometry is broken: a qform of NaN and no sform (the
+ * geometry must come from pixdim), and a sform with a zero axis (it must come from the qform).
+ */
+export function brokenGeometryNiftis(): [Buffer, Buffer] {
+  const nanQform = Buffer.from(encodeNifti({ data: new Float32Array(16 ** 3).fill(-500), shape: [16, 16, 16], affine: [2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1] }));
+  nanQform.writeInt16LE(0, 254);
+  nanQform.writeFloatLE(NaN, 256);
+  const flat = Buffer.from(nanQform);
+  flat.writeInt16LE(1, 254);
+  for (const o of [280, 296, 312]) flat.writeFloatLE(0, o);
+  flat.writeInt16LE(0, 252);
+  return [nanQform, flat];
 }

@@ -37,6 +37,25 @@ function limiter(limit: number, hash?: ReturnType<typeof createHash>): Transform
   return t;
 }
 
+/** How long a connection whose body was refused keeps dropping what still arrives after the answer. */
+const LINGER_MS = 2_000;
+
+/**
+ * Drop the rest of a refused body; once answered, half-close the connection and keep dropping
+ * until the client closes its side, for at most LINGER_MS. A socket closed at once with bytes
+ * still arriving is reset by the kernel, and the client may lose the answer with it.
+ */
+function lingerAfterAnswer(req: Request): void {
+  req.resume();
+  req.res?.once('finish', () => {
+    if (req.complete) return;
+    const socket = req.socket;
+    socket.end();
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
+}
+
 /**
  * Read a whole body into memory, up to `limit` bytes: a declared Content-Length over it is
  * refused before a byte is read; a body that grows past it is refused at once, its rest read
@@ -62,8 +81,7 @@ export function readBody(req: Request, limit: number, tooLarge: TooLarge = paylo
       }
       stop();
       chunks.length = 0;
-      req.res?.setHeader('Connection', 'close');
-      req.resume();
+      lingerAfterAnswer(req);
       reject(tooLarge(limit));
     };
     const onEnd = (): void => {

@@ -6,78 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fixture, tempDir } from '../helpers.js';
 import { cpuPickle, heapPickle } from './hostile-pickles.js';
-import { startServer } from './serve.js';
+import { memory, post, probeHealth, problem, startServer, type Answer } from './serve.js';
 
 const MiB = 1024 * 1024;
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-/** POST a body; `sent` resolves once the body has been handed to the kernel. */
-function post(url: string, body: Buffer): { sent: Promise<void>; answer: Promise<Answer> } {
-  let sent!: () => void;
-  const flushed = new Promise<void>((resolve) => (sent = resolve));
-  const answer = new Promise<Answer>((resolve, reject) => {
-    const req = httpRequest(url, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
-    req.on('error', reject);
-    req.end(body, sent);
-  });
-  return { sent: flushed, answer };
-}
-
 function upload(base: string, body: Buffer, name: string): { sent: Promise<void>; answer: Promise<Answer> } {
   return post(`${base}/v1/uploads?filename=${name}`, body);
-}
-
-/** Resident memory of a process now and at its peak, in bytes (Linux). */
-function memory(pid: number): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) * 1024;
-  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
-}
-
-/** Ask /healthz every 20 ms until stopped; the latencies, in ms. */
-function probeHealth(base: string): { stop: () => Promise<number[]> } {
-  const latencies: number[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const t0 = performance.now();
-      const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(5_000) });
-      await r.text();
-      assert.equal(r.status, 200);
-      latencies.push(performance.now() - t0);
-      await new Promise((res) => setTimeout(res, 20));
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-      return latencies;
-    },
-  };
-}
-
-function problem(a: Answer, status: number, code: string): { detail: string } {
-  assert.equal(a.status, status, a.body);
-  assert.match(String(a.headers['content-type']), /application\/problem\+json/);
-  const p = JSON.parse(a.body) as { code: string; detail: string };
-  assert.equal(p.code, code, a.body);
-  return p;
 }
 
 test('fence: heavy, overloading and over-budget uploads neither stall /healthz nor end the server', async (t) => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import request from 'supertest';
@@ -8,8 +8,9 @@ import sharp from 'sharp';
 import { concatChunks } from '../../converters/io.js';
 import { encodeZip } from '../../converters/formats/zip.js';
 import { encodeNifti } from '../../converters/volumes/index.js';
-import { cli, fixture, prng, rssGrowth } from '../helpers.js';
+import { brokenGeometryNiftis, cli, ctNifti as ct, fixture, rssGrowth } from '../helpers.js';
 import { finishedJob, testHub, type TestHub } from './hub.js';
+import { streamPost } from './serve.js';
 
 const MiB = 1024 * 1024;
 /** What a hostile request may add to the process at most: far under 1 GB. */
@@ -33,13 +34,6 @@ before(async () => {
   assert.equal(done['status'], 'succeeded', JSON.stringify(done));
   id = done['checkpointId'] as string;
 });
-
-/** A NIfTI of `n^3` CT-like voxels with `spacing` mm voxels. */
-function ct(n: number, spacing = 1, values?: Float32Array): Buffer {
-  const r = prng(n);
-  const data = values ?? Float32Array.from({ length: n ** 3 }, () => Math.round(r() * 1400 - 1000));
-  return Buffer.from(encodeNifti({ data, shape: [n, n, n], affine: [spacing, 0, 0, 0, 0, spacing, 0, 0, 0, 0, spacing, 0, 0, 0, 0, 1], gzip: true }));
-}
 
 /** The query string of `params`, encoded as the API contract wants it. */
 const q = (params: Record<string, string>) => `?${new URLSearchParams(params).toString()}`;
@@ -91,15 +85,7 @@ test('infer: NaN voxels and broken geometry are a 422 or a sane fallback, never 
   for (const accept of ['application/json', 'image/png']) {
     await refused(() => infer(ct(16, 1, values), '', accept), 422, 'VOLUME_FORMAT', /^volume: 1 of 4096 voxels are not finite/);
   }
-  // a qform of NaN and no sform: geometry from pixdim; a sform with a zero axis: from the qform
-  const nanQform = Buffer.from(encodeNifti({ data: new Float32Array(16 ** 3).fill(-500), shape: [16, 16, 16], affine: [2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1] }));
-  nanQform.writeInt16LE(0, 254);
-  nanQform.writeFloatLE(NaN, 256);
-  const flat = Buffer.from(nanQform);
-  flat.writeInt16LE(1, 254);
-  for (const o of [280, 296, 312]) flat.writeFloatLE(0, o);
-  flat.writeInt16LE(0, 252);
-  for (const bytes of [nanQform, flat]) {
+  for (const bytes of brokenGeometryNiftis()) {
     const json = await infer(bytes).expect(200);
     assert.deepEqual(json.body.volume.spacing, [2, 2, 2]);
     const preview = await infer(bytes, '', 'image/png').buffer(true).parse(binary).expect(200);
@@ -144,47 +130,16 @@ test('KServe: the body is capped by the element budget before it is parsed (JSON
   await refused(() => post(Buffer.concat([Buffer.alloc(2 * MiB, 0x20), header])).set('Inference-Header-Content-Length', String(2 * MiB)), 413, 'LIMIT_EXCEEDED', /JSON header of 2097152 bytes is over the limit of 1048576 bytes \(server\.maxJsonBytes\)/);
 });
 
-/** POST a body of `total` bytes made lazily of `chunk`, stopping as soon as an answer comes. */
-function stream(path: string, headers: Record<string, string>, total: number, chunk: Buffer): Promise<{ status?: number; body: string; sent: number }> {
+/** Stream a body to the app on a loopback port (see `streamPost`), closing the port afterwards. */
+async function stream(path: string, headers: Record<string, string>, total: number, chunk: Buffer): Promise<{ status?: number; body: string; sent: number }> {
   const server = t.hub.app.listen(0, '127.0.0.1');
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.once('listening', () => {
-      const { port } = server.address() as AddressInfo;
-      let sent = 0;
-      let status: number | undefined;
-      let body = '';
-      let done = false;
-      const req = httpRequest({ host: '127.0.0.1', port, path, method: 'POST', headers });
-      const finish = (): void => {
-        if (done) return;
-        done = true;
-        req.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve({ status, body, sent }));
-      };
-      req.on('response', (res) => {
-        status = res.statusCode;
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', finish);
-        res.on('close', finish);
-      });
-      // after the answer the server closes the connection: a reset of the unsent rest is expected
-      req.on('error', () => setTimeout(finish, 50));
-      const pump = (): void => {
-        while (!done && sent < total) {
-          sent += chunk.length;
-          if (!req.write(chunk)) {
-            req.once('drain', pump);
-            return;
-          }
-        }
-        if (!done) req.end();
-      };
-      pump();
-    });
-  });
+  await once(server, 'listening');
+  try {
+    return await streamPost(`http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`, headers, total, chunk);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((res) => server.close(res));
+  }
 }
 
 test('KServe: a 300 MB body streamed to the server is cut at the cap, with a 413 and little memory', { timeout: 60_000 }, async () => {

@@ -1,40 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import request from 'supertest';
 import { oneConvExternal, oneConvOnnx } from '../converters/onnx-models.js';
 import { tempDir } from '../helpers.js';
-import { finishedJob, testHub, type TestHub } from './hub.js';
-
-/** A loopback server that answers every path with the same bytes (a mirror serving a model). */
-async function serveEverywhere(t: { after(fn: () => Promise<void>): void }, bytes: Uint8Array): Promise<string> {
-  const server = createServer((_req, res) => {
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': bytes.byteLength });
-    res.end(bytes);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-/** Every file the hub stored, with its bytes. */
-async function storedFiles(hub: TestHub): Promise<Map<string, Buffer>> {
-  const files = new Map<string, Buffer>();
-  const root = join(hub.dir, 'data');
-  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
-  for (const e of entries) if (e.isFile()) files.set(join(e.parentPath, e.name), await readFile(join(e.parentPath, e.name)));
-  return files;
-}
-
-function assertNoneHolds(files: Map<string, Buffer>, needles: Uint8Array[]): void {
-  for (const [path, bytes] of files) {
-    for (const needle of needles) assert.equal(bytes.indexOf(needle), -1, `${path} holds bytes of a file of the server`);
-  }
-}
+import { finishedJob, testHub } from './hub.js';
+import { assertNoneHolds, serveEverywhere, serverFileNeedles, storedFiles } from './origins.js';
 
 test('a model fetched from a URL never has its external data read from the server: refused with a 422', async (t) => {
   const dir = await tempDir(t);
@@ -43,9 +15,7 @@ test('a model fetched from a URL never has its external data read from the serve
   // the model needs: reading it would make the conversion succeed.
   const secret = oneConvExternal(3, 'secret.bin');
   await writeFile(join(dir, 'secret.bin'), secret.data);
-  const needles = [secret.data];
-  if (existsSync('/etc/passwd')) needles.push(readFileSync('/etc/passwd').subarray(0, 36));
-  if (existsSync('/etc/hostname') && readFileSync('/etc/hostname').byteLength > 0) needles.push(readFileSync('/etc/hostname'));
+  const needles = [secret.data, ...serverFileNeedles()];
 
   const cases = [
     { path: `${dir}/model.onnx`, location: 'secret.bin' },
@@ -65,7 +35,7 @@ test('a model fetched from a URL never has its external data read from the serve
       problem.detail,
     );
   }
-  const files = await storedFiles(hub);
+  const files = await storedFiles(join(hub.dir, 'data'));
   assert.ok([...files.keys()].some((k) => k.includes('blobs')), 'the downloaded models were stored');
   assert.ok(![...files.keys()].some((k) => k.includes('conversions')), 'no conversion was stored');
   assertNoneHolds(files, needles);
@@ -82,7 +52,7 @@ test('an uploaded model that names external data is refused with a 422 and not s
     assert.equal(r.body.code, 'UNSUPPORTED');
     assert.match(r.body.detail, new RegExp(`external data '${location.replace(/[./]/g, '\\$&')}' is not read for a model fetched from an upload; embed the weights`));
   }
-  const files = await storedFiles(hub);
+  const files = await storedFiles(join(hub.dir, 'data'));
   assert.deepEqual([...files.keys()].filter((k) => !k.includes('staging')), [], 'nothing stored');
 });
 
