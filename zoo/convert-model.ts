@@ -2,14 +2,16 @@
  * A conversion through the cache, from any source: a catalogue entry or a URL (fetched and
  * verified into the store first), or a blob already in the store (an upload). The outputs of
  * one conversion are `model.safetensors`, `model.pth`, `model.onnx` (and `model.onnx.data` for
- * networks beyond protobuf's limit) and the card; N simultaneous identical requests, in one
- * process or in several sharing a store, cost one download and one conversion.
+ * networks beyond protobuf's limit), `model.py` (the network as PyTorch source) and the card;
+ * N simultaneous identical requests, in one process or in several sharing a store, cost one
+ * download and one conversion.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { convert, CONVERTER_VERSION, type ConvertOptions, type Card } from '../converters/convert.js';
+import { convert, CONVERTER_VERSION, type ConvertOptions, type ConvertResult, type Card } from '../converters/convert.js';
+import { UnsupportedError } from '../converters/errors.js';
 import { loadSource } from '../converters/convert-file.js';
-import { encodeOutput, type OutputFormat } from '../converters/outputs.js';
+import { encodeOutput, type EncodedFiles, type OutputFormat } from '../converters/outputs.js';
 import { findModel, loadLabels, type Catalogue, type CatalogueEntry, type PullableEntry } from './catalogue.js';
 import type { DownloadProgress } from './fetch/download-file.js';
 import type { SourceSettings } from './fetch/resolve-source.js';
@@ -59,7 +61,7 @@ export interface ConvertedModel {
 }
 
 /** The names of a conversion's files. */
-export const OUTPUT_FILES: Record<OutputFormat, string> = { safetensors: 'model.safetensors', pth: 'model.pth', onnx: 'model.onnx' };
+export const OUTPUT_FILES: Record<OutputFormat, string> = { safetensors: 'model.safetensors', pth: 'model.pth', onnx: 'model.onnx', py: 'model.py' };
 
 /** The options that change a conversion's output, with defaults filled, for the cache key. */
 export function canonicalOptions(o: ConvertOptions): Record<string, unknown> {
@@ -127,8 +129,8 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
         labels,
         preprocessing: entry ? { mean: [...entry.preprocessing.mean], std: [...entry.preprocessing.std] } : undefined,
       });
-      for (const format of ['safetensors', 'pth', 'onnx'] as const) {
-        for (const [file, chunks] of encodeOutput(converted, format, OUTPUT_FILES[format])) {
+      for (const format of ['safetensors', 'pth', 'onnx', 'py'] as const) {
+        for (const [file, chunks] of encodeFormat(converted, format)) {
           p.onProgress?.({ phase: 'storing', file });
           await ctx.writeFile(file, Readable.from(chunks));
         }
@@ -144,6 +146,16 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
     produced: result.produced,
     source: { id: record.id, sha256: record.sha256, url: 'url' in record ? record.url : undefined },
   };
+}
+
+/** The files of one format; none for model.py when the network has an op without a PyTorch translation. */
+function encodeFormat(converted: ConvertResult, format: OutputFormat): EncodedFiles {
+  try {
+    return encodeOutput(converted, format, OUTPUT_FILES[format]);
+  } catch (err) {
+    if (format === 'py' && err instanceof UnsupportedError) return new Map();
+    throw err;
+  }
 }
 
 /** Resolve a command-line or API source string: a catalogue id or alias, or an http(s) URL. */
