@@ -9,7 +9,9 @@
 const KEYWORDS = new Set([
   'False', 'None', 'True', 'and', 'as', 'assert', 'async', 'await', 'break', 'class', 'continue', 'def', 'del', 'elif', 'else',
   'except', 'finally', 'for', 'from', 'global', 'if', 'import', 'in', 'is', 'lambda', 'nonlocal', 'not', 'or', 'pass', 'raise',
-  'return', 'try', 'while', 'with', 'yield', 'self', 'torch', 'nn', 'F', 'math',
+  'return', 'try', 'while', 'with', 'yield',
+  // names the generated code uses
+  'self', 'input', 'torch', 'nn', 'F', 'math', 'float', 'getattr', 'super', 'OrderedDict',
 ]);
 
 /** Attributes of `nn.Module` and `nn.ModuleDict` that a child or a tensor cannot be named. */
