@@ -345,7 +345,7 @@ class Generator implements OpContext {
 
   /** `outs = expr`; `vals` are the 3D values the outputs stand for, `hints` name them. */
   private line(hints: string[], vals: string[], expr: string): void {
-    const names = hints.map((h) => this.names.fresh(valueHint(h)));
+    const names = hints.map((h) => this.names.fresh(valueHint(h).toLowerCase()));
     vals.forEach((v, i) => this.vars.set(v, names[i]!));
     this.lines.push(`${names.join(', ')} = ${expr}`);
   }

@@ -17,10 +17,11 @@ import { convert, type ConvertResult, type Mode } from '../../converters/convert
 import { loadSource } from '../../converters/convert-file.js';
 import { UnsupportedError } from '../../converters/errors.js';
 import { GraphBuilder } from '../../converters/graph/builder.js';
+import { A, type Attr, type Graph } from '../../converters/graph/ir.js';
 import { inferShapes } from '../../converters/graph/shapes.js';
 import { generateModelPy } from '../../converters/model-py/generate-model-py.js';
 import { encodeOutput } from '../../converters/outputs.js';
-import type { StateDict } from '../../converters/tensor.js';
+import type { StateDict, Tensor } from '../../converters/tensor.js';
 import { cli, detTensor, fixture, ROOT, tempDir } from '../helpers.js';
 import { FAMILIES, loadFamily, loadOutputs, runGraph } from './goldens/goldens.js';
 
@@ -161,6 +162,108 @@ async function layerCases(dir: string): Promise<CheckCase[]> {
   return cases;
 }
 
+/**
+ * Operators beyond the goldens' (activations, reductions, normalisations, pools with odd pads,
+ * gathers, where/compare, Gemm with alpha and beta, GroupNormalization at opset 18): small 2D
+ * ONNX graphs, converted, against onnxruntime.
+ */
+function operatorGraphs(): { name: string; graph: Graph }[] {
+  const t = (shape: number[], seed: number, scale: number, shift = 0): Tensor => ({ dtype: 'F32', shape, data: detTensor(shape, seed, scale).map((v) => v + shift) });
+  const sd: StateDict = new Map([
+    ['conv.weight', t([8, 3, 3, 3], 1, 0.3)],
+    ['conv.bias', t([8], 2, 0.1)],
+    ['norm.weight', t([8], 3, 0.2, 1)],
+    ['norm.bias', t([8], 4, 0.1)],
+    ['slope', t([8, 1, 1], 5, 0.2)],
+    ['head.w', t([24, 5], 6, 0.3)],
+    ['head.b', t([5], 7, 0.1)],
+    ['group.scale', t([2], 8, 0.2, 1)],
+    ['group.bias', t([2], 9, 0.1)],
+  ]);
+  const f = (b: GraphBuilder, v: number) => b.sharedFloat(`c${String(v).replace(/\W/g, '_')}`, v);
+  const graphs: { name: string; graph: Graph }[] = [];
+
+  // Element-wise, reductions over channels, normalisations and pools on (N, 8, H, W).
+  let b = new GraphBuilder(sd, 'elementwise');
+  let y = b.conv(b.input('input', ['N', 3, 'H', 'W']), 'conv', { pad: 1 });
+  const chain = (x: string, ops: [string, Record<string, Attr>?][]) => ops.reduce((v, [op, attrs]) => b.op(op, [v], attrs ?? {}), x);
+  const a = chain(y, [['LeakyRelu', { alpha: A.float(0.1) }], ['Elu', { alpha: A.float(0.9) }], ['Selu'], ['Celu', { alpha: A.float(1.2) }], ['Softplus'], ['Softsign'], ['Tanh']]);
+  const neg = chain(b.op('PRelu', [y, b.weight('slope')]), [['Abs'], ['Neg'], ['Exp']]);
+  const c = chain(b.add(b.op('Softplus', [y]), f(b, 1)), [['Log'], ['Reciprocal'], ['Sin'], ['Cos'], ['Sqrt']]);
+  const terms = [
+    a, neg, c,
+    b.op('Where', [b.op('Greater', [a, neg]), a, neg]),
+    b.op('Max', [a, neg, c]), b.op('Min', [a, c]), b.op('Mean', [a, neg, c]),
+    b.op('Softmax', [y], { axis: A.int(1) }), b.op('LogSoftmax', [y], { axis: A.int(1) }),
+    ...['ReduceMax', 'ReduceMin', 'ReduceL1', 'ReduceL2', 'ReduceLogSumExp', 'ReduceSumSquare'].map((op) => b.op(op, [y], { axes: A.ints([1]) })),
+    b.op('ReduceSum', [y, b.ints('sum_axes', [1])]),
+    b.op('ReduceProd', [b.sigmoid(y)], { axes: A.ints([1]), keepdims: A.int(1) }),
+    b.op('Cast', [b.op('ArgMax', [y], { axis: A.int(1) })], { to: A.int(1) }),
+    b.op('Squeeze', [b.op('Unsqueeze', [b.op('Unsqueeze', [b.op('ReduceMean', [y], { axes: A.ints([1]), keepdims: A.int(0) }), b.ints('axes1', [1])]), b.ints('axes0', [0])]), b.ints('axes0b', [0])]),
+    b.op('InstanceNormalization', [y, b.weight('norm.weight'), b.weight('norm.bias')], { epsilon: A.float(1e-3) }),
+    b.op('Gather', [y, b.ints('channels', [0, 2, 4, 6, 1, 3, 5, -1])], { axis: A.int(1) }),
+    b.concat([b.op('Slice', [y, b.ints('s0', [0]), b.ints('s1', [8]), b.ints('s2', [1]), b.ints('s3', [2])]), b.op('Slice', [y, b.ints('t0', [1]), b.ints('t1', [9]), b.ints('t2', [1]), b.ints('t3', [2])])], 1),
+    b.op('ThresholdedRelu', [y], { alpha: A.float(0.2) }),
+    b.op('Shrink', [y], { lambd: A.float(0.3), bias: A.float(0.1) }),
+    b.op('HardSigmoid', [y], { alpha: A.float(0.3), beta: A.float(0.4) }),
+    b.op('Clip', [y, f(b, -0.5), f(b, 0.7)]),
+    b.op('Dropout', [y]),
+    b.op('Pow', [b.op('Abs', [y]), f(b, 1.5)]),
+    b.op('Div', [y, b.add(b.op('Abs', [y]), f(b, 1))]),
+    b.op('Sub', [y, b.op('Erf', [y])]),
+    b.maxPool(b.op('Pad', [y, b.ints('pads', [0, 0, 1, 1, 0, 0, 1, 1])], { mode: A.str('reflect') }), 3, 1, 0),
+    b.op('Pad', [b.maxPool(y, 3, 1, 0), b.ints('edge', [0, 0, 1, 1, 0, 0, 1, 1])], { mode: A.str('edge') }),
+    b.op('LpPool', [y], { kernel_shape: A.ints([3, 3]), strides: A.ints([1, 1]), pads: A.ints([1, 1, 1, 1]), p: A.int(2) }),
+    b.avgPool(y, 3, 1, 1, 'avg_included', true),
+    b.op('MaxPool', [y], { kernel_shape: A.ints([2, 2]), strides: A.ints([1, 1]), pads: A.ints([0, 0, 1, 1]) }),
+    b.op('MaxPool', [y], { kernel_shape: A.ints([3, 3]), strides: A.ints([1, 1]), pads: A.ints([2, 2, 2, 2]), dilations: A.ints([2, 2]) }),
+  ];
+  b.output(b.op('Sum', terms), 'output');
+  graphs.push({ name: 'elementwise', graph: b.build() });
+
+  // Global pools into a functional Gemm (alpha, beta, an untransposed weight) and a softmax.
+  b = new GraphBuilder(sd, 'pooled');
+  y = b.relu(b.conv(b.input('input', ['N', 3, 'H', 'W']), 'conv', { stride: 2, pad: 1 }));
+  const pooled = ['GlobalAveragePool', 'GlobalMaxPool', 'GlobalLpPool'].map((op) => b.flatten(b.op(op, [y])));
+  const logits = b.op('Gemm', [b.concat(pooled, 1), b.weight('head.w'), b.weight('head.b')], { alpha: A.float(0.5), beta: A.float(2) });
+  b.output(b.op('Softmax', [logits], { axis: A.int(1) }), 'output');
+  graphs.push({ name: 'pooled', graph: b.build() });
+
+  // Opset 18: GroupNormalization with per-group scale and bias, Mish, axes and splits as inputs.
+  b = new GraphBuilder(sd, 'opset18', 18);
+  y = b.conv(b.input('input', ['N', 3, 'H', 'W']), 'conv', { pad: 1 });
+  const g = b.op('GroupNormalization', [y, b.weight('group.scale'), b.weight('group.bias')], { num_groups: A.int(2), epsilon: A.float(1e-4) });
+  const [p, q] = b.opN('Split', [b.op('Mish', [g]), b.ints('split', [3, 5])], { axis: A.int(1) }, 'split', 2) as [string, string];
+  const m = b.op('ReduceMean', [q, b.ints('rm_axes', [1])], { keepdims: A.int(1) });
+  b.output(b.concat([b.mul(p, m), q], 1), 'output');
+  graphs.push({ name: 'opset18', graph: b.build() });
+  return graphs;
+}
+
+async function operatorCases(dir: string): Promise<CheckCase[]> {
+  const cases: CheckCase[] = [];
+  for (const { name, graph } of operatorGraphs()) {
+    for (const mode of ['acs', 'i3d'] as const) {
+      const result = convert({ kind: 'onnx', graph }, { mode });
+      const shape = [2, 3, 9, 10, 11];
+      const input = detTensor(shape, 3);
+      const expected = await runGraph(result.graph, input, shape);
+      const at = join(dir, 'operators', `${name}-${mode}`);
+      await writeCase(at, result, input, expected.data);
+      cases.push({
+        name: `operators/${name} (${mode})`,
+        model: join(at, 'model.py'),
+        weights: join(at, 'model.pth'),
+        input: { file: join(at, 'input.f32'), shape },
+        expected: { file: join(at, 'expected.f32'), shape: expected.dims },
+        param_count: result.card.parameters.converted,
+        checks: mode === 'acs' ? ['train', 'trace'] : ['train'],
+      });
+    }
+  }
+  return cases;
+}
+
 /** model.py and model.pth written by `acs-hub convert --out` (the format follows the extension). */
 async function cliCase(dir: string): Promise<CheckCase> {
   const at = join(dir, 'cli');
@@ -216,7 +319,7 @@ test('model.py of every golden family and mode is the converted network in PyTor
   const train = { model: join(trainDir, 'model.py'), weights: join(trainDir, 'model.pth'), shape: [8, 1, 16, 16, 16], classes: 2, steps: 20, lr: 0.01 };
   const first = check(dir, 'layers', layers, train);
   first.catch(() => undefined);
-  const families = [...(await familyCases(dir)), await cliCase(dir)];
+  const families = [...(await familyCases(dir)), ...(await operatorCases(dir)), await cliCase(dir)];
   const [a, b] = await Promise.all([first, check(dir, 'families', families)]);
   const cases = [...layers, ...families];
   const results = [...a.cases, ...b.cases];
