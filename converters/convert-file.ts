@@ -12,6 +12,7 @@ import { decodeCheckpoint, detectFormat } from './formats/index.js';
 import { decodeOnnx, readOnnxFile, refuseExternalData, type ExternalDataLoader, type Onnx } from './formats/onnx.js';
 import { graphFromModel } from './graph/ir.js';
 import { readFileBytes } from './io.js';
+import { UnsupportedError } from './errors.js';
 import { encodeOutput, type OutputFormat } from './outputs.js';
 
 /** A conversion source read from a file, with its hash. */
@@ -73,8 +74,8 @@ export interface ConvertToFilesParams {
   options: ConvertOptions;
   /** What the card records besides the conversion. */
   info?: Parameters<typeof convert>[2];
-  /** The files to encode, each under its name. */
-  outputs: { format: OutputFormat; name: string }[];
+  /** The files to encode, each under its name; an `optional` one the network cannot be written as is left out. */
+  outputs: { format: OutputFormat; name: string; optional?: boolean }[];
 }
 
 /** The card and the encoded files of a conversion (file name -> chunks, in order). */
@@ -88,7 +89,13 @@ export async function convertToFiles(p: ConvertToFilesParams): Promise<Converted
   const { source } = sourceFromBytes(p.name, p.bytes, p.origin, { budgets: p.budgets });
   const result = convert(source, p.options, { ...p.info, budgets: p.budgets });
   const files: [string, Uint8Array[]][] = [];
-  for (const o of p.outputs) files.push(...encodeOutput(result, o.format, o.name));
+  for (const o of p.outputs) {
+    try {
+      files.push(...encodeOutput(result, o.format, o.name));
+    } catch (err) {
+      if (!(o.optional && err instanceof UnsupportedError)) throw err;
+    }
+  }
   return { card: result.card, files };
 }
 

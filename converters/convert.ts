@@ -81,6 +81,8 @@ export interface ConvertResult {
   stateDict: StateDict;
   /** The 3D network. */
   graph: Graph;
+  /** The 2D network it was converted from (stem and head as converted); model.py is written from it. */
+  graph2d: Graph;
   card: Card;
   /** String metadata for safetensors `__metadata__` and ONNX `metadata_props`. */
   metadata: Record<string, string>;
@@ -201,7 +203,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
   if (typeof card.source['url'] === 'string') metadata['acs_hub.source'] = card.source['url'];
   else if (typeof card.source['file'] === 'string') metadata['acs_hub.source'] = card.source['file'];
   graph3d.metadata = { ...graph3d.metadata, ...metadata };
-  return { stateDict, graph: graph3d, card, metadata };
+  return { stateDict, graph: graph3d, graph2d, card, metadata };
 }
 
 const SPLIT_RULES: Record<Mode, string> = {

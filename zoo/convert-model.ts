@@ -2,8 +2,9 @@
  * A conversion through the cache, from any source: a catalogue entry or a URL (fetched and
  * verified into the store first), or a blob already in the store (an upload). The outputs of
  * one conversion are `model.safetensors`, `model.pth`, `model.onnx` (and `model.onnx.data` for
- * networks beyond protobuf's limit) and the card; N simultaneous identical requests, in one
- * process or in several sharing a store, cost one download and one conversion.
+ * networks beyond protobuf's limit), `model.py` (the network as PyTorch source) and the card;
+ * N simultaneous identical requests, in one process or in several sharing a store, cost one
+ * download and one conversion.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -67,7 +68,7 @@ export interface ConvertedModel {
 }
 
 /** The names of a conversion's files. */
-export const OUTPUT_FILES: Record<OutputFormat, string> = { safetensors: 'model.safetensors', pth: 'model.pth', onnx: 'model.onnx' };
+export const OUTPUT_FILES: Record<OutputFormat, string> = { safetensors: 'model.safetensors', pth: 'model.pth', onnx: 'model.onnx', py: 'model.py' };
 
 /** The options that change a conversion's output, with defaults filled, for the cache key. */
 export function canonicalOptions(o: ConvertOptions): Record<string, unknown> {
@@ -145,7 +146,8 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
             labels,
             preprocessing: entry ? { mean: [...entry.preprocessing.mean], std: [...entry.preprocessing.std] } : undefined,
           },
-          outputs: (['safetensors', 'pth', 'onnx'] as const).map((format) => ({ format, name: OUTPUT_FILES[format] })),
+          // model.py is left out for a network with an operator that has no PyTorch translation.
+          outputs: (['safetensors', 'pth', 'onnx', 'py'] as const).map((format) => ({ format, name: OUTPUT_FILES[format], optional: format === 'py' })),
         }),
         { what: name, signal: ctx.signal },
       );

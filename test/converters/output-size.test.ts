@@ -10,11 +10,12 @@ import type { Tensor } from '../../converters/tensor.js';
 import { detTensor } from '../helpers.js';
 import { oneConvGraph } from './onnx-models.js';
 
-const FORMATS: OutputFormat[] = ['safetensors', 'pth', 'onnx'];
+// The weight files: model.py is source text, a few kilobytes whatever the weights.
+const FORMATS: Exclude<OutputFormat, 'py'>[] = ['safetensors', 'pth', 'onnx'];
 const MiB = 1024 * 1024;
 
 /** The sizes the converter predicts, read from its refusal under a budget of one byte. */
-function predicted(source: () => ConvertSource, options: ConvertOptions): Record<OutputFormat, number> {
+function predicted(source: () => ConvertSource, options: ConvertOptions): Record<Exclude<OutputFormat, 'py'>, number> {
   try {
     convert(source(), options, { budgets: { conversionOutputBytes: 1 } });
   } catch (err) {
@@ -25,9 +26,9 @@ function predicted(source: () => ConvertSource, options: ConvertOptions): Record
   throw new Error('a budget of one byte was not refused');
 }
 
-function encodedSizes(source: ConvertSource, options: ConvertOptions): Record<OutputFormat, number> {
+function encodedSizes(source: ConvertSource, options: ConvertOptions): Record<Exclude<OutputFormat, 'py'>, number> {
   const r = convert(source, options);
-  const size = (f: OutputFormat) => [...encodeOutput(r, f, `model.${f}`).values()].flat().reduce((a, c) => a + c.byteLength, 0);
+  const size = (f: Exclude<OutputFormat, 'py'>) => [...encodeOutput(r, f, `model.${f}`).values()].flat().reduce((a, c) => a + c.byteLength, 0);
   return { safetensors: size('safetensors'), pth: size('pth'), onnx: size('onnx') };
 }
 

@@ -72,7 +72,10 @@ test('checkpoints: card, files, downloads with Range, ETag/If-None-Match, HEAD, 
   assert.equal(cp.body.spec.mode, '2.5d');
   assert.equal(cp.body.card.mode, '2.5d');
   const files = await request(hub.app).get(`/v1/checkpoints/${id}/files`).expect(200);
-  assert.deepEqual(files.body.files.map((f: { name: string }) => f.name).sort(), ['card.json', 'model.onnx', 'model.pth', 'model.safetensors']);
+  assert.deepEqual(files.body.files.map((f: { name: string }) => f.name).sort(), ['card.json', 'model.onnx', 'model.pth', 'model.py', 'model.safetensors']);
+  const py = files.body.files.find((f: { name: string }) => f.name === 'model.py') as { url: string };
+  const source = await request(hub.app).get(py.url).buffer(true).parse(binary).expect(200);
+  assert.match((source.body as Buffer).toString('utf8'), /^class Model\(nn\.Module\):$/m, 'model.py, the network as PyTorch source');
   const st = files.body.files.find((f: { name: string }) => f.name === 'model.safetensors') as { size: number; sha256: string; url: string };
   const full = await request(hub.app).get(st.url).buffer(true).parse(binary).expect(200);
   assert.equal(full.headers['etag'], `"${st.sha256}"`);
