@@ -45,7 +45,8 @@ async function upload(app: App, bytes: Uint8Array, name: string): Promise<string
 }
 
 test('documented errors, each produced through the API', async (t) => {
-  const { hub, zoo } = await testHub(t, { server: { maxUploadBytes: 2_000_000 }, inference: { maxPending: 1 } });
+  // Six fence workers, so that the burst below reaches the engine at once, not one decode after another.
+  const { hub, zoo } = await testHub(t, { server: { maxUploadBytes: 2_000_000 }, inference: { maxPending: 1 }, fence: { workers: 6, maxPending: 32 } });
   const app = hub.app;
   const zero = '0'.repeat(32);
 
@@ -106,6 +107,9 @@ test('documented errors, each produced through the API', async (t) => {
   // network run, not the reading of the request, takes the time, so the runs overlap.
   const { encodeNpy } = await import('../../converters/volumes/index.js');
   const sized = (n: number) => Buffer.from(concatChunks([encodeNpy({ data: new Float32Array(n ** 3).fill(0.5), shape: [1, n, n, n] })]));
+  // Start every fence worker first (each takes a while to start), with inputs refused while decoding.
+  const truncated = readFileSync(fixture('volumes', 'hostile', 'truncated.nii'));
+  await Promise.all(Array.from({ length: 6 }, () => infer(truncated)));
   const busy = await Promise.all([96, 92, 88, 84, 80, 76].map((n) => infer(sized(n), '?raw=true')));
   const codes = busy.map((r) => (r.status === 200 ? 'ok' : (r.body.code as string)));
   assert.ok(codes.includes('ENGINE_BUSY'), `with one waiting place, a burst is refused: ${codes.join(', ')}`);
