@@ -5,7 +5,7 @@
  * weights, on the same input and threads, in one run (bench/model_py.py; Debian's
  * python3-torch and python3-torchvision).
  *
- *   npm run bench:model-py            (BENCH_THREADS=2 BENCH_RUNS=5 BENCH_SIZE=64)
+ *   npm run bench:model-py            (BENCH_THREADS=2 BENCH_RUNS=7 BENCH_SIZE=64)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ import type { StateDict } from '../converters/tensor.js';
 import { densenetStateDict, resnetBasicStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
-const RUNS = Number(process.env['BENCH_RUNS'] ?? 5);
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 7);
 const SIZE = Number(process.env['BENCH_SIZE'] ?? 64);
 const PYTHON = process.env['BENCH_PYTHON'] ?? '/usr/bin/python3';
 
@@ -41,6 +41,8 @@ interface Row {
   reference_forward: Timing;
   generated_backward: Timing;
   reference_backward: Timing;
+  ratio_forward: number;
+  ratio_backward: number;
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'acs-hub-bench-model-py-'));
@@ -55,21 +57,20 @@ try {
     for (const format of ['py', 'pth'] as const) writeFileSync(join(folder, `model.${format}`), concatChunks(encodeOutput(result, format, 'm').get('m')!));
     specs.push(`${n.name}:${n.arch}:${folder}`);
   }
-  console.log(`PyTorch (${PYTHON}), ${THREADS} threads, input 2x3x${SIZE}^3, ${RUNS} runs (median / min); forward in eval(), forward + backward in train()`);
+  console.log(`PyTorch (${PYTHON}), ${THREADS} threads, input 2x3x${SIZE}^3, ${RUNS} runs in turn (median / min, ratio: median of the run-by-run ratios); forward in eval(), forward + backward in train()`);
   const text = execFileSync(PYTHON, ['bench/model_py.py', String(THREADS), String(RUNS), String(SIZE), ...specs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const rows = text.trim().split('\n').map((l) => JSON.parse(l) as Row);
   const ms = (t: Timing) => `${t.median.toFixed(0)} / ${t.min.toFixed(0)} ms`;
-  const ratio = (a: Timing, b: Timing) => `${(a.median / b.median).toFixed(2)} / ${(a.min / b.min).toFixed(2)}`;
   const table = [
     ['network', 'model.py fwd', 'reference fwd', 'ratio', 'model.py fwd+bwd', 'reference fwd+bwd', 'ratio', 'max |diff| / max |out|'],
     ...rows.map((r) => [
       r.name,
       ms(r.generated_forward),
       ms(r.reference_forward),
-      ratio(r.generated_forward, r.reference_forward),
+      r.ratio_forward.toFixed(2),
       ms(r.generated_backward),
       ms(r.reference_backward),
-      ratio(r.generated_backward, r.reference_backward),
+      r.ratio_backward.toFixed(2),
       (r.max_abs_diff / r.max_abs_output).toExponential(1),
     ]),
   ];

@@ -7,8 +7,8 @@ Usage (from the repository root):
     /usr/bin/python3 bench/model_py.py THREADS RUNS SIZE NAME:ARCH:DIR ...
 DIR holds 2d.pth (the torchvision state dict), model.py and model.pth (its conversion, mode acs).
 Forward: eval(), no_grad. Forward + backward: train(), the sum of the outputs as the loss.
-Each time is reported as the median and the minimum of RUNS runs (the minimum is the steadier
-figure on a shared machine).
+Each time is reported as the median and the minimum of RUNS runs, and the ratio as the median
+of the run-by-run ratios (the two models run in turn).
 """
 import importlib.util
 import json
@@ -17,8 +17,9 @@ import statistics
 import sys
 import time
 
-# oneDNN compiles a kernel per convolution shape and keeps 1024 of them: fewer than DenseNet's
-# forward and backward need, which would then be compiled again on every run.
+# oneDNN compiles a kernel per convolution shape and PyTorch keeps 1024 of them: fewer than
+# the two networks' forward and backward passes need, which would then be compiled again and again.
+os.environ.setdefault('LRU_CACHE_CAPACITY', '16384')
 os.environ.setdefault('ONEDNN_PRIMITIVE_CACHE_CAPACITY', '16384')
 import torch  # noqa: E402
 import torchvision  # noqa: E402
@@ -75,11 +76,21 @@ def main():
         diff = (outputs['generated'] - outputs['reference']).abs().max().item()
         scale = outputs['reference'].abs().max().item()
         result = {'name': name, 'max_abs_diff': diff, 'max_abs_output': scale}
-        for k, m in models.items():
-            for phase, fn in (('forward', forward), ('backward', forward_backward)):
-                fn(m, x)  # compiles the kernels of this model and phase
-                times = [timed(fn, m, x) for _ in range(runs)]
-                result[f'{k}_{phase}'] = {'median': statistics.median(times), 'min': min(times)}
+        phases = (('forward', forward), ('backward', forward_backward))
+        for m in models.values():
+            for _, fn in phases:
+                fn(m, x)  # compiles the kernels
+        times = {f'{k}_{phase}': [] for k in models for phase, _ in phases}
+        # Run by run, the two models in turn, so that both meet the same load on a shared machine.
+        for _ in range(runs):
+            for k, m in models.items():
+                for phase, fn in phases:
+                    times[f'{k}_{phase}'].append(timed(fn, m, x))
+        for key, values in times.items():
+            result[key] = {'median': statistics.median(values), 'min': min(values)}
+        for phase, _ in phases:
+            ratios = [g / r for g, r in zip(times[f'generated_{phase}'], times[f'reference_{phase}'])]
+            result[f'ratio_{phase}'] = statistics.median(ratios)
         print(json.dumps(result), flush=True)
 
 

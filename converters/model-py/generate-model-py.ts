@@ -454,7 +454,8 @@ converters/SPEC-acs.md, sections 1, 5, 8 and 12; the layers below state them.
     ];
     if (layers) parts.push(layers.trimEnd());
     parts.push(this.modelClass(mapped));
-    return `${parts.join('\n\n\n')}\n`;
+    const [doc, ...code] = parts;
+    return `${doc}\n\n${code.join('\n\n\n')}\n`;
   }
 
   private modelClass(mapped: boolean): string {
