@@ -920,7 +920,7 @@ export interface operations {
                  */
                 name: components["parameters"]["ModelName"];
                 mode: components["parameters"]["Mode"];
-                file: "model.safetensors" | "model.pth" | "model.onnx" | "card.json";
+                file: "model.safetensors" | "model.pth" | "model.onnx" | "model.py" | "card.json";
             };
             cookie?: never;
         };

@@ -34,7 +34,7 @@ export async function defaultLabels(): Promise<string[]> {
 }
 
 const USAGE =
-  'acs-hub convert <file | zoo-id | url> --out <file.safetensors|file.pth|file.onnx> [--mode acs|2.5d|i3d|mean-acs|soft-acs|none] ' +
+  'acs-hub convert <file | zoo-id | url> --out <file.safetensors|file.pth|file.onnx|file.py> [--mode acs|2.5d|i3d|mean-acs|soft-acs|none] ' +
   '[--axis d|h|w] [--arch NAME] [--in-channels N] [--head keep|features|N] [--seed N] [--input-size D,H,W] [--split KEY=A,C,S]';
 
 const HELP = `Usage: ${USAGE}
@@ -43,7 +43,7 @@ Converts a 2D checkpoint (.pth/.pt/.bin, .safetensors), a 2D ONNX export, a cata
 (see 'acs-hub zoo list') or a URL into a 3D network. Catalogue models and URLs go through the
 cache (--data DIR or --s3 s3://bucket/prefix): fetched and verified once, converted once. The output format follows the extension of --out: .safetensors and .pth hold the
 state dict that the PyTorch reference model of the mode loads with strict=True, .onnx the
-whole 3D network. A card (<out>.card.json) is written beside it.
+whole 3D network, .py the same network as PyTorch source for fine-tuning. A card (<out>.card.json) is written beside it.
 
 Options:
   --out, -o FILE        output file (required)
@@ -123,7 +123,7 @@ export async function runConvert(argv: string[]): Promise<void> {
       }),
     ),
   };
-  const cardPath = join(dirname(out), `${basename(out).replace(/\.(safetensors|pth|onnx)$/i, '')}.card.json`);
+  const cardPath = join(dirname(out), `${basename(out).replace(/\.(safetensors|pth|onnx|py)$/i, '')}.card.json`);
   const cfg = cliConfig(values);
   let c: Card;
   let written: string[];

@@ -27,7 +27,7 @@ export function jobView(job: Job): Record<string, unknown> {
   if (job.checkpointId) {
     const cp = `/v1/checkpoints/${job.checkpointId}`;
     links['checkpoint'] = cp;
-    links['files'] = Object.fromEntries(['model.safetensors', 'model.pth', 'model.onnx', 'card.json'].map((f) => [f, `${cp}/files/${f}`]));
+    links['files'] = Object.fromEntries(['model.safetensors', 'model.pth', 'model.onnx', 'model.py', 'card.json'].map((f) => [f, `${cp}/files/${f}`]));
   }
   return { ...job, links };
 }

@@ -42,7 +42,7 @@ export function zooRoutes(s: Services): Router {
   r.get('/v1/zoo/:namespace/:name', async (req, res) => {
     const m = findModel(s.catalogue, `${req.params['namespace']}/${req.params['name']}`);
     const base = `/v1/zoo/${m.id}`;
-    const downloads = Object.fromEntries(MODES.map((mode) => [mode, Object.fromEntries(['model.safetensors', 'model.pth', 'model.onnx', 'card.json'].map((f) => [f, `${base}/${mode}/${f}`]))]));
+    const downloads = Object.fromEntries(MODES.map((mode) => [mode, Object.fromEntries(['model.safetensors', 'model.pth', 'model.onnx', 'model.py', 'card.json'].map((f) => [f, `${base}/${mode}/${f}`]))]));
     res.json({
       ...summary(m),
       format: m.format,
