@@ -33,7 +33,7 @@ test('fence: heavy, overloading and over-budget uploads neither stall /healthz n
   const base = server.url;
   const pid = server.proc.pid!;
   const normal = readFileSync(fixture('formats', 'resnet18_tiny.pth'));
-  const heavy = cpuPickle(5_000_000); // 10 MB, ten million opcodes: most of a second of decoding
+  const heavy = cpuPickle(10_000_000); // 20 MB, twenty million opcodes: seconds of decoding
   const hungry = heapPickle(3_000, 1_000); // 3 MB, three million lists: over 100 MB of heap
   // Warm-up: the first upload starts the worker (and the API validator), the first fetch loads
   // this process's HTTP client; neither belongs to what is measured.
@@ -45,7 +45,8 @@ test('fence: heavy, overloading and over-budget uploads neither stall /healthz n
   // Heavy but within the budgets: refused once decoded (it is no checkpoint), after a while.
   const slow = upload(base, heavy, 'heavy.pth');
   await slow.sent;
-  await new Promise((res) => setTimeout(res, 300));
+  // Time for the server to store the body and hand it to the worker, far less than the decoding.
+  await new Promise((res) => setTimeout(res, 150));
   // While it holds the one worker: one upload waits for it, the next is refused.
   const waiting = upload(base, normal, 'again.pth').answer;
   await new Promise((res) => setTimeout(res, 50));
