@@ -15,7 +15,8 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
-import { HttpError } from './errors.js';
+import type { AcsHubError } from '../converters/errors.js';
+import { httpError } from './errors.js';
 import type { Services } from './services.js';
 
 /** What an operation needs; see the module comment. */
@@ -100,8 +101,8 @@ function keyed(req: Request, s: Services): boolean {
 }
 
 /** The 401 of a request without a valid key. */
-export function unauthorised(req: Request, why = 'this request needs an API key: send Authorization: Bearer <key>'): HttpError {
-  return new HttpError('UNAUTHORIZED', req.headers.authorization ? 'the API key is not valid' : why, { 'WWW-Authenticate': 'Bearer realm="acs-hub"' });
+export function unauthorised(req: Request, why = 'this request needs an API key: send Authorization: Bearer <key>'): AcsHubError {
+  return httpError('UNAUTHORIZED', req.headers.authorization ? 'the API key is not valid' : why, { 'WWW-Authenticate': 'Bearer realm="acs-hub"' });
 }
 
 /** Whether the gate let this request produce what is not cached yet (see `cached`). */

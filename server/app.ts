@@ -11,7 +11,7 @@ import * as OpenApiValidator from 'express-openapi-validator';
 import { pinoHttp } from 'pino-http';
 import type { HubConfig } from './config.js';
 import { keyGate } from './access.js';
-import { HttpError, problemMiddleware } from './errors.js';
+import { httpError, problemMiddleware } from './errors.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { conversionRoutes } from './routes/conversions.js';
 import { kserveRoutes } from './routes/kserve.js';
@@ -63,7 +63,7 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
     next();
   });
   app.use((req, _res, next) => {
-    if (services.state.shuttingDown && req.method !== 'GET' && req.method !== 'HEAD') return next(new HttpError('SHUTTING_DOWN', 'the server is shutting down; retry on another replica'));
+    if (services.state.shuttingDown && req.method !== 'GET' && req.method !== 'HEAD') return next(httpError('SHUTTING_DOWN', 'the server is shutting down; retry on another replica'));
     next();
   });
   app.use(keyGate(services));
@@ -84,7 +84,7 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
   app.use(uploadRoutes(services));
   app.use(checkpointRoutes(services));
   app.use(kserveRoutes(services, VERSION));
-  app.use((req, _res, next) => next(new HttpError('NOT_FOUND', `no route ${req.method} ${req.path}`)));
+  app.use((req, _res, next) => next(httpError('NOT_FOUND', `no route ${req.method} ${req.path}`)));
   app.use(problemMiddleware());
   return { app, services, close: () => services.close() };
 }

@@ -6,7 +6,7 @@
 import { conversionCardKey, type ConversionSpec } from '../zoo/storage/layout.js';
 import { readJson, type ObjectStorage } from '../zoo/storage/storage.js';
 import type { ConversionCard } from '../zoo/get-or-convert.js';
-import { HttpError } from './errors.js';
+import { httpError } from './errors.js';
 
 /** What the index keeps of a checkpoint. */
 export interface CheckpointRecord {
@@ -28,7 +28,7 @@ export function checkpointIdOf(prefix: string): string {
 }
 
 function indexKey(id: string): string {
-  if (!ID.test(id)) throw new HttpError('CHECKPOINT_NOT_FOUND', `'${id}' is not a checkpoint id`);
+  if (!ID.test(id)) throw httpError('CHECKPOINT_NOT_FOUND', `'${id}' is not a checkpoint id`);
   return `index/checkpoints/${id}.json`;
 }
 
@@ -54,7 +54,7 @@ export async function loadCheckpoint(storage: ObjectStorage, id: string): Promis
   if (hit && (await storage.has(`${hit.record.prefix}card.json`))) return hit;
   const record = await readJson<CheckpointRecord>(storage, indexKey(id));
   const card = record ? await readJson<ConversionCard>(storage, `${record.prefix}card.json`) : undefined;
-  if (!record || !card) throw new HttpError('CHECKPOINT_NOT_FOUND', `no checkpoint '${id}' in ${storage.location}`);
+  if (!record || !card) throw httpError('CHECKPOINT_NOT_FOUND', `no checkpoint '${id}' in ${storage.location}`);
   cache.set(id, { record, card });
   if (cache.size > RECENT) cache.delete(cache.keys().next().value!);
   return { record, card };

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_BUDGETS, type Budgets } from '../converters/budgets.js';
-import { AcsHubError } from '../converters/errors.js';
+import { defineError } from '../converters/errors.js';
 import { defaultWorkers } from '../converters/fence/fence.js';
 
 /** Settings of one public source. */
@@ -131,11 +131,9 @@ export interface HubConfig {
 }
 
 /** A setting that is missing, malformed or out of range. */
-export class ConfigError extends AcsHubError {
-  constructor(message: string) {
-    super('CONFIG_INVALID', { status: 500, title: 'Invalid configuration' }, message);
-  }
-}
+export const ConfigError = defineError('ConfigError', 'CONFIG_INVALID');
+/** An instance of `ConfigError`. */
+export type ConfigError = InstanceType<typeof ConfigError>;
 
 /** Deep partial, for overrides. */
 export type ConfigOverrides = { [K in keyof HubConfig]?: HubConfig[K] extends object ? Partial<HubConfig[K]> : HubConfig[K] };

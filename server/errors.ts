@@ -1,56 +1,68 @@
 /**
- * The HTTP edge's errors: the server's own catalogue (key = code, status attached), and the
- * one middleware that answers every error as RFC 9457 `application/problem+json` with the
- * stable `code` and the request id. Unknown errors are logged with their stack and answered
- * as a plain 500 without internals.
+ * The HTTP edge of the error mechanism: the status of every code of the catalogue
+ * (`converters/errors.ts`), and the one middleware that answers every error as RFC 9457
+ * `application/problem+json` with the stable `code`, whether a retry may succeed, and the
+ * request id. Unknown errors are logged with their stack and answered as a plain 500 without
+ * internals.
  */
 import type { ErrorRequestHandler, Response } from 'express';
 import type {} from 'pino-http';
-import { AcsHubError, CONVERTER_ERRORS, type ErrorSpec } from '../converters/errors.js';
-import { FENCE_ERRORS } from '../converters/fence/errors.js';
-import { RUNTIME_ERRORS } from '../converters/runtime/errors.js';
-import { VOLUME_ERRORS } from '../converters/volumes/errors.js';
-import { ZOO_ERRORS } from '../zoo/errors.js';
+import { AcsHubError, ERRORS, type ErrorCode } from '../converters/errors.js';
 
-export const SERVER_ERRORS = {
-  VALIDATION_FAILED: { status: 400, title: 'Request does not match the API contract' },
-  UNAUTHORIZED: { status: 401, title: 'Missing or wrong API key' },
-  URL_NOT_ALLOWED: { status: 403, title: 'URL source not allowed' },
-  NOT_FOUND: { status: 404, title: 'No such resource' },
-  CHECKPOINT_NOT_FOUND: { status: 404, title: 'No such checkpoint' },
-  JOB_NOT_FOUND: { status: 404, title: 'No such conversion job' },
-  UPLOAD_NOT_FOUND: { status: 404, title: 'No such upload' },
-  JOB_FINISHED: { status: 409, title: 'The job has already finished' },
-  PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
-  NOT_ACCEPTABLE: { status: 406, title: 'No acceptable representation' },
-  RANGE_NOT_SATISFIABLE: { status: 416, title: 'Range not satisfiable' },
-  SHUTTING_DOWN: { status: 503, title: 'The server is shutting down' },
-  INTERNAL: { status: 500, title: 'Internal server error' },
-} as const satisfies Record<string, ErrorSpec>;
-
-/** Every error code the API can answer with, by catalogue. */
-export const ALL_ERROR_CODES: Record<string, Record<string, ErrorSpec>> = {
-  server: SERVER_ERRORS,
-  converters: CONVERTER_ERRORS,
-  runtime: RUNTIME_ERRORS,
-  fence: FENCE_ERRORS,
-  volumes: VOLUME_ERRORS,
-  zoo: ZOO_ERRORS,
-  config: { CONFIG_INVALID: { status: 500, title: 'Invalid configuration' } },
+/** The HTTP status of every code of the catalogue: decided here, at the edge, and nowhere else. */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  CHECKPOINT_FORMAT: 422,
+  UNSAFE_PICKLE: 422,
+  LIMIT_EXCEEDED: 413,
+  UNSUPPORTED: 422,
+  INVALID_ARGUMENT: 400,
+  CONVERSION_FAILED: 422,
+  WORKER_UNAVAILABLE: 503,
+  ENGINE_BUSY: 503,
+  INVALID_INPUT: 400,
+  INFERENCE_FAILED: 500,
+  VOLUME_FORMAT: 422,
+  VOLUME_UNSUPPORTED: 422,
+  VOLUME_MIXED_SERIES: 422,
+  MODEL_NOT_FOUND: 404,
+  CATALOGUE_INVALID: 500,
+  UPSTREAM_UNAVAILABLE: 502,
+  UPSTREAM_REFUSED: 502,
+  INTEGRITY_FAILED: 502,
+  DOWNLOAD_TOO_LARGE: 413,
+  OFFLINE: 503,
+  OBJECT_NOT_FOUND: 404,
+  STORAGE_FAILED: 503,
+  CLAIM_TIMEOUT: 503,
+  CONFIG_INVALID: 500,
+  VALIDATION_FAILED: 400,
+  UNAUTHORIZED: 401,
+  URL_NOT_ALLOWED: 403,
+  NOT_FOUND: 404,
+  CHECKPOINT_NOT_FOUND: 404,
+  JOB_NOT_FOUND: 404,
+  UPLOAD_NOT_FOUND: 404,
+  JOB_FINISHED: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  NOT_ACCEPTABLE: 406,
+  RANGE_NOT_SATISFIABLE: 416,
+  SHUTTING_DOWN: 503,
+  INTERNAL: 500,
 };
 
-export type ServerErrorCode = keyof typeof SERVER_ERRORS;
+/** The code the request validator's statuses stand for (anything else is `VALIDATION_FAILED`). */
+const VALIDATOR_CODES: Readonly<Record<number, ErrorCode>> = {
+  401: 'UNAUTHORIZED',
+  404: 'NOT_FOUND',
+  405: 'NOT_FOUND',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+};
 
-/** An error of the HTTP edge. */
-export class HttpError extends AcsHubError {
-  constructor(
-    code: ServerErrorCode,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(code, SERVER_ERRORS[code], message);
-  }
+/** An error of the HTTP edge, with the headers its answer carries. */
+export function httpError(code: ErrorCode, message: string, headers: Record<string, string> = {}): AcsHubError {
+  return new AcsHubError(code, message, { headers });
 }
 
 /** The RFC 9457 document of an error. */
@@ -62,50 +74,44 @@ export interface Problem {
   code: string;
   requestId?: string;
   instance?: string;
+  /** Whether the same request may succeed later. */
+  retryable: boolean;
   errors?: { path: string; message: string }[];
+}
+
+function problemOf(code: ErrorCode, detail: string | undefined, retryable: boolean, requestId: string | undefined, instance: string | undefined): Problem {
+  return {
+    type: `https://acs-hub.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`,
+    title: ERRORS[code].title,
+    status: HTTP_STATUS[code],
+    detail,
+    code,
+    retryable,
+    requestId,
+    instance,
+  };
 }
 
 /** The problem document of any error (unknown ones become an opaque 500). */
 export function toProblem(err: unknown, requestId: string | undefined, instance?: string): Problem {
-  if (err instanceof AcsHubError) {
-    return {
-      type: `https://acs-hub.dev/problems/${err.code.toLowerCase().replace(/_/g, '-')}`,
-      title: err.title,
-      status: err.status,
-      detail: err.message,
-      code: err.code,
-      requestId,
-      instance,
-    };
-  }
+  if (err instanceof AcsHubError) return problemOf(err.code, err.message, err.retryable, requestId, instance);
   const v = err as { status?: number; errors?: { path?: string; message?: string }[]; message?: string; type?: string };
   if (typeof v?.status === 'number' && Array.isArray(v.errors)) {
     // express-openapi-validator
-    const code: ServerErrorCode =
-      v.status === 404 ? 'NOT_FOUND' : v.status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : v.status === 413 ? 'PAYLOAD_TOO_LARGE' : v.status === 401 ? 'UNAUTHORIZED' : v.status === 405 ? 'NOT_FOUND' : 'VALIDATION_FAILED';
-    const spec = SERVER_ERRORS[code];
     const errors = v.errors.map((e) => ({ path: e.path ?? '', message: e.message ?? '' }));
-    return {
-      type: `https://acs-hub.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`,
-      title: spec.title,
-      status: spec.status,
-      detail: errors.map((e) => `${e.path} ${e.message}`.trim()).join('; ') || v.message,
-      code,
-      requestId,
-      instance,
-      errors,
-    };
+    const detail = errors.map((e) => `${e.path} ${e.message}`.trim()).join('; ') || v.message;
+    return { ...problemOf(VALIDATOR_CODES[v.status] ?? 'VALIDATION_FAILED', detail, false, requestId, instance), errors };
   }
-  if (v?.type === 'entity.too.large') return toProblem(new HttpError('PAYLOAD_TOO_LARGE', 'the JSON body is larger than the limit'), requestId, instance);
-  if (v?.type === 'entity.parse.failed') return toProblem(new HttpError('VALIDATION_FAILED', 'the body is not valid JSON'), requestId, instance);
-  return { type: 'about:blank', title: SERVER_ERRORS.INTERNAL.title, status: 500, code: 'INTERNAL', requestId, instance };
+  if (v?.type === 'entity.too.large') return problemOf('PAYLOAD_TOO_LARGE', 'the JSON body is larger than the limit', false, requestId, instance);
+  if (v?.type === 'entity.parse.failed') return problemOf('VALIDATION_FAILED', 'the body is not valid JSON', false, requestId, instance);
+  return { ...problemOf('INTERNAL', undefined, false, requestId, instance), type: 'about:blank' };
 }
 
-/** The headers an error's answer carries: its own (`HttpError`), `Retry-After` when it asks for a retry. */
+/** The headers an error's answer carries: its own (`httpError`), `Retry-After` when it asks for a retry. */
 export function problemHeaders(err: unknown): Record<string, string> {
-  if (err instanceof HttpError) return err.headers;
-  const retry = (err as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
-  return err instanceof AcsHubError && typeof retry === 'number' ? { 'Retry-After': String(retry) } : {};
+  if (!(err instanceof AcsHubError)) return {};
+  const { headers, retryAfterSeconds } = err as { headers?: Record<string, string>; retryAfterSeconds?: unknown };
+  return { ...(typeof retryAfterSeconds === 'number' ? { 'Retry-After': String(retryAfterSeconds) } : {}), ...headers };
 }
 
 /** Send a problem document. */

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { ConvertOptions } from '../converters/convert.js';
 import type { Logger } from 'pino';
 import type { ConversionProgress, ConversionSource } from '../zoo/convert-model.js';
-import { HttpError, toProblem, type Problem } from './errors.js';
+import { httpError, toProblem, type Problem } from './errors.js';
 import type { Metrics } from './metrics.js';
 
 /** A job as the API shows it. */
@@ -120,15 +120,15 @@ export class JobRegistry {
   /** A job, or `JOB_NOT_FOUND`. */
   get(id: string): Job {
     const j = this.jobs.get(id);
-    if (!j) throw new HttpError('JOB_NOT_FOUND', `no conversion job '${id}' on this server`);
+    if (!j) throw httpError('JOB_NOT_FOUND', `no conversion job '${id}' on this server`);
     return j.job;
   }
 
   /** Cancel a running job. */
   cancel(id: string): Job {
     const j = this.jobs.get(id);
-    if (!j) throw new HttpError('JOB_NOT_FOUND', `no conversion job '${id}' on this server`);
-    if (j.job.finishedAt) throw new HttpError('JOB_FINISHED', `job '${id}' has already finished (${j.job.status})`);
+    if (!j) throw httpError('JOB_NOT_FOUND', `no conversion job '${id}' on this server`);
+    if (j.job.finishedAt) throw httpError('JOB_FINISHED', `job '${id}' has already finished (${j.job.status})`);
     j.job.status = 'cancelled';
     j.job.finishedAt = new Date().toISOString();
     j.abort.abort(new Error('cancelled'));

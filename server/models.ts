@@ -3,16 +3,16 @@ import type { Card } from '../converters/convert.js';
 import type { LoadedModel } from '../converters/runtime/pipeline.js';
 import { readAll } from '../zoo/storage/storage.js';
 import { loadCheckpoint } from './checkpoints.js';
-import { HttpError } from './errors.js';
+import { httpError } from './errors.js';
 import type { Services } from './services.js';
 
 /** The model of a checkpoint id (the session itself is created, and cached, by the engine). */
 export async function checkpointModel(s: Services, id: string): Promise<LoadedModel & { card: Card }> {
   const { card } = await loadCheckpoint(s.storage, id);
   const onnx = card.files.find((f) => f.name === 'model.onnx');
-  if (!onnx) throw new HttpError('CHECKPOINT_NOT_FOUND', `checkpoint ${id} has no ONNX file`);
+  if (!onnx) throw httpError('CHECKPOINT_NOT_FOUND', `checkpoint ${id} has no ONNX file`);
   if (card.files.some((f) => f.name === 'model.onnx.data')) {
-    throw new HttpError('NOT_FOUND', `checkpoint ${id} is larger than 2 GiB (external ONNX data); download it and run it with acs-hub infer`);
+    throw httpError('NOT_FOUND', `checkpoint ${id} is larger than 2 GiB (external ONNX data); download it and run it with acs-hub infer`);
   }
   const model = card.card as unknown as Card;
   return {

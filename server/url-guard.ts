@@ -8,7 +8,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { createHttpFetch } from '../zoo/fetch/http-fetch.js';
-import { HttpError } from './errors.js';
+import { httpError } from './errors.js';
 
 const blocked = new BlockList();
 for (const [net, prefix] of [
@@ -76,17 +76,17 @@ export function checkUrl(raw: string, policy: UrlPolicy): URL {
   try {
     url = new URL(raw);
   } catch {
-    throw new HttpError('URL_NOT_ALLOWED', `'${raw.slice(0, 200)}' is not a URL`);
+    throw httpError('URL_NOT_ALLOWED', `'${raw.slice(0, 200)}' is not a URL`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new HttpError('URL_NOT_ALLOWED', `URL scheme '${url.protocol}' is not allowed: use http(s)`);
-  if (url.username || url.password) throw new HttpError('URL_NOT_ALLOWED', 'URLs with credentials are not allowed');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw httpError('URL_NOT_ALLOWED', `URL scheme '${url.protocol}' is not allowed: use http(s)`);
+  if (url.username || url.password) throw httpError('URL_NOT_ALLOWED', 'URLs with credentials are not allowed');
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const hostWithPort = url.port ? `${host}:${url.port}` : host;
   if (!hostAllowed(host, policy.allowList) && !hostAllowed(hostWithPort, policy.allowList)) {
-    throw new HttpError('URL_NOT_ALLOWED', `host '${host}' is not on the server's allow-list of URL sources`);
+    throw httpError('URL_NOT_ALLOWED', `host '${host}' is not on the server's allow-list of URL sources`);
   }
   if (!policy.allowPrivate && isIP(host) && isPrivateAddress(host)) {
-    throw new HttpError('URL_NOT_ALLOWED', `address ${host} is loopback, private or link-local`);
+    throw httpError('URL_NOT_ALLOWED', `address ${host} is loopback, private or link-local`);
   }
   return url;
 }
@@ -100,7 +100,7 @@ export function guardedFetch(policy: UrlPolicy): typeof fetch {
         const list = addresses as LookupAddress[];
         const bad = policy.allowPrivate ? undefined : list.find((a) => isPrivateAddress(a.address));
         if (bad) {
-          return callback(new HttpError('URL_NOT_ALLOWED', `host '${hostname}' resolves to ${bad.address}, a loopback, private or link-local address`), [] as unknown as string, 0);
+          return callback(httpError('URL_NOT_ALLOWED', `host '${hostname}' resolves to ${bad.address}, a loopback, private or link-local address`), [] as unknown as string, 0);
         }
         if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, list);
         return callback(null, list[0]!.address, list[0]!.family);

@@ -28,7 +28,7 @@ import debug from 'debug';
 import { budgetSetting, DEFAULT_BUDGETS } from '../budgets.js';
 import { LimitExceededError } from '../errors.js';
 import { RunQueue } from '../runtime/queue.js';
-import { fromWireError, WorkerUnavailableError, type WireError } from './errors.js';
+import { fromWireError, workerUnavailable, type WireError } from './errors.js';
 import type { Task } from './task.js';
 import { bytesHeld, transferList } from './transfer.js';
 
@@ -119,12 +119,12 @@ export class WorkerFence implements Fence {
       maxPending: params.maxPending ?? 32,
       maxPendingBytes: params.maxPendingBytes,
       what: 'tasks',
-      refuse: (message) => new WorkerUnavailableError(`every worker is busy and ${message}`),
+      refuse: (message) => workerUnavailable(`every worker is busy and ${message}`),
     });
   }
 
   async run<I, O>(task: Task<I, O>, input: I | (() => Promise<I>), options: RunOptions = {}): Promise<O> {
-    if (this.closed) throw new WorkerUnavailableError('the workers are stopped');
+    if (this.closed) throw workerUnavailable('the workers are stopped');
     const bytes = typeof input === 'function' ? 0 : bytesHeld(input);
     return this.queue.run(bytes, async () => {
       options.signal?.throwIfAborted();
@@ -136,12 +136,12 @@ export class WorkerFence implements Fence {
   async close(): Promise<void> {
     this.closed = true;
     const slots = [...this.slots];
-    for (const s of slots) this.retire(s, new WorkerUnavailableError('the workers are stopped'));
+    for (const s of slots) this.retire(s, workerUnavailable('the workers are stopped'));
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
   private dispatch(task: Task<unknown, unknown>, input: unknown, options: RunOptions): Promise<unknown> {
-    if (this.closed) return Promise.reject(new WorkerUnavailableError('the workers are stopped'));
+    if (this.closed) return Promise.reject(workerUnavailable('the workers are stopped'));
     const slot = this.idle.pop() ?? this.spawn();
     const { signal } = options;
     return new Promise((resolve, reject) => {
@@ -194,10 +194,10 @@ export class WorkerFence implements Fence {
       if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') {
         this.retire(slot, new LimitExceededError(`${what}: needs more than ${this.heapBytes} bytes of worker heap (${budgetSetting('workerHeapBytes')})`));
       } else {
-        this.retire(slot, new WorkerUnavailableError(`${what}: the worker failed (${err.message.split('\n')[0]}); retry later`));
+        this.retire(slot, workerUnavailable(`${what}: the worker failed (${err.message.split('\n')[0]}); retry later`));
       }
     });
-    worker.on('exit', (code) => this.retire(slot, new WorkerUnavailableError(`${slot.job?.what ?? 'a task'}: the worker stopped (exit code ${code}); retry later`)));
+    worker.on('exit', (code) => this.retire(slot, workerUnavailable(`${slot.job?.what ?? 'a task'}: the worker stopped (exit code ${code}); retry later`)));
     this.slots.add(slot);
     return slot;
   }

@@ -108,7 +108,7 @@ export function decodeDicomSeries(params: DecodeDicomSeriesParams): Volume {
     if (fs === undefined) throw new InvalidArgumentError(`${source}: no series ${params.seriesInstanceUid}; it holds ${describe}`);
     chosen = fs;
   } else if (bySeries.size > 1) {
-    throw new MixedSeriesError(`${source}: holds ${bySeries.size} series; choose one by its SeriesInstanceUID: ${describe}`, list);
+    throw new MixedSeriesError(`${source}: holds ${bySeries.size} series; choose one by its SeriesInstanceUID: ${describe}`, { series: list });
   } else {
     chosen = images;
   }

@@ -458,17 +458,10 @@ export interface components {
         /** @enum {string} */
         Mode: "acs" | "2.5d" | "i3d" | "mean-acs" | "soft-acs";
         /**
-         * @description RFC 9457 problem details. `code` is one of: VALIDATION_FAILED, UNAUTHORIZED, URL_NOT_ALLOWED,
-         *     NOT_FOUND, CHECKPOINT_NOT_FOUND, JOB_NOT_FOUND, UPLOAD_NOT_FOUND, JOB_FINISHED,
-         *     PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, NOT_ACCEPTABLE,
-         *     RANGE_NOT_SATISFIABLE, SHUTTING_DOWN, INTERNAL (the server's);
-         *     CHECKPOINT_FORMAT, UNSAFE_PICKLE, LIMIT_EXCEEDED, UNSUPPORTED, INVALID_ARGUMENT,
-         *     CONVERSION_FAILED (the converter's); ENGINE_BUSY, INVALID_INPUT, INFERENCE_FAILED (the
-         *     inference engine's); WORKER_UNAVAILABLE (the fence's: every worker busy, or the worker
-         *     running the request died; retry after `Retry-After` seconds); VOLUME_FORMAT, VOLUME_UNSUPPORTED, VOLUME_MIXED_SERIES (the volume
-         *     readers'); MODEL_NOT_FOUND, CATALOGUE_INVALID, UPSTREAM_UNAVAILABLE, UPSTREAM_REFUSED,
-         *     INTEGRITY_FAILED, DOWNLOAD_TOO_LARGE, OFFLINE, OBJECT_NOT_FOUND, STORAGE_FAILED,
-         *     CLAIM_TIMEOUT (the zoo's); CONFIG_INVALID.
+         * @description RFC 9457 problem details. `code` is a stable machine code from the project's one error
+         *     catalogue (the enum below); `retryable` says whether the same request may succeed later
+         *     (an upstream or storage failure, a busy engine or fence worker: wait `Retry-After` seconds
+         *     when it is given); everything else is permanent and a retry would only repeat it.
          */
         Problem: {
             /** @example https://acs-hub.dev/problems/unsafe-pickle */
@@ -480,6 +473,8 @@ export interface components {
             /** @example upload.pth:archive/data.pkl: refused global 'posix.system' */
             detail?: string;
             instance?: string;
+            /** @description Whether the same request may succeed later. */
+            retryable: boolean;
             /** @enum {string} */
             code: "VALIDATION_FAILED" | "UNAUTHORIZED" | "URL_NOT_ALLOWED" | "NOT_FOUND" | "CHECKPOINT_NOT_FOUND" | "JOB_NOT_FOUND" | "UPLOAD_NOT_FOUND" | "JOB_FINISHED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "NOT_ACCEPTABLE" | "RANGE_NOT_SATISFIABLE" | "SHUTTING_DOWN" | "INTERNAL" | "CHECKPOINT_FORMAT" | "UNSAFE_PICKLE" | "LIMIT_EXCEEDED" | "UNSUPPORTED" | "INVALID_ARGUMENT" | "CONVERSION_FAILED" | "ENGINE_BUSY" | "INVALID_INPUT" | "INFERENCE_FAILED" | "WORKER_UNAVAILABLE" | "VOLUME_FORMAT" | "VOLUME_UNSUPPORTED" | "VOLUME_MIXED_SERIES" | "MODEL_NOT_FOUND" | "CATALOGUE_INVALID" | "UPSTREAM_UNAVAILABLE" | "UPSTREAM_REFUSED" | "INTEGRITY_FAILED" | "DOWNLOAD_TOO_LARGE" | "OFFLINE" | "OBJECT_NOT_FOUND" | "STORAGE_FAILED" | "CLAIM_TIMEOUT" | "CONFIG_INVALID";
             requestId?: string;

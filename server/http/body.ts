@@ -8,18 +8,18 @@ import { rm } from 'node:fs/promises';
 import type { Request } from 'express';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { HttpError } from '../errors.js';
+import { httpError } from '../errors.js';
 
 /** How a body over its limit is refused (given its declared size when it has one); the message names the limit's setting. */
 export type TooLarge = (limit: number, declared?: number) => Error;
 
-const payloadTooLarge: TooLarge = (limit, declared) => new HttpError('PAYLOAD_TOO_LARGE', `the body${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes`);
+const payloadTooLarge: TooLarge = (limit, declared) => httpError('PAYLOAD_TOO_LARGE', `the body${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes`);
 
 function declaredLength(req: Request, limit: number, tooLarge: TooLarge = payloadTooLarge): number | undefined {
   const raw = req.headers['content-length'];
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0) throw new HttpError('VALIDATION_FAILED', `Content-Length '${raw}' is not a size`);
+  if (!Number.isSafeInteger(n) || n < 0) throw httpError('VALIDATION_FAILED', `Content-Length '${raw}' is not a size`);
   if (n > limit) throw tooLarge(limit, n);
   return n;
 }
@@ -28,7 +28,7 @@ function limiter(limit: number, hash?: ReturnType<typeof createHash>): Transform
   const t = new Transform({
     transform(chunk: Buffer, _e, cb) {
       t.bytes += chunk.length;
-      if (t.bytes > limit) return cb(new HttpError('PAYLOAD_TOO_LARGE', `the body is over the limit of ${limit} bytes`));
+      if (t.bytes > limit) return cb(httpError('PAYLOAD_TOO_LARGE', `the body is over the limit of ${limit} bytes`));
       hash?.update(chunk);
       cb(null, chunk);
     },
@@ -86,8 +86,8 @@ export function readBody(req: Request, limit: number, tooLarge: TooLarge = paylo
     };
     const onEnd = (): void => {
       stop();
-      if (expected !== undefined && size !== expected) reject(new HttpError('VALIDATION_FAILED', `the body has ${size} bytes, Content-Length said ${expected}`));
-      else if (size === 0) reject(new HttpError('VALIDATION_FAILED', 'the body is empty'));
+      if (expected !== undefined && size !== expected) reject(httpError('VALIDATION_FAILED', `the body has ${size} bytes, Content-Length said ${expected}`));
+      else if (size === 0) reject(httpError('VALIDATION_FAILED', 'the body is empty'));
       else resolve(Buffer.concat(chunks, size));
     };
     const onError = (err: Error): void => {
@@ -96,7 +96,7 @@ export function readBody(req: Request, limit: number, tooLarge: TooLarge = paylo
     };
     const onClose = (): void => {
       stop();
-      reject(new HttpError('VALIDATION_FAILED', `the body was cut off after ${size} bytes`));
+      reject(httpError('VALIDATION_FAILED', `the body was cut off after ${size} bytes`));
     };
     if (req.readableEnded) {
       onEnd();
@@ -122,7 +122,7 @@ export async function bodyToFile(req: Request, path: string, limit: number): Pro
   }
   if (count.bytes === 0) {
     await rm(path, { force: true });
-    throw new HttpError('VALIDATION_FAILED', 'the body is empty');
+    throw httpError('VALIDATION_FAILED', 'the body is empty');
   }
   return { size: count.bytes, sha256: hash.digest('hex') };
 }

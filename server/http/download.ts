@@ -7,7 +7,7 @@ import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import type { ConversionFile } from '../../zoo/get-or-convert.js';
-import { HttpError } from '../errors.js';
+import { httpError } from '../errors.js';
 import type { Services } from '../services.js';
 
 const TYPES: Record<string, string> = { json: 'application/json', onnx: 'application/octet-stream', safetensors: 'application/octet-stream', pth: 'application/octet-stream', data: 'application/octet-stream' };
@@ -68,7 +68,7 @@ export async function sendStoredFile(req: Request, res: Response, s: Services, f
   const ifRange = req.headers['if-range'];
   if (range && ifRange && ifRange !== etag) range = undefined;
   if (range === 'unsatisfiable') {
-    throw new HttpError('RANGE_NOT_SATISFIABLE', `range '${req.headers.range}' is outside the ${file.size} bytes of ${file.name}`, { 'Content-Range': `bytes */${file.size}` });
+    throw httpError('RANGE_NOT_SATISFIABLE', `range '${req.headers.range}' is outside the ${file.size} bytes of ${file.name}`, { 'Content-Range': `bytes */${file.size}` });
   }
   if (range) {
     res.status(206).set({ 'Content-Range': `bytes ${range.start}-${range.end}/${file.size}`, 'Content-Length': String(range.end - range.start + 1) });

@@ -11,7 +11,7 @@
 import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../../converters/budgets.js';
 import { LimitExceededError } from '../../converters/errors.js';
 import { defineTask } from '../../converters/fence/task.js';
-import { HttpError } from '../errors.js';
+import { httpError } from '../errors.js';
 import { parseKServeJson } from './kserve-json.js';
 
 interface TensorIn {
@@ -63,7 +63,7 @@ const READERS: Record<string, { bytes: number; read: (v: DataView, o: number) =>
 };
 
 function invalid(message: string): never {
-  throw new HttpError('VALIDATION_FAILED', message);
+  throw httpError('VALIDATION_FAILED', message);
 }
 
 /** Decode an inference request (see the module comment). */

@@ -9,7 +9,7 @@
  */
 import { budgetSetting, resolveBudgets, type Budgets } from '../../converters/budgets.js';
 import { LimitExceededError } from '../../converters/errors.js';
-import { HttpError } from '../errors.js';
+import { httpError } from '../errors.js';
 
 /** Parameters of `parseKServeJson`. */
 export interface ParseKServeJsonParams {
@@ -61,7 +61,7 @@ class Parser {
   }
 
   private fail(what: string): never {
-    throw new HttpError('VALIDATION_FAILED', `the request is not valid JSON: ${what} at byte ${this.pos}`);
+    throw httpError('VALIDATION_FAILED', `the request is not valid JSON: ${what} at byte ${this.pos}`);
   }
 
   private ws(): void {
@@ -236,7 +236,7 @@ class Parser {
     const where = `inputs[${this.input}].data`;
     this.ws();
     const from = this.pos;
-    if (b[this.pos] !== 0x5b) throw new HttpError('VALIDATION_FAILED', `${where} must be an array of numbers`);
+    if (b[this.pos] !== 0x5b) throw httpError('VALIDATION_FAILED', `${where} must be an array of numbers`);
     const room = this.maxElements - this.elements;
     let out = new Float32Array(Math.min(4096, room));
     let n = 0;
@@ -252,9 +252,9 @@ class Parser {
         level--;
       } else {
         const c = b[this.pos];
-        if (!(c === 0x2d || isDigit(c))) throw new HttpError('VALIDATION_FAILED', `${where}: element ${n} is not a number (at byte ${this.pos})`);
+        if (!(c === 0x2d || isDigit(c))) throw httpError('VALIDATION_FAILED', `${where}: element ${n} is not a number (at byte ${this.pos})`);
         const v = Math.fround(this.number());
-        if (!Number.isFinite(v)) throw new HttpError('VALIDATION_FAILED', `${where}: element ${n} is not a finite float32`);
+        if (!Number.isFinite(v)) throw httpError('VALIDATION_FAILED', `${where}: element ${n} is not a finite float32`);
         if (n === out.length) {
           if (n >= room) {
             throw new LimitExceededError(`${where}: the inputs' data hold more than ${this.maxElements} elements, over the budget (${budgetSetting('kserveElements')})`);

@@ -5,7 +5,7 @@ import { PREPARE_VOLUME } from '../../converters/runtime/prepare-volume.js';
 import { RENDER_ANSWER } from '../../converters/runtime/render-answer.js';
 import type { Vec3 } from '../../converters/volumes/index.js';
 import { listCheckpoints, loadCheckpoint } from '../checkpoints.js';
-import { HttpError } from '../errors.js';
+import { httpError } from '../errors.js';
 import { readBody } from '../http/body.js';
 import { sendStoredFile } from '../http/download.js';
 import { param } from '../http/params.js';
@@ -22,7 +22,7 @@ function inferOptions(q: Record<string, unknown>): InferOptions {
   const w = q['window'];
   let window: InferOptions['window'];
   if (typeof w === 'string') window = /^-?[0-9.]+,-?[0-9.]+$/.test(w) ? (w.split(',').map(Number) as [number, number]) : (w as InferOptions['window']);
-  if (Array.isArray(window) && window[0] >= window[1]) throw new HttpError('VALIDATION_FAILED', `window '${String(w)}' must be L,H with L < H`);
+  if (Array.isArray(window) && window[0] >= window[1]) throw httpError('VALIDATION_FAILED', `window '${String(w)}' must be L,H with L < H`);
   return {
     raw: q['raw'] === true || q['raw'] === 'true',
     window,
@@ -68,7 +68,7 @@ export function checkpointRoutes(s: Services): Router {
     const name = param(req, 'file');
     const { card, record } = await loadCheckpoint(s.storage, id);
     const file = name === 'card.json' ? modelCardFile(card) : card.files.find((f) => f.name === name);
-    if (!file) throw new HttpError('NOT_FOUND', `checkpoint ${id} has no file '${name}' (it has ${card.files.map((f) => f.name).join(', ')}, card.json)`);
+    if (!file) throw httpError('NOT_FOUND', `checkpoint ${id} has no file '${name}' (it has ${card.files.map((f) => f.name).join(', ')}, card.json)`);
     await sendStoredFile(req, res, s, file, `${record.arch}-${record.mode}-${name}`);
   };
   r.get('/v1/checkpoints/:checkpointId/files/:file', download);
@@ -77,11 +77,11 @@ export function checkpointRoutes(s: Services): Router {
   r.post('/v1/checkpoints/:checkpointId/infer', async (req, res) => {
     const id = param(req, 'checkpointId');
     const accept = req.accepts(['application/json', 'application/gzip', 'image/png']);
-    if (!accept) throw new HttpError('NOT_ACCEPTABLE', 'answers are application/json, application/gzip (NIfTI) or image/png');
+    if (!accept) throw httpError('NOT_ACCEPTABLE', 'answers are application/json, application/gzip (NIfTI) or image/png');
     const model = await checkpointModel(s, id);
     const options = inferOptions(req.query as Record<string, unknown>);
     const budgets = s.cfg.budgets;
-    const bytes = await readBody(req, s.cfg.server.maxVolumeBytes, (limit, declared) => new HttpError('PAYLOAD_TOO_LARGE', `the volume${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes (server.maxVolumeBytes)`));
+    const bytes = await readBody(req, s.cfg.server.maxVolumeBytes, (limit, declared) => httpError('PAYLOAD_TOO_LARGE', `the volume${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes (server.maxVolumeBytes)`));
     const { volume, prepared } = await s.fence.run(
       PREPARE_VOLUME,
       {
@@ -110,7 +110,7 @@ export function checkpointRoutes(s: Services): Router {
       });
       return;
     }
-    if (accept === 'application/gzip' && !result.labels) throw new HttpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
+    if (accept === 'application/gzip' && !result.labels) throw httpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
     const activation = result.labels ? undefined : await activationFeatures(s.engine, model, result, volume, options, { input: prepared.volume, fence: s.fence, budgets });
     const as = accept === 'application/gzip' ? 'nifti' : 'png';
     const answer = await s.fence.run(RENDER_ANSWER, { volume, as, labels: result.labels, activation }, { what: `the ${as} answer` });

@@ -7,7 +7,7 @@ import { findPulled } from '../../zoo/pull-model.js';
 import { readJson } from '../../zoo/storage/storage.js';
 import { conversionPrefix } from '../../zoo/storage/layout.js';
 import { checkpointIdOf, findConversion, recordCheckpoint } from '../checkpoints.js';
-import { HttpError } from '../errors.js';
+import { httpError } from '../errors.js';
 import type { Job } from '../jobs.js';
 import { param } from '../http/params.js';
 import type { Services } from '../services.js';
@@ -45,7 +45,7 @@ async function resolveSource(s: Services, body: ConversionBody): Promise<{ sourc
   }
   const id = body.source.upload!;
   const rec = await readJson<UploadRecord>(s.storage, uploadKey(id));
-  if (!rec) throw new HttpError('UPLOAD_NOT_FOUND', `no upload '${id}'`);
+  if (!rec) throw httpError('UPLOAD_NOT_FOUND', `no upload '${id}'`);
   return { source: { kind: 'blob', sha256: rec.sha256, name: rec.filename ?? `upload.${rec.format}` }, view: { upload: id }, sha256: rec.sha256 };
 }
 
@@ -53,7 +53,7 @@ async function resolveSource(s: Services, body: ConversionBody): Promise<{ sourc
 export function conversionRoutes(s: Services): Router {
   const r = Router();
   r.post('/v1/conversions', async (req, res) => {
-    if (s.state.shuttingDown) throw new HttpError('SHUTTING_DOWN', 'the server is shutting down; retry on another replica');
+    if (s.state.shuttingDown) throw httpError('SHUTTING_DOWN', 'the server is shutting down; retry on another replica');
     const body = req.body as ConversionBody;
     const options: ConvertOptions = { ...body.options, mode: body.mode };
     const { source, view, sha256 } = await resolveSource(s, body);

@@ -14,7 +14,7 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import { budgetSetting, boundMessage } from '../../converters/budgets.js';
 import { LimitExceededError } from '../../converters/errors.js';
-import { HttpError, problemHeaders, toProblem } from '../errors.js';
+import { httpError, problemHeaders, toProblem } from '../errors.js';
 import { readBody } from '../http/body.js';
 import { DECODE_INFER_BODY } from '../http/kserve-body.js';
 import { param } from '../http/params.js';
@@ -111,7 +111,7 @@ export function kserveRoutes(s: Services, version: string): Router {
     const raw = await readBody(req, cap, (limit) =>
       limit === budgetCap
         ? new LimitExceededError(`the body is over ${limit} bytes: ${budgets.kserveElements} elements (${budgetSetting('kserveElements')}) at ${perElement} bytes each, plus ${n === undefined ? `${headerBytes} (server.maxJsonBytes)` : `the ${n}-byte header`}`)
-        : new HttpError('PAYLOAD_TOO_LARGE', `the body is over the limit of ${limit} bytes (server.maxVolumeBytes)`),
+        : httpError('PAYLOAD_TOO_LARGE', `the body is over the limit of ${limit} bytes (server.maxVolumeBytes)`),
     );
     const { request: body, data, shape } = await s.fence.run(
       DECODE_INFER_BODY,

@@ -13,7 +13,7 @@ import type { CheckpointFormat } from '../../converters/formats/index.js';
 import { INSPECT_CHECKPOINT } from '../../converters/inspect-checkpoint.js';
 import { blobKey } from '../../zoo/storage/layout.js';
 import { readJson } from '../../zoo/storage/storage.js';
-import { HttpError } from '../errors.js';
+import { httpError } from '../errors.js';
 import { bodyToFile } from '../http/body.js';
 import { param } from '../http/params.js';
 import type { Services } from '../services.js';
@@ -32,7 +32,7 @@ export interface UploadRecord {
 
 /** Key of an upload's record. */
 export function uploadKey(id: string): string {
-  if (!/^[0-9a-f]{64}$/.test(id)) throw new HttpError('UPLOAD_NOT_FOUND', `'${id}' is not an upload id`);
+  if (!/^[0-9a-f]{64}$/.test(id)) throw httpError('UPLOAD_NOT_FOUND', `'${id}' is not an upload id`);
   return `index/uploads/${id}.json`;
 }
 
@@ -40,7 +40,7 @@ export function uploadKey(id: string): string {
 export function uploadRoutes(s: Services): Router {
   const r = Router();
   r.post('/v1/uploads', async (req, res) => {
-    if (!req.is('application/octet-stream')) throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send the checkpoint as application/octet-stream');
+    if (!req.is('application/octet-stream')) throw httpError('UNSUPPORTED_MEDIA_TYPE', 'send the checkpoint as application/octet-stream');
     const filename = typeof req.query['filename'] === 'string' ? req.query['filename'] : undefined;
     const dir = join(s.stagingDir, 'uploads');
     await mkdir(dir, { recursive: true });
@@ -60,7 +60,7 @@ export function uploadRoutes(s: Services): Router {
 
   r.get('/v1/uploads/:uploadId', async (req, res) => {
     const rec = await readJson<UploadRecord>(s.storage, uploadKey(param(req, 'uploadId')));
-    if (!rec) throw new HttpError('UPLOAD_NOT_FOUND', `no upload '${req.params['uploadId']}'`);
+    if (!rec) throw httpError('UPLOAD_NOT_FOUND', `no upload '${req.params['uploadId']}'`);
     res.json(rec);
   });
   return r;

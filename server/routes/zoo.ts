@@ -7,7 +7,7 @@ import { convertModel } from '../../zoo/convert-model.js';
 import type { ConversionCard } from '../../zoo/get-or-convert.js';
 import { mayCompute, unauthorised } from '../access.js';
 import { checkpointIdOf, recordCheckpoint } from '../checkpoints.js';
-import { HttpError } from '../errors.js';
+import { httpError } from '../errors.js';
 import { sendStoredFile } from '../http/download.js';
 import type { Services } from '../services.js';
 
@@ -85,7 +85,7 @@ export function zooRoutes(s: Services): Router {
     const name = req.params['file']!;
     res.set('Content-Location', `/v1/checkpoints/${id}/files/${name}`);
     const file = name === 'card.json' ? modelCardFile(converted.card) : converted.card.files.find((f) => f.name === name);
-    if (!file) throw new HttpError('NOT_FOUND', `checkpoint ${id} has no file '${name}'`);
+    if (!file) throw httpError('NOT_FOUND', `checkpoint ${id} has no file '${name}'`);
     await sendStoredFile(req, res, s, file, `${entry.arch}-${mode}-${name}`);
   });
   return r;

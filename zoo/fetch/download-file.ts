@@ -27,8 +27,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AcsHubError } from '../../converters/errors.js';
-import { DownloadTooLargeError, IntegrityError, isRetryable, UpstreamError, UpstreamRefusedError, ZooError } from '../errors.js';
+import { AcsHubError, isRetryable } from '../../converters/errors.js';
+import { DownloadTooLargeError, IntegrityError, UpstreamError, UpstreamRefusedError } from '../errors.js';
 import { backoffDelay, parseRetryAfter } from './backoff.js';
 import { checkHashPrefix } from './hash-prefix.js';
 import { contentCodings, httpFetch, isDecodedCoding } from './http-fetch.js';
@@ -167,7 +167,7 @@ function strongEtag(etag: string | null): string | undefined {
   return etag && !etag.startsWith('W/') ? etag : undefined;
 }
 
-function classifyStatus(res: Response, url: string): ZooError {
+function classifyStatus(res: Response, url: string): UpstreamError | UpstreamRefusedError {
   const where = redactUrl(url);
   if (res.status >= 500 || res.status === 429 || res.status === 408) {
     const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
@@ -383,10 +383,9 @@ async function attempt(
     if (controller.signal.aborted && controller.signal.reason instanceof AttemptTimeout) {
       throw new UpstreamError(`${where}: stalled for ${timeoutMs} ms ${progress(body)}`, { url, cause: err });
     }
-    if (err instanceof ZooError) throw err;
+    if (err instanceof AcsHubError) throw err;
     // A refusal by the caller's fetch (an address the policy forbids) is final, not a network fault.
     const cause = (err as { cause?: unknown }).cause;
-    if (err instanceof AcsHubError) throw err;
     if (cause instanceof AcsHubError) throw cause;
     throw new UpstreamError(`${where}: ${describeNetworkError(err, body)}`, { url, cause: err });
   } finally {

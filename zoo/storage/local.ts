@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ObjectNotFoundError, StorageError } from '../errors.js';
+import { objectNotFound, StorageError } from '../errors.js';
 import { assertKey, assertPrefix, assertRange, type ObjectInfo, type ObjectStorage, type ReadOptions, type WriteBody, type WriteOptions, type WriteResult } from './storage.js';
 
 const TEMP = /^\.(.+)\.tmp-\d+-[0-9a-f]+$/;
@@ -178,7 +178,7 @@ export class LocalStorage implements ObjectStorage {
     try {
       fh = await open(path, 'r');
     } catch (err) {
-      if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR') || isErrno(err, 'EISDIR')) throw new ObjectNotFoundError(key, { cause: err });
+      if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR') || isErrno(err, 'EISDIR')) throw objectNotFound(key, err);
       throw new StorageError(`cannot read '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err });
     }
     const { size } = await fh.stat();

@@ -28,7 +28,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { ObjectNotFoundError, StorageError } from '../errors.js';
+import { objectNotFound, StorageError } from '../errors.js';
 import { assertKey, assertPrefix, assertRange, type ObjectInfo, type ObjectStorage, type ReadOptions, type WriteBody, type WriteOptions, type WriteResult } from './storage.js';
 
 /** Parameters of `openS3Storage`. */
@@ -157,7 +157,7 @@ export class S3Storage implements ObjectStorage {
       if (!(out.Body instanceof Readable)) throw new StorageError(`S3 GET '${key}': the SDK returned no Node.js stream`);
       return out.Body;
     } catch (err) {
-      if (isNotFound(err)) throw new ObjectNotFoundError(key, { cause: err });
+      if (isNotFound(err)) throw objectNotFound(key, err);
       if (statusOf(err) === 416) throw new RangeError(`range start ${r?.start} is past the end of '${key}'`);
       return this.fail('GET', key, err);
     }

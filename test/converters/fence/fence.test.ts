@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AcsHubError, CheckpointFormatError, LimitExceededError } from '../../../converters/errors.js';
+import { CheckpointFormatError, LimitExceededError, UnsupportedError } from '../../../converters/errors.js';
 import { WorkerUnavailableError } from '../../../converters/fence/errors.js';
 import { IN_PROCESS, WorkerFence } from '../../../converters/fence/fence.js';
 import { MixedSeriesError } from '../../../converters/volumes/errors.js';
@@ -29,13 +29,13 @@ test('errors keep their class, code, status, message and fields across the fence
   await assert.rejects(f.run(THROW, 'format'), (e: unknown) => {
     assert.ok(e instanceof CheckpointFormatError);
     assert.equal(e.name, 'CheckpointFormatError');
-    assert.deepEqual([e.code, e.status, e.message, e.file], ['CHECKPOINT_FORMAT', 422, 'model.pth: truncated', 'model.pth']);
+    assert.deepEqual([e.code, e.retryable, e.message, e.file], ['CHECKPOINT_FORMAT', false, 'model.pth: truncated', 'model.pth']);
     assert.match(e.stack ?? '', /tasks\.js/, "the worker's stack");
     return true;
   });
-  await assert.rejects(f.run(THROW, 'series'), (e: unknown) => e instanceof MixedSeriesError && e.series[0]?.uid === '1.2.3' && e.status === 422);
-  // A class the fence does not know: its code, status and name all the same.
-  await assert.rejects(f.run(THROW, 'other'), (e: unknown) => e instanceof AcsHubError && e.code === 'TEAPOT' && e.status === 418 && e.title === 'I am a teapot' && e.name === 'TeapotError');
+  await assert.rejects(f.run(THROW, 'series'), (e: unknown) => e instanceof MixedSeriesError && e.series[0]?.uid === '1.2.3' && e.code === 'VOLUME_MIXED_SERIES');
+  // A subclass the caller does not know: made again from its code, with its fields and `retryable`.
+  await assert.rejects(f.run(THROW, 'other'), (e: unknown) => e instanceof UnsupportedError && e.retryable && (e as unknown as { spout: string }).spout === 'short' && e.title === 'Unsupported model or layer');
   await assert.rejects(f.run(THROW, 'type'), (e: unknown) => e instanceof TypeError && e.message === 'x is not a function');
   await assert.rejects(f.run(THROW, 'string'), (e: unknown) => e instanceof Error && e.message === 'a string');
   assert.equal((await f.run(DOUBLE, { data: Float32Array.of(1) })).data[0], 2, 'a task that threw leaves its worker usable');
@@ -45,11 +45,11 @@ test('a task past the heap budget fails with LIMIT_EXCEEDED naming it; a dying w
   const f = fence(t, { workers: 1, heapBytes: 32 * 1024 * 1024 });
   await assert.rejects(f.run(HOARD, undefined, { what: 'hoard.pth' }), (e: unknown) => {
     assert.ok(e instanceof LimitExceededError, String(e));
-    assert.equal(e.status, 413);
+    assert.equal(e.code, 'LIMIT_EXCEEDED');
     assert.equal(e.message, `hoard.pth: needs more than ${32 * 1024 * 1024} bytes of worker heap (budgets.workerHeapBytes)`);
     return true;
   });
-  await assert.rejects(f.run(EXIT, undefined), (e: unknown) => e instanceof WorkerUnavailableError && e.status === 503 && e.retryAfterSeconds > 0 && /exit code 3/.test(e.message));
+  await assert.rejects(f.run(EXIT, undefined), (e: unknown) => e instanceof WorkerUnavailableError && e.retryable && (e.retryAfterSeconds ?? 0) > 0 && /exit code 3/.test(e.message));
   assert.equal((await f.run(DOUBLE, { data: Float32Array.of(3) })).data[0], 6);
 });
 

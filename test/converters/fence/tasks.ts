@@ -3,10 +3,10 @@ import { AcsHubError, CheckpointFormatError } from '../../../converters/errors.j
 import { defineTask } from '../../../converters/fence/task.js';
 import { MixedSeriesError } from '../../../converters/volumes/errors.js';
 
-/** An error class the fence does not know by name. */
+/** A subclass the caller's side never sees: it comes back as the code's own class, with its fields. */
 class TeapotError extends AcsHubError {
   constructor(message: string) {
-    super('TEAPOT', { status: 418, title: 'I am a teapot' }, message);
+    super('UNSUPPORTED', message, { retryable: true, spout: 'short' });
   }
 }
 
@@ -19,7 +19,7 @@ export const DOUBLE = defineTask(import.meta.url, 'DOUBLE', async (p: { data: Fl
 /** Throws the error named. */
 export const THROW = defineTask(import.meta.url, 'THROW', (kind: 'format' | 'series' | 'other' | 'type' | 'string'): never => {
   if (kind === 'format') throw new CheckpointFormatError('model.pth: truncated', { file: 'model.pth' });
-  if (kind === 'series') throw new MixedSeriesError('two series', [{ uid: '1.2.3', files: 4 }]);
+  if (kind === 'series') throw new MixedSeriesError('two series', { series: [{ uid: '1.2.3', files: 4 }] });
   if (kind === 'other') throw new TeapotError('short and stout');
   if (kind === 'type') throw new TypeError('x is not a function');
   throw 'a string';
