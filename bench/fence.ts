@@ -19,10 +19,10 @@ import { IN_PROCESS, WorkerFence, type Fence } from '../converters/fence/fence.j
 import { encodePth } from '../converters/formats/pth.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
-import { InferenceEngine } from '../converters/runtime/engine.js';
-import { infer, type LoadedModel } from '../converters/runtime/pipeline.js';
-import { PREPARE_VOLUME, type PrepareVolumeParams } from '../converters/runtime/prepare-volume.js';
-import { encodeNpy } from '../converters/volumes/index.js';
+import { InferenceEngine } from '../inference/runtime/engine.js';
+import { infer, type LoadedModel } from '../inference/runtime/pipeline.js';
+import { PREPARE_VOLUME, type PrepareVolumeParams } from '../inference/runtime/prepare-volume.js';
+import { encodeNpy } from '../inference/volumes/index.js';
 import { resnetBasicStateDict, resnetStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);

@@ -19,14 +19,14 @@ import { fileURLToPath } from 'node:url';
 import { CONVERTER_VERSION } from '../converters/convert.js';
 import { encodeSafetensors } from '../converters/formats/safetensors.js';
 import { concatChunks } from '../converters/io.js';
-import { encodeNpy } from '../converters/volumes/index.js';
+import { encodeNpy } from '../inference/volumes/index.js';
 import { recordCheckpoint, checkpointIdOf } from '../server/checkpoints.js';
 import { getOrConvert } from '../zoo/get-or-convert.js';
 import { openLocalStorage } from '../zoo/storage/local.js';
 import { resnetBasicStateDict } from './synthetic.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
-const CLI = fileURLToPath(new URL('../server/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const STATIC = fileURLToPath(new URL('./static-server.js', import.meta.url));
 
 function start(args: string[], env: Record<string, string> = {}): Promise<{ url: string; proc: ChildProcess }> {

@@ -15,8 +15,8 @@ import { graphToModel } from '../converters/graph/ir.js';
 import { specializeModel, type SpecializeOptions } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
-import { InferenceEngine } from '../converters/runtime/engine.js';
-import { createSession, type Device } from '../converters/runtime/providers.js';
+import { InferenceEngine } from '../inference/runtime/engine.js';
+import { createSession, type Device } from '../inference/runtime/providers.js';
 import type { StateDict } from '../converters/tensor.js';
 import { densenetStateDict, resnetBasicStateDict, resnetStateDict } from './synthetic.js';
 

@@ -1,6 +1,6 @@
 /** A converted checkpoint as a model the inference engine runs (its ONNX file and card). */
 import type { Card } from '../converters/convert.js';
-import type { LoadedModel } from '../converters/runtime/pipeline.js';
+import type { LoadedModel } from '../inference/runtime/pipeline.js';
 import { readAll } from '../zoo/storage/storage.js';
 import { loadCheckpoint } from './checkpoints.js';
 import { httpError } from './errors.js';

@@ -11,7 +11,7 @@ import { crc32, deflateRawSync } from 'node:zlib';
 import type { TestContext } from 'node:test';
 import { seededRandom } from '../converters/modes/head.js';
 import { bytesOf, type Tensor } from '../converters/tensor.js';
-import { encodeNifti } from '../converters/volumes/index.js';
+import { encodeNifti } from '../inference/volumes/index.js';
 
 /** The repository root (tests run from `dist/test/`). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -22,7 +22,7 @@ export function fixture(...parts: string[]): string {
 }
 
 /** The compiled CLI entry point. */
-export const CLI = join(ROOT, 'dist', 'server', 'cli', 'main.js');
+export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
 /** A temporary folder removed when the test ends. */
 export async function tempDir(t: TestContext | { after(fn: () => Promise<void>): void }): Promise<string> {

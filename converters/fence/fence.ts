@@ -27,7 +27,7 @@ import { Worker } from 'node:worker_threads';
 import debug from 'debug';
 import { budgetSetting, DEFAULT_BUDGETS } from '../budgets.js';
 import { LimitExceededError } from '../errors.js';
-import { RunQueue } from '../runtime/queue.js';
+import { RunQueue } from './queue.js';
 import { fromWireError, workerUnavailable, type WireError } from './errors.js';
 import type { Task } from './task.js';
 import { bytesHeld, transferList } from './transfer.js';

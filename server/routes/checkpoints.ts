@@ -1,9 +1,9 @@
 /** Converted checkpoints: card, files, downloads, and inference on an uploaded volume. */
 import { Router } from 'express';
-import { infer, type InferOptions } from '../../converters/runtime/pipeline.js';
-import { PREPARE_VOLUME } from '../../converters/runtime/prepare-volume.js';
-import { RENDER_ANSWER } from '../../converters/runtime/render-answer.js';
-import type { Vec3 } from '../../converters/volumes/index.js';
+import { infer, type InferOptions } from '../../inference/runtime/pipeline.js';
+import { PREPARE_VOLUME } from '../../inference/runtime/prepare-volume.js';
+import { RENDER_ANSWER } from '../../inference/runtime/render-answer.js';
+import type { Vec3 } from '../../inference/volumes/index.js';
 import { listCheckpoints, loadCheckpoint } from '../checkpoints.js';
 import { httpError } from '../errors.js';
 import { readBody } from '../http/body.js';
@@ -11,7 +11,7 @@ import { sendStoredFile } from '../http/download.js';
 import { param } from '../http/params.js';
 import { checkpointModel } from '../models.js';
 import type { Services } from '../services.js';
-import { activationFeatures } from '../../converters/runtime/cam.js';
+import { activationFeatures } from '../../inference/runtime/cam.js';
 import { modelCardFile } from './zoo.js';
 
 function triple(v: unknown): Vec3 | undefined {

@@ -1,6 +1,6 @@
 /** Health, readiness (storage reachable, engine loaded) and Prometheus metrics. */
 import { Router } from 'express';
-import { bundledDevices } from '../../converters/runtime/providers.js';
+import { bundledDevices } from '../../inference/runtime/providers.js';
 import type { Services } from '../services.js';
 
 /** Routes /healthz, /readyz, /metrics. */

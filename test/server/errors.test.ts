@@ -101,11 +101,11 @@ test('documented errors, each produced through the API', async (t) => {
   const mixedDir = fixture('volumes', 'mixed_series');
   const mixed = encodeZip(readdirSync(mixedDir).map((f) => ({ name: f, data: [readFileSync(join(mixedDir, f))] })));
   assert.equal(await problem(infer(Buffer.from(concatChunks(mixed))), 422), 'VOLUME_MIXED_SERIES');
-  const rgb = Buffer.from(concatChunks([(await import('../../converters/volumes/index.js')).encodeNpy({ data: new Float32Array(3 * 8 ** 3), shape: [3, 8, 8, 8] })]));
+  const rgb = Buffer.from(concatChunks([(await import('../../inference/volumes/index.js')).encodeNpy({ data: new Float32Array(3 * 8 ** 3), shape: [3, 8, 8, 8] })]));
   assert.equal(await problem(infer(rgb, '?raw=true'), 400), 'INVALID_INPUT');
   // Raw volumes of six different sizes: requests of one shape would join one batch, and the
   // network run, not the reading of the request, takes the time, so the runs overlap.
-  const { encodeNpy } = await import('../../converters/volumes/index.js');
+  const { encodeNpy } = await import('../../inference/volumes/index.js');
   const sized = (n: number) => Buffer.from(concatChunks([encodeNpy({ data: new Float32Array(n ** 3).fill(0.5), shape: [1, n, n, n] })]));
   // Start every fence worker first (each takes a while to start), with inputs refused while decoding.
   const truncated = readFileSync(fixture('volumes', 'hostile', 'truncated.nii'));

@@ -7,7 +7,7 @@ import request from 'supertest';
 import sharp from 'sharp';
 import { concatChunks } from '../../converters/io.js';
 import { encodeZip } from '../../converters/formats/zip.js';
-import { encodeNifti } from '../../converters/volumes/index.js';
+import { encodeNifti } from '../../inference/volumes/index.js';
 import { brokenGeometryNiftis, cli, ctNifti as ct, fixture, rssGrowth } from '../helpers.js';
 import { finishedJob, testHub, type TestHub } from './hub.js';
 import { streamPost } from './serve.js';

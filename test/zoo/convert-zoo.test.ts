@@ -8,7 +8,7 @@ import { loadCatalogue } from '../../zoo/catalogue.js';
 import { KNOWN_ARCHITECTURES } from '../../zoo/architectures.js';
 import { convertModel } from '../../zoo/convert-model.js';
 import { openLocalStorage } from '../../zoo/storage/local.js';
-import { encodeNpy } from '../../converters/volumes/index.js';
+import { encodeNpy } from '../../inference/volumes/index.js';
 import { cli, tempDir } from '../helpers.js';
 import { startFakeZoo, TEST_CATALOGUE } from './fake-zoo.js';
 

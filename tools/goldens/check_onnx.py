@@ -29,7 +29,7 @@ with tempfile.TemporaryDirectory() as tmp:
             if case['mode'] == '2d':
                 continue
             out = os.path.join(tmp, f"{fam}-{case['name']}.onnx")
-            args = ['node', 'dist/server/cli/main.js', 'convert', src, '--out', out, '--mode', case['mode']]
+            args = ['node', 'dist/cli/main.js', 'convert', src, '--out', out, '--mode', case['mode']]
             opts = case.get('options', {})
             if 'axis' in opts:
                 args += ['--axis', opts['axis']]

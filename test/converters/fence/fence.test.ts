@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { CheckpointFormatError, LimitExceededError, UnsupportedError } from '../../../converters/errors.js';
 import { WorkerUnavailableError } from '../../../converters/fence/errors.js';
 import { IN_PROCESS, WorkerFence } from '../../../converters/fence/fence.js';
-import { MixedSeriesError } from '../../../converters/volumes/errors.js';
+import { MixedSeriesError } from '../../../inference/volumes/errors.js';
 import { DOUBLE, EXIT, HOARD, SPIN, THROW } from './tasks.js';
 
 function fence(t: { after(fn: () => Promise<void>): void }, params: ConstructorParameters<typeof WorkerFence>[0] = {}): WorkerFence {

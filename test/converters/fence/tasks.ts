@@ -1,7 +1,7 @@
 /** Tasks for the fence's own tests, loaded by its workers from this module. */
 import { AcsHubError, CheckpointFormatError } from '../../../converters/errors.js';
 import { defineTask } from '../../../converters/fence/task.js';
-import { MixedSeriesError } from '../../../converters/volumes/errors.js';
+import { MixedSeriesError } from '../../../inference/volumes/errors.js';
 
 /** A subclass the caller's side never sees: it comes back as the code's own class, with its fields. */
 class TeapotError extends AcsHubError {

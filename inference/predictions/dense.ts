@@ -1,0 +1,67 @@
+/** Dense and feature outputs: per-voxel labels from class scores, and feature vectors. */
+import { InvalidArgumentError } from '../../converters/errors.js';
+
+/** A label map `[D, H, W]`: Uint8Array for up to 256 classes, Uint16Array beyond. */
+export interface LabelMap {
+  readonly data: Uint8Array | Uint16Array;
+  readonly shape: readonly [number, number, number];
+}
+
+/** Options of `labelsFromScores`. */
+export interface LabelsFromScoresParams {
+  /** Scores `[K, D, H, W]` or `[1, K, D, H, W]`. */
+  data: Float32Array;
+  shape: readonly number[];
+  /** For one channel (K = 1, a sigmoid output or logit): the foreground threshold. @default 0 (logit 0 = probability 0.5) */
+  threshold?: number;
+}
+
+/** Arg-max over classes (K > 1; ties to the lower class) or a threshold (K = 1) for every voxel. */
+export function labelsFromScores(params: LabelsFromScoresParams): LabelMap {
+  let s = [...params.shape];
+  if (s.length === 5 && s[0] === 1) s = s.slice(1);
+  if (s.length !== 4 || !s.every((d) => Number.isSafeInteger(d) && d > 0)) throw new InvalidArgumentError(`'shape' must be [K, D, H, W] or [1, K, D, H, W], got [${params.shape.join(', ')}]`);
+  const [k, d, h, w] = s as [number, number, number, number];
+  const per = d * h * w;
+  if (params.data.length !== k * per) throw new InvalidArgumentError(`'data' holds ${params.data.length} values, shape [${s.join(', ')}] needs ${k * per}`);
+  const out = k <= 256 ? new Uint8Array(per) : new Uint16Array(per);
+  if (k === 1) {
+    const t = params.threshold ?? 0;
+    for (let i = 0; i < per; i++) out[i] = params.data[i]! > t ? 1 : 0;
+  } else {
+    for (let i = 0; i < per; i++) {
+      let best = 0;
+      let bv = params.data[i]!;
+      for (let c = 1; c < k; c++) {
+        const v = params.data[c * per + i]!;
+        if (v > bv) {
+          bv = v;
+          best = c;
+        }
+      }
+      out[i] = best;
+    }
+  }
+  return { data: out, shape: [d, h, w] };
+}
+
+/**
+ * A network's feature output as a plain vector: `[K]`, `[1, K]`, or `[1, K, d, h, w]`
+ * (then averaged over the spatial positions: global average pooling).
+ */
+export function featureVector(params: { data: Float32Array; shape: readonly number[] }): number[] {
+  const s = params.shape;
+  const n = s.reduce((a, b) => a * b, 1);
+  if (params.data.length !== n || s.length < 1) throw new InvalidArgumentError(`'data' holds ${params.data.length} values for shape [${s.join(', ')}]`);
+  if (s.length === 1) return Array.from(params.data);
+  if (s[0] !== 1) throw new InvalidArgumentError(`feature output has batch size ${s[0]}; give one item`);
+  const k = s[1]!;
+  const per = n / k;
+  const out: number[] = [];
+  for (let c = 0; c < k; c++) {
+    let sum = 0;
+    for (let i = c * per; i < (c + 1) * per; i++) sum += params.data[i]!;
+    out.push(sum / per);
+  }
+  return out;
+}

@@ -1,0 +1,7 @@
+/**
+ * Turning network outputs into answers: ranked classes with labels, feature vectors, label
+ * maps (written with `writeNifti` from `inference/volumes/`), and PNG previews.
+ */
+export { softmax, topK, type ClassScore, type TopKParams } from './top-k.js';
+export { featureVector, labelsFromScores, type LabelMap, type LabelsFromScoresParams } from './dense.js';
+export { renderPreview, type PreviewOverlay, type RenderPreviewParams } from './render-preview.js';

@@ -1,0 +1,139 @@
+/**
+ * Intensity steps: CT windowing (clip to `[lo, hi]` Hounsfield units, then scale to
+ * `[0, 1]`), min-max or percentile scaling (for MR and other unitless images), and
+ * per-channel mean/std normalisation. All return a new volume; geometry is untouched.
+ */
+import { InvalidArgumentError } from '../../converters/errors.js';
+import type { VolumeArray } from '../volumes/volume.js';
+import { checkVolume } from './geometry.js';
+
+/** Common CT windows `[lo, hi]` in HU. */
+export const CT_WINDOWS = {
+  lung: [-1000, 400],
+  mediastinum: [-160, 240],
+  abdomen: [-150, 250],
+  bone: [-500, 1300],
+  brain: [0, 80],
+} as const satisfies Record<string, readonly [number, number]>;
+
+/** Options of `windowIntensity`. */
+export interface WindowParams<V extends VolumeArray> {
+  volume: V;
+  /** `[lo, hi]` in the volume's units (HU for CT), or a name from `CT_WINDOWS`. @default 'lung' ([-1000, 400]) */
+  window?: readonly [number, number] | keyof typeof CT_WINDOWS;
+  /** Output range the window maps onto. @default [0, 1] */
+  range?: readonly [number, number];
+}
+
+function checkRange(r: readonly number[], name: string): [number, number] {
+  if (r.length !== 2 || !r.every(Number.isFinite) || !(r[1]! > r[0]!)) throw new InvalidArgumentError(`'${name}' must be [lo, hi] with lo < hi, got [${r.join(', ')}]`);
+  return [r[0]!, r[1]!];
+}
+
+function mapLinear<V extends VolumeArray>(volume: V, los: number[], his: number[], range: [number, number]): V {
+  const [c] = volume.shape;
+  const per = volume.data.length / c;
+  const out = new Float32Array(volume.data.length);
+  for (let ci = 0; ci < c; ci++) {
+    const lo = los[ci]!;
+    const hi = his[ci]!;
+    const k = hi > lo ? (range[1] - range[0]) / (hi - lo) : 0;
+    for (let i = ci * per; i < (ci + 1) * per; i++) {
+      const v = volume.data[i]!;
+      const clipped = v < lo ? lo : v > hi ? hi : v;
+      out[i] = range[0] + (clipped - lo) * k;
+    }
+  }
+  return { ...volume, data: out };
+}
+
+/** Clip to a window and scale it linearly onto `range`. */
+export function windowIntensity<V extends VolumeArray>(params: WindowParams<V>): V {
+  checkVolume(params.volume);
+  const w = params.window ?? 'lung';
+  const win = typeof w === 'string' ? CT_WINDOWS[w] : w;
+  if (win === undefined) throw new InvalidArgumentError(`'window' '${String(w)}' is not one of ${Object.keys(CT_WINDOWS).join(', ')}`);
+  const [lo, hi] = checkRange(win, 'window');
+  const c = params.volume.shape[0];
+  return mapLinear(params.volume, Array<number>(c).fill(lo), Array<number>(c).fill(hi), checkRange(params.range ?? [0, 1], 'range'));
+}
+
+/** Options of `scaleIntensity`. */
+export interface ScaleParams<V extends VolumeArray> {
+  volume: V;
+  /** Percentiles `[lo, hi]` (0-100) that map onto `range`; values outside are clipped. @default [0, 100] (min-max) */
+  percentiles?: readonly [number, number];
+  /** Output range. @default [0, 1] */
+  range?: readonly [number, number];
+  /** Compute the percentiles of each channel separately. @default true */
+  perChannel?: boolean;
+}
+
+/** The `p`-th percentile (0-100, linear interpolation as NumPy's default) of sorted values. */
+function percentile(sorted: Float32Array, p: number): number {
+  const pos = (p / 100) * (sorted.length - 1);
+  const a = Math.floor(pos);
+  const b = Math.min(a + 1, sorted.length - 1);
+  return sorted[a]! + (sorted[b]! - sorted[a]!) * (pos - a);
+}
+
+/** Scale intensities so that two percentiles (min and max by default) map onto `range`. */
+export function scaleIntensity<V extends VolumeArray>(params: ScaleParams<V>): V {
+  const { volume } = params;
+  checkVolume(volume);
+  const [plo, phi] = params.percentiles ?? [0, 100];
+  if (!(plo >= 0 && phi <= 100 && plo < phi)) throw new InvalidArgumentError(`'percentiles' must satisfy 0 <= lo < hi <= 100, got [${plo}, ${phi}]`);
+  const c = volume.shape[0];
+  const groups = params.perChannel ?? true ? c : 1;
+  const size = volume.data.length / groups;
+  const los: number[] = [];
+  const his: number[] = [];
+  for (let g = 0; g < groups; g++) {
+    const sorted = volume.data.slice(g * size, (g + 1) * size).sort();
+    los.push(percentile(sorted, plo));
+    his.push(percentile(sorted, phi));
+  }
+  const range = checkRange(params.range ?? [0, 1], 'range');
+  return mapLinear(volume, Array.from({ length: c }, (_, i) => los[groups === 1 ? 0 : i]!), Array.from({ length: c }, (_, i) => his[groups === 1 ? 0 : i]!), range);
+}
+
+/** Options of `normalizeChannels`. */
+export interface NormalizeParams<V extends VolumeArray> {
+  volume: V;
+  /** Mean of each channel (or one for all), as a model card gives it. @default each channel's own mean */
+  mean?: readonly number[];
+  /** Standard deviation of each channel (or one for all). @default each channel's own (population) std */
+  std?: readonly number[];
+}
+
+/** `(x - mean[c]) / std[c]` per channel. */
+export function normalizeChannels<V extends VolumeArray>(params: NormalizeParams<V>): V {
+  const { volume } = params;
+  checkVolume(volume);
+  const c = volume.shape[0];
+  const per = volume.data.length / c;
+  const pick = (xs: readonly number[] | undefined, name: string, own: (ci: number) => number): number[] => {
+    if (xs === undefined) return Array.from({ length: c }, (_, ci) => own(ci));
+    if (xs.length !== 1 && xs.length !== c) throw new InvalidArgumentError(`'${name}' has ${xs.length} values; the volume has ${c} channels (give 1 or ${c})`);
+    return Array.from({ length: c }, (_, ci) => xs[xs.length === 1 ? 0 : ci]!);
+  };
+  const ownMean = (ci: number): number => {
+    let s = 0;
+    for (let i = ci * per; i < (ci + 1) * per; i++) s += volume.data[i]!;
+    return s / per;
+  };
+  const mean = pick(params.mean, 'mean', ownMean);
+  const std = pick(params.std, 'std', (ci) => {
+    let s = 0;
+    for (let i = ci * per; i < (ci + 1) * per; i++) s += (volume.data[i]! - mean[ci]!) ** 2;
+    return Math.sqrt(s / per);
+  });
+  for (const s of std) if (!(Number.isFinite(s) && s > 0)) throw new InvalidArgumentError(`'std' must be positive, got ${s} (a constant channel has std 0)`);
+  const out = new Float32Array(volume.data.length);
+  for (let ci = 0; ci < c; ci++) {
+    const m = mean[ci]!;
+    const k = 1 / std[ci]!;
+    for (let i = ci * per; i < (ci + 1) * per; i++) out[i] = (volume.data[i]! - m) * k;
+  }
+  return { ...volume, data: out };
+}

@@ -1,0 +1,226 @@
+/**
+ * The inference engine: sessions from the memory-bounded cache, runs through the bounded
+ * queue, a warm-up run when a model is loaded, and batching of same-shape requests that
+ * arrive together (several volumes in one run, then split back). The sessions live in a
+ * worker thread (`worker-host.ts`), so the caller's event loop stays free while they run,
+ * and each is specialised for the spatial size it serves (`graph/specialize.ts`).
+ */
+import debug from 'debug';
+import { EngineBusyError, InferenceFailedError, InvalidInputError } from './errors.js';
+import type { Device } from './providers.js';
+import { RunQueue } from '../../converters/fence/queue.js';
+import { estimateSessionBytes, SessionCache, type Lease } from './session-cache.js';
+import { SessionHost, type CreatedWorkerSession, type WireTensor } from './worker-host.js';
+
+const log = debug('acs-hub:runtime');
+
+/** A float32 array with its shape. */
+export interface Float32Array5 {
+  data: Float32Array;
+  shape: number[];
+}
+
+/** Options of the engine. */
+export interface EngineParams {
+  device?: Device;
+  /** Intra-op threads (0 = onnxruntime's default). @default 0 */
+  threads?: number;
+  /** Memory budget of the session cache. @default 2 GiB */
+  cacheBytes?: number;
+  /** Runs at once. @default 1 */
+  concurrency?: number;
+  /** Requests waiting at most. @default 32 */
+  maxPending?: number;
+  /** Input bytes held by waiting requests at most. @default 1 GiB */
+  maxPendingBytes?: number;
+  /** Most volumes batched into one run. @default 4 */
+  maxBatch?: number;
+  /**
+   * Specialise sessions for the spatial size of their inputs (`graph/specialize.ts`): ACS
+   * views become 2D convolutions. @default true
+   */
+  specialize?: boolean;
+  /** Spatial sizes specialised for per model; other sizes use the general session. @default 4 */
+  maxShapes?: number;
+  /** Called once per loaded session with the device it runs on, why it fell back, and what specialisation did. */
+  onLoad?: (info: { key: string; device: Device; fallback?: string; warmupMs: number; specialized?: string }) => void;
+}
+
+/** A model the engine can load. */
+export interface ModelSource {
+  /** Stable key (e.g. the content hash of the ONNX file). */
+  key: string;
+  /** Size of the ONNX bytes, for the cache's budget. */
+  bytes: number;
+  /** The ONNX bytes (or a path to them). */
+  load: () => Promise<Uint8Array | string>;
+  /** Input for the warm-up run, shape included. */
+  warmupShape?: number[];
+}
+
+interface Pending {
+  input: Float32Array5;
+  resolve: (out: Record<string, Float32Array5>) => void;
+  reject: (err: unknown) => void;
+}
+
+/** See the module comment. */
+export class InferenceEngine {
+  private readonly cache: SessionCache<CreatedWorkerSession>;
+  private readonly host = new SessionHost();
+  private readonly queue: RunQueue;
+  private readonly batches = new Map<string, Pending[]>();
+  readonly loaded = new Map<string, { device: Device; fallback?: string }>();
+  /** Spatial sizes that have (or had) a specialised session, per model key. */
+  private readonly shapes = new Map<string, Set<string>>();
+  /** Counters: session runs and the volumes they carried. */
+  readonly stats = { runs: 0, volumes: 0 };
+
+  constructor(private readonly params: EngineParams = {}) {
+    this.cache = new SessionCache({ maxBytes: params.cacheBytes });
+    this.queue = new RunQueue({ concurrency: params.concurrency, maxPending: params.maxPending, maxPendingBytes: params.maxPendingBytes, refuse: (message) => new EngineBusyError(message) });
+  }
+
+  /** Load (or find) a model's session, warming it up once; specialised for its warm-up shape. */
+  async prepare(model: ModelSource): Promise<{ device: Device; fallback?: string }> {
+    const lease = await this.lease(model, model.warmupShape);
+    lease.release();
+    return { device: lease.created.device, fallback: lease.created.fallback };
+  }
+
+  /**
+   * Which session serves inputs of `shape`: one specialised for its spatial size (the first
+   * `maxShapes` sizes of each model), else the model's general one.
+   */
+  private variant(model: ModelSource, shape: readonly number[] | undefined): { key: string; specializeFor?: number[] } {
+    if (this.params.specialize === false || !shape || shape.length !== 5) return { key: model.key };
+    const spatial = shape.slice(2).join('x');
+    let sizes = this.shapes.get(model.key);
+    if (!sizes) this.shapes.set(model.key, (sizes = new Set()));
+    if (!sizes.has(spatial) && sizes.size >= (this.params.maxShapes ?? 4)) return { key: model.key };
+    sizes.add(spatial);
+    return { key: `${model.key}@${spatial}`, specializeFor: [1, ...shape.slice(1)] };
+  }
+
+  /** Borrow the session for `shape`, loading it again when the worker that held it has stopped. */
+  private async lease(model: ModelSource, shape: readonly number[] | undefined): Promise<Lease<CreatedWorkerSession>> {
+    const v = this.variant(model, shape);
+    const lease = await this.acquire(model, v);
+    if (!lease.created.session.lost) return lease;
+    lease.release();
+    this.cache.forget(v.key);
+    return this.acquire(model, v);
+  }
+
+  private acquire(model: ModelSource, v: { key: string; specializeFor?: number[] }): Promise<Lease<CreatedWorkerSession>> {
+    return this.cache.acquire(v.key, estimateSessionBytes(model.bytes), async () => {
+      const created = await this.host.create(await model.load(), { device: this.params.device, threads: this.params.threads }, v.specializeFor);
+      const t0 = performance.now();
+      // A specialised session takes only its own spatial size: warm it up when that is the
+      // model's warm-up shape (otherwise the request that asked for it is its first run).
+      const warm = model.warmupShape;
+      if (warm && (!v.specializeFor || warm.slice(1).join('x') === v.specializeFor.slice(1).join('x'))) {
+        const n = warm.reduce((a, b) => a * b, 1);
+        await created.session.run({ [created.session.inputNames[0]!]: { data: new Float32Array(n), dims: warm } });
+      }
+      const warmupMs = performance.now() - t0;
+      this.loaded.set(model.key, { device: created.device, fallback: created.fallback });
+      log('loaded %s on %s%s (warm-up %d ms; %s)', v.key, created.device, created.fallback ? ` (fell back: ${created.fallback})` : '', warmupMs, created.specialized ?? 'general');
+      this.params.onLoad?.({ key: model.key, device: created.device, fallback: created.fallback, warmupMs, specialized: created.specialized });
+      return created;
+    });
+  }
+
+  /**
+   * Run one input (N, C, D, H, W). Requests for the same model and shape that wait together
+   * are run as one batch of up to `maxBatch` volumes.
+   */
+  async run(model: ModelSource, input: Float32Array5): Promise<Record<string, Float32Array5>> {
+    const expected = input.shape.reduce((a, b) => a * b, 1);
+    if (input.data.length !== expected) throw new InvalidInputError(`input has ${input.data.length} values but shape [${input.shape.join(', ')}] needs ${expected}`);
+    const batchKey = `${model.key}|${input.shape.join('x')}`;
+    return new Promise((resolve, reject) => {
+      let group = this.batches.get(batchKey);
+      if (!group) {
+        group = [];
+        this.batches.set(batchKey, group);
+        const take = () => {
+          const all = this.batches.get(batchKey) ?? [];
+          const max = this.params.maxBatch ?? 4;
+          const batch = all.splice(0, max);
+          if (all.length === 0) this.batches.delete(batchKey);
+          return batch;
+        };
+        const go = (): void => {
+          this.queue
+            .run(input.data.byteLength, async () => {
+              const batch = take();
+              if (this.batches.has(batchKey)) setImmediate(go);
+              if (batch.length > 0) await this.runBatch(model, batch);
+            })
+            .catch((err: unknown) => {
+              for (const p of take()) p.reject(err);
+            });
+        };
+        setImmediate(go);
+      }
+      group.push({ input, resolve, reject });
+    });
+  }
+
+  private async runBatch(model: ModelSource, batch: Pending[]): Promise<void> {
+    let lease;
+    try {
+      lease = await this.lease(model, batch[0]!.input.shape);
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    try {
+      const { session } = lease.created;
+      const shape = batch[0]!.input.shape;
+      const per = batch[0]!.input.data.length;
+      const data = batch.length === 1 ? batch[0]!.input.data : new Float32Array(per * batch.length);
+      if (batch.length > 1) batch.forEach((p, i) => data.set(p.input.data, i * per));
+      const n = shape[0]!;
+      const feeds = { [session.inputNames[0]!]: { data, dims: [n * batch.length, ...shape.slice(1)] } };
+      let out: Record<string, WireTensor>;
+      try {
+        this.stats.runs++;
+        this.stats.volumes += batch.length;
+        out = await session.run(feeds);
+      } catch (err) {
+        // The worker stopped: the next lease loads the model again.
+        if (session.lost) throw err;
+        const msg = (err as Error).message;
+        const bad = /shape|dimension|rank|size|invalid/i.test(msg);
+        throw bad ? new InvalidInputError(`the network cannot take an input of shape [${shape.join(', ')}]: ${msg.split('\n')[0]}`) : new InferenceFailedError(msg.split('\n')[0]!);
+      }
+      batch.forEach((p, i) => {
+        const result: Record<string, Float32Array5> = {};
+        for (const [name, t] of Object.entries(out)) {
+          const dims = t.dims;
+          const all = t.data;
+          const each = all.length / batch.length;
+          result[name] = { data: all.slice(i * each, (i + 1) * each), shape: [dims[0]! / batch.length, ...dims.slice(1)] };
+        }
+        p.resolve(result);
+      });
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Release every session. */
+  async close(): Promise<void> {
+    await this.cache.close();
+    await this.host.terminate();
+  }
+
+  /** Stop the worker that holds the sessions (as if it had crashed); the next run loads again. */
+  async stopWorker(): Promise<void> {
+    await this.host.terminate();
+  }
+}

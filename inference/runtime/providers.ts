@@ -1,0 +1,78 @@
+/**
+ * Execution providers: which ones the installed onnxruntime-node has, and session creation
+ * that falls back to the CPU with the reason spelled out when a requested one cannot start
+ * (no GPU adapter for WebGPU, CUDA provider libraries not installed, ...).
+ */
+import * as ort from 'onnxruntime-node';
+import { InvalidArgumentError } from '../../converters/errors.js';
+
+// The runtime reports a provider that cannot start itself (see `fallback`); keep
+// onnxruntime's own logger from printing the same failure as an error line.
+ort.env.logLevel = 'fatal';
+
+/** Devices a user can ask for. */
+export const DEVICES = ['cpu', 'webgpu', 'cuda', 'tensorrt'] as const;
+export type Device = (typeof DEVICES)[number];
+
+/** Session options the runtime sets. */
+export interface SessionParams {
+  /** Requested device. @default 'cpu' */
+  device?: Device;
+  /** Intra-op threads of the CPU provider (0 = onnxruntime's default). @default 0 */
+  threads?: number;
+  /** Let worker threads spin while waiting for work (lower latency, but burns cores). @default false */
+  spinning?: boolean;
+}
+
+/** A created session and the provider it really got. */
+export interface CreatedSession {
+  session: ort.InferenceSession;
+  /** The device running the session. */
+  device: Device;
+  /** Why the requested device was not used, when it was not. */
+  fallback?: string;
+}
+
+/** Devices whose provider ships inside the installed onnxruntime-node package. */
+export function bundledDevices(): Device[] {
+  return ort
+    .listSupportedBackends()
+    .filter((b) => b.bundled && (DEVICES as readonly string[]).includes(b.name))
+    .map((b) => b.name as Device);
+}
+
+function sessionOptions(device: Device, p: SessionParams): ort.InferenceSession.SessionOptions {
+  const threads = p.threads ?? 0;
+  return {
+    executionProviders: device === 'cpu' ? ['cpu'] : [device, 'cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    logSeverityLevel: 3,
+    extra: { session: { intra_op: { allow_spinning: p.spinning ? '1' : '0' } } },
+  };
+}
+
+/** Create a session on the requested device, or on the CPU with the reason it fell back. */
+export async function createSession(model: Uint8Array | string, p: SessionParams = {}): Promise<CreatedSession> {
+  const device = p.device ?? 'cpu';
+  if (!(DEVICES as readonly string[]).includes(device)) throw new InvalidArgumentError(`unknown device '${String(device)}'; use one of ${DEVICES.join(', ')}`);
+  const create = (d: Device) => (typeof model === 'string' ? ort.InferenceSession.create(model, sessionOptions(d, p)) : ort.InferenceSession.create(model, sessionOptions(d, p)));
+  if (device === 'cpu') return { session: await create('cpu'), device: 'cpu' };
+  try {
+    return { session: await create(device), device };
+  } catch (err) {
+    const reason = explain(device, (err as Error).message);
+    return { session: await create('cpu'), device: 'cpu', fallback: reason };
+  }
+}
+
+function explain(device: Device, message: string): string {
+  const first = message.split('\n')[0]!.replace(/^\/[^ ]*:\d+ /, '').trim();
+  if (device === 'webgpu' && /adapter/i.test(message)) return `webgpu: no WebGPU adapter (no GPU or no Vulkan driver on this machine): ${first}`;
+  if ((device === 'cuda' || device === 'tensorrt') && /shared library|cannot open shared object/i.test(message)) {
+    return `${device}: the ${device.toUpperCase()} provider libraries are not installed (onnxruntime-node ships CPU and WebGPU only; install its CUDA binaries with ONNXRUNTIME_NODE_INSTALL=cuda12 and a CUDA 12 runtime)`;
+  }
+  return `${device}: ${first}`;
+}

@@ -1,0 +1,148 @@
+/**
+ * Slice stacks decoded by sharp (libvips): a multi-page TIFF (pages in file order) or a set
+ * of PNG files (natural order of their names), stacked along `D`: `data[0, d, h, w]` is
+ * page/file `d`, image row `h`, column `w`. 8-bit, 16-bit and float greyscale samples keep
+ * their values; colour images are reduced to luminance (with a warning). No geometry: the
+ * affine is `diag(sw, sh, sd, 1)` from the given spacing.
+ */
+import sharp, { type Metadata } from 'sharp';
+import { LimitExceededError } from '../../converters/errors.js';
+import { VolumeFormatError } from './errors.js';
+import type { NamedBytes } from './read-dicom.js';
+import { checkSpacing, spacingAffine } from './read-npy.js';
+import { checkVoxelCount, VOLUME_LIMITS, type Vec3, type Volume, type VolumeFormat } from './volume.js';
+
+/** Options of the stack decoders. */
+export interface DecodeStackParams {
+  /** Voxel spacing `[sd, sh, sw]` in mm to record (images carry none). @default [1, 1, 1] */
+  spacing?: Vec3;
+  /** Most voxels accepted. @default VOLUME_LIMITS.maxVoxels */
+  maxVoxels?: number;
+}
+
+/** Does this look like a TIFF (classic or BigTIFF, either byte order)? */
+export function looksLikeTiff(b: Uint8Array): boolean {
+  return b.byteLength >= 4 && ((b[0] === 0x49 && b[1] === 0x49 && (b[2] === 42 || b[2] === 43) && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && (b[3] === 42 || b[3] === 43)));
+}
+
+/** Does this look like a PNG? */
+export function looksLikePng(b: Uint8Array): boolean {
+  return b.byteLength >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47;
+}
+
+/** Compare names in natural order: digit runs by value (`slice2` before `slice10`), the rest by code point. */
+export function naturalCompare(a: string, b: string): number {
+  const re = /(\d+)|(\D+)/g;
+  const pa = a.match(re) ?? [];
+  const pb = b.match(re) ?? [];
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    const x = pa[i]!;
+    const y = pb[i]!;
+    if (x === y) continue;
+    const dx = /^\d/.test(x);
+    const dy = /^\d/.test(y);
+    if (dx && dy) {
+      const nx = BigInt(x);
+      const ny = BigInt(y);
+      if (nx !== ny) return nx < ny ? -1 : 1;
+      return x.length - y.length;
+    }
+    return x < y ? -1 : 1;
+  }
+  return pa.length - pb.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+const DEPTH_ARRAYS: Record<string, (buf: ArrayBuffer) => ArrayLike<number>> = {
+  uchar: (b) => new Uint8Array(b),
+  char: (b) => new Int8Array(b),
+  ushort: (b) => new Uint16Array(b),
+  short: (b) => new Int16Array(b),
+  uint: (b) => new Uint32Array(b),
+  int: (b) => new Int32Array(b),
+  float: (b) => new Float32Array(b),
+  double: (b) => new Float64Array(b),
+};
+
+interface Decoded {
+  values: ArrayLike<number>;
+  width: number;
+  height: number;
+  pages: number;
+  colour: boolean;
+}
+
+async function decodeImage(bytes: Uint8Array, file: string, maxVoxels: number, allPages: boolean): Promise<Decoded> {
+  const fail = (msg: string): never => {
+    throw new VolumeFormatError(`${file}: ${msg}`, { file });
+  };
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    return fail(`not a readable image (${(err as Error).message})`);
+  }
+  const pages = allPages ? (meta.pages ?? 1) : 1;
+  const width = meta.width;
+  const height = meta.pageHeight ?? meta.height;
+  checkVoxelCount([pages, height ?? 0, width ?? 0], file, maxVoxels, (msg) => fail(`image size: ${msg}`));
+  const depth = meta.depth ?? 'uchar';
+  const toArray = DEPTH_ARRAYS[depth];
+  if (toArray === undefined) fail(`sample depth '${depth}' is not supported`);
+  const colour = (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) > 1;
+  const space = depth === 'ushort' ? 'grey16' : 'b-w';
+  try {
+    const { data, info } = await sharp(bytes, { pages: allPages ? -1 : 1, limitInputPixels: pages * height! * width! + 1 })
+      .toColourspace(space)
+      .extractChannel(0)
+      .raw({ depth: depth as 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.width !== width || info.height !== pages * height!) fail(`pages differ in size (decoded ${info.width} x ${info.height}, expected ${pages} pages of ${width} x ${height})`);
+    const values = toArray!(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+    return { values, width: width!, height: height!, pages, colour };
+  } catch (err) {
+    if (err instanceof VolumeFormatError) throw err;
+    return fail(`does not decode (${(err as Error).message})`);
+  }
+}
+
+function stackVolume(slices: Decoded[], format: VolumeFormat, file: string, params: DecodeStackParams, warnings: string[]): Volume {
+  const spacing = checkSpacing(params.spacing ?? [1, 1, 1]);
+  const { width, height } = slices[0]!;
+  const depth = slices.reduce((s, x) => s + x.pages, 0);
+  checkVoxelCount([depth, height, width], file, params.maxVoxels ?? VOLUME_LIMITS.maxVoxels, (msg) => {
+    throw new LimitExceededError(`${file}: ${msg}`);
+  });
+  const data = new Float32Array(depth * height * width);
+  let o = 0;
+  for (const s of slices) for (let i = 0; i < s.values.length; i++) data[o++] = s.values[i]!;
+  if (slices.some((s) => s.colour)) warnings.push('colour images reduced to luminance');
+  return { data, shape: [1, depth, height, width], spacing, affine: spacingAffine(spacing), source: { format, file, channels: 'single', warnings } };
+}
+
+/** Decode a (multi-page) TIFF held in memory: one page per slice. */
+export async function decodeTiffStack(bytes: Uint8Array, params: DecodeStackParams & { file?: string } = {}): Promise<Volume> {
+  const file = params.file ?? 'tiff';
+  const img = await decodeImage(bytes, file, params.maxVoxels ?? VOLUME_LIMITS.maxVoxels, true);
+  return stackVolume([img], 'tiff', file, params, []);
+}
+
+/** Decode PNG slices (sorted here by the natural order of their names); all must share one size. */
+export async function decodePngSlices(files: readonly NamedBytes[], params: DecodeStackParams & { source?: string } = {}): Promise<Volume> {
+  const source = params.source ?? 'png slices';
+  if (files.length === 0) throw new VolumeFormatError(`${source}: no PNG files`, { file: source });
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  const sorted = [...files].sort((a, b) => naturalCompare(a.name, b.name));
+  const slices: Decoded[] = [];
+  let total = 0;
+  for (const f of sorted) {
+    const img = await decodeImage(f.bytes, f.name, maxVoxels, false);
+    const first = slices[0];
+    if (first !== undefined && (img.width !== first.width || img.height !== first.height)) {
+      throw new VolumeFormatError(`${f.name}: ${img.width} x ${img.height} differs from ${sorted[0]!.name} (${first.width} x ${first.height}); slices must share one size`, { file: f.name });
+    }
+    total += img.width * img.height;
+    if (total > maxVoxels) throw new LimitExceededError(`${source}: slices hold more than the limit of ${maxVoxels} voxels`);
+    slices.push(img);
+  }
+  return stackVolume(slices, 'png', source, params, []);
+}

@@ -1,0 +1,192 @@
+/**
+ * One entry point for every volume input: a file, a folder or a zip (of DICOM files or PNG
+ * slices), or bytes held in memory. The format comes from the magic bytes, then from the
+ * folder's or archive's contents, then from the file name's extension.
+ *
+ * Budgets (`converters/budgets.ts`): a folder or zip holds at most `volumeFiles` slices; a zip's
+ * entries are held, by their declared sizes and before any is inflated, against
+ * `unpackedEntryBytes` each, `unpackedTotalBytes` together and `compressionRatio`; a `.nii.gz`
+ * against the first and the last.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../../converters/budgets.js';
+import { CheckpointFormatError, InvalidArgumentError, LimitExceededError } from '../../converters/errors.js';
+import { ZipReader, looksLikeZip, type ZipEntry } from '../../converters/formats/zip.js';
+import { readFileBytes } from '../../converters/io.js';
+import { looksLikeDicom } from './dicom-parse.js';
+import { VolumeFormatError } from './errors.js';
+import { looksLikeGzip } from './gunzip.js';
+import { decodeDicomSeries, type NamedBytes } from './read-dicom.js';
+import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff } from './read-image-stack.js';
+import { decodeNifti, looksLikeNifti } from './read-nifti.js';
+import { decodeNpy, looksLikeNpy } from './read-npy.js';
+import { decodeRaw, type RawLayout } from './read-raw.js';
+import { VOLUME_LIMITS, type Vec3, type Volume, type VolumeFormat } from './volume.js';
+
+/** Options of `readVolume`; every field is optional except where a format needs it. */
+export interface ReadVolumeParams {
+  /** Skip detection and read as this format. @default detected */
+  format?: VolumeFormat;
+  /** Name of bytes passed in memory, for messages and extension-based detection. @default 'input' */
+  file?: string;
+  /** Layout of a raw file; required for `format: 'raw'` (or a `.raw` name). */
+  raw?: RawLayout;
+  /** The DICOM series to read when the input holds several. @default the only one */
+  seriesInstanceUid?: string;
+  /** Spacing `[sd, sh, sw]` in mm for formats without geometry (NumPy, raw, TIFF, PNG). @default [1, 1, 1] */
+  spacing?: Vec3;
+  /** Most voxels (all channels) of the volume. @default VOLUME_LIMITS.maxVoxels (2^29) */
+  maxVoxels?: number;
+  /** Budgets on files and unpacked bytes (see the module comment). @default DEFAULT_BUDGETS */
+  budgets?: Partial<Budgets>;
+  /** DICOM: largest relative deviation of a slice gap from the mean. @default 0.1 */
+  sliceSpacingTolerance?: number;
+}
+
+const MAX_FOLDER_DEPTH = 8;
+/** Entries up to this size are exempt from the compression-ratio budget (its own definition). */
+const RATIO_EXEMPT_BYTES = 1024 * 1024;
+
+function tooManyFiles(source: string, max: number): LimitExceededError {
+  return new LimitExceededError(`${source}: holds more than ${max} files, over the budget (${budgetSetting('volumeFiles')})`);
+}
+
+/** Files of a folder (recursively, hidden ones skipped), in name order, bounded in count. */
+async function listFolder(dir: string, maxFiles: number): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string, depth: number): Promise<void> => {
+    if (depth > MAX_FOLDER_DEPTH) return;
+    const entries = (await readdir(d, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p, depth + 1);
+      else if (e.isFile()) {
+        out.push(p);
+        if (out.length > maxFiles) throw tooManyFiles(dir, maxFiles);
+      }
+    }
+  };
+  await walk(dir, 0);
+  return out;
+}
+
+/** Read a set of slice files (from a folder or an archive): DICOM if any file is DICOM, else PNG. */
+async function decodeFileSet(files: NamedBytes[], source: string, params: ReadVolumeParams): Promise<Volume> {
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  const dicom = files.filter((f) => looksLikeDicom(f.bytes));
+  if (params.format === 'dicom' || (params.format === undefined && dicom.length > 0)) {
+    return decodeDicomSeries({
+      files: dicom.length > 0 ? dicom : files,
+      source,
+      maxVoxels,
+      budgets: params.budgets,
+      ...(params.seriesInstanceUid !== undefined ? { seriesInstanceUid: params.seriesInstanceUid } : {}),
+      ...(params.sliceSpacingTolerance !== undefined ? { sliceSpacingTolerance: params.sliceSpacingTolerance } : {}),
+    });
+  }
+  const pngs = files.filter((f) => looksLikePng(f.bytes));
+  if (params.format === 'png' || (params.format === undefined && pngs.length > 0)) {
+    return decodePngSlices(pngs, { source, maxVoxels, ...(params.spacing ? { spacing: params.spacing } : {}) });
+  }
+  throw new VolumeFormatError(`${source}: none of its ${files.length} files is a DICOM image or a PNG slice`, { file: source });
+}
+
+/** The slice files of a zip (folders, hidden files and macOS resource forks left out). */
+function sliceEntries(zip: ZipReader): ZipEntry[] {
+  return zip.entries.filter((e) => {
+    const base = e.name.split('/').pop() ?? '';
+    return !(e.name.endsWith('/') || e.name.startsWith('__MACOSX/') || base.startsWith('.') || base === '');
+  });
+}
+
+/** Refuse, from the declared sizes and before anything is inflated, a zip past its budgets. */
+function checkZipBudgets(entries: readonly ZipEntry[], file: string, b: Readonly<Budgets>): void {
+  if (entries.length > b.volumeFiles) throw tooManyFiles(file, b.volumeFiles);
+  let total = 0;
+  for (const e of entries) {
+    const name = boundMessage(e.name, 200);
+    if (e.size > b.unpackedEntryBytes) {
+      throw new LimitExceededError(`${file}: entry '${name}' unpacks to ${e.size} bytes, over the budget of ${b.unpackedEntryBytes} (${budgetSetting('unpackedEntryBytes')})`);
+    }
+    if (e.size > RATIO_EXEMPT_BYTES && e.size > b.compressionRatio * e.compressedSize) {
+      throw new LimitExceededError(`${file}: entry '${name}' unpacks ${e.compressedSize} bytes to ${e.size}, a ratio over the budget of ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
+    }
+    total += e.size;
+    if (total > b.unpackedTotalBytes) {
+      throw new LimitExceededError(`${file}: its entries unpack to more than ${b.unpackedTotalBytes} bytes together, over the budget (${budgetSetting('unpackedTotalBytes')})`);
+    }
+  }
+}
+
+function readZip(bytes: Uint8Array, file: string, params: ReadVolumeParams): NamedBytes[] {
+  const b = resolveBudgets(params.budgets);
+  try {
+    // A slice may come with a macOS resource fork and folders: the directory may list more entries than slices.
+    const zip = new ZipReader(bytes, file, { maxEntries: 3 * b.volumeFiles + 100, budgets: b });
+    const entries = sliceEntries(zip);
+    checkZipBudgets(entries, file, b);
+    return entries.map((e) => ({ name: `${file}:${e.name}`, bytes: zip.read(e, { verify: true }) }));
+  } catch (err) {
+    if (err instanceof CheckpointFormatError) throw new VolumeFormatError(err.message, { file, cause: err });
+    throw err;
+  }
+}
+
+/** Decode a single file's bytes, whatever its format. */
+async function decodeBytes(bytes: Uint8Array, file: string, params: ReadVolumeParams): Promise<Volume> {
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  const spacing = params.spacing ? { spacing: params.spacing } : {};
+  const name = file.toLowerCase();
+  let format = params.format;
+  if (format === undefined) {
+    if (looksLikeGzip(bytes) || looksLikeNifti(bytes)) format = 'nifti';
+    else if (looksLikeNpy(bytes)) format = 'npy';
+    else if (looksLikeDicom(bytes)) format = 'dicom';
+    else if (looksLikeTiff(bytes)) format = 'tiff';
+    else if (looksLikePng(bytes)) format = 'png';
+    else if (looksLikeZip(bytes)) return decodeFileSet(readZip(bytes, file, params), file, params);
+    else if (params.raw !== undefined || name.endsWith('.raw')) format = 'raw';
+    else if (/\.nii(\.gz)?$/.test(name)) format = 'nifti';
+    else if (name.endsWith('.npy')) format = 'npy';
+    else if (name.endsWith('.dcm')) format = 'dicom';
+    else if (/\.tiff?$/.test(name)) format = 'tiff';
+    else {
+      throw new VolumeFormatError(`${file}: not a recognised volume (NIfTI .nii/.nii.gz, DICOM, NumPy .npy, TIFF, PNG, a zip of DICOM or PNG slices, or raw with a given shape)`, { file });
+    }
+  }
+  switch (format) {
+    case 'nifti':
+      return decodeNifti(bytes, { file, maxVoxels, budgets: params.budgets });
+    case 'npy':
+      return decodeNpy(bytes, { file, maxVoxels, ...spacing });
+    case 'tiff':
+      return decodeTiffStack(bytes, { file, maxVoxels, ...spacing });
+    case 'dicom':
+    case 'png':
+      return looksLikeZip(bytes) ? decodeFileSet(readZip(bytes, file, params), file, params) : decodeFileSet([{ name: file, bytes }], file, { ...params, format });
+    case 'raw':
+      if (params.raw === undefined) throw new InvalidArgumentError(`${file}: a raw volume needs 'raw.shape' (and optionally dtype, endianness, offset)`);
+      return decodeRaw(bytes, { ...params.raw, file, maxVoxels, ...spacing });
+  }
+}
+
+/**
+ * Read a volume from a path (file, folder of DICOM or PNG slices, zip of either) or from
+ * bytes, into the canonical `[C, D, H, W]` float32 layout described in `volume.ts`.
+ */
+export async function readVolume(input: string | Uint8Array, params: ReadVolumeParams = {}): Promise<Volume> {
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  if (!(Number.isSafeInteger(maxVoxels) && maxVoxels > 0)) throw new InvalidArgumentError(`'maxVoxels' must be a positive integer, got ${maxVoxels}`);
+  if (typeof input !== 'string') return decodeBytes(input, params.file ?? 'input', params);
+  const info = await stat(input);
+  if (info.isDirectory()) {
+    const paths = await listFolder(input, resolveBudgets(params.budgets).volumeFiles);
+    const files: NamedBytes[] = [];
+    for (const p of paths) files.push({ name: p, bytes: await readFileBytes(p) });
+    if (files.length === 0) throw new VolumeFormatError(`${input}: folder is empty`, { file: input });
+    return decodeFileSet(files, input, params);
+  }
+  return decodeBytes(await readFileBytes(input), input, { ...params, file: params.file ?? basename(input) });
+}

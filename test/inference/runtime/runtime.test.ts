@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { convert } from '../../../converters/convert.js';
+import { readCheckpointFile } from '../../../converters/formats/index.js';
+import { concatChunks } from '../../../converters/io.js';
+import { encodeOutput } from '../../../converters/outputs.js';
+import { InferenceEngine, type ModelSource } from '../../../inference/runtime/engine.js';
+import { EngineBusyError, InvalidInputError } from '../../../inference/runtime/errors.js';
+import { bundledDevices, createSession } from '../../../inference/runtime/providers.js';
+import { RunQueue } from '../../../converters/fence/queue.js';
+import { SessionCache } from '../../../inference/runtime/session-cache.js';
+import { assertClose, detTensor, fixture } from '../../helpers.js';
+
+async function tinyModel(head = 5): Promise<Uint8Array> {
+  const sd = (await readCheckpointFile(fixture('goldens', 'resnet18', 'model.pth'))).tensors;
+  const r = convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs', head });
+  return concatChunks(encodeOutput(r, 'onnx', 'm.onnx').get('m.onnx')!);
+}
+
+function source(bytes: Uint8Array, key = 'tiny'): ModelSource {
+  return { key, bytes: bytes.byteLength, load: async () => bytes, warmupShape: [1, 3, 16, 16, 16] };
+}
+
+test('providers: cpu and webgpu ship in the package; a device that cannot start falls back to cpu with a reason', async () => {
+  const bundled = bundledDevices();
+  assert.ok(bundled.includes('cpu') && bundled.includes('webgpu'), `bundled: ${bundled.join(', ')}`);
+  const bytes = await tinyModel();
+  const cpu = await createSession(bytes, { device: 'cpu', threads: 1 });
+  assert.equal(cpu.device, 'cpu');
+  assert.equal(cpu.fallback, undefined);
+  await cpu.session.release();
+  for (const device of ['webgpu', 'cuda'] as const) {
+    const s = await createSession(bytes, { device, threads: 1 });
+    if (s.device === device) assert.equal(s.fallback, undefined);
+    else {
+      assert.equal(s.device, 'cpu');
+      assert.match(s.fallback ?? '', new RegExp(`^${device}: `), `fallback reason for ${device}: ${s.fallback}`);
+    }
+    await s.session.release();
+  }
+  await assert.rejects(createSession(bytes, { device: 'tpu' as 'cpu' }), /unknown device 'tpu'/);
+});
+
+test('session cache: bounded by bytes, least recently used idle session released first, leased ones kept', async () => {
+  const bytes = await tinyModel();
+  const cache = new SessionCache({ maxBytes: 250 });
+  let created = 0;
+  const make = async () => {
+    created++;
+    return createSession(bytes, { threads: 1 });
+  };
+  const a = await cache.acquire('a', 100, make);
+  const b = await cache.acquire('b', 100, make);
+  b.release();
+  const again = await cache.acquire('a', 100, make);
+  assert.equal(created, 2, 'a reused');
+  again.release();
+  const c = await cache.acquire('c', 100, make);
+  assert.deepEqual(cache.keys().sort(), ['a', 'c'], 'b (idle, least recent) was released; a is still leased');
+  assert.ok(cache.usedBytes <= 250);
+  a.release();
+  c.release();
+  const [x, y] = await Promise.all([cache.acquire('d', 100, make), cache.acquire('d', 100, make)]);
+  assert.equal(x.created, y.created, 'concurrent acquires share one creation');
+  assert.equal(created, 4);
+  x.release();
+  y.release();
+  await cache.close();
+});
+
+test('run queue: limits concurrency and refuses when too many wait or too much input is held', async () => {
+  const q = new RunQueue({ concurrency: 1, maxPending: 2, maxPendingBytes: 1000, refuse: (message) => new EngineBusyError(message) });
+  let active = 0;
+  let peak = 0;
+  const job = () =>
+    q.run(10, async () => {
+      active++;
+      peak = Math.max(peak, active);
+      await new Promise((r) => setTimeout(r, 5));
+      active--;
+      return 1;
+    });
+  const runs = [job(), job(), job()];
+  await assert.rejects(job(), EngineBusyError);
+  assert.deepEqual(await Promise.all(runs), [1, 1, 1]);
+  assert.equal(peak, 1);
+  const blocker = q.run(0, () => new Promise((r) => setTimeout(r, 5)));
+  await assert.rejects(q.run(5000, async () => 1), /already hold|bytes/);
+  await blocker;
+});
+
+test('engine: same-shape requests arriving together run as one batch and get their own outputs', async () => {
+  const bytes = await tinyModel();
+  const loads: string[] = [];
+  const engine = new InferenceEngine({ threads: 1, maxBatch: 4, onLoad: (i) => loads.push(`${i.key}:${i.device}`) });
+  const model = source(bytes);
+  await engine.prepare(model);
+  assert.deepEqual(loads, ['tiny:cpu'], 'loaded once, warmed up');
+  const shape = [1, 3, 16, 20, 24];
+  const inputs = [1, 2, 3].map((s) => detTensor(shape, s));
+  const singles: Record<string, { data: Float32Array; shape: number[] }>[] = [];
+  for (const data of inputs) singles.push(await engine.run(model, { data, shape }));
+  const runsBefore = engine.stats.runs;
+  const together = await Promise.all(inputs.map((data) => engine.run(model, { data, shape })));
+  assert.equal(engine.stats.runs - runsBefore, 1, 'three volumes, one run');
+  together.forEach((out, i) => {
+    assert.deepEqual(out['output']!.shape, [1, 5]);
+    assertClose(out['output']!.data, singles[i]!['output']!.data, { rtol: 1e-5, atol: 1e-6, what: `volume ${i}` });
+  });
+  await assert.rejects(engine.run(model, { data: new Float32Array(10), shape: [1, 3, 2, 2, 2] }), InvalidInputError);
+  await assert.rejects(engine.run(model, { data: new Float32Array(4 * 8 ** 3), shape: [1, 4, 8, 8, 8] }), (e: unknown) => e instanceof InvalidInputError && /cannot take an input of shape \[1, 4, 8, 8, 8\]/.test((e as Error).message));
+  await engine.close();
+});
+
+test('engine: sessions run in a worker thread, so the event loop keeps turning during a run', async () => {
+  const engine = new InferenceEngine({ threads: 1 });
+  const model = source(await tinyModel());
+  await engine.prepare(model);
+  const shape = [1, 3, 96, 96, 96];
+  const data = detTensor(shape, 7);
+  let ticks = 0;
+  let running = true;
+  const spin = () => {
+    ticks++;
+    if (running) setImmediate(spin);
+  };
+  const t0 = performance.now();
+  const run = engine.run(model, { data, shape });
+  setImmediate(spin);
+  const out = await run;
+  running = false;
+  const ms = performance.now() - t0;
+  assert.deepEqual(out['output']!.shape, [1, 5]);
+  assert.equal(data[0], detTensor(shape, 7)[0], 'the caller keeps its input');
+  // A run on the main thread would hold the loop for its whole length: a handful of turns at most.
+  assert.ok(ticks > 20, `${ticks} turns of the event loop during a ${ms.toFixed(0)} ms run`);
+  await engine.close();
+});
+
+test('engine: a worker that stops fails the runs in flight; the next run loads the model again', async () => {
+  const loads: string[] = [];
+  const engine = new InferenceEngine({ threads: 1, onLoad: (i) => loads.push(i.key) });
+  const model = source(await tinyModel());
+  const shape = [1, 3, 96, 96, 96];
+  const data = detTensor(shape, 3);
+  const before = await engine.run(model, { data, shape });
+  const inFlight = engine.run(model, { data, shape });
+  const failed = assert.rejects(inFlight, (e: unknown) => (e as { code?: string }).code === 'INFERENCE_FAILED' && /worker/.test((e as Error).message));
+  await new Promise((r) => setTimeout(r, 2));
+  await engine.stopWorker();
+  await failed;
+  const after = await engine.run(model, { data, shape });
+  assertClose(after['output']!.data, before['output']!.data, { rtol: 1e-6, atol: 0, what: 'after the restart' });
+  assert.deepEqual(loads, ['tiny', 'tiny'], 'loaded again in the new worker');
+  await engine.close();
+});
+
+test('engine: sessions are specialised for their spatial size (same outputs), up to maxShapes sizes per model', async () => {
+  const bytes = await tinyModel();
+  const notes: (string | undefined)[] = [];
+  const special = new InferenceEngine({ threads: 1, maxShapes: 2, onLoad: (i) => notes.push(i.specialized) });
+  const general = new InferenceEngine({ threads: 1, specialize: false });
+  const model = source(bytes);
+  for (const shape of [[1, 3, 16, 20, 24], [2, 3, 16, 20, 24], [1, 3, 24, 16, 20], [1, 3, 20, 20, 20]]) {
+    const data = detTensor(shape, shape[2]!);
+    const [a, b] = await Promise.all([special.run(model, { data, shape }), general.run(model, { data, shape })]);
+    assertClose(a['output']!.data, b['output']!.data, { rtol: 1e-5, atol: 1e-6, what: `shape [${shape.join(', ')}]` });
+  }
+  assert.equal(notes.length, 3, 'two specialised sessions (the batch of 2 shares the first), then the general one');
+  assert.match(notes[0] ?? '', /^specialised for 16x20x24: \d+ convolutions as 2D ones$/);
+  assert.match(notes[1] ?? '', /^specialised for 24x16x20: /);
+  assert.equal(notes[2], undefined, 'past maxShapes: the general session');
+  await special.close();
+  await general.close();
+});
