@@ -20,7 +20,7 @@ import { CONVERTER_VERSION } from '../converters/convert.js';
 import { encodeSafetensors } from '../converters/formats/safetensors.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeNpy } from '../inference/volumes/index.js';
-import { recordCheckpoint, checkpointIdOf } from '../server/checkpoints.js';
+import { checkpointIdOf, recordCheckpoint } from '../zoo/store.js';
 import { getOrConvert } from '../zoo/get-or-convert.js';
 import { openLocalStorage } from '../zoo/storage/local.js';
 import { resnetBasicStateDict } from './synthetic.js';
@@ -147,10 +147,10 @@ async function main(): Promise<void> {
       await ctx.writeFile('model.safetensors', Readable.from((function* () { for (let i = 0; i < size / chunk.length; i++) yield chunk; })()));
       return { mode: 'acs', architecture: { arch: 'bench' }, source: { file: 'bench' } };
     });
-    await recordCheckpoint(storage, result.prefix, result.card);
+    await recordCheckpoint(storage, result.prefix, result.manifest);
     await storage.close();
     const id = checkpointIdOf(result.prefix);
-    const file = join(dir, 'data', 'objects', result.card.files[0]!.key);
+    const file = join(dir, 'data', 'objects', result.manifest.files[0]!.key);
 
     const hub = await start([CLI, 'serve', '--port', '0', '--data', join(dir, 'data')], { ACS_HUB_LOG_LEVEL: 'error' });
     servers.push(hub.proc);

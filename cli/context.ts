@@ -8,7 +8,8 @@ import { openStorage } from '../zoo/storage/open-storage.js';
 import { sweepDebris, sweepLogFields, sweptCount } from '../zoo/sweep-debris.js';
 import type { ObjectStorage } from '../zoo/storage/storage.js';
 import type { ConvertOptions } from '../converters/convert.js';
-import { convertModel, parseSource, type ConvertedModel } from '../zoo/convert-model.js';
+import { parseSource } from '../zoo/convert-model.js';
+import { HubService, type Conversion } from '../server/hub-service.js';
 import { UsageError } from './args.js';
 import { progressPrinter } from './progress.js';
 
@@ -56,18 +57,13 @@ export async function cliStorage(cfg: Readonly<HubConfig>): Promise<ObjectStorag
 
 export { stagingDir };
 
-/** Convert a zoo id or URL through the configured cache, with progress on the terminal. */
-export async function cliConvertModel(cfg: Readonly<HubConfig>, storage: ObjectStorage, spec: string, options: ConvertOptions): Promise<ConvertedModel> {
-  return convertModel({
+/** Convert a zoo id or URL through the configured cache (the server's own hub service), with progress on the terminal. */
+export async function cliConvertModel(cfg: Readonly<HubConfig>, storage: ObjectStorage, spec: string, options: ConvertOptions): Promise<Conversion> {
+  const catalogue = await cliCatalogue(cfg);
+  const hub = new HubService({
     storage,
-    source: parseSource(await cliCatalogue(cfg), spec),
-    options,
-    sources: cfg.sources,
-    stagingDir: stagingDir(cfg),
-    offline: cfg.offline,
-    download: cfg.download,
-    claims: cfg.claims,
-    budgets: cfg.budgets,
-    onProgress: progressPrinter(),
+    catalogue,
+    settings: { sources: cfg.sources, stagingDir: stagingDir(cfg), offline: cfg.offline, download: cfg.download, claims: cfg.claims, budgets: cfg.budgets },
   });
+  return hub.convert({ source: parseSource(catalogue, spec), options, onProgress: progressPrinter() });
 }

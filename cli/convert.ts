@@ -139,7 +139,7 @@ export async function runConvert(argv: string[]): Promise<void> {
     try {
       const converted = await cliConvertModel(cfg, storage, input, options);
       written = [];
-      for (const f of converted.card.files.filter((f) => f.name === OUTPUT_FILES[format] || f.name === `${OUTPUT_FILES[format]}.data`)) {
+      for (const f of converted.manifest.files.filter((f) => f.name === OUTPUT_FILES[format] || f.name === `${OUTPUT_FILES[format]}.data`)) {
         // External ONNX data keeps the name the model refers to, beside it.
         const path = f.name.endsWith('.data') ? join(dirname(out), f.name) : out;
         await writeChunksAtomic(path, [await readAll(storage, f.key)]);

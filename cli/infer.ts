@@ -200,7 +200,7 @@ async function loadModel(spec: string, options: ConvertOptions, cfg: Readonly<Hu
   const storage = await cliStorage(cfg);
   try {
     const converted = await cliConvertModel(cfg, storage, spec, options);
-    const file = converted.card.files.find((f) => f.name === OUTPUT_FILES.onnx);
+    const file = converted.manifest.files.find((f) => f.name === OUTPUT_FILES.onnx);
     if (!file) throw new UsageError(`the conversion of '${spec}' has no ONNX file`);
     return modelFromBytes(await readAll(storage, file.key), converted.modelCard, spec);
   } finally {

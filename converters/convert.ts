@@ -21,7 +21,7 @@ import { checkOutputBytes, predictOutputSizes } from './output-size.js';
 import { countTrainable, type StateDict, type Tensor } from './tensor.js';
 
 /** Version of the conversion rules; part of every cache key. */
-export const CONVERTER_VERSION = '1';
+export const CONVERTER_VERSION = '2';
 
 /** Modes, by their CLI names. */
 export const MODES = ['acs', '2.5d', 'i3d', 'mean-acs', 'soft-acs'] as const;
@@ -51,6 +51,36 @@ export interface ConvertOptions {
   fuse?: boolean | { batchNorm: boolean; activation: boolean };
   /** How ACS views are computed; for measuring lowerings. @default 'conv3d' */
   lowering?: 'conv3d' | 'fold2d';
+}
+
+/** `ConvertOptions` with every default filled in: what `convert` works with, and what the cache key is made of. */
+export interface NormalisedOptions {
+  mode: Mode;
+  axis: 'd' | 'h' | 'w';
+  arch: string | null;
+  inChannels: number | null;
+  head: Head;
+  seed: number;
+  splits: Record<string, Split3>;
+  inputSize: [number, number, number];
+  fuse: boolean | { batchNorm: boolean; activation: boolean };
+  lowering: 'conv3d' | 'fold2d';
+}
+
+/** The options with their defaults, the one place those defaults are written. */
+export function normaliseOptions(o: ConvertOptions): NormalisedOptions {
+  return {
+    mode: o.mode,
+    axis: o.axis ?? 'd',
+    arch: o.arch ?? null,
+    inChannels: o.inChannels ?? null,
+    head: o.head ?? 'keep',
+    seed: o.seed ?? 0,
+    splits: o.splits ?? {},
+    inputSize: o.inputSize ?? [64, 64, 64],
+    fuse: o.fuse ?? true,
+    lowering: o.lowering ?? 'conv3d',
+  };
 }
 
 /** The source of a conversion: a state dict, or a 2D ONNX graph. */
@@ -105,14 +135,10 @@ export interface ConvertInfo {
 
 /** Convert a 2D network to 3D. */
 export function convert(source: ConvertSource, options: ConvertOptions, info: ConvertInfo = {}): ConvertResult {
-  const mode = options.mode;
+  const { mode, axis: axisName, head, seed, inputSize, fuse, lowering } = normaliseOptions(options);
   if (!(MODES as readonly string[]).includes(mode)) throw new InvalidArgumentError(`unknown mode '${String(mode)}'; use one of ${MODES.join(', ')}`);
-  const axisName = options.axis ?? 'd';
   const axis = AXES[axisName];
   if (axis === undefined) throw new InvalidArgumentError(`axis must be d, h or w, got '${axisName}'`);
-  const head = options.head ?? 'keep';
-  const seed = options.seed ?? 0;
-  const inputSize = options.inputSize ?? [64, 64, 64];
   if (inputSize.length !== 3 || inputSize.some((v) => !Number.isInteger(v) || v < 1 || v > 4096)) {
     throw new InvalidArgumentError(`input size must be three integers D,H,W in [1, 4096], got ${inputSize.join(',')}`);
   }
@@ -163,7 +189,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
   checkOutputBytes(predictOutputSizes({ graph: graph2d, stateDict: sd, mode, text }), budget, `the ${mode} conversion of '${graph2d.name}'`);
 
   const softWCore = new Map<string, Float32Array>();
-  const { graph: graph3d, convs } = convertGraphTo3d(graph2d, { mode, axis, splits, softWCore, fuse: options.fuse, lowering: options.lowering });
+  const { graph: graph3d, convs } = convertGraphTo3d(graph2d, { mode, axis, splits, softWCore, fuse, lowering });
   const convWeights = new Set(convs.map((c) => c.weightName).filter((k) => sd.has(k)));
   const stateDict = convertStateDict(sd, convWeights, mode, axis);
 

@@ -9,7 +9,6 @@ import type { ConvertOptions } from '../converters/convert.js';
 import type { Logger } from 'pino';
 import type { ConversionProgress, ConversionSource } from '../zoo/convert-model.js';
 import { httpError, toProblem, type Problem } from './errors.js';
-import type { Metrics } from './metrics.js';
 
 /** A job as the API shows it. */
 export interface Job {
@@ -36,11 +35,12 @@ export interface JobRequest {
 
 const KEEP_FINISHED = 1000;
 
-/** What the registry needs: the conversion itself, and where to count and log. */
+/** What the registry needs: the conversion itself (which records and counts it), and where to log. */
 export interface JobDeps {
   /** Get or convert what a job asks for and record the checkpoint; `produced` is false for a cache hit. */
   convert(req: JobRequest, p: { onProgress: (e: ConversionProgress) => void; signal: AbortSignal }): Promise<{ checkpointId: string; produced: boolean }>;
-  metrics: Pick<Metrics, 'conversions'>;
+  /** Told when a job is cancelled (to count it). */
+  onCancel?: () => void;
   logger: Logger;
 }
 
@@ -100,12 +100,10 @@ export class JobRegistry {
         job.cached = !r.produced;
         job.status = 'succeeded';
         job.progress = { phase: 'done' };
-        s.metrics.conversions.inc({ result: r.produced ? 'produced' : 'cached' });
       } catch (err) {
         if (cancelled()) return;
         job.status = 'failed';
         job.problem = toProblem(err, undefined, `/v1/conversions/${job.id}`);
-        s.metrics.conversions.inc({ result: 'failed' });
         if (job.problem.code === 'INTERNAL') s.logger.error({ err, job: job.id }, 'conversion failed');
         else s.logger.info({ job: job.id, code: job.problem.code }, job.problem.detail ?? 'conversion failed');
       } finally {
@@ -132,7 +130,7 @@ export class JobRegistry {
     j.job.status = 'cancelled';
     j.job.finishedAt = new Date().toISOString();
     j.abort.abort(new Error('cancelled'));
-    this.deps.metrics.conversions.inc({ result: 'cancelled' });
+    this.deps.onCancel?.();
     this.emit(j.job);
     return j.job;
   }

@@ -7,7 +7,6 @@ export interface Metrics {
   requests: Counter<'method' | 'route' | 'status'>;
   duration: Histogram<'method' | 'route'>;
   conversions: Counter<'result'>;
-  cacheHits: Counter<'kind'>;
   inference: Histogram<'kind'>;
   bytesServed: Counter<'route'>;
 }
@@ -26,8 +25,7 @@ export function createMetrics(defaults = false): Metrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
       registers: [registry],
     }),
-    conversions: new Counter({ name: 'acs_hub_conversions_total', help: 'Conversions by result (produced, cached, failed, cancelled)', labelNames: ['result'], registers: [registry] }),
-    cacheHits: new Counter({ name: 'acs_hub_cache_hits_total', help: 'Requests answered from the cache, by kind', labelNames: ['kind'], registers: [registry] }),
+    conversions: new Counter({ name: 'acs_hub_conversions_total', help: 'Conversions asked for, by result: produced, cached (served from the store), failed, cancelled', labelNames: ['result'], registers: [registry] }),
     inference: new Histogram({
       name: 'acs_hub_inference_duration_seconds',
       help: 'Network time of inference requests',

@@ -2,19 +2,19 @@
 import type { Card } from '../converters/convert.js';
 import type { LoadedModel } from '../inference/runtime/pipeline.js';
 import { readAll } from '../zoo/storage/storage.js';
-import { loadCheckpoint } from './checkpoints.js';
+import { loadCheckpoint } from '../zoo/store.js';
 import { httpError } from './errors.js';
 import type { Services } from './services.js';
 
 /** The model of a checkpoint id (the session itself is created, and cached, by the engine). */
 export async function checkpointModel(s: Services, id: string): Promise<LoadedModel & { card: Card }> {
-  const { card } = await loadCheckpoint(s.storage, id);
-  const onnx = card.files.find((f) => f.name === 'model.onnx');
+  const { manifest } = await loadCheckpoint(s.storage, id);
+  const onnx = manifest.files.find((f) => f.name === 'model.onnx');
   if (!onnx) throw httpError('CHECKPOINT_NOT_FOUND', `checkpoint ${id} has no ONNX file`);
-  if (card.files.some((f) => f.name === 'model.onnx.data')) {
+  if (manifest.files.some((f) => f.name === 'model.onnx.data')) {
     throw httpError('NOT_FOUND', `checkpoint ${id} is larger than 2 GiB (external ONNX data); download it and run it with acs-hub infer`);
   }
-  const model = card.card as unknown as Card;
+  const model = manifest.modelCard as unknown as Card;
   return {
     source: {
       key: id,

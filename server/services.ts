@@ -12,8 +12,7 @@ import { loadCatalogue, type Catalogue } from '../zoo/catalogue.js';
 import { openStorage } from '../zoo/storage/open-storage.js';
 import { sweepDebris, sweepLogFields, sweptCount } from '../zoo/sweep-debris.js';
 import type { ObjectStorage } from '../zoo/storage/storage.js';
-import { convertModel } from '../zoo/convert-model.js';
-import { checkpointIdOf, recordCheckpoint } from './checkpoints.js';
+import { HubService } from './hub-service.js';
 import { JobRegistry } from './jobs.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -27,6 +26,8 @@ export interface Services {
   engine: InferenceEngine;
   /** Where decoding, preprocessing and conversion of inputs run. */
   fence: Fence;
+  /** Get or convert, record, count: the one place conversions are made. */
+  hub: HubService;
   jobs: JobRegistry;
   metrics: Metrics;
   logger: Logger;
@@ -81,21 +82,40 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
     });
   const fence = new WorkerFence({ workers: cfg.fence.workers, maxPending: cfg.fence.maxPending, heapBytes: cfg.budgets.workerHeapBytes });
   const urlPolicy: UrlPolicy = { allowList: parseAllowList(cfg.server.urlAllowList), allowPrivate: cfg.server.allowPrivateUrls };
+  const metrics = createMetrics(true);
+  const urlFetch = guardedFetch(urlPolicy);
+  const hub = new HubService({
+    storage,
+    catalogue,
+    settings: { sources: cfg.sources, stagingDir: stagingDir(cfg), offline: cfg.offline, download: cfg.download, claims: cfg.claims, budgets: cfg.budgets },
+    fence,
+    zooFetch: o.zooFetch,
+    urlFetch,
+    urlPolicy,
+    metrics,
+    logger,
+  });
+  const jobs = new JobRegistry({
+    logger,
+    convert: (req, { onProgress, signal }) => hub.convert({ source: req.source, options: req.options, onProgress, signal }),
+    onCancel: () => hub.count('cancelled'),
+  });
   const services: Services = {
     cfg,
     storage,
     catalogue,
     engine,
     fence,
-    metrics: createMetrics(true),
+    hub,
+    jobs,
+    metrics,
     logger,
     stagingDir: stagingDir(cfg),
     urlPolicy,
-    urlFetch: guardedFetch(urlPolicy),
+    urlFetch,
     zooFetch: o.zooFetch,
     state: { shuttingDown: false },
     apiKeys,
-    jobs: undefined as unknown as JobRegistry,
     close: async () => {
       await services.jobs.drain(0);
       await engine.close();
@@ -103,28 +123,5 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
       if (!o.storage) await storage.close();
     },
   };
-  services.jobs = new JobRegistry({
-    metrics: services.metrics,
-    logger,
-    convert: async (req, { onProgress, signal }) => {
-      const r = await convertModel({
-        storage,
-        source: req.source,
-        options: req.options,
-        sources: cfg.sources,
-        stagingDir: services.stagingDir,
-        offline: cfg.offline,
-        download: cfg.download,
-        claims: cfg.claims,
-        budgets: cfg.budgets,
-        fetch: req.source.kind === 'url' ? services.urlFetch : services.zooFetch,
-        fence,
-        onProgress,
-        signal,
-      });
-      await recordCheckpoint(storage, r.prefix, r.card);
-      return { checkpointId: checkpointIdOf(r.prefix), produced: r.produced };
-    },
-  });
   return services;
 }

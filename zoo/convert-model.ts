@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { CONVERTER_VERSION, type ConvertOptions, type Card } from '../converters/convert.js';
+import { CONVERTER_VERSION, normaliseOptions, type ConvertOptions, type Card } from '../converters/convert.js';
 import { CONVERT_TO_FILES } from '../converters/convert-file.js';
 import { IN_PROCESS, type Fence } from '../converters/fence/fence.js';
 import type { OutputFormat } from '../converters/outputs.js';
@@ -16,9 +16,9 @@ import type { Budgets } from '../converters/budgets.js';
 import { findModel, loadLabels, type Catalogue, type CatalogueEntry, type PullableEntry } from './catalogue.js';
 import type { DownloadProgress } from './fetch/download-file.js';
 import type { SourceSettings } from './fetch/resolve-source.js';
-import { getOrConvert, type ConversionCard } from './get-or-convert.js';
+import { getOrConvert } from './get-or-convert.js';
 import { pullModel, type DownloadSettings, type SourceRecord } from './pull-model.js';
-import { blobKey } from './storage/layout.js';
+import { blobKey, type ConversionManifest } from './store.js';
 import type { ClaimOptions } from './storage/claim.js';
 import { readAll, type ObjectStorage } from './storage/storage.js';
 
@@ -58,8 +58,9 @@ export interface ConvertModelParams {
 export interface ConvertedModel {
   /** Key prefix of the outputs in the store. */
   prefix: string;
-  card: ConversionCard;
-  /** The conversion card written by the converter. */
+  /** The stored manifest: the files and the model card. */
+  manifest: ConversionManifest;
+  /** The model card written by the converter. */
   modelCard: Card;
   /** True when this call ran the conversion. */
   produced: boolean;
@@ -70,17 +71,13 @@ export interface ConvertedModel {
 /** The names of a conversion's files. */
 export const OUTPUT_FILES: Record<OutputFormat, string> = { safetensors: 'model.safetensors', pth: 'model.pth', onnx: 'model.onnx', py: 'model.py' };
 
-/** The options that change a conversion's output, with defaults filled, for the cache key. */
+/** The files a conversion's links list: its outputs and the model card. */
+export const LISTED_FILES: readonly string[] = [...Object.values(OUTPUT_FILES), 'card.json'];
+
+/** The options that change a conversion's output, as `convert` itself normalises them: the cache key (the mode is keyed apart). */
 export function canonicalOptions(o: ConvertOptions): Record<string, unknown> {
-  return {
-    axis: o.axis ?? 'd',
-    arch: o.arch ?? null,
-    inChannels: o.inChannels ?? null,
-    head: o.head ?? 'keep',
-    seed: o.seed ?? 0,
-    splits: o.splits ?? {},
-    inputSize: o.inputSize ?? [64, 64, 64],
-  };
+  const { mode: _mode, ...rest } = normaliseOptions(o);
+  return rest;
 }
 
 /** A URL as a fetchable entry (its id derived from the URL). */
@@ -161,8 +158,8 @@ export async function convertModel(p: ConvertModelParams): Promise<ConvertedMode
   p.onProgress?.({ phase: 'done', cached: !result.produced });
   return {
     prefix: result.prefix,
-    card: result.card,
-    modelCard: result.card.card as unknown as Card,
+    manifest: result.manifest,
+    modelCard: result.manifest.modelCard as unknown as Card,
     produced: result.produced,
     source: { id: record.id, sha256: record.sha256, url: 'url' in record ? record.url : undefined },
   };

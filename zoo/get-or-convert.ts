@@ -3,35 +3,20 @@
  * when no process sharing the store has produced them yet, and only once for any number of
  * simultaneous requests (see storage/claim.ts).
  *
- * A conversion's files go under `conversionPrefix(spec)`; its `card.json` is written last, and
- * a conversion exists exactly when its card does, listing every file with its size and sha256.
- * Files of a producer that died before its card are invisible to readers and overwritten by the
+ * A conversion's files go under `conversionPrefix(spec)`; its `manifest.json` is written last,
+ * and a conversion exists exactly when its manifest does, listing every file with its size and sha256.
+ * Files of a producer that died before its manifest are invisible to readers and overwritten by the
  * next producer.
  */
 import { createHash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { claimKey, conversionCardKey, conversionPrefix, type ConversionSpec } from './storage/layout.js';
+import { claimKey, conversionFileKey, conversionPrefix, manifestKey, readManifest, MANIFEST, type ConversionFile, type ConversionManifest, type ConversionSpec } from './store.js';
 import { runOnce, type ClaimOptions } from './storage/claim.js';
 import { OfflineError } from './errors.js';
-import { readJson, type ObjectStorage, type WriteBody } from './storage/storage.js';
+import type { ObjectStorage, WriteBody } from './storage/storage.js';
 
-/** One stored output file. */
-export interface ConversionFile {
-  readonly name: string;
-  readonly key: string;
-  readonly size: number;
-  readonly sha256: string;
-}
-
-/** The stored card of a conversion: the producer's card plus what the cache adds. */
-export interface ConversionCard {
-  readonly spec: ConversionSpec;
-  readonly files: readonly ConversionFile[];
-  readonly createdAt: string;
-  /** Whatever the producer returned (provenance, parameter count, preprocessing, labels, ...). */
-  readonly card: Readonly<Record<string, unknown>>;
-}
+export type { ConversionFile, ConversionManifest } from './store.js';
 
 /** What a producer gets. */
 export interface ConversionContext {
@@ -43,7 +28,7 @@ export interface ConversionContext {
   writeFile(name: string, body: WriteBody): Promise<ConversionFile>;
 }
 
-/** Produces a conversion's files (through `ctx.writeFile`) and returns the card's content. */
+/** Produces a conversion's files (through `ctx.writeFile`) and returns its model card. */
 export type ConversionProducer = (ctx: ConversionContext) => Promise<Record<string, unknown>>;
 
 /** Parameters of `getOrConvert`. */
@@ -60,25 +45,25 @@ export interface GetOrConvertParams extends ConversionSpec {
 export interface ConversionResult {
   /** The key prefix of the conversion's files. */
   readonly prefix: string;
-  readonly card: ConversionCard;
+  readonly manifest: ConversionManifest;
   /** True in the one caller whose producer ran. */
   readonly produced: boolean;
 }
 
 const FILE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}$/;
 
-async function lookup(storage: ObjectStorage, spec: ConversionSpec): Promise<ConversionCard | undefined> {
-  const card = await readJson<ConversionCard>(storage, conversionCardKey(spec));
-  if (!card) return undefined;
-  for (const f of card.files) {
+async function lookup(storage: ObjectStorage, spec: ConversionSpec): Promise<ConversionManifest | undefined> {
+  const manifest = await readManifest(storage, spec);
+  if (!manifest) return undefined;
+  for (const f of manifest.files) {
     const st = await storage.stat(f.key);
     if (st?.size !== f.size) {
       // A file went missing (evicted, deleted by hand): the conversion is incomplete; redo it.
-      await storage.delete(conversionCardKey(spec));
+      await storage.delete(manifestKey(spec));
       return undefined;
     }
   }
-  return card;
+  return manifest;
 }
 
 function toStream(body: WriteBody): Readable {
@@ -101,13 +86,13 @@ export async function getOrConvert(params: GetOrConvertParams, produce: Conversi
     converterVersion: params.converterVersion,
   };
   const prefix = conversionPrefix(spec);
-  const cardKey = conversionCardKey(spec);
+  const key = manifestKey(spec);
   if (params.cacheOnly) {
-    const card = await lookup(storage, spec);
-    if (!card) throw new OfflineError(`conversion ${prefix} is not in the cache (${storage.location}) and producing it is not allowed here`);
-    return { prefix, card, produced: false };
+    const manifest = await lookup(storage, spec);
+    if (!manifest) throw new OfflineError(`conversion ${prefix} is not in the cache (${storage.location}) and producing it is not allowed here`);
+    return { prefix, manifest, produced: false };
   }
-  const { value, produced } = await runOnce<ConversionCard>({
+  const { value, produced } = await runOnce<ConversionManifest>({
     ...params.claims,
     storage,
     claimKey: claimKey('conversion', prefix),
@@ -116,7 +101,7 @@ export async function getOrConvert(params: GetOrConvertParams, produce: Conversi
     produce: async ({ signal }) => {
       const files = new Map<string, ConversionFile>();
       const writeFile = async (name: string, body: WriteBody): Promise<ConversionFile> => {
-        if (!FILE_NAME.test(name) || name === 'card.json') throw new RangeError(`output file name '${name}' is invalid: use [A-Za-z0-9._-], not 'card.json'`);
+        if (!FILE_NAME.test(name) || name === MANIFEST) throw new RangeError(`output file name '${name}' is invalid: use [A-Za-z0-9._-], not '${MANIFEST}'`);
         const hash = createHash('sha256');
         const hashing = new Transform({
           transform(chunk: Buffer, _enc, cb) {
@@ -125,18 +110,18 @@ export async function getOrConvert(params: GetOrConvertParams, produce: Conversi
           },
         });
         const source = toStream(body);
-        const key = prefix + name;
-        const [written] = await Promise.all([storage.write(key, hashing, { signal }), pipeline(source, hashing)]);
-        const file = { name, key, size: written.size, sha256: hash.digest('hex') };
+        const fileKey = conversionFileKey(prefix, name);
+        const [written] = await Promise.all([storage.write(fileKey, hashing, { signal }), pipeline(source, hashing)]);
+        const file = { name, key: fileKey, size: written.size, sha256: hash.digest('hex') };
         files.set(name, file);
         return file;
       };
-      const card = await produce({ prefix, signal, writeFile });
-      const stored: ConversionCard = { spec, files: [...files.values()], createdAt: new Date().toISOString(), card };
-      const r = await storage.write(cardKey, JSON.stringify(stored, null, 2), { ifAbsent: true, signal });
+      const modelCard = await produce({ prefix, signal, writeFile });
+      const stored: ConversionManifest = { spec, files: [...files.values()], createdAt: new Date().toISOString(), modelCard };
+      const r = await storage.write(key, JSON.stringify(stored, null, 2), { ifAbsent: true, signal });
       if (!r.written) return (await lookup(storage, spec)) ?? stored;
       return stored;
     },
   });
-  return { prefix, card: value, produced };
+  return { prefix, manifest: value, produced };
 }

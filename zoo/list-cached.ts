@@ -1,32 +1,19 @@
 /**
- * The index of what a store holds: pulled sources (their records under `index/sources/`) and
- * finished conversions (their cards under `conversions/`).
+ * The index of what a store holds: pulled sources and finished conversions (for `acs-hub zoo
+ * cached`), read through the store's own listings.
  */
-import type { ConversionCard } from './get-or-convert.js';
-import type { SourceRecord } from './pull-model.js';
-import { readJson, type ObjectStorage } from './storage/storage.js';
+import type { ObjectStorage } from './storage/storage.js';
+import { listManifests, listSourceRecords, type ConversionManifest, type SourceRecord } from './store.js';
 
 /** What `listCached` returns. */
 export interface CachedIndex {
   readonly sources: SourceRecord[];
-  readonly conversions: (ConversionCard & { prefix: string })[];
+  readonly conversions: (ConversionManifest & { prefix: string })[];
 }
 
 /** List the pulled sources and finished conversions of a store. */
 export async function listCached(storage: ObjectStorage): Promise<CachedIndex> {
-  const sources: SourceRecord[] = [];
-  for await (const o of storage.list('index/sources/')) {
-    if (!o.key.endsWith('.json')) continue;
-    const rec = await readJson<SourceRecord>(storage, o.key);
-    if (rec) sources.push(rec);
-  }
-  const conversions: (ConversionCard & { prefix: string })[] = [];
-  for await (const o of storage.list('conversions/')) {
-    if (!o.key.endsWith('/card.json')) continue;
-    const card = await readJson<ConversionCard>(storage, o.key);
-    if (card) conversions.push({ ...card, prefix: o.key.slice(0, -'card.json'.length) });
-  }
-  sources.sort((a, b) => a.id.localeCompare(b.id));
+  const [sources, conversions] = await Promise.all([listSourceRecords(storage), listManifests(storage)]);
   conversions.sort((a, b) => a.prefix.localeCompare(b.prefix));
   return { sources, conversions };
 }

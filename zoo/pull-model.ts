@@ -11,24 +11,10 @@ import { OfflineError } from './errors.js';
 import { downloadFile, type DownloadProgress } from './fetch/download-file.js';
 import { resolveSource, type SourceSettings } from './fetch/resolve-source.js';
 import { runOnce, type ClaimOptions } from './storage/claim.js';
-import { blobKey, claimKey, sourceIndexKey } from './storage/layout.js';
-import { readJson, type ObjectStorage } from './storage/storage.js';
+import { blobKey, claimKey, readSourceRecord, writeSourceRecord, type SourceRecord } from './store.js';
+import type { ObjectStorage } from './storage/storage.js';
 
-/** The index record of a pulled entry (`index/sources/<id>.json`). */
-export interface SourceRecord {
-  readonly id: string;
-  readonly sha256: string;
-  readonly size: number;
-  /** Key of the blob in the store. */
-  readonly key: string;
-  /** Where it was fetched from (after the configured base URL, before redirects). */
-  readonly url: string;
-  /** The upstream's entity tag, for revalidation. */
-  readonly etag?: string;
-  /** Hugging Face: the commit the revision resolved to (`X-Repo-Commit`). */
-  readonly repoCommit?: string;
-  readonly fetchedAt: string;
-}
+export type { SourceRecord } from './store.js';
 
 /** What `pullModel` returns. */
 export interface PullResult extends SourceRecord {
@@ -70,7 +56,7 @@ export interface PullModelParams {
 
 /** The cached record of an entry, if its blob is still there and still matches the catalogue. */
 export async function findPulled(storage: ObjectStorage, entry: PullableEntry): Promise<SourceRecord | undefined> {
-  const rec = await readJson<SourceRecord>(storage, sourceIndexKey(entry.id));
+  const rec = await readSourceRecord(storage, entry.id);
   if (!rec || (entry.sha256 !== undefined && rec.sha256 !== entry.sha256)) return undefined;
   const st = await storage.stat(rec.key);
   return st?.size === rec.size ? rec : undefined;
@@ -119,7 +105,7 @@ export async function pullModel(params: PullModelParams): Promise<PullResult> {
         const st = await storage.stat(blobKey(entry.sha256));
         if (st && (entry.size === undefined || st.size === entry.size)) {
           const record: SourceRecord = { id: entry.id, sha256: entry.sha256, size: st.size, key: blobKey(entry.sha256), url: resolved.url, fetchedAt: new Date().toISOString() };
-          await storage.write(sourceIndexKey(entry.id), JSON.stringify(record, null, 2), { signal });
+          await writeSourceRecord(storage, record, signal);
           return record;
         }
       }
@@ -157,7 +143,7 @@ export async function pullModel(params: PullModelParams): Promise<PullResult> {
         repoCommit: resolved.hub.commit ?? base?.repoCommit,
         fetchedAt: new Date().toISOString(),
       };
-      await storage.write(sourceIndexKey(entry.id), JSON.stringify(record, null, 2), { signal });
+      await writeSourceRecord(storage, record, signal);
       await rm(dest, { force: true });
       return record;
     },

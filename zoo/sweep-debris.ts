@@ -13,7 +13,7 @@ import { readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { stagedEntryId } from './pull-model.js';
 import { isStale, type ClaimRecord } from './storage/claim.js';
-import { cardKeyUnder, claimKey, conversionPrefixOf } from './storage/layout.js';
+import { AREAS, claimKey, conversionPrefixOf, manifestKeyUnder } from './store.js';
 import { readJson, type ObjectStorage } from './storage/storage.js';
 
 /** Parameters of `sweepDebris`. */
@@ -116,13 +116,13 @@ export async function sweepDebris(p: SweepDebrisParams): Promise<SweepReport> {
   report.temporaries = await p.storage.sweepTemporaries({ before: new Date(cutoff), keep: conversionClaimed });
 
   const conversions = new Map<string, { keys: string[]; newest: number; complete: boolean }>();
-  for await (const o of p.storage.list('conversions/')) {
+  for await (const o of p.storage.list(AREAS.conversions)) {
     const prefix = conversionPrefixOf(o.key);
     if (!prefix) continue;
     const c = conversions.get(prefix) ?? { keys: [], newest: 0, complete: false };
     c.keys.push(o.key);
     c.newest = Math.max(c.newest, o.modified.getTime());
-    if (o.key === cardKeyUnder(prefix)) c.complete = true;
+    if (o.key === manifestKeyUnder(prefix)) c.complete = true;
     conversions.set(prefix, c);
   }
   for (const [prefix, c] of conversions) {

@@ -4,7 +4,7 @@ import { infer, type InferOptions } from '../../inference/runtime/pipeline.js';
 import { PREPARE_VOLUME } from '../../inference/runtime/prepare-volume.js';
 import { RENDER_ANSWER } from '../../inference/runtime/render-answer.js';
 import type { Vec3 } from '../../inference/volumes/index.js';
-import { listCheckpoints, loadCheckpoint } from '../checkpoints.js';
+import { listCheckpoints, loadCheckpoint } from '../../zoo/store.js';
 import { httpError } from '../errors.js';
 import { readBody } from '../http/body.js';
 import { sendStoredFile } from '../http/download.js';
@@ -44,31 +44,31 @@ export function checkpointRoutes(s: Services): Router {
 
   r.get('/v1/checkpoints/:checkpointId', async (req, res) => {
     const id = param(req, 'checkpointId');
-    const { card } = await loadCheckpoint(s.storage, id);
+    const { manifest } = await loadCheckpoint(s.storage, id);
     res.json({
       id,
-      spec: card.spec,
-      files: card.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256, url: `/v1/checkpoints/${id}/files/${f.name}` })),
-      card: card.card,
-      createdAt: card.createdAt,
+      spec: manifest.spec,
+      files: manifest.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256, url: `/v1/checkpoints/${id}/files/${f.name}` })),
+      card: manifest.modelCard,
+      createdAt: manifest.createdAt,
       links: { self: `/v1/checkpoints/${id}`, infer: `/v1/checkpoints/${id}/infer`, kserve: `/v2/models/${id}` },
     });
   });
 
   r.get('/v1/checkpoints/:checkpointId/files', async (req, res) => {
     const id = param(req, 'checkpointId');
-    const { card } = await loadCheckpoint(s.storage, id);
-    const { bytes: _bytes, ...cardFile } = modelCardFile(card);
-    const files = [...card.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 })), cardFile];
+    const { manifest } = await loadCheckpoint(s.storage, id);
+    const { bytes: _bytes, ...cardFile } = modelCardFile(manifest);
+    const files = [...manifest.files.map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 })), cardFile];
     res.json({ files: files.map((f) => ({ ...f, url: `/v1/checkpoints/${id}/files/${f.name}` })) });
   });
 
   const download = async (req: Parameters<Parameters<typeof r.get>[1]>[0], res: Parameters<Parameters<typeof r.get>[1]>[1]) => {
     const id = param(req, 'checkpointId');
     const name = param(req, 'file');
-    const { card, record } = await loadCheckpoint(s.storage, id);
-    const file = name === 'card.json' ? modelCardFile(card) : card.files.find((f) => f.name === name);
-    if (!file) throw httpError('NOT_FOUND', `checkpoint ${id} has no file '${name}' (it has ${card.files.map((f) => f.name).join(', ')}, card.json)`);
+    const { manifest, record } = await loadCheckpoint(s.storage, id);
+    const file = name === 'card.json' ? modelCardFile(manifest) : manifest.files.find((f) => f.name === name);
+    if (!file) throw httpError('NOT_FOUND', `checkpoint ${id} has no file '${name}' (it has ${manifest.files.map((f) => f.name).join(', ')}, card.json)`);
     await sendStoredFile(req, res, s, file, `${record.arch}-${record.mode}-${name}`);
   };
   r.get('/v1/checkpoints/:checkpointId/files/:file', download);

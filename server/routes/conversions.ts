@@ -1,21 +1,15 @@
 /** Conversion jobs: start (or find cached), status, progress as Server-Sent Events, cancel. */
 import { Router } from 'express';
-import { CONVERTER_VERSION, type ConvertOptions, type Mode } from '../../converters/convert.js';
-import { findModel } from '../../zoo/catalogue.js';
-import { canonicalOptions, urlEntry, type ConversionSource } from '../../zoo/convert-model.js';
-import { findPulled } from '../../zoo/pull-model.js';
-import { readJson } from '../../zoo/storage/storage.js';
-import { conversionPrefix } from '../../zoo/storage/layout.js';
-import { checkpointIdOf, findConversion, recordCheckpoint } from '../checkpoints.js';
+import type { ConvertOptions, Mode } from '../../converters/convert.js';
+import { LISTED_FILES } from '../../zoo/convert-model.js';
 import { httpError } from '../errors.js';
+import type { SourceRef } from '../hub-service.js';
 import type { Job } from '../jobs.js';
 import { param } from '../http/params.js';
 import type { Services } from '../services.js';
-import { checkUrl } from '../url-guard.js';
-import { uploadKey, type UploadRecord } from './uploads.js';
 
 interface ConversionBody {
-  source: { zoo?: string; url?: string; upload?: string };
+  source: SourceRef;
   mode: Mode;
   options?: Omit<ConvertOptions, 'mode'>;
 }
@@ -27,26 +21,9 @@ export function jobView(job: Job): Record<string, unknown> {
   if (job.checkpointId) {
     const cp = `/v1/checkpoints/${job.checkpointId}`;
     links['checkpoint'] = cp;
-    links['files'] = Object.fromEntries(['model.safetensors', 'model.pth', 'model.onnx', 'model.py', 'card.json'].map((f) => [f, `${cp}/files/${f}`]));
+    links['files'] = Object.fromEntries(LISTED_FILES.map((f) => [f, `${cp}/files/${f}`]));
   }
   return { ...job, links };
-}
-
-async function resolveSource(s: Services, body: ConversionBody): Promise<{ source: ConversionSource; view: Record<string, unknown>; sha256?: string }> {
-  if (body.source.zoo !== undefined) {
-    const entry = findModel(s.catalogue, body.source.zoo);
-    const pulled = await findPulled(s.storage, entry);
-    return { source: { kind: 'zoo', entry }, view: { zoo: entry.id }, sha256: pulled?.sha256 ?? entry.sha256 };
-  }
-  if (body.source.url !== undefined) {
-    const url = checkUrl(body.source.url, s.urlPolicy).href;
-    const pulled = await findPulled(s.storage, urlEntry(url));
-    return { source: { kind: 'url', url }, view: { url }, sha256: pulled?.sha256 };
-  }
-  const id = body.source.upload!;
-  const rec = await readJson<UploadRecord>(s.storage, uploadKey(id));
-  if (!rec) throw httpError('UPLOAD_NOT_FOUND', `no upload '${id}'`);
-  return { source: { kind: 'blob', sha256: rec.sha256, name: rec.filename ?? `upload.${rec.format}` }, view: { upload: id }, sha256: rec.sha256 };
 }
 
 /** Routes under /v1/conversions. */
@@ -56,21 +33,14 @@ export function conversionRoutes(s: Services): Router {
     if (s.state.shuttingDown) throw httpError('SHUTTING_DOWN', 'the server is shutting down; retry on another replica');
     const body = req.body as ConversionBody;
     const options: ConvertOptions = { ...body.options, mode: body.mode };
-    const { source, view, sha256 } = await resolveSource(s, body);
-    const arch = options.arch ?? (source.kind === 'zoo' ? source.entry.arch : undefined);
-    if (sha256) {
-      const spec = { sourceSha256: sha256, mode: options.mode, options: canonicalOptions({ ...options, arch }), converterVersion: CONVERTER_VERSION };
-      const card = await findConversion(s.storage, spec);
-      if (card) {
-        const prefix = conversionPrefix(spec);
-        await recordCheckpoint(s.storage, prefix, card);
-        s.metrics.cacheHits.inc({ kind: 'conversion' });
-        const job = s.jobs.cached({ source, sourceView: view, options }, checkpointIdOf(prefix));
-        res.status(200).json(jobView(job));
-        return;
-      }
+    const resolved = await s.hub.resolve(body.source);
+    const request = { source: resolved.source, sourceView: resolved.view, options };
+    const found = await s.hub.findConverted(resolved, options);
+    if (found) {
+      res.status(200).json(jobView(s.jobs.cached(request, found.checkpointId)));
+      return;
     }
-    const job = s.jobs.start({ source, sourceView: view, options });
+    const job = s.jobs.start(request);
     res.status(202).set('Location', `/v1/conversions/${job.id}`).json(jobView(job));
   });
 

@@ -1,6 +1,7 @@
 /** Health, readiness (storage reachable, engine loaded) and Prometheus metrics. */
 import { Router } from 'express';
 import { bundledDevices } from '../../inference/runtime/providers.js';
+import { probeStore } from '../../zoo/store.js';
 import type { Services } from '../services.js';
 
 /** Routes /healthz, /readyz, /metrics. */
@@ -16,7 +17,7 @@ export function opsRoutes(s: Services): Router {
     }
     let storage = 'ok';
     try {
-      await s.storage.stat('index/ready-probe');
+      await probeStore(s.storage);
     } catch (err) {
       storage = `unreachable: ${(err as Error).message}`;
     }

@@ -9,32 +9,12 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Router } from 'express';
-import type { CheckpointFormat } from '../../converters/formats/index.js';
 import { INSPECT_CHECKPOINT } from '../../converters/inspect-checkpoint.js';
-import { blobKey } from '../../zoo/storage/layout.js';
-import { readJson } from '../../zoo/storage/storage.js';
+import { putUpload, readUpload, type UploadRecord } from '../../zoo/store.js';
 import { httpError } from '../errors.js';
 import { bodyToFile } from '../http/body.js';
 import { param } from '../http/params.js';
 import type { Services } from '../services.js';
-
-/** What the store keeps of an upload. */
-export interface UploadRecord {
-  id: string;
-  sha256: string;
-  size: number;
-  format: CheckpointFormat;
-  filename?: string;
-  tensors: number;
-  parameters: number;
-  createdAt: string;
-}
-
-/** Key of an upload's record. */
-export function uploadKey(id: string): string {
-  if (!/^[0-9a-f]{64}$/.test(id)) throw httpError('UPLOAD_NOT_FOUND', `'${id}' is not an upload id`);
-  return `index/uploads/${id}.json`;
-}
 
 /** Routes under /v1/uploads. */
 export function uploadRoutes(s: Services): Router {
@@ -50,8 +30,7 @@ export function uploadRoutes(s: Services): Router {
       const name = filename ?? 'upload';
       const { format, tensors, parameters } = await s.fence.run(INSPECT_CHECKPOINT, { path: tmp, name, budgets: s.cfg.budgets }, { what: name });
       const record: UploadRecord = { id: sha256, sha256, size, format, filename, tensors, parameters, createdAt: new Date().toISOString() };
-      if (!(await s.storage.stat(blobKey(sha256)))) await s.storage.write(blobKey(sha256), createReadStream(tmp));
-      await s.storage.write(uploadKey(sha256), JSON.stringify(record, null, 2));
+      await putUpload(s.storage, record, createReadStream(tmp));
       res.status(201).set('Location', `/v1/uploads/${sha256}`).json(record);
     } finally {
       await rm(tmp, { force: true });
@@ -59,9 +38,7 @@ export function uploadRoutes(s: Services): Router {
   });
 
   r.get('/v1/uploads/:uploadId', async (req, res) => {
-    const rec = await readJson<UploadRecord>(s.storage, uploadKey(param(req, 'uploadId')));
-    if (!rec) throw httpError('UPLOAD_NOT_FOUND', `no upload '${req.params['uploadId']}'`);
-    res.json(rec);
+    res.json(await readUpload(s.storage, param(req, 'uploadId')));
   });
   return r;
 }

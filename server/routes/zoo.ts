@@ -3,10 +3,9 @@ import { createHash } from 'node:crypto';
 import { Router } from 'express';
 import { MODES, type Mode } from '../../converters/convert.js';
 import { findModel, listModels, loadLabels, type CatalogueEntry } from '../../zoo/catalogue.js';
-import { convertModel } from '../../zoo/convert-model.js';
-import type { ConversionCard } from '../../zoo/get-or-convert.js';
+import { LISTED_FILES } from '../../zoo/convert-model.js';
+import type { ConversionManifest } from '../../zoo/store.js';
 import { mayCompute, unauthorised } from '../access.js';
-import { checkpointIdOf, recordCheckpoint } from '../checkpoints.js';
 import { httpError } from '../errors.js';
 import { sendStoredFile } from '../http/download.js';
 import type { Services } from '../services.js';
@@ -42,7 +41,7 @@ export function zooRoutes(s: Services): Router {
   r.get('/v1/zoo/:namespace/:name', async (req, res) => {
     const m = findModel(s.catalogue, `${req.params['namespace']}/${req.params['name']}`);
     const base = `/v1/zoo/${m.id}`;
-    const downloads = Object.fromEntries(MODES.map((mode) => [mode, Object.fromEntries(['model.safetensors', 'model.pth', 'model.onnx', 'model.py', 'card.json'].map((f) => [f, `${base}/${mode}/${f}`]))]));
+    const downloads = Object.fromEntries(MODES.map((mode) => [mode, Object.fromEntries(LISTED_FILES.map((f) => [f, `${base}/${mode}/${f}`]))]));
     res.json({
       ...summary(m),
       format: m.format,
@@ -61,38 +60,22 @@ export function zooRoutes(s: Services): Router {
     const mode = req.params['mode'] as Mode;
     // Converting computes: without a key (when keys are set) only a cached result is served.
     const compute = mayCompute(res);
-    const converted = await convertModel({
-      storage: s.storage,
-      source: { kind: 'zoo', entry },
-      options: { mode },
-      sources: s.cfg.sources,
-      stagingDir: s.stagingDir,
-      offline: s.cfg.offline || !compute,
-      cacheOnly: !compute,
-      download: s.cfg.download,
-      claims: s.cfg.claims,
-      budgets: s.cfg.budgets,
-      fetch: s.zooFetch,
-      fence: s.fence,
-    }).catch((err: unknown) => {
+    const converted = await s.hub.convert({ source: { kind: 'zoo', entry }, options: { mode }, cacheOnly: !compute }).catch((err: unknown) => {
       if (!compute && (err as { code?: string }).code === 'OFFLINE') throw unauthorised(req, 'this model is not converted yet; converting it needs an API key');
       throw err;
     });
-    if (!converted.produced) s.metrics.cacheHits.inc({ kind: 'conversion' });
-    else s.metrics.conversions.inc({ result: 'produced' });
-    await recordCheckpoint(s.storage, converted.prefix, converted.card);
-    const id = checkpointIdOf(converted.prefix);
+    const id = converted.checkpointId;
     const name = req.params['file']!;
     res.set('Content-Location', `/v1/checkpoints/${id}/files/${name}`);
-    const file = name === 'card.json' ? modelCardFile(converted.card) : converted.card.files.find((f) => f.name === name);
+    const file = name === 'card.json' ? modelCardFile(converted.manifest) : converted.manifest.files.find((f) => f.name === name);
     if (!file) throw httpError('NOT_FOUND', `checkpoint ${id} has no file '${name}'`);
     await sendStoredFile(req, res, s, file, `${entry.arch}-${mode}-${name}`);
   });
   return r;
 }
 
-/** The model card (card.json) of a conversion, as a file generated from the stored card. */
-export function modelCardFile(card: ConversionCard): { name: string; size: number; sha256: string; bytes: Buffer } {
-  const bytes = Buffer.from(`${JSON.stringify(card.card, null, 2)}\n`, 'utf8');
+/** The model card (card.json) of a conversion, as a file generated from its manifest. */
+export function modelCardFile(manifest: ConversionManifest): { name: string; size: number; sha256: string; bytes: Buffer } {
+  const bytes = Buffer.from(`${JSON.stringify(manifest.modelCard, null, 2)}\n`, 'utf8');
   return { name: 'card.json', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), bytes };
 }

@@ -60,7 +60,7 @@ test('conversions: 202 and a job, progress over SSE, the result; the same reques
   assert.equal(zoo.requests.length, requests, 'no download');
   const metrics = await request(hub.app).get('/metrics').expect(200);
   assert.match(metrics.text, /acs_hub_conversions_total\{result="produced"\} 1/);
-  assert.match(metrics.text, /acs_hub_cache_hits_total\{kind="conversion"\} 1/);
+  assert.match(metrics.text, /acs_hub_conversions_total\{result="cached"\} 1/);
 });
 
 test('checkpoints: card, files, downloads with Range, ETag/If-None-Match, HEAD, Repr-Digest, 416', async (t) => {

@@ -71,7 +71,7 @@ test('two replicas on one bucket, asked for one conversion at once: one download
   const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: s3.credentials });
   t.after(() => client.destroy());
   const listed = await client.send(new ListObjectsV2Command({ Bucket: 'acs-hub', Prefix: 'replicas/' }));
-  const cards = (listed.Contents ?? []).map((o) => o.Key!).filter((k) => k.endsWith('/card.json'));
+  const cards = (listed.Contents ?? []).map((o) => o.Key!).filter((k) => k.endsWith('/manifest.json'));
   assert.equal(cards.length, 1, `one published conversion: ${cards.join(', ')}`);
 
   const download = async (url: string) => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { getOrConvert } from '../../zoo/get-or-convert.js';
 import { listCached } from '../../zoo/list-cached.js';
-import { conversionPrefix, type ConversionSpec } from '../../zoo/storage/layout.js';
+import { conversionPrefix, type ConversionSpec } from '../../zoo/store.js';
 import { openLocalStorage } from '../../zoo/storage/local.js';
 import { openStorage, type StorageSettings } from '../../zoo/storage/open-storage.js';
 import { readAll, type ObjectStorage } from '../../zoo/storage/storage.js';
@@ -56,10 +56,10 @@ test('getOrConvert: concurrent identical requests run the producer once; later o
   const results = await Promise.all(Array.from({ length: 6 }, () => getOrConvert({ storage, ...SPEC }, produce)));
   assert.equal(runs, 1);
   assert.equal(results.filter((r) => r.produced).length, 1);
-  for (const r of results) assert.deepEqual(r.card, results[0]!.card);
-  const file = results[0]!.card.files[0]!;
+  for (const r of results) assert.deepEqual(r.manifest, results[0]!.manifest);
+  const file = results[0]!.manifest.files[0]!;
   assert.deepEqual(file, { name: 'model.safetensors', key: `${results[0]!.prefix}model.safetensors`, size: 7, sha256: sha256(Buffer.from('weights')) });
-  assert.deepEqual(results[0]!.card.card, { params: 42 });
+  assert.deepEqual(results[0]!.manifest.modelCard, { params: 42 });
   const later = await getOrConvert({ storage, ...SPEC }, produce);
   assert.equal(later.produced, false);
   assert.equal(runs, 1);
@@ -83,7 +83,7 @@ test('getOrConvert: a failed producer publishes nothing, and the next request pr
     return {};
   });
   assert.equal(r.produced, true);
-  assert.equal((await readAll(storage, r.card.files[0]!.key)).toString(), 'whole');
+  assert.equal((await readAll(storage, r.manifest.files[0]!.key)).toString(), 'whole');
 });
 
 test('getOrConvert: a conversion whose file went missing is produced again', async (t) => {
@@ -93,7 +93,7 @@ test('getOrConvert: a conversion whose file went missing is produced again', asy
     return {};
   };
   const first = await getOrConvert({ storage, ...SPEC }, produce);
-  await storage.delete(first.card.files[0]!.key);
+  await storage.delete(first.manifest.files[0]!.key);
   const second = await getOrConvert({ storage, ...SPEC }, produce);
   assert.equal(second.produced, true);
 });
@@ -134,7 +134,7 @@ for (const backend of ['local', 's3'] as const) {
     const again = spawnNode([CHILD, childParams(store, { chunks: 4, chunkDelayMs: 1 })], s3.env);
     const done = await again.waitFor((l) => l['event'] === 'done', 20_000);
     assert.equal(done['produced'], true, again.stderr());
-    assert.deepEqual(await prefixKeys(storage, prefix), [`${prefix}card.json`, `${prefix}model.bin`, `${prefix}notes.txt`]);
+    assert.deepEqual(await prefixKeys(storage, prefix), [`${prefix}manifest.json`, `${prefix}model.bin`, `${prefix}notes.txt`]);
     assert.equal((await storage.stat(`${prefix}model.bin`))?.size, 4 * 65536);
   });
 }

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { getOrConvert } from '../../zoo/get-or-convert.js';
 import { openStorage, type StorageSettings } from '../../zoo/storage/open-storage.js';
 import type { ClaimOptions } from '../../zoo/storage/claim.js';
-import type { ConversionSpec } from '../../zoo/storage/layout.js';
+import type { ConversionSpec } from '../../zoo/store.js';
 
 interface ChildParams {
   store: StorageSettings;
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     await ctx.writeFile('notes.txt', `made by ${p.spec.mode}\n`);
     return { producer: 'convert-child', mode: p.spec.mode };
   });
-  say({ event: 'done', produced: result.produced, prefix: result.prefix, files: result.card.files, createdAt: result.card.createdAt });
+  say({ event: 'done', produced: result.produced, prefix: result.prefix, files: result.manifest.files, createdAt: result.manifest.createdAt });
   await storage.close();
 }
 

@@ -60,6 +60,6 @@ test('a URL source converts through the cache too; simultaneous requests convert
   const results = await Promise.all([convertModel(params), convertModel(params), convertModel(params)]);
   assert.equal(results.filter((x) => x.produced).length, 1);
   assert.deepEqual(results.map((x) => x.prefix), [results[0]!.prefix, results[0]!.prefix, results[0]!.prefix]);
-  assert.deepEqual(results[0]!.card.files.map((f) => f.name).sort(), ['model.onnx', 'model.pth', 'model.py', 'model.safetensors']);
+  assert.deepEqual(results[0]!.manifest.files.map((f) => f.name).sort(), ['model.onnx', 'model.pth', 'model.py', 'model.safetensors']);
   await storage.close();
 });

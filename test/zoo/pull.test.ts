@@ -8,7 +8,7 @@ import type { DownloadProgress } from '../../zoo/fetch/download-file.js';
 import { downloadFile } from '../../zoo/fetch/download-file.js';
 import { listCached } from '../../zoo/list-cached.js';
 import { pullModel, type PullModelParams } from '../../zoo/pull-model.js';
-import { blobKey } from '../../zoo/storage/layout.js';
+import { blobKey } from '../../zoo/store.js';
 import { openLocalStorage } from '../../zoo/storage/local.js';
 import { readAll } from '../../zoo/storage/storage.js';
 import { sha256, tempDir } from '../helpers.js';

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { ObjectNotFoundError } from '../../zoo/errors.js';
 import type { ClaimRecord } from '../../zoo/storage/claim.js';
-import { claimKey, conversionPrefix } from '../../zoo/storage/layout.js';
+import { claimKey, conversionPrefix } from '../../zoo/store.js';
 import { readAll, type ObjectStorage } from '../../zoo/storage/storage.js';
 import { sweepDebris } from '../../zoo/sweep-debris.js';
 
@@ -155,7 +155,7 @@ export function storageContract(name: string, make: StorageFactory, opts: { larg
     const prefixOf = (mode: string) => conversionPrefix({ sourceSha256: 'a'.repeat(64), mode, options: {}, converterVersion: 'test' });
     const [orphan, complete, claimed, staleClaim] = ['orphan', 'complete', 'claimed', 'stale'].map(prefixOf) as [string, string, string, string];
     for (const p of [orphan, complete, claimed, staleClaim]) await s.write(`${p}model.bin`, randomBytes(100));
-    await s.write(`${complete}card.json`, '{}');
+    await s.write(`${complete}manifest.json`, '{}');
     await s.write('blobs/sha256/x', 'source');
     const bound = 60_000;
     const later = Date.now() + 2 * bound;

@@ -9,7 +9,7 @@ import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import type { ClaimRecord } from '../../zoo/storage/claim.js';
-import { claimKey, conversionPrefix, type ConversionSpec } from '../../zoo/storage/layout.js';
+import { claimKey, conversionPrefix, type ConversionSpec } from '../../zoo/store.js';
 import { openLocalStorage } from '../../zoo/storage/local.js';
 import { CLI, ROOT, tempDir } from '../helpers.js';
 import { startServer } from '../server/serve.js';

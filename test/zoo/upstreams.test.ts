@@ -13,7 +13,7 @@ import { brotliCompressSync, constants as zlib, deflateSync, gzipSync } from 'no
 import { guardedFetch } from '../../server/url-guard.js';
 import { UpstreamError, UpstreamRefusedError } from '../../zoo/errors.js';
 import { downloadFile, type DownloadFileParams } from '../../zoo/fetch/download-file.js';
-import { blobKey } from '../../zoo/storage/layout.js';
+import { blobKey } from '../../zoo/store.js';
 import { openLocalStorage } from '../../zoo/storage/local.js';
 import { readAll } from '../../zoo/storage/storage.js';
 import { CLI, prng, sha256, tempDir } from '../helpers.js';

@@ -14,6 +14,7 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { objectNotFound, StorageError } from '../errors.js';
 import { assertKey, assertPrefix, assertRange, type ObjectInfo, type ObjectStorage, type ReadOptions, type WriteBody, type WriteOptions, type WriteResult } from './storage.js';
+import { AREAS } from '../store.js';
 
 const TEMP = /^\.(.+)\.tmp-\d+-[0-9a-f]+$/;
 
@@ -29,7 +30,7 @@ export interface LocalStorageParams {
   maxBytes?: number;
   /**
    * Key prefixes that eviction may remove (the cache proper, not claims or index records).
-   * @default ['blobs/', 'conversions/']
+   * @default the store's source blobs and conversions (`AREAS.blobs`, `AREAS.conversions`)
    */
   evictablePrefixes?: readonly string[];
 }
@@ -92,7 +93,7 @@ export class LocalStorage implements ObjectStorage {
     this.root = params.root;
     this.location = params.root;
     this.maxBytes = params.maxBytes ?? 0;
-    this.evictable = params.evictablePrefixes ?? ['blobs/', 'conversions/'];
+    this.evictable = params.evictablePrefixes ?? [AREAS.blobs, AREAS.conversions];
   }
 
   private pathOf(key: string): string {
