@@ -65,7 +65,7 @@ export function assertSha256(sha256: string, what = 'sha256'): void {
 /** Key of a source blob. */
 export function blobKey(sha256: string): string {
   assertSha256(sha256);
-  return `${AREAS.blobs}${sha256}`;
+  return `${AREAS.blobs}sha256/${sha256}`;
 }
 
 /** Key prefix (ending in '/') under which a conversion's files and manifest.json live. */
@@ -111,7 +111,7 @@ export async function probeStore(storage: ObjectStorage): Promise<void> {
 
 /** Where each kind of object lives: for listing and sweeping. */
 export const AREAS = {
-  blobs: 'blobs/sha256/',
+  blobs: 'blobs/',
   sources: 'index/sources/',
   uploads: 'index/uploads/',
   checkpoints: 'index/checkpoints/',
