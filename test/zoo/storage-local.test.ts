@@ -38,13 +38,12 @@ test('local: temporaries older than the bound are swept, whatever their pid; you
 
 test('local: over its budget the least recently read objects go first, never one being read', async (t) => {
   const root = await tempDir(t);
-  const s = await openLocalStorage({ root, maxBytes: 3500 });
+  // A clock that moves one second per look, so the order of reads is the order of the calls.
+  let clock = Date.parse('2026-01-01T00:00:00Z');
+  const s = await openLocalStorage({ root, maxBytes: 3500, now: () => (clock += 1000) });
   await s.write('blobs/a', Buffer.alloc(1000, 1));
-  await new Promise((r) => setTimeout(r, 5));
   await s.write('blobs/b', Buffer.alloc(1000, 2));
-  await new Promise((r) => setTimeout(r, 5));
   await s.write('blobs/c', Buffer.alloc(1000, 3));
-  await new Promise((r) => setTimeout(r, 5));
   await readAll(s, 'blobs/a');
   const reading = await s.read('blobs/b');
   await s.write('index/sources/x.json', Buffer.alloc(500));
@@ -59,7 +58,6 @@ test('local: over its budget the least recently read objects go first, never one
   assert.deepEqual(Buffer.concat(chunks), Buffer.alloc(1000, 2));
   await s.write('blobs/e', Buffer.alloc(1000, 5));
   assert.equal(await s.has('blobs/a'), false, 'a was read before b was');
-  await new Promise((r) => setTimeout(r, 5));
   await s.write('blobs/f', Buffer.alloc(1000, 6));
   assert.equal(await s.has('blobs/b'), false, 'once closed, b is evictable again');
   assert.ok(await s.has('blobs/d'));

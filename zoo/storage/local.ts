@@ -33,6 +33,8 @@ export interface LocalStorageParams {
    * @default the store's source blobs and conversions (`AREAS.blobs`, `AREAS.conversions`)
    */
   evictablePrefixes?: readonly string[];
+  /** The clock that orders reads for eviction, in milliseconds (tests give their own). @default Date.now */
+  now?: () => number;
 }
 
 function isErrno(err: unknown, code: string): boolean {
@@ -82,6 +84,7 @@ export class LocalStorage implements ObjectStorage {
   private readonly root: string;
   private readonly maxBytes: number;
   private readonly evictable: readonly string[];
+  private readonly now: () => number;
   /** Size and last read of each object, kept only under a budget. */
   private readonly usage = new Map<string, { size: number; lastAccess: number }>();
   private total = 0;
@@ -94,6 +97,7 @@ export class LocalStorage implements ObjectStorage {
     this.location = params.root;
     this.maxBytes = params.maxBytes ?? 0;
     this.evictable = params.evictablePrefixes ?? [AREAS.blobs, AREAS.conversions];
+    this.now = params.now ?? Date.now;
   }
 
   private pathOf(key: string): string {
@@ -189,9 +193,9 @@ export class LocalStorage implements ObjectStorage {
       throw new RangeError(`range start ${range.start} is past the end of '${key}' (${size} bytes)`);
     }
     // The open descriptor keeps the bytes readable even if the file is replaced or removed meanwhile.
-    const now = new Date();
-    if (this.usage.has(key)) this.usage.get(key)!.lastAccess = now.getTime();
-    await utimes(path, now, (await fh.stat()).mtime).catch(() => undefined);
+    const now = this.now();
+    if (this.usage.has(key)) this.usage.get(key)!.lastAccess = now;
+    await utimes(path, new Date(now), (await fh.stat()).mtime).catch(() => undefined);
     // The stream owns the descriptor (closed at its end or on destroy); holding it open keeps
     // the bytes readable even if the file is replaced or removed meanwhile.
     const stream = fh.createReadStream({ start: range?.start, end: range?.end, signal: options.signal });
@@ -260,7 +264,7 @@ export class LocalStorage implements ObjectStorage {
       if ((err as Error).name === 'AbortError' || err instanceof RangeError) throw err;
       throw new StorageError(`cannot write '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err });
     }
-    this.track(key, size, Date.now());
+    this.track(key, size, this.now());
     await this.evict(key);
     return { written: true, size };
   }
