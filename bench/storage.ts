@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     const s3rver = await startS3rver({ after: (fn) => stops.push(fn) }, ['bench']);
     const backends: [string, ObjectStorage][] = [
       ['local disk', await openLocalStorage({ root: join(dir, 'objects') })],
-      ['s3 (s3rver, loopback)', await openS3Storage({ bucket: 'bench', endpoint: s3rver.endpoint, credentials: s3rver.credentials, conditionalWrites: 'claim' })],
+      ['s3 (s3rver, loopback)', await openS3Storage({ bucket: 'bench', endpoint: s3rver.endpoint, credentials: s3rver.credentials, conditionalWrites: 'settle' })],
     ];
     const rows: string[] = [];
     for (const [name, storage] of backends) {

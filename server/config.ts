@@ -48,7 +48,7 @@ export interface HubConfig {
     /** Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need. */
     forcePathStyle: boolean;
     /** How replicas agree on who does a piece of work: `auto` probes the store once. */
-    conditionalWrites: 'auto' | 'native' | 'claim';
+    conditionalWrites: 'auto' | 'native' | 'settle';
     /** Multipart part size in bytes (S3's minimum is 5 MiB). */
     partSize: number;
   };
@@ -179,7 +179,7 @@ export function defaultConfig(): HubConfig {
 }
 
 const ENUMS: Record<string, readonly string[]> = {
-  's3.conditionalWrites': ['auto', 'native', 'claim'],
+  's3.conditionalWrites': ['auto', 'native', 'settle'],
   'server.logLevel': ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
   'inference.device': ['cpu', 'webgpu', 'cuda', 'tensorrt'],
 };

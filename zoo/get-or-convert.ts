@@ -42,7 +42,7 @@ export interface GetOrConvertParams extends ConversionSpec {
 }
 
 /** What `getOrConvert` returns. */
-export interface ConversionResult {
+export interface CacheResult {
   /** The key prefix of the conversion's files. */
   readonly prefix: string;
   readonly manifest: ConversionManifest;
@@ -77,7 +77,7 @@ function toStream(body: WriteBody): Readable {
  * `produce` runs only when they are not stored yet, once across every process sharing the store.
  * A producer that throws publishes nothing, and the next call tries again.
  */
-export async function getOrConvert(params: GetOrConvertParams, produce: ConversionProducer): Promise<ConversionResult> {
+export async function getOrConvert(params: GetOrConvertParams, produce: ConversionProducer): Promise<CacheResult> {
   const { storage } = params;
   const spec: ConversionSpec = {
     sourceSha256: params.sourceSha256,

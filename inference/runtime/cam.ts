@@ -12,7 +12,7 @@ import type { Budgets } from '../../converters/budgets.js';
 import { resample } from '../preprocess/index.js';
 import { readFileBytes } from '../../converters/io.js';
 import type { Volume } from '../volumes/index.js';
-import type { Float32Array5, InferenceEngine } from './engine.js';
+import type { FloatTensor, InferenceEngine } from './engine.js';
 import { preprocess, type InferOptions, type InferResult, type LoadedModel } from './pipeline.js';
 
 /** A model that also outputs the feature map a CAM is made from. */
@@ -50,7 +50,7 @@ export function withFeatureMap(bytes: Uint8Array): CamModel | undefined {
  * The CAM of one class on a (D, H, W) grid, scaled to [0, 1]: the feature map's channels
  * weighted by `weights` (the classifier's row of that class), resampled to `size`.
  */
-export function classActivation(weights: Float32Array, featureMap: Float32Array5, size: readonly [number, number, number]): Float32Array {
+export function classActivation(weights: Float32Array, featureMap: FloatTensor, size: readonly [number, number, number]): Float32Array {
   const [, c, d, h, w] = featureMap.shape as [number, number, number, number, number];
   const vox = d * h * w;
   const map = new Float32Array(vox);
@@ -72,7 +72,7 @@ export const WITH_FEATURE_MAP = defineTask(import.meta.url, 'WITH_FEATURE_MAP', 
 
 /** What the activation map of the top class is made from (see `classActivation`). */
 export interface Activation {
-  featureMap: Float32Array5;
+  featureMap: FloatTensor;
   /** The classifier's weights of the top class, one per feature channel. */
   weights: Float32Array;
 }

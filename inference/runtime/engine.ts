@@ -15,7 +15,7 @@ import { SessionHost, type CreatedWorkerSession, type WireTensor } from './worke
 const log = debug('acs-hub:runtime');
 
 /** A float32 array with its shape. */
-export interface Float32Array5 {
+export interface FloatTensor {
   data: Float32Array;
   shape: number[];
 }
@@ -59,8 +59,8 @@ export interface ModelSource {
 }
 
 interface Pending {
-  input: Float32Array5;
-  resolve: (out: Record<string, Float32Array5>) => void;
+  input: FloatTensor;
+  resolve: (out: Record<string, FloatTensor>) => void;
   reject: (err: unknown) => void;
 }
 
@@ -135,7 +135,7 @@ export class InferenceEngine {
    * Run one input (N, C, D, H, W). Requests for the same model and shape that wait together
    * are run as one batch of up to `maxBatch` volumes.
    */
-  async run(model: ModelSource, input: Float32Array5): Promise<Record<string, Float32Array5>> {
+  async run(model: ModelSource, input: FloatTensor): Promise<Record<string, FloatTensor>> {
     const expected = input.shape.reduce((a, b) => a * b, 1);
     if (input.data.length !== expected) throw new InvalidInputError(`input has ${input.data.length} values but shape [${input.shape.join(', ')}] needs ${expected}`);
     const batchKey = `${model.key}|${input.shape.join('x')}`;
@@ -197,7 +197,7 @@ export class InferenceEngine {
         throw bad ? new InvalidInputError(`the network cannot take an input of shape [${shape.join(', ')}]: ${msg.split('\n')[0]}`) : new InferenceFailedError(msg.split('\n')[0]!);
       }
       batch.forEach((p, i) => {
-        const result: Record<string, Float32Array5> = {};
+        const result: Record<string, FloatTensor> = {};
         for (const [name, t] of Object.entries(out)) {
           const dims = t.dims;
           const all = t.data;

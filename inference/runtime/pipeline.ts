@@ -11,7 +11,7 @@ import { checkSize } from '../preprocess/geometry.js';
 import { checkOutputVoxels, checkWindowCount, matchChannels, normalizeChannels, padOrCrop, resample, resampleSize, scaleIntensity, slidingWindow, windowIntensity, CT_WINDOWS } from '../preprocess/index.js';
 import { featureVector, labelsFromScores, topK, type ClassScore, type LabelMap } from '../predictions/index.js';
 import { VolumeFormatError, type Vec3, type Volume } from '../volumes/index.js';
-import type { Float32Array5, InferenceEngine, ModelSource } from './engine.js';
+import type { FloatTensor, InferenceEngine, ModelSource } from './engine.js';
 import { InferenceFailedError } from './errors.js';
 
 /** A model ready to run, with what the runtime needs to know about it. */
@@ -50,7 +50,7 @@ export interface InferOptions {
 export interface InferResult {
   kind: 'classification' | 'features' | 'segmentation';
   /** The network's first output, as it came out. */
-  output: Float32Array5;
+  output: FloatTensor;
   topK?: ClassScore[];
   features?: number[];
   labels?: LabelMap;
@@ -177,7 +177,7 @@ export async function infer(
   const steps = [...prepared.steps];
   const t1 = performance.now();
   const run = (data: Float32Array, shape: readonly number[]) => engine.run(model.source, { data, shape: [...shape] });
-  let output: Float32Array5;
+  let output: FloatTensor;
   let inputShape: number[];
   if (o.patch && !o.raw) {
     const patch = o.patch;
@@ -219,7 +219,7 @@ export async function infer(
   return result;
 }
 
-function first(out: Record<string, Float32Array5>): Float32Array5 {
+function first(out: Record<string, FloatTensor>): FloatTensor {
   const v = Object.values(out)[0];
   if (!v) throw new InvalidArgumentError('the network has no output');
   return v;

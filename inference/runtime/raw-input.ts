@@ -7,10 +7,10 @@ import { InvalidArgumentError } from '../../converters/errors.js';
 import { readFileBytes } from '../../converters/io.js';
 import { parseNpyHeader, readVolume } from '../volumes/index.js';
 import { decodeSamples, SAMPLE_BYTES } from '../volumes/samples.js';
-import type { Float32Array5 } from './engine.js';
+import type { FloatTensor } from './engine.js';
 
 /** Read an array for `--raw`, as (N, C, D, H, W). */
-export async function readRawArray(path: string): Promise<Float32Array5> {
+export async function readRawArray(path: string): Promise<FloatTensor> {
   if (!/\.npy$/i.test(path)) {
     const v = await readVolume(path);
     return { data: v.data, shape: [1, ...v.shape] };

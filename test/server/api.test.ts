@@ -250,7 +250,7 @@ test('S3 store: downloads can be answered with a redirect to a presigned URL', a
   const { startS3rver } = await import('../zoo/s3rver.js');
   const { openStorage } = await import('../../zoo/storage/open-storage.js');
   const s3 = await startS3rver(t, ['presign']);
-  const { hub, cfg } = await testHub(t, { s3: { url: 's3://presign/hub', endpoint: s3.endpoint, conditionalWrites: 'claim' }, server: { redirectDownloads: true, presignSeconds: 60 } });
+  const { hub, cfg } = await testHub(t, { s3: { url: 's3://presign/hub', endpoint: s3.endpoint, conditionalWrites: 'settle' }, server: { redirectDownloads: true, presignSeconds: 60 } });
   await hub.close();
   const storage = await openStorage(cfg, { credentials: s3.credentials });
   const { createApp } = await import('../../server/app.js');

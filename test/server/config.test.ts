@@ -42,7 +42,7 @@ test('config: a bad setting is refused with its name', async (t) => {
   bad({ ACS_HUB_MAX_DOWNLOAD_BYTES: '0' }, /'download.maxBytes' must be an integer > 0/);
   bad({ ACS_HUB_S3_URL: 'http://bucket' }, /must look like s3:\/\/bucket\/prefix/);
   bad({ ACS_HUB_HF_ENDPOINT: 'ftp://x' }, /'sources.huggingface.baseUrl' must be an http\(s\) URL/);
-  bad({ ACS_HUB_S3_CONDITIONAL_WRITES: 'sometimes' }, /'s3.conditionalWrites' must be one of auto, native, claim/);
+  bad({ ACS_HUB_S3_CONDITIONAL_WRITES: 'sometimes' }, /'s3.conditionalWrites' must be one of auto, native, settle/);
   bad({ ACS_HUB_SWEEP_AFTER_MS: '60000', ACS_HUB_CLAIM_LEASE_MS: '60000' }, /'sweepAfterMs' must be at least twice 'claims.leaseMs' \(120000\), got 60000/);
   assert.equal(loadConfig({ env: { ACS_HUB_SWEEP_AFTER_MS: '120000' } }).sweepAfterMs, 120_000);
   assert.equal(loadConfig({ env: {} }).sweepAfterMs, 86_400_000, 'a day by default');

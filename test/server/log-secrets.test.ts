@@ -43,7 +43,7 @@ test('a real server at log level trace prints no key, cookie, token or signature
     ...s3.env,
     ACS_HUB_S3_URL: 's3://acs-hub/logs',
     ACS_HUB_S3_ENDPOINT: s3.endpoint,
-    ACS_HUB_S3_CONDITIONAL_WRITES: 'claim',
+    ACS_HUB_S3_CONDITIONAL_WRITES: 'settle',
     ACS_HUB_REDIRECT_DOWNLOADS: 'true',
     ACS_HUB_DATA_DIR: join(dir, 'data'),
     ACS_HUB_CATALOGUE: TEST_CATALOGUE,

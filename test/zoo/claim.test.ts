@@ -8,7 +8,7 @@ import { isStale, runOnce, type ClaimRecord } from '../../zoo/storage/claim.js';
 import { openLocalStorage } from '../../zoo/storage/local.js';
 import { tempDir } from '../helpers.js';
 
-test('claim: under the fallback protocol, racing workers on separate store handles still produce once', async (t) => {
+test('claim: under the settle protocol, racing workers on separate store handles still produce once', async (t) => {
   const root = await tempDir(t);
   const stores = await Promise.all(Array.from({ length: 4 }, () => openLocalStorage({ root })));
   let result: string | undefined;
@@ -18,7 +18,7 @@ test('claim: under the fallback protocol, racing workers on separate store handl
       runOnce({
         storage,
         claimKey: 'claims/conversion/x',
-        protocol: 'fallback',
+        protocol: 'settle',
         settleMs: 100,
         pollMs: 10,
         lookup: async () => result,

@@ -12,7 +12,7 @@ before(async () => {
 });
 after(() => Promise.all(stops.map((f) => f())));
 
-async function open(t: { after(fn: () => Promise<void>): void }, conditionalWrites: 'auto' | 'native' | 'claim' = 'auto') {
+async function open(t: { after(fn: () => Promise<void>): void }, conditionalWrites: 'auto' | 'native' | 'settle' = 'auto') {
   const s = await openS3Storage({
     bucket: 'acs-hub',
     prefix: `t-${randomBytes(4).toString('hex')}`,
@@ -27,7 +27,7 @@ async function open(t: { after(fn: () => Promise<void>): void }, conditionalWrit
 
 storageContract('s3 (s3rver)', (t) => open(t));
 
-test('s3: the probe finds that s3rver ignores If-None-Match, so the claim protocol is used', async (t) => {
+test('s3: the probe finds that s3rver ignores If-None-Match, so claims use the settle protocol', async (t) => {
   const s = await open(t);
   assert.equal(s.conditionalWrites, false);
   assert.equal(await s.probeConditionalWrites(), false);

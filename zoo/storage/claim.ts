@@ -13,7 +13,7 @@
  * Two ways to take a claim, chosen by the store's `conditionalWrites`:
  * - native: `write(claim, {ifAbsent: true})` (`If-None-Match: *` on S3, `link()` on disk). The store
  *   decides; exactly one writer wins.
- * - fallback, for stores that ignore `If-None-Match` (s3rver, some S3-compatible stores): look
+ * - settle, for stores that ignore `If-None-Match` (s3rver, some S3-compatible stores): look
  *   for a live claim, write one with our token, wait `settleMs`, read it back; only the writer
  *   whose token is there proceeds. Stores are read-after-write consistent and the last write
  *   wins, so two writers that overlap both read the same token. Two owners are possible only if
@@ -34,14 +34,14 @@ import { readJson, type ObjectStorage } from './storage.js';
 export interface ClaimOptions {
   /** A claim not refreshed for this long is stale. @default 60_000 */
   leaseMs?: number;
-  /** Fallback protocol: delay between writing a claim and reading it back. @default 1_000 */
+  /** The settle protocol: delay between writing a claim and reading it back. @default 1_000 */
   settleMs?: number;
   /** How often a waiter looks for the result. @default 500 */
   pollMs?: number;
   /** How long a waiter waits before a `ClaimTimeoutError`. @default 1_800_000 */
   waitMs?: number;
   /** Force a protocol; by default the store's `conditionalWrites` decides. */
-  protocol?: 'native' | 'fallback';
+  protocol?: 'native' | 'settle';
 }
 
 /** The body of a claim object. */
@@ -154,7 +154,7 @@ async function acquire<T>(params: RunOnceParams<T>, leaseMs: number): Promise<Cl
     await storage.delete(claimKey);
   }
   const claim = newClaim();
-  const protocol = params.protocol ?? (storage.conditionalWrites ? 'native' : 'fallback');
+  const protocol = params.protocol ?? (storage.conditionalWrites ? 'native' : 'settle');
   if (protocol === 'native') {
     const r = await storage.write(claimKey, JSON.stringify(claim), { ifAbsent: true });
     return r.written ? claim : undefined;

@@ -19,7 +19,7 @@ export interface StorageSettings {
     endpoint?: string;
     region?: string;
     forcePathStyle?: boolean;
-    conditionalWrites?: 'auto' | 'native' | 'claim';
+    conditionalWrites?: 'auto' | 'native' | 'settle';
     partSize?: number;
   };
 }

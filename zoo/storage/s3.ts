@@ -45,10 +45,11 @@ export interface S3StorageParams {
   /** Explicit credentials; by default the standard AWS chain (environment, profile, instance role). */
   credentials?: S3ClientConfig['credentials'];
   /**
-   * Whether the store enforces `If-None-Match: *`: `auto` probes it once at open.
+   * Whether the store enforces `If-None-Match: *`: `auto` probes it once at open, `native` trusts
+   * it, `settle` does not (claims then use the settle protocol, see claim.ts).
    * @default 'auto'
    */
-  conditionalWrites?: 'auto' | 'native' | 'claim';
+  conditionalWrites?: 'auto' | 'native' | 'settle';
   /** Multipart part size in bytes (minimum 5 MiB). @default 16 MiB */
   partSize?: number;
   /** Parts uploaded at once. @default 4 */
@@ -299,6 +300,6 @@ export class S3Storage implements ObjectStorage {
 export async function openS3Storage(params: S3StorageParams): Promise<S3Storage> {
   const storage = new S3Storage(params);
   const mode = params.conditionalWrites ?? 'auto';
-  storage.conditionalWrites = mode === 'native' ? true : mode === 'claim' ? false : await storage.probeConditionalWrites();
+  storage.conditionalWrites = mode === 'native' ? true : mode === 'settle' ? false : await storage.probeConditionalWrites();
   return storage;
 }
