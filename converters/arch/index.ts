@@ -9,11 +9,12 @@ import { densenet } from './densenet.js';
 import { efficientnet } from './efficientnet.js';
 import { mobilenetV2, mobilenetV3 } from './mobilenet.js';
 import { resnet } from './resnet.js';
+import { templates } from './templates.js';
 import type { ArchBuilder, Detected } from './types.js';
 import { vgg } from './vgg.js';
 
-/** Every builder, in detection order. */
-export const BUILDERS: readonly ArchBuilder[] = [resnet, densenet, vgg, convnext, efficientnet, mobilenetV2, mobilenetV3];
+/** Every builder, in detection order; an exact template match is taken before the others are tried. */
+export const BUILDERS: readonly ArchBuilder[] = [templates, resnet, densenet, vgg, convnext, efficientnet, mobilenetV2, mobilenetV3];
 
 /** Every architecture name a builder knows (torchvision names). */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = BUILDERS.flatMap((b) => b.architectures);
@@ -50,6 +51,7 @@ export function recognise(sd: StateDict, arch?: string): Recognised {
   for (const builder of BUILDERS) {
     const normal = builder.normalize?.(sd) ?? sd;
     const detected = builder.detect(normal);
+    if (detected && builder === templates) return { sd: normal, builder, detected };
     if (detected) found.push({ sd: normal, builder, detected });
   }
   if (found.length === 0) {

@@ -34,6 +34,8 @@ export interface Detected {
   headFits3d: boolean;
   /** BatchNorm epsilon where the architecture sets one (EfficientNet-B5..B7: 1e-3). */
   bnEps?: number;
+  /** What the network answers. @default 'classification' */
+  task?: 'classification' | 'segmentation';
 }
 
 /** Options of a build. */

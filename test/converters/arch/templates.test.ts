@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { recognise } from '../../../converters/arch/index.js';
+import { loadTemplate, signature, signatureLines, templateIndex, type TemplateEntry } from '../../../converters/arch/templates.js';
+import { convert } from '../../../converters/convert.js';
+import { readCheckpointFile } from '../../../converters/formats/index.js';
+import { countTrainable, type StateDict, type Tensor } from '../../../converters/tensor.js';
+import { detTensor, fixture } from '../../helpers.js';
+import { assertMatchesGolden, runGraph } from '../goldens/goldens.js';
+
+interface Case {
+  input2d: number[];
+  output2d: number[];
+  seed: number;
+  input3d?: number[];
+  output3d?: number[];
+}
+
+const CASES = JSON.parse(readFileSync(fixture('templates', 'cases.json'), 'utf8')) as Record<string, Case>;
+const OUTPUTS = (await readCheckpointFile(fixture('templates', 'outputs.safetensors'))).tensors;
+
+function entry(name: string): TemplateEntry {
+  const e = templateIndex().templates.find((t) => t.name === name);
+  assert.ok(e, `template ${name}`);
+  return e;
+}
+
+/**
+ * The state dict of tools/templates/export_templates.py's `template_weights`: key number j in
+ * sorted order gets det_tensor seed 1000 + j, scaled by sqrt(3 / fan_in) for weights of two or
+ * more axes, 0.1 for biases and running means, 1 + 0.25 u for 1-D weights and running variances.
+ */
+function templateWeights(e: TemplateEntry): StateDict {
+  const specs = loadTemplate(e).tensors;
+  const keys = specs.map((s) => s.name).sort();
+  const sd: StateDict = new Map();
+  for (const spec of specs) {
+    const shape = spec.shape as number[];
+    const seed = 1000 + keys.indexOf(spec.name);
+    let data: Float32Array;
+    if (shape.length >= 2 && spec.name.endsWith('weight')) data = detTensor(shape, seed, Math.sqrt(3 / shape.slice(1).reduce((a, b) => a * b, 1)));
+    else if (spec.name.endsWith('running_var') || spec.name.endsWith('weight')) data = detTensor(shape, seed, 0.25).map((v) => Math.fround(v + 1));
+    else data = detTensor(shape, seed, 0.1);
+    sd.set(spec.name, { dtype: 'F32', shape, data });
+  }
+  return sd;
+}
+
+/** The keys and shapes of a template with no data: enough to recognise, never to run. */
+function shapesOnly(e: TemplateEntry): StateDict {
+  return new Map(loadTemplate(e).tensors.map((s): [string, Tensor] => [s.name, { dtype: 'F32', shape: s.shape as number[], data: new Float32Array(0) }]));
+}
+
+test('every template agrees with its index entry: keys, shapes, stem, classifier, BatchNorm kept apart from the convolutions', () => {
+  const index = templateIndex();
+  assert.ok(index.templates.length >= 30, `${index.templates.length} templates`);
+  for (const e of index.templates) {
+    const { graph, tensors } = loadTemplate(e);
+    const shapes = new Map(tensors.map((s) => [s.name, s.shape as number[]]));
+    assert.equal(tensors.length, e.keys, `${e.name}: tensor count`);
+    assert.equal(signature(signatureLines(shapes, e.classifier)), e.signature, `${e.name}: signature`);
+    assert.ok(shapes.has(e.stem), `${e.name}: stem ${e.stem}`);
+    if (e.classifier) assert.ok(shapes.has(e.classifier.weight), `${e.name}: classifier ${e.classifier.weight}`);
+    assert.equal(graph.inputs.length, 1, `${e.name}: one input`);
+    assert.deepEqual(graph.initializers.size, 0, `${e.name}: weightless`);
+    const bn = graph.nodes.filter((n) => n.op === 'BatchNormalization').length;
+    const bnTensors = tensors.filter((s) => s.name.endsWith('running_var')).length;
+    assert.equal(bn, bnTensors, `${e.name}: one BatchNormalization node per BatchNorm`);
+  }
+});
+
+test('a state dict is recognised as exactly its template, with or without num_batches_tracked and auxiliary heads', () => {
+  for (const e of templateIndex().templates) {
+    const sd = shapesOnly(e);
+    assert.equal(recognise(sd).detected.arch, e.name, e.name);
+    for (const k of [...sd.keys()]) {
+      if (k.endsWith('.running_mean')) sd.set(k.replace(/running_mean$/, 'num_batches_tracked'), { dtype: 'I64', shape: [], data: new BigInt64Array(1) });
+    }
+    for (const aux of e.auxiliary) sd.set(`${aux}conv.weight`, { dtype: 'F32', shape: [8, 4, 1, 1], data: new Float32Array(32) });
+    const r = recognise(sd);
+    assert.equal(r.detected.arch, e.name, `${e.name} with buffers and auxiliary heads`);
+    assert.equal(r.detected.family, e.family);
+    assert.equal(r.detected.task, e.task);
+  }
+});
+
+test('near misses are refused: a changed shape names the tensor, an extra or a missing key is not that template', () => {
+  const e = entry('mnasnet0_5');
+  const sd = shapesOnly(e);
+  const key = 'layers.0.weight';
+  sd.set(key, { dtype: 'F32', shape: [17, 3, 3, 3], data: new Float32Array(0) });
+  assert.throws(() => recognise(sd), (err: Error) => /keys of mnasnet/.test(err.message) && err.message.includes(key) && (err as { code?: string }).code === 'CONVERSION_FAILED');
+
+  const extra = shapesOnly(e);
+  extra.set('layers.99.weight', { dtype: 'F32', shape: [1], data: new Float32Array(0) });
+  assert.throws(() => recognise(extra), /cannot tell the architecture/);
+
+  const missing = shapesOnly(e);
+  missing.delete('layers.1.weight');
+  assert.throws(() => recognise(missing), /cannot tell the architecture/);
+
+  const stray = shapesOnly(e);
+  stray.set('nothing.num_batches_tracked', { dtype: 'I64', shape: [], data: new BigInt64Array(1) });
+  assert.throws(() => recognise(stray), /cannot tell the architecture/);
+
+  const classes = shapesOnly(entry('regnet_y_400mf'));
+  classes.set('fc.weight', { dtype: 'F32', shape: [10, 440], data: new Float32Array(0) });
+  classes.set('fc.bias', { dtype: 'F32', shape: [10], data: new Float32Array(0) });
+  assert.equal(recognise(classes).detected.arch, 'regnet_y_400mf', 'a classifier of another number of classes');
+  assert.equal(recognise(classes, 'regnet_y_400mf').detected.arch, 'regnet_y_400mf', '--arch');
+  assert.throws(() => recognise(classes, 'regnet_y_800mf'), /keys of regnet_y_800mf but not its shapes|does not have the keys/);
+});
+
+for (const [name, c] of Object.entries(CASES)) {
+  test(`${name}: the filled template equals torchvision in 2D${c.input3d ? ', and its ACS conversion equals the PyTorch reference in 3D' : ''} (rtol 1e-4)`, async () => {
+    const e = entry(name);
+    const sd = templateWeights(e);
+    const r = recognise(sd);
+    assert.equal(r.detected.arch, name);
+    const built = r.builder.build(r.sd, r.detected, { features: false });
+    const x2 = detTensor(c.input2d, c.seed);
+    assertMatchesGolden(await runGraph(built.graph, x2, c.input2d), { data: OUTPUTS.get(`${name}/2d`)!.data as Float32Array, shape: c.output2d }, `${name} 2D`);
+    if (!c.input3d) return;
+    const result = convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs' });
+    assert.equal(result.card.architecture.arch, name);
+    assert.equal(result.card.parameters.converted, countTrainable(sd), `${name}: ACS keeps the 2D parameter count`);
+    assertMatchesGolden(await runGraph(result.graph, detTensor(c.input3d, c.seed), c.input3d), { data: OUTPUTS.get(`${name}/3d`)!.data as Float32Array, shape: c.output3d! }, `${name} 3D`);
+  });
+}
+
+test('heads of template networks: features, a new number of classes, another number of input channels', async () => {
+  const x = detTensor([1, 1, 20, 24, 28], 3);
+  for (const name of ['squeezenet1_1', 'regnet_x_400mf']) {
+    const sd = templateWeights(entry(name));
+    const features = convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs', head: 'features', inChannels: 1 });
+    const dim = name === 'squeezenet1_1' ? 512 : 400;
+    assert.deepEqual((await runGraph(features.graph, x, [1, 1, 20, 24, 28])).dims, [1, dim], `${name} features`);
+    const ten = convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs', head: 10, inChannels: 1 });
+    assert.deepEqual((await runGraph(ten.graph, x, [1, 1, 20, 24, 28])).dims, [1, 10], `${name} head 10`);
+    assert.equal(ten.card.output.size, 10);
+  }
+  const googlenet = templateWeights(entry('googlenet'));
+  assert.throws(() => convert({ kind: 'state-dict', tensors: googlenet }, { mode: 'acs', inChannels: 1 }), (err: Error) => /transform_input/.test(err.message) && (err as { code?: string }).code === 'UNSUPPORTED');
+  const lraspp = shapesOnly(entry('lraspp_mobilenet_v3_large'));
+  assert.throws(() => convert({ kind: 'state-dict', tensors: lraspp }, { mode: 'acs', head: 'features' }), (err: Error) => /segmentation network/.test(err.message) && (err as { code?: string }).code === 'UNSUPPORTED');
+});
+
+test('a template conversion stays within conversionOutputBytes', () => {
+  const sd = templateWeights(entry('mnasnet0_5'));
+  assert.throws(
+    () => convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs' }, { budgets: { conversionOutputBytes: 1_000_000 } }),
+    (err: Error) => (err as { code?: string }).code === 'LIMIT_EXCEEDED' && /conversionOutputBytes|CONVERSION_OUTPUT/i.test(err.message),
+  );
+});
