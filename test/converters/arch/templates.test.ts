@@ -1,56 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { recognise } from '../../../converters/arch/index.js';
-import { loadTemplate, signature, signatureLines, templateIndex, type TemplateEntry } from '../../../converters/arch/templates.js';
+import { loadTemplate, signature, signatureLines, templateIndex } from '../../../converters/arch/templates.js';
 import { convert } from '../../../converters/convert.js';
-import { readCheckpointFile } from '../../../converters/formats/index.js';
-import { countTrainable, type StateDict, type Tensor } from '../../../converters/tensor.js';
-import { detTensor, fixture } from '../../helpers.js';
-import { assertMatchesGolden, runGraph } from '../goldens/goldens.js';
-
-interface Case {
-  input2d: number[];
-  output2d: number[];
-  seed: number;
-  input3d?: number[];
-  output3d?: number[];
-}
-
-const CASES = JSON.parse(readFileSync(fixture('templates', 'cases.json'), 'utf8')) as Record<string, Case>;
-const OUTPUTS = (await readCheckpointFile(fixture('templates', 'outputs.safetensors'))).tensors;
-
-function entry(name: string): TemplateEntry {
-  const e = templateIndex().templates.find((t) => t.name === name);
-  assert.ok(e, `template ${name}`);
-  return e;
-}
-
-/**
- * The state dict of tools/templates/export_templates.py's `template_weights`: key number j in
- * sorted order gets det_tensor seed 1000 + j, scaled by sqrt(3 / fan_in) for weights of two or
- * more axes, 0.1 for biases and running means, 1 + 0.25 u for 1-D weights and running variances.
- */
-function templateWeights(e: TemplateEntry): StateDict {
-  const specs = loadTemplate(e).tensors;
-  const keys = specs.map((s) => s.name).sort();
-  const sd: StateDict = new Map();
-  for (const spec of specs) {
-    const shape = spec.shape as number[];
-    const seed = 1000 + keys.indexOf(spec.name);
-    let data: Float32Array;
-    if (shape.length >= 2 && spec.name.endsWith('weight')) data = detTensor(shape, seed, Math.sqrt(3 / shape.slice(1).reduce((a, b) => a * b, 1)));
-    else if (spec.name.endsWith('running_var') || spec.name.endsWith('weight')) data = detTensor(shape, seed, 0.25).map((v) => Math.fround(v + 1));
-    else data = detTensor(shape, seed, 0.1);
-    sd.set(spec.name, { dtype: 'F32', shape, data });
-  }
-  return sd;
-}
-
-/** The keys and shapes of a template with no data: enough to recognise, never to run. */
-function shapesOnly(e: TemplateEntry): StateDict {
-  return new Map(loadTemplate(e).tensors.map((s): [string, Tensor] => [s.name, { dtype: 'F32', shape: s.shape as number[], data: new Float32Array(0) }]));
-}
+import { detTensor } from '../../helpers.js';
+import { runGraph } from '../goldens/goldens.js';
+import { shapesOnly, templateEntry as entry, templateWeights } from './template-weights.js';
 
 test('every template agrees with its index entry: keys, shapes, stem, classifier, BatchNorm kept apart from the convolutions', () => {
   const index = templateIndex();
@@ -111,23 +66,6 @@ test('near misses are refused: a changed shape names the tensor, an extra or a m
   assert.equal(recognise(classes, 'regnet_y_400mf').detected.arch, 'regnet_y_400mf', '--arch');
   assert.throws(() => recognise(classes, 'regnet_y_800mf'), /keys of regnet_y_800mf but not its shapes|does not have the keys/);
 });
-
-for (const [name, c] of Object.entries(CASES)) {
-  test(`${name}: the filled template equals torchvision in 2D${c.input3d ? ', and its ACS conversion equals the PyTorch reference in 3D' : ''} (rtol 1e-4)`, async () => {
-    const e = entry(name);
-    const sd = templateWeights(e);
-    const r = recognise(sd);
-    assert.equal(r.detected.arch, name);
-    const built = r.builder.build(r.sd, r.detected, { features: false });
-    const x2 = detTensor(c.input2d, c.seed);
-    assertMatchesGolden(await runGraph(built.graph, x2, c.input2d), { data: OUTPUTS.get(`${name}/2d`)!.data as Float32Array, shape: c.output2d }, `${name} 2D`);
-    if (!c.input3d) return;
-    const result = convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs' });
-    assert.equal(result.card.architecture.arch, name);
-    assert.equal(result.card.parameters.converted, countTrainable(sd), `${name}: ACS keeps the 2D parameter count`);
-    assertMatchesGolden(await runGraph(result.graph, detTensor(c.input3d, c.seed), c.input3d), { data: OUTPUTS.get(`${name}/3d`)!.data as Float32Array, shape: c.output3d! }, `${name} 3D`);
-  });
-}
 
 test('heads of template networks: features, a new number of classes, another number of input channels', async () => {
   const x = detTensor([1, 1, 20, 24, 28], 3);
