@@ -66,15 +66,15 @@ def s(name, ctor, stem, aux=True):
                 kwargs=dict(weights_backbone=None, **(dict(aux_loss=True) if aux else {})))
 
 
-# headInit: the nearest of converters/arch/types.ts's HeadInit to the architecture's own init.
+# headInit: the architecture's own init of its classifier (converters/arch/types.ts's HeadInit).
 TEMPLATES = [
     c('squeezenet1_0', 'squeezenet', tvm.squeezenet1_0, 'classifier.1', 'features.0.weight', 'normal-0.01'),
     c('squeezenet1_1', 'squeezenet', tvm.squeezenet1_1, 'classifier.1', 'features.0.weight', 'normal-0.01'),
-    c('googlenet', 'googlenet', tvm.googlenet, 'fc', 'conv1.conv.weight', 'torch-linear', aux=('aux1.', 'aux2.'),
+    c('googlenet', 'googlenet', tvm.googlenet, 'fc', 'conv1.conv.weight', 'trunc-normal-0.01', aux=('aux1.', 'aux2.'),
       aux_logits=True, transform_input=True, init_weights=False),
-    c('inception_v3', 'inception', tvm.inception_v3, 'fc', 'Conv2d_1a_3x3.conv.weight', 'torch-linear', aux=('AuxLogits.',),
+    c('inception_v3', 'inception', tvm.inception_v3, 'fc', 'Conv2d_1a_3x3.conv.weight', 'trunc-normal-0.1', aux=('AuxLogits.',),
       aux_logits=True, transform_input=True, init_weights=False),
-    *[c(n, 'mnasnet', getattr(tvm, n), 'classifier.1', 'layers.0.weight', 'torch-linear-zero-bias')
+    *[c(n, 'mnasnet', getattr(tvm, n), 'classifier.1', 'layers.0.weight', 'kaiming-uniform-fan-out')
       for n in ('mnasnet0_5', 'mnasnet0_75', 'mnasnet1_0', 'mnasnet1_3')],
     *[c(n, 'shufflenet_v2', getattr(tvm, n), 'fc', 'conv1.0.weight', 'torch-linear')
       for n in ('shufflenet_v2_x0_5', 'shufflenet_v2_x1_0', 'shufflenet_v2_x1_5', 'shufflenet_v2_x2_0')],

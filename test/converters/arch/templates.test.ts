@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { recognise } from '../../../converters/arch/index.js';
 import { loadTemplate, signature, signatureLines, templateIndex } from '../../../converters/arch/templates.js';
 import { convert } from '../../../converters/convert.js';
+import { initHead } from '../../../converters/modes/head.js';
 import { detTensor } from '../../helpers.js';
 import { runGraph } from '../goldens/goldens.js';
 import { shapesOnly, templateEntry as entry, templateWeights } from './template-weights.js';
@@ -82,6 +83,22 @@ test('heads of template networks: features, a new number of classes, another num
   assert.throws(() => convert({ kind: 'state-dict', tensors: googlenet }, { mode: 'acs', inChannels: 1 }), (err: Error) => /transform_input/.test(err.message) && (err as { code?: string }).code === 'UNSUPPORTED');
   const lraspp = shapesOnly(entry('lraspp_mobilenet_v3_large'));
   assert.throws(() => convert({ kind: 'state-dict', tensors: lraspp }, { mode: 'acs', head: 'features' }), (err: Error) => /segmentation network/.test(err.message) && (err as { code?: string }).code === 'UNSUPPORTED');
+});
+
+test("a new head is initialised as the architecture's own code does: GoogLeNet, Inception-v3, MNASNet", () => {
+  const std = (a: Float32Array): number => Math.sqrt(a.reduce((x, v) => x + v * v, 0) / a.length);
+  const googlenet = convert({ kind: 'state-dict', tensors: templateWeights(entry('googlenet')) }, { mode: 'acs', head: 10, seed: 3 });
+  const w = googlenet.stateDict.get('fc.weight')!.data as Float32Array;
+  const b = googlenet.stateDict.get('fc.bias')!.data as Float32Array;
+  assert.ok(Math.abs(std(w) - 0.01) < 0.001, `GoogLeNet fc.weight std ${std(w)}`);
+  assert.ok(b.every((v) => Math.abs(v) <= 1 / 32) && b.some((v) => v !== 0), 'GoogLeNet fc.bias: nn.Linear default');
+  const inception = initHead(entry('inception_v3').headInit!, 100, 2048, 1);
+  assert.ok(Math.abs(std(inception.weight.data as Float32Array) - 0.1) < 0.005, 'Inception-v3: trunc normal 0.1');
+  const mnasnet = convert({ kind: 'state-dict', tensors: templateWeights(entry('mnasnet0_5')) }, { mode: 'acs', head: 10, seed: 3 });
+  const mw = mnasnet.stateDict.get('classifier.1.weight')!.data as Float32Array;
+  const bound = Math.sqrt(3 / 10);
+  assert.ok(mw.every((v) => Math.abs(v) <= bound) && mw.some((v) => Math.abs(v) > 0.9 * bound), 'MNASNet: uniform(+-sqrt(3/classes))');
+  assert.ok((mnasnet.stateDict.get('classifier.1.bias')!.data as Float32Array).every((v) => v === 0), 'MNASNet: zero bias');
 });
 
 test('a template conversion stays within conversionOutputBytes', () => {
