@@ -86,6 +86,7 @@ function readKeys(sd: StateDict, entry: TemplateEntry): Map<string, readonly num
       continue;
     }
     out.set(k, t.shape);
+    if (out.size > entry.keys) return undefined;
   }
   return out;
 }

@@ -4,6 +4,7 @@ import { recognise } from '../../../converters/arch/index.js';
 import { loadTemplate, signature, signatureLines, templateIndex } from '../../../converters/arch/templates.js';
 import { convert } from '../../../converters/convert.js';
 import { initHead } from '../../../converters/modes/head.js';
+import type { StateDict } from '../../../converters/tensor.js';
 import { detTensor } from '../../helpers.js';
 import { runGraph } from '../goldens/goldens.js';
 import { shapesOnly, templateEntry as entry, templateWeights } from './template-weights.js';
@@ -59,6 +60,15 @@ test('near misses are refused: a changed shape names the tensor, an extra or a m
   const stray = shapesOnly(e);
   stray.set('nothing.num_batches_tracked', { dtype: 'I64', shape: [], data: new BigInt64Array(1) });
   assert.throws(() => recognise(stray), /cannot tell the architecture/);
+
+  const wrongType = templateWeights(e);
+  wrongType.set('classifier.1.bias', { dtype: 'I64', shape: [1000], data: new BigInt64Array(1000) });
+  assert.throws(() => convert({ kind: 'state-dict', tensors: wrongType }, { mode: 'acs' }), (err: Error) => /classifier\.1\.bias.*I64/.test(err.message) && (err as { code?: string }).code === 'CONVERSION_FAILED');
+
+  // many keys: each template stops reading once the state dict has more tensors than it reads
+  const many: StateDict = new Map();
+  for (let i = 0; i < 200_000; i++) many.set(`aux1.x${i}.running_mean`, { dtype: 'F32', shape: [1], data: new Float32Array(0) });
+  assert.throws(() => recognise(many), /cannot tell the architecture of this state dict \(200000 tensors/);
 
   const classes = shapesOnly(entry('regnet_y_400mf'));
   classes.set('fc.weight', { dtype: 'F32', shape: [10, 440], data: new Float32Array(0) });
