@@ -2,10 +2,11 @@
  * model.py, the PyTorch source of a converted network, checked by PyTorch itself (Debian's
  * python3-torch, one python3 process for the whole file, tools/model_py/check_model_py.py):
  * for every golden family and mode, and five networks from architecture templates, it loads
- * model.pth with strict=True, has the converted parameter count, computes what model.onnx computes in onnxruntime (rtol 1e-4) at a size
- * whose sides share no factor, passes gradients to every parameter, updates BatchNorm's
- * statistics in train(), and traces with torch.jit.trace; the 300 single-conv goldens match
- * the PyTorch reference; and SGD on a synthetic 3D task lowers the loss.
+ * model.pth with strict=True, has the converted parameter count, computes what model.onnx
+ * computes in onnxruntime (rtol 1e-4) at a size whose sides share no factor, passes gradients to
+ * every parameter, updates BatchNorm's statistics in train(), and traces with torch.jit.trace;
+ * the 300 single-conv goldens match the PyTorch reference; and SGD on a synthetic 3D task lowers
+ * the loss.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
