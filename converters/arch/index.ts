@@ -9,7 +9,7 @@ import { densenet } from './densenet.js';
 import { efficientnet } from './efficientnet.js';
 import { mobilenetV2, mobilenetV3 } from './mobilenet.js';
 import { resnet } from './resnet.js';
-import { templates } from './templates.js';
+import { templateIndex, templates } from './templates.js';
 import type { ArchBuilder, Detected } from './types.js';
 import { vgg } from './vgg.js';
 
@@ -19,9 +19,10 @@ export const BUILDERS: readonly ArchBuilder[] = [templates, resnet, densenet, vg
 /** Every architecture name a builder knows (torchvision names). */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = BUILDERS.flatMap((b) => b.architectures);
 
-/** The builder of an architecture or family name, if any. */
+/** The builder of an architecture or family name (`regnet_y_400mf`, `regnet`), if any. */
 export function builderFor(arch: string): ArchBuilder | undefined {
-  return BUILDERS.find((b) => b.family === arch || b.architectures.includes(arch));
+  const builder = BUILDERS.find((b) => b.family === arch || b.architectures.includes(arch));
+  return builder ?? (templateIndex().templates.some((e) => e.family === arch) ? templates : undefined);
 }
 
 /** A state dict with legacy keys renamed, its builder and what the builder recognised. */

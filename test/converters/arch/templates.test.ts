@@ -75,6 +75,8 @@ test('near misses are refused: a changed shape names the tensor, an extra or a m
   classes.set('fc.bias', { dtype: 'F32', shape: [10], data: new Float32Array(0) });
   assert.equal(recognise(classes).detected.arch, 'regnet_y_400mf', 'a classifier of another number of classes');
   assert.equal(recognise(classes, 'regnet_y_400mf').detected.arch, 'regnet_y_400mf', '--arch');
+  assert.equal(recognise(classes, 'regnet').detected.arch, 'regnet_y_400mf', '--arch with the family');
+  assert.throws(() => recognise(classes, 'mnasnet'), /does not have the keys of a mnasnet/);
   assert.throws(() => recognise(classes, 'regnet_y_800mf'), /keys of regnet_y_800mf but not its shapes|does not have the keys/);
 });
 
