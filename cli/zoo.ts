@@ -26,6 +26,9 @@ function describe(m: CatalogueEntry): string {
   if (m.params) lines.push(`  parameters     ${m.params.toLocaleString('en-US')}`);
   const acc = m.metrics?.['imagenet-1k'];
   if (acc) lines.push(`  imagenet-1k    acc@1 ${acc['acc@1']}, acc@5 ${acc['acc@5']}`);
+  const voc = m.metrics?.['coco-val2017-voc-labels'];
+  if (voc) lines.push(`  coco-voc       mIoU ${voc['miou']}, pixel acc ${voc['pixel_acc']} (COCO val2017, VOC labels)`);
+  if (m.task === 'segmentation') lines.push('  task           segmentation (per-voxel logits once converted)');
   if (m.domain) lines.push(`  domain         ${m.domain}`);
   if (m.note) lines.push(`  note           ${m.note}`);
   return lines.join('\n');

@@ -71,6 +71,8 @@ export interface CatalogueEntry {
   readonly family: string;
   /** Architecture id for the builder (`KNOWN_ARCHITECTURES`). */
   readonly arch: Architecture;
+  /** What the network answers: class logits (N, K), or per-pixel logits (N, K, H, W). @default 'classification' */
+  readonly task?: 'classification' | 'segmentation';
   readonly title: string;
   readonly source: ModelSource;
   /** The exact public location, with the default base URL of its source. */
@@ -209,6 +211,8 @@ function checkEntry(raw: unknown, index: number, labelSets: ReadonlySet<string>)
   c.string(raw, 'family', /^[a-z0-9_]+$/);
   const arch = c.string(raw, 'arch');
   if (!isKnownArchitecture(arch)) c.fail('arch', `'${arch}' is not one of KNOWN_ARCHITECTURES`);
+  const task = raw['task'];
+  if (task !== undefined && task !== 'classification' && task !== 'segmentation') c.fail('task', `must be classification or segmentation, got ${JSON.stringify(task)}`);
   c.string(raw, 'title');
   checkSource(c, raw);
   c.string(raw, 'url', /^https:\/\/\S+$/);
@@ -234,7 +238,7 @@ function checkEntry(raw: unknown, index: number, labelSets: ReadonlySet<string>)
 }
 
 /** The label sets shipped under zoo/labels. */
-export const LABEL_SETS: ReadonlySet<string> = new Set(['imagenet-1k']);
+export const LABEL_SETS: ReadonlySet<string> = new Set(['imagenet-1k', 'coco-voc-21']);
 
 /**
  * Validate a parsed catalogue document: every entry against the schema, ids and aliases unique.

@@ -9,18 +9,20 @@ import { densenet } from './densenet.js';
 import { efficientnet } from './efficientnet.js';
 import { mobilenetV2, mobilenetV3 } from './mobilenet.js';
 import { resnet } from './resnet.js';
+import { templateIndex, templates } from './templates.js';
 import type { ArchBuilder, Detected } from './types.js';
 import { vgg } from './vgg.js';
 
-/** Every builder, in detection order. */
-export const BUILDERS: readonly ArchBuilder[] = [resnet, densenet, vgg, convnext, efficientnet, mobilenetV2, mobilenetV3];
+/** Every builder, in detection order; an exact template match is taken before the others are tried. */
+export const BUILDERS: readonly ArchBuilder[] = [templates, resnet, densenet, vgg, convnext, efficientnet, mobilenetV2, mobilenetV3];
 
 /** Every architecture name a builder knows (torchvision names). */
 export const SUPPORTED_ARCHITECTURES: readonly string[] = BUILDERS.flatMap((b) => b.architectures);
 
-/** The builder of an architecture or family name, if any. */
+/** The builder of an architecture or family name (`regnet_y_400mf`, `regnet`), if any. */
 export function builderFor(arch: string): ArchBuilder | undefined {
-  return BUILDERS.find((b) => b.family === arch || b.architectures.includes(arch));
+  const builder = BUILDERS.find((b) => b.family === arch || b.architectures.includes(arch));
+  return builder ?? (templateIndex().templates.some((e) => e.family === arch) ? templates : undefined);
 }
 
 /** A state dict with legacy keys renamed, its builder and what the builder recognised. */
@@ -50,6 +52,7 @@ export function recognise(sd: StateDict, arch?: string): Recognised {
   for (const builder of BUILDERS) {
     const normal = builder.normalize?.(sd) ?? sd;
     const detected = builder.detect(normal);
+    if (detected && builder === templates) return { sd: normal, builder, detected };
     if (detected) found.push({ sd: normal, builder, detected });
   }
   if (found.length === 0) {

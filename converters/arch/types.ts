@@ -13,7 +13,13 @@ export type HeadInit =
   /** uniform(+-1/sqrt(out_features)) weights, zero bias (EfficientNet). */
   | 'uniform-out'
   /** nn.Linear's default weights, zero bias (DenseNet). */
-  | 'torch-linear-zero-bias';
+  | 'torch-linear-zero-bias'
+  /** truncated normal(0, 0.01) weights (cut at +-2), nn.Linear's default bias (GoogLeNet). */
+  | 'trunc-normal-0.01'
+  /** truncated normal(0, 0.1) weights (cut at +-2), nn.Linear's default bias (Inception-v3). */
+  | 'trunc-normal-0.1'
+  /** kaiming_uniform(mode='fan_out', nonlinearity='sigmoid'): uniform(+-sqrt(3/out_features)) weights, zero bias (MNASNet). */
+  | 'kaiming-uniform-fan-out';
 
 /** What a builder knows about a state dict it recognised. */
 export interface Detected {
@@ -34,6 +40,8 @@ export interface Detected {
   headFits3d: boolean;
   /** BatchNorm epsilon where the architecture sets one (EfficientNet-B5..B7: 1e-3). */
   bnEps?: number;
+  /** What the network answers. @default 'classification' */
+  task?: 'classification' | 'segmentation';
 }
 
 /** Options of a build. */

@@ -42,12 +42,20 @@ export function initHead(init: HeadInit, classes: number, features: number, seed
       for (let i = 0; i < w.length; i++) w[i] = 0.01 * normal(rand);
       break;
     case 'trunc-normal-0.02':
+    case 'trunc-normal-0.01':
+    case 'trunc-normal-0.1': {
+      const std = init === 'trunc-normal-0.02' ? 0.02 : init === 'trunc-normal-0.01' ? 0.01 : 0.1;
       for (let i = 0; i < w.length; i++) {
         let v: number;
-        do v = 0.02 * normal(rand);
+        do v = std * normal(rand);
         while (Math.abs(v) > 2);
         w[i] = v;
       }
+      if (init !== 'trunc-normal-0.02') for (let i = 0; i < b.length; i++) b[i] = uniform(fanIn);
+      break;
+    }
+    case 'kaiming-uniform-fan-out':
+      for (let i = 0; i < w.length; i++) w[i] = uniform(Math.sqrt(3 / classes));
       break;
     case 'uniform-out':
       for (let i = 0; i < w.length; i++) w[i] = uniform(1 / Math.sqrt(classes));

@@ -489,6 +489,11 @@ export interface components {
             aliases?: string[];
             family: string;
             arch: string;
+            /**
+             * @description Class logits (N, K), or per-voxel logits (N, K, D, H, W) once converted.
+             * @enum {string}
+             */
+            task?: "classification" | "segmentation";
             title: string;
             /** @enum {string} */
             source: "torchvision" | "huggingface" | "github" | "url";

@@ -16,6 +16,7 @@ function summary(m: CatalogueEntry): Record<string, unknown> {
     aliases: m.aliases ?? [],
     family: m.family,
     arch: m.arch,
+    task: m.task ?? 'classification',
     title: m.title,
     source: m.source.type,
     url: m.url,

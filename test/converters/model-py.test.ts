@@ -1,11 +1,12 @@
 /**
  * model.py, the PyTorch source of a converted network, checked by PyTorch itself (Debian's
  * python3-torch, one python3 process for the whole file, tools/model_py/check_model_py.py):
- * for every golden family and mode it loads model.pth with strict=True, has the converted
- * parameter count, computes what model.onnx computes in onnxruntime (rtol 1e-4) at a size
- * whose sides share no factor, passes gradients to every parameter, updates BatchNorm's
- * statistics in train(), and traces with torch.jit.trace; the 300 single-conv goldens match
- * the PyTorch reference; and SGD on a synthetic 3D task lowers the loss.
+ * for every golden family and mode, and five networks from architecture templates, it loads
+ * model.pth with strict=True, has the converted parameter count, computes what model.onnx
+ * computes in onnxruntime (rtol 1e-4) at a size whose sides share no factor, passes gradients to
+ * every parameter, updates BatchNorm's statistics in train(), and traces with torch.jit.trace;
+ * the 300 single-conv goldens match the PyTorch reference; and SGD on a synthetic 3D task lowers
+ * the loss.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -23,6 +24,7 @@ import { generateModelPy } from '../../converters/model-py/generate-model-py.js'
 import { encodeOutput } from '../../converters/outputs.js';
 import type { StateDict, Tensor } from '../../converters/tensor.js';
 import { cli, detTensor, fixture, ROOT, tempDir } from '../helpers.js';
+import { templateEntry, templateWeights } from './arch/template-weights.js';
 import { FAMILIES, loadFamily, loadOutputs, runGraph } from './goldens/goldens.js';
 
 const exec = promisify(execFile);
@@ -264,6 +266,30 @@ async function operatorCases(dir: string): Promise<CheckCase[]> {
   return cases;
 }
 
+/** Networks from architecture templates (converters/arch/templates), filled by template_weights. */
+async function templateCases(dir: string): Promise<CheckCase[]> {
+  const cases: CheckCase[] = [];
+  for (const name of ['squeezenet1_1', 'googlenet', 'mnasnet0_5', 'shufflenet_v2_x0_5', 'regnet_y_400mf']) {
+    const result = convert({ kind: 'state-dict', tensors: templateWeights(templateEntry(name)) }, { mode: 'acs' });
+    const size = smallestSize(result);
+    const shape = [2, 3, ...size];
+    const input = detTensor(shape, 13);
+    const expected = await runGraph(result.graph, input, shape);
+    const at = join(dir, 'templates', name);
+    await writeCase(at, result, input, expected.data);
+    cases.push({
+      name: `templates/${name} (acs) at ${size.join('x')}`,
+      model: join(at, 'model.py'),
+      weights: join(at, 'model.pth'),
+      input: { file: join(at, 'input.f32'), shape },
+      expected: { file: join(at, 'expected.f32'), shape: expected.dims },
+      param_count: result.card.parameters.converted,
+      checks: name === 'googlenet' ? ['train', 'trace'] : ['train'],
+    });
+  }
+  return cases;
+}
+
 /** model.py and model.pth written by `acs-hub convert --out` (the format follows the extension). */
 async function cliCase(dir: string): Promise<CheckCase> {
   const at = join(dir, 'cli');
@@ -319,7 +345,7 @@ test('model.py of every golden family and mode is the converted network in PyTor
   const train = { model: join(trainDir, 'model.py'), weights: join(trainDir, 'model.pth'), shape: [8, 1, 16, 16, 16], classes: 2, steps: 20, lr: 0.01 };
   const first = check(dir, 'layers', layers, train);
   first.catch(() => undefined);
-  const families = [...(await familyCases(dir)), ...(await operatorCases(dir)), await cliCase(dir)];
+  const families = [...(await familyCases(dir)), ...(await operatorCases(dir)), ...(await templateCases(dir)), await cliCase(dir)];
   const [a, b] = await Promise.all([first, check(dir, 'families', families)]);
   const cases = [...layers, ...families];
   const results = [...a.cases, ...b.cases];

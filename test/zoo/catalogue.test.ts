@@ -45,6 +45,31 @@ test('catalogue: the required models are there, with their exact public files', 
   assert.ok(listModels(real, {}).some((m) => m.domain === 'radiology'));
 });
 
+test('catalogue: torchvision segmentation weights with their COCO-VOC labels and metrics, and the classifiers the templates convert', async () => {
+  const seg: Record<string, [string, number, number]> = {
+    fcn_resnet50: ['fcn_resnet50_coco-1167a1af.pth', 60.5, 91.4],
+    fcn_resnet101: ['fcn_resnet101_coco-7ecb50ca.pth', 63.7, 91.9],
+    deeplabv3_resnet50: ['deeplabv3_resnet50_coco-cd0a2569.pth', 66.4, 92.4],
+    deeplabv3_resnet101: ['deeplabv3_resnet101_coco-586e9e4e.pth', 67.4, 92.4],
+    deeplabv3_mobilenet_v3_large: ['deeplabv3_mobilenet_v3_large-fc3c493d.pth', 60.3, 91.2],
+    lraspp_mobilenet_v3_large: ['lraspp_mobilenet_v3_large-d234d4ea.pth', 57.9, 91.2],
+  };
+  for (const [arch, [file, miou, pixelAcc]] of Object.entries(seg)) {
+    const m = findModel(real, `torchvision/${arch}`);
+    assert.equal(m.url, `https://download.pytorch.org/models/${file}`, arch);
+    assert.equal(m.task, 'segmentation', arch);
+    assert.deepEqual(m.metrics?.['coco-val2017-voc-labels'], { miou, pixel_acc: pixelAcc }, arch);
+    const labels = await loadLabels(m);
+    assert.equal(labels.length, 21, arch);
+    assert.deepEqual([labels[0], labels[15], labels[20]], ['__background__', 'person', 'tvmonitor'], arch);
+  }
+  const archs = new Set<string>(real.models.map((m) => m.arch));
+  const classifiers = ['squeezenet1_0', 'squeezenet1_1', 'googlenet', 'inception_v3', 'mnasnet0_5', 'mnasnet0_75', 'mnasnet1_0', 'mnasnet1_3', 'shufflenet_v2_x0_5', 'shufflenet_v2_x1_0', 'shufflenet_v2_x1_5', 'shufflenet_v2_x2_0', 'regnet_x_400mf', 'regnet_x_32gf', 'regnet_y_400mf', 'regnet_y_128gf', 'efficientnet_v2_s', 'efficientnet_v2_m', 'efficientnet_v2_l'];
+  for (const a of classifiers) assert.ok(archs.has(a), a);
+  assert.equal(findModel(real, 'torchvision/googlenet').url, 'https://download.pytorch.org/models/googlenet-1378be20.pth');
+  assert.equal(findModel(real, 'torchvision/squeezenet1_1').task, 'classification');
+});
+
 test('catalogue: each url is the source under the default base URL; torchvision names carry a hash prefix', () => {
   for (const m of [...real.models, ...fixture.models]) {
     assert.equal(sourceUrl(m.source), m.url, m.id);
@@ -77,6 +102,7 @@ test('catalogue: schema violations name the entry and the field', async () => {
   bad((m) => (m['source'] = { type: 'ftp' }), /source: 'type' must be one of/);
   bad((m) => ((m['preprocessing'] as Record<string, unknown>)['mean'] = [0.5]), /'mean' must be 3/);
   bad((m) => (m['labels'] = 'imagenet-22k'), /unknown label set/);
+  bad((m) => (m['task'] = 'detection'), /'task' must be classification or segmentation/);
   bad((m) => (m['id'] = doc.models[1]!['id']), /appears twice/);
   bad((m) => delete m['licence'], /'licence'/);
   assert.throws(() => validateCatalogue({ version: 2, models: [] }), CatalogueError);

@@ -27,6 +27,10 @@ test('cli zoo: show resolves aliases and prints the labels with --json', async (
   const e = JSON.parse(r.stdout) as { url: string; labels: string[] };
   assert.equal(e.url, 'https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth');
   assert.equal(e.labels.length, 1000);
+  r = await cli(['zoo', 'show', 'torchvision/deeplabv3_resnet50']);
+  assert.match(r.stdout, /deeplabv3_resnet50_coco-cd0a2569\.pth/);
+  assert.match(r.stdout, /mIoU 66\.4, pixel acc 92\.4/);
+  assert.match(r.stdout, /task +segmentation/);
   r = await cli(['zoo', 'show', 'torchvision/resnet51']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /unknown zoo model 'torchvision\/resnet51' \(did you mean/);

@@ -2,7 +2,7 @@
 """Write the torchvision entries of zoo/catalogue.json from the installed torchvision.
 
 Each torchvision weights enum carries the public file (`.url`), the parameter count and
-ImageNet accuracy (`.meta`) and the evaluation transforms (`.transforms`: resize, crop, mean,
+ImageNet accuracy or COCO-VOC mIoU and pixel accuracy (`.meta`) and the evaluation transforms (`.transforms`: resize, crop, mean,
 std, interpolation): the source of truth for those entries. Entries of other sources (the
 Hugging Face Hub, GitHub releases) are kept as they are in the file. Needs Debian's
 python3-torchvision:
@@ -14,6 +14,7 @@ import pathlib
 import re
 
 import torchvision.models as tvm
+import torchvision.models.segmentation as seg
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "zoo" / "catalogue.json"
@@ -53,7 +54,49 @@ MODELS = [
     ("mobilenet", "mobilenet_v2", tvm.MobileNet_V2_Weights),
     ("mobilenet", "mobilenet_v3_small", tvm.MobileNet_V3_Small_Weights),
     ("mobilenet", "mobilenet_v3_large", tvm.MobileNet_V3_Large_Weights),
+    # converted through the architecture templates (converters/arch/templates)
+    ("squeezenet", "squeezenet1_0", tvm.SqueezeNet1_0_Weights),
+    ("squeezenet", "squeezenet1_1", tvm.SqueezeNet1_1_Weights),
+    ("googlenet", "googlenet", tvm.GoogLeNet_Weights),
+    ("inception", "inception_v3", tvm.Inception_V3_Weights),
+    ("mnasnet", "mnasnet0_5", tvm.MNASNet0_5_Weights),
+    ("mnasnet", "mnasnet0_75", tvm.MNASNet0_75_Weights),
+    ("mnasnet", "mnasnet1_0", tvm.MNASNet1_0_Weights),
+    ("mnasnet", "mnasnet1_3", tvm.MNASNet1_3_Weights),
+    ("shufflenet_v2", "shufflenet_v2_x0_5", tvm.ShuffleNet_V2_X0_5_Weights),
+    ("shufflenet_v2", "shufflenet_v2_x1_0", tvm.ShuffleNet_V2_X1_0_Weights),
+    ("shufflenet_v2", "shufflenet_v2_x1_5", tvm.ShuffleNet_V2_X1_5_Weights),
+    ("shufflenet_v2", "shufflenet_v2_x2_0", tvm.ShuffleNet_V2_X2_0_Weights),
+    ("regnet", "regnet_x_400mf", tvm.RegNet_X_400MF_Weights),
+    ("regnet", "regnet_x_800mf", tvm.RegNet_X_800MF_Weights),
+    ("regnet", "regnet_x_1_6gf", tvm.RegNet_X_1_6GF_Weights),
+    ("regnet", "regnet_x_3_2gf", tvm.RegNet_X_3_2GF_Weights),
+    ("regnet", "regnet_x_8gf", tvm.RegNet_X_8GF_Weights),
+    ("regnet", "regnet_x_16gf", tvm.RegNet_X_16GF_Weights),
+    ("regnet", "regnet_x_32gf", tvm.RegNet_X_32GF_Weights),
+    ("regnet", "regnet_y_400mf", tvm.RegNet_Y_400MF_Weights),
+    ("regnet", "regnet_y_800mf", tvm.RegNet_Y_800MF_Weights),
+    ("regnet", "regnet_y_1_6gf", tvm.RegNet_Y_1_6GF_Weights),
+    ("regnet", "regnet_y_3_2gf", tvm.RegNet_Y_3_2GF_Weights),
+    ("regnet", "regnet_y_8gf", tvm.RegNet_Y_8GF_Weights),
+    ("regnet", "regnet_y_16gf", tvm.RegNet_Y_16GF_Weights),
+    ("regnet", "regnet_y_32gf", tvm.RegNet_Y_32GF_Weights),
+    ("regnet", "regnet_y_128gf", tvm.RegNet_Y_128GF_Weights),
+    ("efficientnet_v2", "efficientnet_v2_s", tvm.EfficientNet_V2_S_Weights),
+    ("efficientnet_v2", "efficientnet_v2_m", tvm.EfficientNet_V2_M_Weights),
+    ("efficientnet_v2", "efficientnet_v2_l", tvm.EfficientNet_V2_L_Weights),
+    # segmentation (COCO val2017, the 20 VOC categories and background)
+    ("fcn", "fcn_resnet50", seg.FCN_ResNet50_Weights),
+    ("fcn", "fcn_resnet101", seg.FCN_ResNet101_Weights),
+    ("deeplabv3", "deeplabv3_resnet50", seg.DeepLabV3_ResNet50_Weights),
+    ("deeplabv3", "deeplabv3_resnet101", seg.DeepLabV3_ResNet101_Weights),
+    ("deeplabv3", "deeplabv3_mobilenet_v3_large", seg.DeepLabV3_MobileNet_V3_Large_Weights),
+    ("lraspp", "lraspp_mobilenet_v3_large", seg.LRASPP_MobileNet_V3_Large_Weights),
 ]
+
+# Label sets shipped under zoo/labels, by the weights' category list.
+VOC_LABELS = "coco-voc-21"
+LABELS_DIR = ROOT / "zoo" / "labels"
 
 # Weights that only make sense with their own head (VGG-16 features without a classifier).
 SKIP = {("vgg16", "IMAGENET1K_FEATURES")}
@@ -84,7 +127,22 @@ def entry(family, arch, weights):
         file = RENAMED[file]
     t = weights.transforms()
     meta = weights.meta
-    metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
+    segmentation = "COCO-val2017-VOC-labels" in meta.get("_metrics", {})
+    if segmentation:
+        m = meta["_metrics"]["COCO-val2017-VOC-labels"]
+        metrics = {"coco-val2017-voc-labels": {"miou": m["miou"], "pixel_acc": m["pixel_acc"]}}
+        # the evaluation resizes the shorter side to 520 and does not crop
+        size = {"inputSize": t.resize_size[0], "resizeSize": t.resize_size[0]}
+        labels = VOC_LABELS
+        assert meta["categories"] == json.loads((LABELS_DIR / f"{VOC_LABELS}.json").read_text(encoding="utf-8")), arch
+        licence_note = LICENCE_NOTE.replace("ImageNet-1k", "COCO and ImageNet-1k")
+    else:
+        m = meta["_metrics"]["ImageNet-1K"]
+        metrics = {"imagenet-1k": {"acc@1": m["acc@1"], "acc@5": m["acc@5"]}}
+        size = {"inputSize": t.crop_size[0], "resizeSize": t.resize_size[0]}
+        labels = "imagenet-1k"
+        assert len(meta["categories"]) == 1000
+        licence_note = LICENCE_NOTE
     is_default = type(weights).DEFAULT == weights
     out = {
         "id": f"torchvision/{arch}.{weights.name.lower()}",
@@ -94,33 +152,40 @@ def entry(family, arch, weights):
     out.update({
         "family": family,
         "arch": arch,
+        "task": "segmentation" if segmentation else "classification",
         "title": f"{arch} ({weights.name})",
         "source": {"type": "torchvision", "file": file},
         "url": BASE + file,
         "format": "pth",
         "licence": "BSD-3-Clause",
-        "licenceNote": LICENCE_NOTE,
+        "licenceNote": licence_note,
         "params": meta["num_params"],
-        "metrics": {"imagenet-1k": {"acc@1": metrics["acc@1"], "acc@5": metrics["acc@5"]}},
+        "metrics": metrics,
         "preprocessing": {
             "inChannels": 3,
-            "inputSize": t.crop_size[0],
-            "resizeSize": t.resize_size[0],
+            **size,
             "mean": list(t.mean),
             "std": list(t.std),
             "interpolation": t.interpolation.value,
         },
-        "labels": "imagenet-1k",
+        "labels": labels,
         "recipe": meta["recipe"],
     })
-    assert len(meta["categories"]) == 1000
     if note:
         out["note"] = note
     assert re.search(r"-([a-f0-9]+)\.", file), file
     return out
 
 
+def write_voc_labels():
+    """zoo/labels/coco-voc-21.json: the categories of torchvision's segmentation weights."""
+    categories = seg.FCN_ResNet50_Weights.DEFAULT.meta["categories"]
+    assert len(categories) == 21 and categories[0] == "__background__"
+    (LABELS_DIR / f"{VOC_LABELS}.json").write_text(json.dumps(categories, indent=0) + "\n", encoding="utf-8")
+
+
 def main():
+    write_voc_labels()
     existing = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {"version": 1, "models": []}
     others = [m for m in existing["models"] if m["source"]["type"] != "torchvision"]
     models = []
