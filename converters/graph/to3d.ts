@@ -105,6 +105,12 @@ const UNARY = new Set([
   'Round', 'Sign', 'Not', 'Cast', 'ThresholdedRelu', 'Shrink', 'IsNaN',
 ]);
 
+/** Probe sizes (H, W) of the 2D shape inference, larger ones tried when a network refuses the first. */
+const DEFAULT_PROBES: [number, number][][] = [
+  [[64, 96], [96, 128]],
+  [[256, 384], [384, 512]],
+];
+
 /** Convert a 2D graph to 3D. */
 export function convertGraphTo3d(g2: Graph, opts: To3dOptions): To3dResult {
   return new Converter(g2, opts).run();
@@ -218,10 +224,16 @@ class Converter {
     const c = typeof shape[1] === 'number' ? shape[1] : 3;
     // Batch sizes and spatial sizes that no downsampling chain makes equal to each other, so
     // that a dimension following N, H or W is told apart by value.
-    const probes: [number, number][] = staticHW ? [[shape[2] as number, shape[3] as number]] : (this.opts.probes ?? [[64, 96], [96, 128]]);
-    probes.forEach(([h, w], i) => {
-      const n = staticN ? (shape[0] as number) : [13, 17][i] ?? 13 + 4 * i;
-      this.probes.push(inferShapes(this.g2, { [input.name]: [n, c, h, w] }));
+    const sets: [number, number][][] = staticHW ? [[[shape[2] as number, shape[3] as number]]] : this.opts.probes ? [this.opts.probes] : DEFAULT_PROBES;
+    sets.forEach((probes, attempt) => {
+      if (this.probes.length > 0) return;
+      try {
+        const facts = probes.map(([h, w], i) => inferShapes(this.g2, { [input.name]: [staticN ? (shape[0] as number) : [13, 17][i] ?? 13 + 4 * i, c, h, w] }));
+        this.probes.push(...facts);
+      } catch (err) {
+        // A network whose smallest input is larger than the first probes (Inception-v3: 75).
+        if (!(err instanceof ConversionError && /too small for the|gives an empty output/.test(err.message)) || attempt === sets.length - 1) throw err;
+      }
     });
   }
 
