@@ -4,8 +4,9 @@
  * for every golden family and mode it loads model.pth with strict=True, has the converted
  * parameter count, computes what model.onnx computes in onnxruntime (rtol 1e-4) at a size
  * whose sides share no factor, passes gradients to every parameter, updates BatchNorm's
- * statistics in train(), and traces with torch.jit.trace; the 300 single-conv goldens match
- * the PyTorch reference; and SGD on a synthetic 3D task lowers the loss.
+ * statistics in train(), and traces with torch.jit.trace; so do the transposed and non-square
+ * goldens (a U-Net with ConvTranspose, an Inception block) in every mode; the 300 single-conv
+ * goldens match the PyTorch reference; and SGD on a synthetic 3D task lowers the loss.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

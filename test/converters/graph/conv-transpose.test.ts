@@ -164,6 +164,16 @@ test('hostile transposed convs: malformed settings are refused by name, an infla
   refuse(() => transposeGraph(4, 6, base, 1, { group: A.int(3) }), /does not fit 4 input channels in 3 groups/);
   // A stride that makes a size past what a tensor can hold fails in the shape inference.
   refuse(() => transposeGraph(4, 6, base, 1, { strides: A.ints([2 ** 52, 2 ** 52]) }), /its output would have shape/);
+  // Depth: 60 stride-2 up-convolutions in a row double the size past what a tensor can hold.
+  const deep = (): Graph => {
+    const sd: StateDict = new Map([['up.weight', { dtype: 'F32', shape: [2, 2, 2, 2], data: new Float32Array(16).fill(0.25) }]]);
+    const b = new GraphBuilder(sd, 'deep');
+    let x = b.input('input', ['N', 2, 'H', 'W']);
+    for (let i = 0; i < 60; i++) x = b.op('ConvTranspose', [x, b.weight('up.weight')], { kernel_shape: A.ints([2, 2]), strides: A.ints([2, 2]) }, `up${i}`);
+    b.output(x, 'output');
+    return b.build();
+  };
+  refuse(deep, /^node 'up\d+' \(ConvTranspose\): its output would have shape/);
   // Amplification: i3d stacks a 1x4096 kernel 4096 times along W; the output budget refuses it first.
   const wide = (): Graph => {
     const shape = [8, 8, 1, 4096];
