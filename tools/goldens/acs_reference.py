@@ -7,6 +7,9 @@ rather than from the reference `acsconv` package.
   TypeScript tests regenerate them instead of reading stored tensors.
 - `acs_conv`, `mean_acs_conv`, `soft_acs_conv`, `conv2_5d`, `conv_i3d`: the conv modes.
 - `ConvertedConv`: a Conv2d turned into one of those modes (the module a converted model holds).
+- `ConvertedConvNS`, `ConvertedConvTranspose`: the same for (kh, kw) kernels and for
+  ConvTranspose2d (converters/SPEC-acs.md sections 15 and 14; `view_conv_ns`,
+  `view_conv_transpose`).
 - `convert`: deep-copies a 2D model, swaps its layers for 3D ones and replaces the forward
   functions that compute with 2D-only functional calls (DenseNet, MobileNetV2, ShuffleNetV2,
   ConvNeXt) by versions that work for 2 or 3 spatial dimensions.

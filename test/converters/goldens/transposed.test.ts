@@ -59,6 +59,11 @@ for (const [name, net] of Object.entries(nets)) {
         }
         const result = convert({ kind: 'onnx', graph }, { mode: c.mode!, axis: c.axis });
         assertMatchesGolden(await runGraph(result.graph, input, c.input.shape), expected, `${name}/${c.name}`);
+        if (c.mode === 'acs') {
+          // Views as 2D convolutions over the folded collapsed axis: the kernels' two extents as they are.
+          const folded = convert({ kind: 'onnx', graph }, { mode: 'acs', lowering: 'fold2d' });
+          assertMatchesGolden(await runGraph(folded.graph, input, c.input.shape), expected, `${name}/${c.name} (fold2d)`);
+        }
         const sp = specializeViews(result.graph, { [result.graph.inputs[0]!.name]: c.input.shape });
         assertMatchesGolden(await runGraph(sp.graph, input, c.input.shape), expected, `${name}/${c.name} (specialised)`);
         assertStateDict(result.stateDict, c.state_dict!, `${name}/${c.name}`);
