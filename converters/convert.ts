@@ -191,7 +191,8 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
   const softWCore = new Map<string, Float32Array>();
   const { graph: graph3d, convs } = convertGraphTo3d(graph2d, { mode, axis, splits, softWCore, fuse, lowering });
   const convWeights = new Set(convs.map((c) => c.weightName).filter((k) => sd.has(k)));
-  const stateDict = convertStateDict(sd, convWeights, mode, axis);
+  const transposed = new Map(convs.filter((c) => c.transposed).map((c) => [c.weightName, { groups: c.outChannels / (sd.get(c.weightName)?.shape[1] ?? c.outChannels) }]));
+  const stateDict = convertStateDict(sd, convWeights, mode, axis, transposed);
 
   const inputInfo = graph3d.inputs[0]!;
   const channels = typeof inputInfo.shape?.[1] === 'number' ? inputInfo.shape[1] : 3;
@@ -340,9 +341,11 @@ function countMacs(graph: Graph, convs: ConvRecord[], shape: number[]): { conver
   for (const n of graph.nodes) {
     const out = facts.get(n.outputs[0]!);
     if (!out) continue;
-    if (n.op === 'Conv') {
+    if (n.op === 'Conv' || n.op === 'ConvTranspose') {
       const w = facts.get(n.inputs[1]!)!.shape;
-      const macs = out.shape.reduce((a, b) => a * b, 1) * w.slice(1).reduce((a, b) => a * b, 1);
+      // A transposed conv multiplies every input element by its row of the kernel.
+      const driver = n.op === 'Conv' ? out : facts.get(n.inputs[0]!)!;
+      const macs = driver.shape.reduce((a, b) => a * b, 1) * w.slice(1).reduce((a, b) => a * b, 1);
       total += macs;
       convTotal += macs;
     } else if (n.op === 'Gemm' || n.op === 'MatMul') {
@@ -354,8 +357,15 @@ function countMacs(graph: Graph, convs: ConvRecord[], shape: number[]): { conver
   for (const c of convs) {
     const out = facts.get(c.output);
     if (!out) continue;
+    if (c.transposed) {
+      // Input elements times their kernel rows: (Cout/g) * dense kernel per input channel.
+      const xin = facts.get(c.input ?? '');
+      if (!xin) continue;
+      dense += xin.shape.reduce((a, b) => a * b, 1) * (c.outChannels / (xin.shape[1]! / c.inPerGroup)) * c.kernel3;
+      continue;
+    }
     const vol = out.shape.slice(2).reduce((a, b) => a * b, 1) * out.shape[0]!;
-    dense += vol * c.outChannels * c.inPerGroup * c.k ** 3;
+    dense += vol * c.outChannels * c.inPerGroup * c.kernel3;
   }
   const outputShape = facts.get(graph.outputs[0]!.name)?.shape;
   return { converted: total, dense: total - convTotal + dense, outputShape };

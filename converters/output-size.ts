@@ -94,7 +94,7 @@ function onnxBytes(graph: Graph, mode: ConvMode, text: number): number {
   for (const [k, v] of Object.entries(graph.metadata)) n += 16 + textBytes(k) + textBytes(v);
   for (const v of [...graph.inputs, ...graph.outputs]) n += 256 + 2 * textBytes(v.name);
   // A constant read other than as a kernel may be kept once under its own name.
-  const kept = new Set(graph.nodes.flatMap((node) => node.inputs.filter((x, i) => node.op !== 'Conv' || i !== 1)));
+  const kept = new Set(graph.nodes.flatMap((node) => node.inputs.filter((x, i) => !isConvOp(node) || i !== 1)));
   for (const [k, c] of consts) if (kept.has(k)) n += TENSOR_OVERHEAD + textBytes(k) + c.bytes;
   for (const node of graph.nodes) n += nodeBytes(node, consts, mode);
   return n;
@@ -103,11 +103,11 @@ function onnxBytes(graph: Graph, mode: ConvMode, text: number): number {
 function nodeBytes(node: Node, consts: ReturnType<typeof constants>, mode: ConvMode): number {
   const names = 64 + textBytes(node.name) + [...node.inputs, ...node.outputs].reduce((a, x) => a + textBytes(x), 0);
   let n = Object.entries(node.attrs).reduce((a, [k, v]) => a + 2 * (textBytes(k) + attrBytes(v)), 0);
-  const w = node.op === 'Conv' ? consts.get(node.inputs[1] ?? '') : undefined;
+  const w = isConvOp(node) ? consts.get(node.inputs[1] ?? '') : undefined;
   if (w) {
     // Its kernel (folded with a BatchNorm, sliced, inflated or repeated per view), and per
     // output channel: bias parts, a folded bias, soft-ACS weights.
-    const out = w.shape[0] ?? 1;
+    const out = outChannels(node, w.shape);
     return n + CONV_NAME_COPIES * names + 4 * w.numel * kernelCopies(mode, w.shape, node) + 32 * out + 8 * TENSOR_OVERHEAD;
   }
   n += NODE_NAME_COPIES * names + NODE_CONSTANTS;
@@ -123,13 +123,24 @@ function nodeBytes(node: Node, consts: ReturnType<typeof constants>, mode: ConvM
   return n;
 }
 
-function stateDictBytes(sd: StateDict, kernels: ReadonlySet<string>, mode: ConvMode, text: number): number {
+function isConvOp(node: Node): boolean {
+  return node.op === 'Conv' || node.op === 'ConvTranspose';
+}
+
+/** Output channels of a Conv `(O, C/g, kh, kw)` or a ConvTranspose `(C, O/g, kh, kw)`. */
+function outChannels(node: Node, shape: readonly number[]): number {
+  if (node.op !== 'ConvTranspose') return shape[0] ?? 1;
+  const g = node.attrs['group'];
+  return (shape[1] ?? 1) * (g?.type === 'int' ? Math.max(1, g.value) : 1);
+}
+
+function stateDictBytes(sd: StateDict, kernels: ReadonlyMap<string, number>, mode: ConvMode, text: number): number {
   let n = FILE_OVERHEAD + text;
   for (const [k, t] of sd) {
     n += TENSOR_OVERHEAD + textBytes(k, true) + t.data.byteLength;
     if (!kernels.has(k) || t.shape.length !== 4) continue;
     if (mode === 'i3d') n += 4 * t.data.length * kernelCopies(mode, t.shape) - t.data.byteLength;
-    else if (mode === 'soft-acs') n += TENSOR_OVERHEAD + textBytes(`${k}.soft_w_core`, true) + 12 * t.shape[0]!;
+    else if (mode === 'soft-acs') n += TENSOR_OVERHEAD + textBytes(`${k}.soft_w_core`, true) + 12 * kernels.get(k)!;
   }
   return n;
 }
@@ -147,7 +158,11 @@ export interface PredictOutputParams {
 
 /** Predict the bytes of a conversion's outputs (an upper bound; see the module comment). */
 export function predictOutputSizes(p: PredictOutputParams): OutputSizes {
-  const kernels = new Set(p.graph.nodes.filter((n) => n.op === 'Conv' && n.inputs[1] !== undefined).map((n) => n.inputs[1]!));
+  const kernels = new Map<string, number>();
+  for (const n of p.graph.nodes) {
+    const w = n.inputs[1] !== undefined ? p.stateDict.get(n.inputs[1]) ?? p.graph.initializers.get(n.inputs[1]) : undefined;
+    if (isConvOp(n) && w) kernels.set(n.inputs[1]!, Math.max(kernels.get(n.inputs[1]!) ?? 0, outChannels(n, w.shape)));
+  }
   const text = textBytes(p.text ?? '', true);
   const sd = stateDictBytes(p.stateDict, kernels, p.mode, text);
   const onnx = onnxBytes(p.graph, p.mode, text);

@@ -33,11 +33,39 @@ export interface Conv2dSpec {
   weightName: string;
   bias?: Tensor;
   biasName?: string;
+  /** Kernel extent, stride, padding (at both ends) and dilation of the 2D H axis. */
   k: number;
   s: number;
   p: number;
   d: number;
   g: number;
+  /** The same for the 2D W axis, where it differs from H (non-square kernels, section 15). */
+  w?: Partial<AxisSetting>;
+}
+
+/** One axis's convolution setting. */
+export interface AxisSetting {
+  k: number;
+  s: number;
+  p: number;
+  d: number;
+}
+
+/** The settings of the 2D H and W axes of a convolution. */
+export function planeSettings(c: Pick<Conv2dSpec, 'k' | 's' | 'p' | 'd' | 'w'>): [AxisSetting, AxisSetting] {
+  const h = { k: c.k, s: c.s, p: c.p, d: c.d };
+  return [h, { ...h, ...c.w }];
+}
+
+/**
+ * The settings of the three 3D axes for the view whose collapsed (or, for 2.5D, unit; for
+ * i3d, repeat) axis is `axis` (converters/SPEC-acs.md section 15): D takes H's setting, as
+ * pools do; the kernel's first extent lies on D for the coronal and sagittal views, so the
+ * sagittal view's H axis carries the kernel's W extent with W's setting.
+ */
+export function viewSettings(c: Pick<Conv2dSpec, 'k' | 's' | 'p' | 'd' | 'w'>, axis: SpatialAxis): [AxisSetting, AxisSetting, AxisSetting] {
+  const [h, w] = planeSettings(c);
+  return axis === 2 ? [h, w, w] : [h, h, w];
 }
 
 /** Options of the lowering. */
@@ -77,10 +105,18 @@ function kernelSlice(w: Tensor, o0: number, o1: number, axis: SpatialAxis): Tens
   return { dtype: 'F32', shape, data: (w.data as Float32Array).subarray(o0 * per, o1 * per) };
 }
 
-function viewKernel(k: number, axis: SpatialAxis): number[] {
-  const ks = [k, k, k];
-  ks[axis] = 1;
-  return ks;
+/** Kernel, strides, pads and dilations of a view, with the unit extent on `axis`. */
+export function viewAttrs(c: Conv2dSpec, axis: SpatialAxis, collapsedStride: number): { kernel: number[]; strides: number[]; pads: number[]; dilations: number[] } {
+  const set = viewSettings(c, axis);
+  const kernel = set.map((a) => a.k);
+  const strides = set.map((a) => a.s);
+  const pads = set.map((a) => a.p);
+  const dilations = set.map((a) => a.d);
+  kernel[axis] = 1;
+  strides[axis] = collapsedStride;
+  pads[axis] = 0;
+  dilations[axis] = 1;
+  return { kernel, strides, pads: [...pads, ...pads], dilations };
 }
 
 /** Does the collapsed axis of an ACS view read plane `i * s` for every volume size? */
@@ -93,7 +129,7 @@ export function planesAreNatural(k: number, p: number, d: number): boolean {
  * to convolve and the stride left to use on that axis.
  */
 function selectPlanes(em: Emitter, x: string, axis: SpatialAxis, c: Conv2dSpec, hint: string): { x: string; stride: number } {
-  const { k, s, p, d } = c;
+  const { k, s, p, d } = viewSettings(c, axis)[axis];
   if (planesAreNatural(k, p, d)) return { x, stride: s };
   const ax = 2 + axis;
   const shape = em.op('Shape', [x], {}, `${hint}.shape`);
@@ -172,14 +208,8 @@ function acsView(
   if (fold) return foldedView(em, c, axis, sel, out, groups, b, hint, weights, act);
   const w = em.constant(`${c.weightName}/${hint.split('/').pop()}`, kernelSlice(c.weight, out[0], out[1], axis));
   weights.push(w);
-  const strides = [c.s, c.s, c.s];
-  strides[axis] = sel.stride;
-  const pads = [c.p, c.p, c.p, c.p, c.p, c.p];
-  pads[axis] = 0;
-  pads[axis + 3] = 0;
-  const dil = [c.d, c.d, c.d];
-  dil[axis] = 1;
-  const y = conv3d(em, sel.x, w, b, viewKernel(c.k, axis), strides, pads, dil, groups, hint);
+  const v = viewAttrs(c, axis, sel.stride);
+  const y = conv3d(em, sel.x, w, b, v.kernel, v.strides, v.pads, v.dilations, groups, hint);
   return act ? em.op(act.op, [y, ...act.inputs], act.attrs, `${hint}/${act.op.toLowerCase()}`) : y;
 }
 
@@ -206,6 +236,8 @@ function foldedView(
   act: LowerConvOptions['activation'],
 ): string {
   const cin = c.weight.shape[1]! * groups;
+  const [h, wd] = planeSettings(c);
+  const per = c.weight.shape[1]! * h.k * wd.k;
   // The collapsed axis was already subsampled by the plane selection when its stride is 1.
   let x = sel.x;
   if (sel.stride !== 1) {
@@ -218,14 +250,14 @@ function foldedView(
   const w = em.constant(`${c.weightName}/${hint.split('/').pop()}`, {
     dtype: 'F32',
     shape: [out[1] - out[0], ...c.weight.shape.slice(1)],
-    data: (c.weight.data as Float32Array).subarray(out[0] * c.weight.shape[1]! * c.k * c.k, out[1] * c.weight.shape[1]! * c.k * c.k),
+    data: (c.weight.data as Float32Array).subarray(out[0] * per, out[1] * per),
   });
   weights.push(w);
   let y = em.op('Conv', bias ? [flat, w, bias] : [flat, w], {
-    kernel_shape: A.ints([c.k, c.k]),
-    strides: A.ints([c.s, c.s]),
-    pads: A.ints([c.p, c.p, c.p, c.p]),
-    dilations: A.ints([c.d, c.d]),
+    kernel_shape: A.ints([h.k, wd.k]),
+    strides: A.ints([h.s, wd.s]),
+    pads: A.ints([h.p, wd.p, h.p, wd.p]),
+    dilations: A.ints([h.d, wd.d]),
     group: A.int(groups),
   }, hint);
   if (act) y = em.op(act.op, [y, ...act.inputs], act.attrs, `${hint}/${act.op.toLowerCase()}`);
@@ -242,7 +274,8 @@ export function lowerConv(em: Emitter, c: Conv2dSpec, o: LowerConvOptions): Lowe
   const O = c.weight.shape[0]!;
   const weights: string[] = [];
   const base = c.name;
-  if (c.k === 1 && c.p === 0) {
+  const [h, wd] = planeSettings(c);
+  if (h.k === 1 && h.p === 0 && wd.k === 1 && wd.p === 0 && h.s === wd.s) {
     // A 1x1 kernel reads one voxel in every view: every mode is the same 1x1x1 convolution
     // (the ACS parts would concatenate to it; the mean and softmax weights sum to one).
     const w = em.constant(`${c.weightName}/1x1x1`, { dtype: 'F32', shape: [O, c.weight.shape[1]!, 1, 1, 1], data: c.weight.data as Float32Array });
@@ -267,16 +300,17 @@ export function lowerConv(em: Emitter, c: Conv2dSpec, o: LowerConvOptions): Lowe
     case '2.5d': {
       const w = em.constant(`${c.weightName}/2.5d`, kernelSlice(c.weight, 0, O, o.axis));
       weights.push(w);
-      const pads = [c.p, c.p, c.p, c.p, c.p, c.p];
-      pads[o.axis] = 0;
-      pads[o.axis + 3] = 0;
-      const output = conv3d(em, c.x, w, c.biasName, viewKernel(c.k, o.axis), [c.s, c.s, c.s], pads, [c.d, c.d, c.d], c.g, `${base}/2.5d`);
+      const v = viewAttrs(c, o.axis, viewSettings(c, o.axis)[o.axis].s);
+      const dil = viewSettings(c, o.axis).map((a) => a.d);
+      const output = conv3d(em, c.x, w, c.biasName, v.kernel, v.strides, v.pads, dil, c.g, `${base}/2.5d`);
       return { output, weights, activated: false };
     }
     case 'i3d': {
       const w = em.constant(`${c.weightName}/i3d`, inflate(c.weight, o.axis));
       weights.push(w);
-      const output = conv3d(em, c.x, w, c.biasName, [c.k, c.k, c.k], [c.s, c.s, c.s], [c.p, c.p, c.p, c.p, c.p, c.p], [c.d, c.d, c.d], c.g, `${base}/i3d`);
+      const set = viewSettings(c, o.axis);
+      const pads = set.map((a) => a.p);
+      const output = conv3d(em, c.x, w, c.biasName, set.map((a) => a.k), set.map((a) => a.s), [...pads, ...pads], set.map((a) => a.d), c.g, `${base}/i3d`);
       return { output, weights, activated: false };
     }
     case 'mean-acs':
@@ -302,7 +336,7 @@ export function lowerConv(em: Emitter, c: Conv2dSpec, o: LowerConvOptions): Lowe
 }
 
 /** softmax over each row of an (O, 3) matrix, returned as three per-channel columns. */
-function softmaxRows(core: Float32Array, O: number): Float32Array[] {
+export function softmaxRows(core: Float32Array, O: number): Float32Array[] {
   const cols = [new Float32Array(O), new Float32Array(O), new Float32Array(O)];
   for (let o = 0; o < O; o++) {
     const r = [core[o * 3]!, core[o * 3 + 1]!, core[o * 3 + 2]!];
@@ -314,24 +348,30 @@ function softmaxRows(core: Float32Array, O: number): Float32Array[] {
   return cols;
 }
 
-/** The i3d kernel: k copies of the 2D kernel stacked along `axis`, divided by k (float32). */
+/**
+ * The i3d kernel: `t` copies of the 2D kernel (kh, kw) stacked along `axis` and divided by `t`
+ * (float32), where `t` is the extent that axis takes (section 15): kw along W, else kh. For a
+ * square kernel `t = k`. Works for transposed kernels (Cin, Cout/g, kh, kw) alike.
+ */
 export function inflate(w: Tensor, axis: SpatialAxis): Tensor {
-  const [O, I, k, k2] = w.shape as [number, number, number, number];
-  if (k !== k2) throw new ConversionError(`non-square kernel [${w.shape.join(', ')}]`);
+  const [O, I, kh, kw] = w.shape as [number, number, number, number];
+  const t = axis === 2 ? kw : kh;
   const src = w.data as Float32Array;
-  const out = new Float32Array(O * I * k * k * k);
-  const kk = Math.fround(k);
+  const shape3 = [kh, kw];
+  shape3.splice(axis, 0, t);
+  const [e0, e1, e2] = shape3 as [number, number, number];
+  const out = new Float32Array(O * I * e0 * e1 * e2);
+  const tt = Math.fround(t);
   for (let oi = 0; oi < O * I; oi++) {
-    for (let a = 0; a < k; a++) {
-      for (let b = 0; b < k; b++) {
-        const v = Math.fround(src[oi * k * k + a * k + b]! / kk);
-        for (let t = 0; t < k; t++) {
-          const idx = axis === 0 ? [t, a, b] : axis === 1 ? [a, t, b] : [a, b, t];
-          out[oi * k * k * k + idx[0]! * k * k + idx[1]! * k + idx[2]!] = v;
+    for (let a = 0; a < kh; a++) {
+      for (let b = 0; b < kw; b++) {
+        const v = Math.fround(src[oi * kh * kw + a * kw + b]! / tt);
+        for (let r = 0; r < t; r++) {
+          const idx = axis === 0 ? [r, a, b] : axis === 1 ? [a, r, b] : [a, b, r];
+          out[oi * e0 * e1 * e2 + idx[0]! * e1 * e2 + idx[1]! * e2 + idx[2]!] = v;
         }
       }
     }
   }
-  const shape = [O, I, k, k, k];
-  return { dtype: 'F32', shape, data: out };
+  return { dtype: 'F32', shape: [O, I, e0, e1, e2], data: out };
 }

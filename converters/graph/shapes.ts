@@ -195,6 +195,26 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
       if (out.some((v) => v <= 0)) throw new ConversionError(`${where}: input [${x.shape.join(', ')}] is too small for the kernel (output [${out.join(', ')}])`);
       return [{ shape: out, dtype: x.dtype }];
     }
+    case 'ConvTranspose': {
+      const x = x0();
+      const w = need(node, ins, 1);
+      const sp = x.shape.length - 2;
+      const k = attrInts(node, 'kernel_shape', w.shape.slice(2))!;
+      const s = attrInts(node, 'strides', new Array(sp).fill(1))!;
+      const d = attrInts(node, 'dilations', new Array(sp).fill(1))!;
+      const pads = attrInts(node, 'pads', new Array(2 * sp).fill(0))!;
+      const op = attrInts(node, 'output_padding', new Array(sp).fill(0))!;
+      if (attrString(node, 'auto_pad', 'NOTSET') !== 'NOTSET' || node.attrs['output_shape'] !== undefined) {
+        throw new ConversionError(`${where}: auto_pad and output_shape are not supported; export with pads and output_padding`);
+      }
+      if (k.length !== sp || s.length !== sp || d.length !== sp || op.length !== sp || pads.length !== 2 * sp) {
+        throw new ConversionError(`${where}: kernel_shape, strides, dilations, output_padding or pads do not fit ${sp} spatial axes`);
+      }
+      const out = [x.shape[0]!, w.shape[1]! * attrInt(node, 'group', 1)];
+      for (let i = 0; i < sp; i++) out.push((x.shape[2 + i]! - 1) * s[i]! + op[i]! + d[i]! * (k[i]! - 1) + 1 - pads[i]! - pads[i + sp]!);
+      if (out.some((v) => v <= 0)) throw new ConversionError(`${where}: input [${x.shape.join(', ')}] gives an empty output [${out.join(', ')}]`);
+      return [{ shape: out, dtype: x.dtype }];
+    }
     case 'MaxPool':
     case 'AveragePool':
     case 'LpPool': {

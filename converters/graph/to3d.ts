@@ -19,7 +19,8 @@ import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
 import { foldBatchNorm } from './fold.js';
 import { A, attrInt, attrInts, attrString, consumersOf, pruneGraph, topologicalSort, type Attr, type Dim, type Graph, type Node } from './ir.js';
-import { lowerConv, type ConvMode, type SpatialAxis } from './lower-conv.js';
+import { lowerConvTranspose } from './lower-conv-transpose.js';
+import { lowerConv, type Conv2dSpec, type ConvMode, type SpatialAxis } from './lower-conv.js';
 import { inferShapes, type ValueFacts } from './shapes.js';
 
 /** Where a value's spatial axes are: H (which gains D in front of it) and W. */
@@ -55,7 +56,14 @@ export interface ConvRecord {
   output: string;
   outChannels: number;
   inPerGroup: number;
+  /** Kernel extent along H. */
   k: number;
+  /** Elements of the dense 3D kernel (D taking H's extent): k^3 for a square kernel. */
+  kernel3: number;
+  /** A ConvTranspose: `inPerGroup` is then the input channels per group, and `output` grows from the input. */
+  transposed?: boolean;
+  /** The 3D input value of a transposed conv (its multiply-adds follow the input). */
+  input?: string;
 }
 
 /** The 3D graph and what the conversion recorded. */
@@ -96,6 +104,12 @@ const UNARY = new Set([
   'Softsign', 'Mish', 'Exp', 'Log', 'Abs', 'Reciprocal', 'Sin', 'Cos', 'Identity', 'Neg', 'Sqrt', 'Floor', 'Ceil',
   'Round', 'Sign', 'Not', 'Cast', 'ThresholdedRelu', 'Shrink', 'IsNaN',
 ]);
+
+/** Probe sizes (H, W) of the 2D shape inference, larger ones tried when a network refuses the first. */
+const DEFAULT_PROBES: [number, number][][] = [
+  [[64, 96], [96, 128]],
+  [[256, 384], [384, 512]],
+];
 
 /** Convert a 2D graph to 3D. */
 export function convertGraphTo3d(g2: Graph, opts: To3dOptions): To3dResult {
@@ -210,10 +224,16 @@ class Converter {
     const c = typeof shape[1] === 'number' ? shape[1] : 3;
     // Batch sizes and spatial sizes that no downsampling chain makes equal to each other, so
     // that a dimension following N, H or W is told apart by value.
-    const probes: [number, number][] = staticHW ? [[shape[2] as number, shape[3] as number]] : (this.opts.probes ?? [[64, 96], [96, 128]]);
-    probes.forEach(([h, w], i) => {
-      const n = staticN ? (shape[0] as number) : [13, 17][i] ?? 13 + 4 * i;
-      this.probes.push(inferShapes(this.g2, { [input.name]: [n, c, h, w] }));
+    const sets: [number, number][][] = staticHW ? [[[shape[2] as number, shape[3] as number]]] : this.opts.probes ? [this.opts.probes] : DEFAULT_PROBES;
+    sets.forEach((probes, attempt) => {
+      if (this.probes.length > 0) return;
+      try {
+        const facts = probes.map(([h, w], i) => inferShapes(this.g2, { [input.name]: [staticN ? (shape[0] as number) : [13, 17][i] ?? 13 + 4 * i, c, h, w] }));
+        this.probes.push(...facts);
+      } catch (err) {
+        // A network whose smallest input is larger than the first probes (Inception-v3: 75).
+        if (!(err instanceof ConversionError && /too small for the|gives an empty output/.test(err.message)) || attempt === sets.length - 1) throw err;
+      }
     });
   }
 
@@ -333,7 +353,7 @@ class Converter {
       case 'Conv':
         return this.convertConv(node);
       case 'ConvTranspose':
-        return this.fail(node, 'transposed convolutions are not supported');
+        return this.convertConvTranspose(node);
       case 'BatchNormalization':
       case 'InstanceNormalization':
       case 'GroupNormalization':
@@ -490,21 +510,7 @@ class Converter {
     const bName = node.inputs[2];
     const bias = bName ? this.consts.get(bName) : undefined;
     if (bName && !bias) this.fail(node, `bias '${bName}' is not a constant`);
-    const ks = attrInts(node, 'kernel_shape', weight.shape.slice(2))!;
-    const st = attrInts(node, 'strides', [1, 1])!;
-    const dl = attrInts(node, 'dilations', [1, 1])!;
-    let pads = attrInts(node, 'pads', [0, 0, 0, 0])!;
-    const autoPad = attrString(node, 'auto_pad', 'NOTSET');
-    if (autoPad !== 'NOTSET' && autoPad !== 'VALID') {
-      // SAME padding with odd kernels and stride 1 is symmetric; otherwise it depends on the size.
-      if (st.some((s) => s !== 1) || ks.some((k) => k % 2 === 0)) this.fail(node, `auto_pad ${autoPad} with stride or even kernel is not supported`);
-      pads = ks.map((k) => (k - 1) / 2).concat(ks.map((k) => (k - 1) / 2));
-    }
-    if (autoPad === 'VALID') pads = [0, 0, 0, 0];
-    const same = (xs: number[]) => xs.every((v) => v === xs[0]);
-    if (ks[0] !== ks[1] || !same(st) || !same(dl) || !same(pads)) {
-      this.fail(node, `non-square conv (kernel ${ks.join('x')}, strides ${st.join(',')}, dilations ${dl.join(',')}, pads ${pads.join(',')})`);
-    }
+    const plane = this.convPlane(node, weight, false);
     const g = attrInt(node, 'group', 1);
     const key = this.originalWeight.get(wName) ?? wName;
     // An activation that follows the convolution alone is applied to each ACS part before the
@@ -513,7 +519,7 @@ class Converter {
     const act = this.fuseAct && next.length === 1 && isFusableActivation(next[0]!, this.consts) && !this.g2.outputs.some((o) => o.name === node.outputs[0]) ? next[0]! : undefined;
     const lowered = lowerConv(
       this.em,
-      { name: node.name, x: this.v3(x), weight, weightName: key, bias, biasName: bias ? this.input3(bName!) : undefined, k: ks[0]!, s: st[0]!, p: pads[0]!, d: dl[0]!, g },
+      { name: node.name, x: this.v3(x), weight, weightName: key, bias, biasName: bias ? this.input3(bName!) : undefined, ...plane, g },
       {
         mode: this.opts.mode,
         axis: this.axis,
@@ -526,7 +532,78 @@ class Converter {
     this.rename.set(node.outputs[0]!, lowered.output);
     if (act && lowered.activated) this.absorbed.set(act.name, lowered.output);
     this.setOut(node, 0, { h: 2, w: 3 });
-    this.convs.push({ node: node.name, weightName: key, output: lowered.output, outChannels: weight.shape[0]!, inPerGroup: weight.shape[1]!, k: ks[0]! });
+    this.convs.push({ node: node.name, weightName: key, output: lowered.output, outChannels: weight.shape[0]!, inPerGroup: weight.shape[1]!, k: plane.k, kernel3: denseKernel(plane) });
+  }
+
+  /**
+   * The H and W settings of a Conv or ConvTranspose (converters/SPEC-acs.md sections 1 and 15).
+   * Kernels may be non-square; pads must be equal at both ends of an axis, and the H and W
+   * settings must give the same output size at every input size (the sagittal view runs the
+   * kernel's W extent along H, so H and W must grow or shrink alike).
+   */
+  private convPlane(node: Node, weight: Tensor, transposed: boolean): Pick<Conv2dSpec, 'k' | 's' | 'p' | 'd' | 'w'> & { op: [number, number] } {
+    const ks = attrInts(node, 'kernel_shape', weight.shape.slice(2))!;
+    const st = attrInts(node, 'strides', [1, 1])!;
+    const dl = attrInts(node, 'dilations', [1, 1])!;
+    const op = attrInts(node, 'output_padding', [0, 0])!;
+    let pads = attrInts(node, 'pads', [0, 0, 0, 0])!;
+    const autoPad = attrString(node, 'auto_pad', 'NOTSET');
+    if (ks.length !== 2 || st.length !== 2 || dl.length !== 2 || pads.length !== 4 || op.length !== 2) this.fail(node, 'kernel_shape, strides, dilations, pads or output_padding do not fit a 2D convolution');
+    if (ks[0] !== weight.shape[2] || ks[1] !== weight.shape[3]) this.fail(node, `kernel_shape ${ks.join('x')} does not match the weight [${weight.shape.join(', ')}]`);
+    if (transposed && autoPad !== 'NOTSET') this.fail(node, `auto_pad ${autoPad} is not supported for transposed convolutions; export with explicit pads`);
+    if (transposed && node.attrs['output_shape'] !== undefined) this.fail(node, 'output_shape is not supported; export with pads and output_padding');
+    if (autoPad !== 'NOTSET' && autoPad !== 'VALID') {
+      // SAME padding with odd kernels and stride 1 is symmetric; otherwise it depends on the size.
+      if (st.some((s) => s !== 1) || ks.some((k) => k % 2 === 0)) this.fail(node, `auto_pad ${autoPad} with stride or even kernel is not supported`);
+      pads = ks.map((k) => (k - 1) / 2).concat(ks.map((k) => (k - 1) / 2));
+    }
+    if (autoPad === 'VALID') pads = [0, 0, 0, 0];
+    const bad = [...ks, ...st, ...dl].some((v) => !(v >= 1)) || pads.some((v) => !(v >= 0)) || op.some((v, i) => !(v >= 0) || v >= Math.max(st[i]!, dl[i]!));
+    if (bad) {
+      this.fail(node, `kernel ${ks.join('x')}, strides ${st.join(',')}, dilations ${dl.join(',')}, pads ${pads.join(',')}, output_padding ${op.join(',')}: each must be at least 1 (pads and output_padding at least 0, output_padding below the stride or the dilation)`);
+    }
+    const [kh, kw] = ks as [number, number];
+    const [sh, sw] = st as [number, number];
+    const [dh, dw] = dl as [number, number];
+    const [ph, pw, ph1, pw1] = pads as [number, number, number, number];
+    const growth = (k: number, p: number, d: number, o: number) => (transposed ? d * (k - 1) - 2 * p + o : 2 * p - d * (k - 1));
+    if (ph !== ph1 || pw !== pw1 || sh !== sw || growth(kh, ph, dh, op[0]!) !== growth(kw, pw, dw, op[1]!)) {
+      this.fail(
+        node,
+        `non-square conv whose H and W outputs differ in size (kernel ${ks.join('x')}, strides ${st.join(',')}, dilations ${dl.join(',')}, pads ${pads.join(',')}` +
+          `${transposed ? `, output_padding ${op.join(',')}` : ''}): the three ACS views would not line up (converters/SPEC-acs.md section 15)`,
+      );
+    }
+    return { k: kh, s: sh, p: ph, d: dh, w: { k: kw, s: sw, p: pw, d: dw }, op: [op[0]!, op[1]!] };
+  }
+
+  /** A ConvTranspose: converters/SPEC-acs.md section 14. */
+  private convertConvTranspose(node: Node): void {
+    const x = node.inputs[0]!;
+    const l = this.layoutOf(x);
+    if (!l || l.h !== 2 || l.w !== 3) this.fail(node, 'convolution input is not (N, C, H, W)');
+    const wName = node.inputs[1]!;
+    const weight = this.consts.get(wName);
+    if (!weight || weight.shape.length !== 4) this.fail(node, `weight '${wName}' is not a constant 4D kernel`);
+    if (weight.dtype !== 'F32') this.fail(node, `weight '${wName}' is ${weight.dtype}; only float32 networks are converted`);
+    const bName = node.inputs[2];
+    const bias = bName ? this.consts.get(bName) : undefined;
+    if (bName && !bias) this.fail(node, `bias '${bName}' is not a constant`);
+    const plane = this.convPlane(node, weight, true);
+    const g = attrInt(node, 'group', 1);
+    const cin = this.facts(x)[0]?.shape[1];
+    if (!(g >= 1) || weight.shape[0]! % g !== 0 || (cin !== undefined && cin !== weight.shape[0])) {
+      this.fail(node, `weight [${weight.shape.join(', ')}] does not fit ${cin ?? '?'} input channels in ${g} groups (a transposed kernel is (Cin, Cout/g, kh, kw))`);
+    }
+    const lowered = lowerConvTranspose(
+      this.em,
+      { name: node.name, x: this.v3(x), weight, weightName: wName, bias, biasName: bias ? this.input3(bName!) : undefined, ...plane, outputPadding: plane.op, g },
+      { mode: this.opts.mode, axis: this.axis, split: this.opts.splits?.get(wName), softWCore: this.opts.softWCore?.get(wName) },
+    );
+    this.rename.set(node.outputs[0]!, lowered.output);
+    this.setOut(node, 0, { h: 2, w: 3 });
+    const outChannels = weight.shape[1]! * g;
+    this.convs.push({ node: node.name, weightName: wName, output: lowered.output, outChannels, inPerGroup: weight.shape[0]! / g, k: plane.k, kernel3: denseKernel(plane), transposed: true, input: this.v3(x) });
   }
 
   private convertPool(node: Node, l: Layout | null): void {
@@ -836,6 +913,11 @@ class Converter {
 }
 
 const FUSABLE = new Set(['Relu', 'LeakyRelu', 'Sigmoid', 'Tanh', 'HardSigmoid', 'Clip']);
+
+/** Elements of the dense 3D kernel of a conv's plane settings: D takes H's extent. */
+function denseKernel(p: Pick<Conv2dSpec, 'k' | 'w'>): number {
+  return p.k * p.k * (p.w?.k ?? p.k);
+}
 
 function isFusableActivation(n: Node, consts: Map<string, Tensor>): boolean {
   return FUSABLE.has(n.op) && n.inputs.slice(1).every((x) => x === '' || consts.has(x));

@@ -21,7 +21,7 @@ import { convertGraphTo3d, type ConvRecord } from '../graph/to3d.js';
 import type { Split3 } from '../modes/split.js';
 import { isBuffer, type StateDict, type Tensor } from '../tensor.js';
 import { identifier, ModuleTree, Names, pyString, scopePath, valueHint } from './module-tree.js';
-import { CONV_CLASS, pythonLayers } from './python-layers.js';
+import { CONV_CLASS, CONV_TRANSPOSE_CLASS, pythonLayers } from './python-layers.js';
 import { pyFloat, translateOp, type OpContext } from './torch-ops.js';
 
 /** The model.py of a conversion. */
@@ -140,28 +140,60 @@ class Generator implements OpContext {
     const n2 = this.g2.nodes.find((n) => n.name === rec.node)!;
     const weight = this.g2.initializers.get(rec.weightName)!;
     const biasKey = n2.inputs[2] || undefined;
-    const { k, s, p, d, g } = convSettings(n2, weight);
+    const c = convSettings(n2, weight);
     const owns: Record<string, string> = { weight: rec.weightName };
     if (biasKey) owns['bias'] = biasKey;
     if (this.mode === 'soft-acs') owns['soft_w_core'] = `${rec.weightName.replace(/\.weight$/, '')}.soft_w_core`;
-    const ctor = this.convCtor(weight.shape[1]! * g, weight.shape[0]!, k, s, p, d, g, biasKey !== undefined, this.splits[rec.weightName]);
+    const [cin, cout] = rec.transposed ? [weight.shape[0]!, weight.shape[1]! * c.g] : [weight.shape[1]! * c.g, weight.shape[0]!];
+    const split = this.splits[rec.weightName];
+    const ctor = rec.transposed ? this.convTransposeCtor(cin, cout, c, biasKey !== undefined, split) : this.convCtor(cin, cout, c, biasKey !== undefined, split);
     const path = this.module(owns, n2.name, ctor);
     this.line([n2.outputs[0]!], [rec.output], `${this.tree.access(path)}(${this.value(x)})`);
   }
 
-  private convCtor(cin: number, cout: number, k: number, s: number, p: number, d: number, g: number, bias: boolean, split: Split3 | undefined): string {
-    const pointwise = k === 1 && p === 0;
-    const opt = (name: string, v: string | number, dflt: string | number) => (v === dflt ? '' : `, ${name}=${v}`);
-    const tail = `${opt('dilation', d, 1)}${opt('groups', g, 1)}${bias ? '' : ', bias=False'}`;
+  /** The 3D settings of the view with unit (2.5D) or repeat (i3d) axis `this.axis` (converters/SPEC-acs.md section 15). */
+  private axisSettings(c: PlaneConv): { k: number[]; s: number[]; p: number[]; d: number[]; op: number[] } {
+    const h = [c.k[0], c.s[0], c.p[0], c.d[0], c.op[0]];
+    const w = [c.k[1], c.s[1], c.p[1], c.d[1], c.op[1]];
+    const set = this.axis === 2 ? [h, w, w] : [h, h, w];
+    const col = (i: number) => set.map((a) => a[i]!);
+    return { k: col(0), s: col(1), p: col(2), d: col(3), op: col(4) };
+  }
+
+  private convCtor(cin: number, cout: number, c: PlaneConv, bias: boolean, split: Split3 | undefined): string {
+    const pointwise = c.k[0] === 1 && c.k[1] === 1 && c.p[0] === 0 && c.p[1] === 0;
+    const opt = (name: string, v: string, dflt: string) => (v === dflt ? '' : `, ${name}=${v}`);
+    const tail = `${opt('dilation', pyInts(c.d), '1')}${opt('groups', `${c.g}`, '1')}${bias ? '' : ', bias=False'}`;
     const cls = CONV_CLASS[this.mode];
-    if (cls) return `${cls}(${cin}, ${cout}, ${k}${opt('stride', s, 1)}${opt('padding', p, 0)}${tail}${split && !pointwise ? `, split=(${split.join(', ')})` : ''})`;
-    if (this.mode === 'i3d') return `nn.Conv3d(${cin}, ${cout}, ${k}${opt('stride', s, 1)}${opt('padding', p, 0)}${tail})`;
-    const kernel = [k, k, k];
+    if (cls) return `${cls}(${cin}, ${cout}, ${pyInts(c.k)}${opt('stride', pyInts(c.s), '1')}${opt('padding', pyInts(c.p), '0')}${tail}${split && !pointwise ? `, split=(${split.join(', ')})` : ''})`;
+    const a = this.axisSettings(c);
+    const tail3 = `${opt('dilation', pyInts(a.d), '1')}${opt('groups', `${c.g}`, '1')}${bias ? '' : ', bias=False'}`;
+    if (this.mode === 'i3d') return `nn.Conv3d(${cin}, ${cout}, ${pyInts(a.k)}${opt('stride', pyInts(a.s), '1')}${opt('padding', pyInts(a.p), '0')}${tail3})`;
+    const kernel = [...a.k];
     kernel[this.axis] = 1;
-    const pads = [p, p, p];
+    const pads = [...a.p];
     pads[this.axis] = 0;
-    const padding = p === 0 ? '' : `, padding=(${pads.join(', ')})`;
-    return `nn.Conv3d(${cin}, ${cout}, ${pointwise ? 1 : `(${kernel.join(', ')})`}${opt('stride', s, 1)}${padding}${tail})`;
+    const padding = pads.every((v) => v === 0) ? '' : `, padding=(${pads.join(', ')})`;
+    return `nn.Conv3d(${cin}, ${cout}, ${pointwise ? 1 : `(${kernel.join(', ')})`}${opt('stride', pyInts(a.s), '1')}${padding}${tail3})`;
+  }
+
+  private convTransposeCtor(cin: number, cout: number, c: PlaneConv, bias: boolean, split: Split3 | undefined): string {
+    const opt = (name: string, v: string, dflt: string) => (v === dflt ? '' : `, ${name}=${v}`);
+    const tail = `${opt('groups', `${c.g}`, '1')}${bias ? '' : ', bias=False'}`;
+    const cls = CONV_TRANSPOSE_CLASS[this.mode];
+    if (this.mode === 'acs' || this.mode === 'mean-acs' || this.mode === 'soft-acs') {
+      const settings = `${opt('stride', pyInts(c.s), '1')}${opt('padding', pyInts(c.p), '0')}${opt('output_padding', pyInts(c.op), '0')}`;
+      return `${cls}(${cin}, ${cout}, ${pyInts(c.k)}${settings}${tail}${opt('dilation', pyInts(c.d), '1')}${split ? `, split=(${split.join(', ')})` : ''})`;
+    }
+    const a = this.axisSettings(c);
+    if (this.mode === 'i3d') {
+      const settings = `${opt('stride', pyInts(a.s), '1')}${opt('padding', pyInts(a.p), '0')}${opt('output_padding', pyInts(a.op), '0')}`;
+      return `${cls}(${cin}, ${cout}, ${pyInts(a.k)}${settings}${tail}${opt('dilation', pyInts(a.d), '1')})`;
+    }
+    const x = this.axis;
+    const placed = `(${[a.k[x], a.s[x], a.p[x], a.d[x], a.op[x]].join(', ')})`;
+    const unit = (v: number[], u: number) => `(${v.map((e, i) => (i === x ? u : e)).join(', ')})`;
+    return `${cls}(${cin}, ${cout}, ${unit(a.k, 1)}, stride=(${a.s.join(', ')}), padding=${unit(a.p, 0)}, output_padding=${unit(a.op, 0)}${tail}, dilation=${unit(a.d, 1)}, axis=${x}, placed=${placed})`;
   }
 
   // ---------------------------------------------------------------- other layers with parameters
@@ -434,7 +466,7 @@ class Generator implements OpContext {
 
   private file(): string {
     const card = this.result.card;
-    const layers = pythonLayers(this.mode);
+    const layers = pythonLayers(this.mode, this.convs.some((c) => c.transposed));
     const mapped = this.tree.sourceNames.size > 0;
     const out = card.output.kind === 'features' ? `(N, ${card.output.size ?? 'F'}) features` : `(N, ${card.output.size ?? 'K'}) logits`;
     const parts = [
@@ -500,13 +532,36 @@ converters/SPEC-acs.md, sections 1, 5, 8 and 12; the layers below state them.
 }
 
 /** Kernel size, stride, padding, dilation and groups of a square 2D convolution node. */
-function convSettings(node: Node, weight: Tensor): { k: number; s: number; p: number; d: number; g: number } {
+/** A 2D Conv's or ConvTranspose's settings as (H, W) pairs. */
+interface PlaneConv {
+  k: [number, number];
+  s: [number, number];
+  p: [number, number];
+  d: [number, number];
+  op: [number, number];
+  g: number;
+}
+
+function convSettings(node: Node, weight: Tensor): PlaneConv {
   const ks = attrInts(node, 'kernel_shape', weight.shape.slice(2))!;
   let pads = attrInts(node, 'pads', [0, 0, 0, 0])!;
   const autoPad = attrString(node, 'auto_pad', 'NOTSET');
   if (autoPad === 'VALID') pads = [0, 0, 0, 0];
-  else if (autoPad !== 'NOTSET') pads = [0, 0, 0, 0].map(() => (ks[0]! - 1) / 2);
-  return { k: ks[0]!, s: attrInts(node, 'strides', [1, 1])![0]!, p: pads[0]!, d: attrInts(node, 'dilations', [1, 1])![0]!, g: attrInt(node, 'group', 1) };
+  else if (autoPad !== 'NOTSET') pads = [...ks, ...ks].map((k) => (k - 1) / 2);
+  const two = (v: number[]): [number, number] => [v[0]!, v[1]!];
+  return {
+    k: two(ks),
+    s: two(attrInts(node, 'strides', [1, 1])!),
+    p: two(pads),
+    d: two(attrInts(node, 'dilations', [1, 1])!),
+    op: two(attrInts(node, 'output_padding', [0, 0])!),
+    g: attrInt(node, 'group', 1),
+  };
+}
+
+/** A Python setting: one number when all entries agree, else a tuple. */
+function pyInts(v: readonly number[]): string {
+  return v.every((x) => x === v[0]) ? `${v[0]}` : `(${v.join(', ')})`;
 }
 
 function zeros(t: Tensor): string {

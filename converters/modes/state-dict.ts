@@ -7,8 +7,18 @@
 import { inflate, type ConvMode, type SpatialAxis } from '../graph/lower-conv.js';
 import type { StateDict, Tensor } from '../tensor.js';
 
-/** Convert the state dict for a mode; `convWeights` are the keys of the convolution kernels. */
-export function convertStateDict(sd: StateDict, convWeights: ReadonlySet<string>, mode: ConvMode, axis: SpatialAxis): StateDict {
+/**
+ * Convert the state dict for a mode; `convWeights` are the keys of the convolution kernels,
+ * `transposed` those of transposed ones (weight `(Cin, Cout/g, kh, kw)`), whose `soft_w_core`
+ * has one row per OUTPUT channel, `groups` times the kernel's second axis.
+ */
+export function convertStateDict(
+  sd: StateDict,
+  convWeights: ReadonlySet<string>,
+  mode: ConvMode,
+  axis: SpatialAxis,
+  transposed: ReadonlyMap<string, { groups: number }> = new Map(),
+): StateDict {
   if (mode === 'acs' || mode === 'mean-acs') return sd;
   const out: StateDict = new Map();
   const pendingSoft = new Map<string, Tensor>();
@@ -30,7 +40,9 @@ export function convertStateDict(sd: StateDict, convWeights: ReadonlySet<string>
       out.set(key, inflate(t, axis));
     } else {
       out.set(key, t);
-      const core: Tensor = { dtype: 'F32', shape: [t.shape[0]!, 3], data: new Float32Array(t.shape[0]! * 3) };
+      const tr = transposed.get(key);
+      const O = tr ? t.shape[1]! * tr.groups : t.shape[0]!;
+      const core: Tensor = { dtype: 'F32', shape: [O, 3], data: new Float32Array(O * 3) };
       if (sd.has(key.replace(/\.weight$/, '.bias'))) pendingSoft.set(key, core);
       else out.set(soft(key), core);
     }

@@ -5,8 +5,9 @@
  * model.pth with strict=True, has the converted parameter count, computes what model.onnx
  * computes in onnxruntime (rtol 1e-4) at a size whose sides share no factor, passes gradients to
  * every parameter, updates BatchNorm's statistics in train(), and traces with torch.jit.trace;
- * the 300 single-conv goldens match the PyTorch reference; and SGD on a synthetic 3D task lowers
- * the loss.
+ * so do the transposed and non-square goldens (a U-Net with ConvTranspose, an Inception block)
+ * in every mode; the 300 single-conv goldens match the PyTorch reference; and SGD on a
+ * synthetic 3D task lowers the loss.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -114,6 +115,33 @@ async function familyCases(dir: string): Promise<CheckCase[]> {
         expected: { file: join(at, 'expected.f32'), shape: expected.dims },
         param_count: result.card.parameters.converted,
         checks: trace ? ['train', 'trace'] : ['train'],
+      });
+    }
+  }
+  return cases;
+}
+
+/** The transposed and non-square goldens (a U-Net, shifted and cropped transposed convs, an Inception block) in every mode. */
+async function transposedCases(dir: string): Promise<CheckCase[]> {
+  const nets = JSON.parse(await readFile(fixture('goldens', 'transposed', 'golden.json'), 'utf8')) as Record<string, { source: string; cases: { name: string; mode?: Mode; axis?: 'd' | 'h' | 'w'; input: { shape: number[] } }[] }>;
+  const cases: CheckCase[] = [];
+  for (const [net, f] of Object.entries(nets)) {
+    const { source } = await loadSource(fixture('goldens', 'transposed', f.source));
+    for (const c of f.cases.filter((x) => x.mode !== undefined)) {
+      const result = convert(source, { mode: c.mode!, axis: c.axis });
+      const shape = [2, ...c.input.shape.slice(1)];
+      const input = detTensor(shape, 12);
+      const expected = await runGraph(result.graph, input, shape);
+      const at = join(dir, 'transposed', net, c.name);
+      await writeCase(at, result, input, expected.data);
+      cases.push({
+        name: `transposed/${net}/${c.name} at ${shape.slice(2).join('x')}`,
+        model: join(at, 'model.py'),
+        weights: join(at, 'model.pth'),
+        input: { file: join(at, 'input.f32'), shape },
+        expected: { file: join(at, 'expected.f32'), shape: expected.dims },
+        param_count: result.card.parameters.converted,
+        checks: c.name === 'acs' ? ['train', 'trace'] : ['train'],
       });
     }
   }
@@ -345,7 +373,7 @@ test('model.py of every golden family and mode is the converted network in PyTor
   const train = { model: join(trainDir, 'model.py'), weights: join(trainDir, 'model.pth'), shape: [8, 1, 16, 16, 16], classes: 2, steps: 20, lr: 0.01 };
   const first = check(dir, 'layers', layers, train);
   first.catch(() => undefined);
-  const families = [...(await familyCases(dir)), ...(await operatorCases(dir)), ...(await templateCases(dir)), await cliCase(dir)];
+  const families = [...(await familyCases(dir)), ...(await transposedCases(dir)), ...(await operatorCases(dir)), ...(await templateCases(dir)), await cliCase(dir)];
   const [a, b] = await Promise.all([first, check(dir, 'families', families)]);
   const cases = [...layers, ...families];
   const results = [...a.cases, ...b.cases];

@@ -7,6 +7,9 @@ rather than from the reference `acsconv` package.
   TypeScript tests regenerate them instead of reading stored tensors.
 - `acs_conv`, `mean_acs_conv`, `soft_acs_conv`, `conv2_5d`, `conv_i3d`: the conv modes.
 - `ConvertedConv`: a Conv2d turned into one of those modes (the module a converted model holds).
+- `ConvertedConvNS`, `ConvertedConvTranspose`: the same for (kh, kw) kernels and for
+  ConvTranspose2d (converters/SPEC-acs.md sections 15 and 14; `view_conv_ns`,
+  `view_conv_transpose`).
 - `convert`: deep-copies a 2D model, swaps its layers for 3D ones and replaces the forward
   functions that compute with 2D-only functional calls (DenseNet, MobileNetV2, ShuffleNetV2,
   ConvNeXt) by versions that work for 2 or 3 spatial dimensions.
@@ -208,6 +211,175 @@ class ConvertedConv(nn.Module):
 
     def extra_repr(self):
         return f'{self.mode}, weight={tuple(self.weight.shape)}, s={self.s}, p={self.p}, d={self.d}, g={self.g}'
+
+
+# ------------------------------- transposed and non-square convolutions (sections 14, 15)
+
+def pair(v):
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def axis_settings(kernel, stride, padding, dilation, axis):
+    """(k, s, p, d) of the 3D axes D, H, W for the view whose collapsed axis is `axis`: D takes
+    H's setting; the sagittal view lays the kernel's W extent along H, with W's setting."""
+    h = (kernel[0], stride[0], padding[0], dilation[0])
+    w = (kernel[1], stride[1], padding[1], dilation[1])
+    return [h, w, w] if axis == 2 else [h, h, w]
+
+
+def check_sizes_agree(kernel, stride, padding, dilation, output_padding=None):
+    """Section 15: the H and W settings must give the same output size at every input size."""
+    if output_padding is None:
+        grow = [2 * padding[i] - dilation[i] * (kernel[i] - 1) for i in range(2)]
+    else:
+        grow = [dilation[i] * (kernel[i] - 1) - 2 * padding[i] + output_padding[i] for i in range(2)]
+    if stride[0] != stride[1] or grow[0] != grow[1]:
+        raise ValueError(f'H and W outputs differ: kernel {kernel} stride {stride} padding {padding}')
+
+
+def view_conv_ns(x, w2, axis, stride, padding, dilation, g):
+    """A view of a (possibly non-square) Conv2d: the plane rule of section 1.4 on the collapsed
+    axis with that axis's setting, the kernel's two extents on the other two."""
+    st = axis_settings(tuple(w2.shape[2:]), stride, padding, dilation, axis)
+    k, s, p, d = st[axis]
+    xv = take_planes(x, 2 + axis, collapsed_planes(x.shape[2 + axis], k, s, p, d))
+    strides, pads, dils = [a[1] for a in st], [a[2] for a in st], [a[3] for a in st]
+    strides[axis], pads[axis], dils[axis] = 1, 0, 1
+    return F.conv3d(xv, w2.unsqueeze(2 + axis), None, strides, pads, dils, g)
+
+
+def transposed_out_size(n, k, s, p, d, op):
+    return (n - 1) * s - 2 * p + d * (k - 1) + 1 + op
+
+
+def transposed_shift(k, p, d):
+    """Section 14: input plane i of a collapsed axis lands on output plane i*s + shift."""
+    return d * ((k - 1) // 2) - p
+
+
+def view_conv_transpose(x, w2, axis, stride, padding, dilation, output_padding, g):
+    """One view of a ConvTranspose2d, `w2` of shape (Cin, Cout/g, kh, kw): unit kernel extent on
+    `axis`; the other axes as in 2D; along `axis` a stride-s scatter of each input plane to
+    plane i*s + shift, zero elsewhere, so that every axis has the transposed output size."""
+    st = axis_settings(tuple(w2.shape[2:]), stride, padding, dilation, axis)
+    ops = [output_padding[0], output_padding[0], output_padding[1]] if axis != 2 else [output_padding[0], output_padding[1], output_padding[1]]
+    k, s, p, d = st[axis]
+    strides, pads, dils, outp = [a[1] for a in st], [a[2] for a in st], [a[3] for a in st], list(ops)
+    pads[axis], dils[axis], outp[axis] = 0, 1, 0
+    y = F.conv_transpose3d(x, w2.unsqueeze(2 + axis), None, strides, pads, outp, g, dils)
+    n = x.shape[2 + axis]
+    size = transposed_out_size(n, k, s, p, d, ops[axis])
+    shape = list(y.shape)
+    shape[2 + axis] = size
+    out = y.new_zeros(shape)
+    shift = transposed_shift(k, p, d)
+    src = [j for j in range(y.shape[2 + axis]) if 0 <= j + shift < size]
+    if src:
+        out.index_copy_(2 + axis, torch.tensor([j + shift for j in src]), y.index_select(2 + axis, torch.tensor(src)))
+    return out
+
+
+def transposed_parts(w2, in_channels, groups, split=None):
+    """(axis, out_lo, out_hi, in_lo, in_hi, groups, kernel) per part: the split of acs_parts
+    over the OUTPUT channels; the kernel columns (g = 1) or rows (g > 1) of each part."""
+    opg = w2.shape[1]
+    out = []
+    for axis, o0, o1, c0, c1, gg in acs_parts(opg * groups, in_channels, groups, split):
+        kernel = w2[:, o0:o1] if groups == 1 else w2[c0:c1]
+        out.append((axis, o0, o1, c0, c1, gg, kernel))
+    return out
+
+
+class ConvertedConvTranspose(nn.Module):
+    """A ConvTranspose2d in one of the 3D modes (section 14); parameters weight, bias, soft_w_core."""
+
+    def __init__(self, conv, mode, axis='d', split=None):
+        super().__init__()
+        if conv.padding_mode != 'zeros':
+            raise ValueError(f'padding_mode={conv.padding_mode!r} is not supported')
+        self.k, self.s, self.p = pair(conv.kernel_size), pair(conv.stride), pair(conv.padding)
+        self.d, self.op, self.g = pair(conv.dilation), pair(conv.output_padding), conv.groups
+        check_sizes_agree(self.k, self.s, self.p, self.d, self.op)
+        self.mode, self.axis, self.split = mode, AXES[axis], split
+        w = conv.weight.detach()
+        self.weight = nn.Parameter(weight_for_mode_ns(w, mode, self.axis))
+        if conv.bias is None:
+            self.register_parameter('bias', None)
+        else:
+            self.bias = nn.Parameter(conv.bias.detach().clone())
+        if mode == 'soft-acs':
+            self.soft_w_core = nn.Parameter(torch.zeros(conv.out_channels, 3))
+
+    def view(self, x, w2, axis, g):
+        return view_conv_transpose(x, w2, axis, self.s, self.p, self.d, self.op, g)
+
+    def forward(self, x):
+        if self.mode == 'acs':
+            outs = [self.view(x[:, c0:c1], kern, axis, gg)
+                    for axis, _, _, c0, c1, gg, kern in transposed_parts(self.weight, x.shape[1], self.g, self.split)]
+            return _add_bias(torch.cat(outs, 1) if len(outs) > 1 else outs[0], self.bias)
+        if self.mode in ('mean-acs', 'soft-acs'):
+            fa, fc, fs = (self.view(x, self.weight, axis, self.g) for axis in range(3))
+            if self.mode == 'mean-acs':
+                return _add_bias((fa + fc + fs) / 3, self.bias)
+            w = torch.softmax(self.soft_w_core, dim=1)
+            col = lambda j: w[:, j].view(1, -1, 1, 1, 1)  # noqa: E731
+            return _add_bias(fa * col(0) + fc * col(1) + fs * col(2), self.bias)
+        if self.mode == '2.5d':
+            return _add_bias(self.view(x, self.weight.squeeze(2 + self.axis), self.axis, self.g), self.bias)
+        st = axis_settings(self.k, self.s, self.p, self.d, self.axis)
+        ops = [self.op[0], self.op[0], self.op[1]] if self.axis != 2 else [self.op[0], self.op[1], self.op[1]]
+        return F.conv_transpose3d(x, self.weight, self.bias, [a[1] for a in st], [a[2] for a in st], ops, self.g, [a[3] for a in st])
+
+
+def weight_for_mode_ns(w2, mode, axis=0):
+    """weight_for_mode for (kh, kw) kernels: the i3d repeat count is the extent of the repeat
+    axis's setting, kw along W and kh along D or H."""
+    if mode != 'i3d':
+        return weight_for_mode(w2, mode, axis)
+    t = w2.shape[3] if axis == 2 else w2.shape[2]
+    return torch.cat([w2.unsqueeze(2 + axis)] * t, 2 + axis) / t
+
+
+class ConvertedConvNS(nn.Module):
+    """A (possibly non-square) Conv2d in one of the 3D modes (section 15)."""
+
+    def __init__(self, conv, mode, axis='d', split=None):
+        super().__init__()
+        if conv.padding_mode != 'zeros' or isinstance(conv.padding, str):
+            raise ValueError('only zero padding given as numbers is supported')
+        self.k, self.s, self.p = pair(conv.kernel_size), pair(conv.stride), pair(conv.padding)
+        self.d, self.g = pair(conv.dilation), conv.groups
+        check_sizes_agree(self.k, self.s, self.p, self.d)
+        self.mode, self.axis, self.split = mode, AXES[axis], split
+        self.weight = nn.Parameter(weight_for_mode_ns(conv.weight.detach(), mode, self.axis))
+        if conv.bias is None:
+            self.register_parameter('bias', None)
+        else:
+            self.bias = nn.Parameter(conv.bias.detach().clone())
+        if mode == 'soft-acs':
+            self.soft_w_core = nn.Parameter(torch.zeros(conv.out_channels, 3))
+
+    def view(self, x, w2, axis, g):
+        return view_conv_ns(x, w2, axis, self.s, self.p, self.d, g)
+
+    def forward(self, x):
+        if self.mode == 'acs':
+            outs = [self.view(x[:, c0:c1], self.weight[o0:o1], axis, gg)
+                    for axis, o0, o1, c0, c1, gg in acs_parts(self.weight.shape[0], x.shape[1], self.g, self.split)]
+            return _add_bias(torch.cat(outs, 1) if len(outs) > 1 else outs[0], self.bias)
+        if self.mode in ('mean-acs', 'soft-acs'):
+            fa, fc, fs = (self.view(x, self.weight, axis, self.g) for axis in range(3))
+            if self.mode == 'mean-acs':
+                return _add_bias((fa + fc + fs) / 3, self.bias)
+            w = torch.softmax(self.soft_w_core, dim=1)
+            col = lambda j: w[:, j].view(1, -1, 1, 1, 1)  # noqa: E731
+            return _add_bias(fa * col(0) + fc * col(1) + fs * col(2), self.bias)
+        st = axis_settings(self.k, self.s, self.p, self.d, self.axis)
+        strides, pads, dils = [a[1] for a in st], [a[2] for a in st], [a[3] for a in st]
+        if self.mode == '2.5d':
+            pads[self.axis] = 0
+        return F.conv3d(x, self.weight, self.bias, strides, pads, dils, self.g)
 
 
 def adapt_input_conv(in_chans, weight):

@@ -78,14 +78,22 @@ test('refusals: transposed and non-square convolutions, and classifiers over a f
     ['up.weight', { dtype: 'F32', shape: [3, 4, 2, 2], data: detTensor([3, 4, 2, 2], 1) }],
     ['rect.weight', { dtype: 'F32', shape: [4, 3, 3, 5], data: detTensor([4, 3, 3, 5], 2) }],
   ]);
+  // A transposed conv given by its output_shape (its pads depend on the size) or auto_pad.
   const up = new GraphBuilder(sd, 'up');
-  up.output(up.op('ConvTranspose', [up.input('input', ['N', 3, 'H', 'W']), up.weight('up.weight')], { kernel_shape: A.ints([2, 2]), strides: A.ints([2, 2]) }, 'up'), 'output');
-  assert.throws(() => convertGraphTo3d(up.build(), { mode: 'acs' }), (e: unknown) => e instanceof ConversionError && e.message === "node 'up' (ConvTranspose): op 'ConvTranspose' is not supported by the shape inference of this converter");
+  up.output(up.op('ConvTranspose', [up.input('input', ['N', 3, 'H', 'W']), up.weight('up.weight')], { kernel_shape: A.ints([2, 2]), strides: A.ints([2, 2]), output_shape: A.ints([64, 96]) }, 'up'), 'output');
+  assert.throws(() => convertGraphTo3d(up.build(), { mode: 'acs' }), (e: unknown) => e instanceof ConversionError && e.message === "node 'up' (ConvTranspose): auto_pad and output_shape are not supported; export with pads and output_padding");
 
-  const rect = new GraphBuilder(sd, 'rect');
-  const attrs = { kernel_shape: A.ints([3, 5]), strides: A.ints([1, 1]), pads: A.ints([1, 2, 1, 2]), dilations: A.ints([1, 1]) };
-  rect.output(rect.op('Conv', [rect.input('input', ['N', 3, 'H', 'W']), rect.weight('rect.weight')], attrs, 'rect'), 'output');
-  assert.throws(() => convertGraphTo3d(rect.build(), { mode: 'acs' }), (e: unknown) => e instanceof ConversionError && e.message === "node 'rect' (Conv): non-square conv (kernel 3x5, strides 1,1, dilations 1,1, pads 1,2,1,2)");
+  // A non-square conv whose H and W outputs differ in size: its three views cannot line up.
+  const refused = (op: 'Conv' | 'ConvTranspose', weight: string, attrs: Record<string, ReturnType<typeof A.ints>>, message: string): void => {
+    const b = new GraphBuilder(sd, 'rect');
+    b.output(b.op(op, [b.input('input', ['N', 3, 'H', 'W']), b.weight(weight)], attrs, 'rect'), 'output');
+    assert.throws(() => convertGraphTo3d(b.build(), { mode: 'acs' }), (e: unknown) => e instanceof ConversionError && e.message === message);
+  };
+  const tail = ': the three ACS views would not line up (converters/SPEC-acs.md section 15)';
+  refused('Conv', 'rect.weight', { kernel_shape: A.ints([3, 5]), pads: A.ints([1, 1, 1, 1]) }, `node 'rect' (Conv): non-square conv whose H and W outputs differ in size (kernel 3x5, strides 1,1, dilations 1,1, pads 1,1,1,1)${tail}`);
+  refused('Conv', 'rect.weight', { kernel_shape: A.ints([3, 5]), pads: A.ints([1, 2, 1, 2]), strides: A.ints([1, 2]) }, `node 'rect' (Conv): non-square conv whose H and W outputs differ in size (kernel 3x5, strides 1,2, dilations 1,1, pads 1,2,1,2)${tail}`);
+  refused('Conv', 'rect.weight', { kernel_shape: A.ints([3, 5]), pads: A.ints([0, 2, 2, 2]) }, `node 'rect' (Conv): non-square conv whose H and W outputs differ in size (kernel 3x5, strides 1,1, dilations 1,1, pads 0,2,2,2)${tail}`);
+  refused('ConvTranspose', 'up.weight', { kernel_shape: A.ints([2, 2]), strides: A.ints([2, 2]), output_padding: A.ints([1, 0]) }, `node 'rect' (ConvTranspose): non-square conv whose H and W outputs differ in size (kernel 2x2, strides 2,2, dilations 1,1, pads 0,0,0,0, output_padding 1,0)${tail}`);
 
   const flat: StateDict = new Map([
     ['conv.weight', { dtype: 'F32', shape: [2, 3, 3, 3], data: detTensor([2, 3, 3, 3], 3) }],
