@@ -80,6 +80,7 @@ export function canonicalOptions(o: ConvertOptions): Record<string, unknown> {
     seed: o.seed ?? 0,
     splits: o.splits ?? {},
     inputSize: o.inputSize ?? [64, 64, 64],
+    aux: o.aux ?? 'drop',
   };
 }
 

@@ -18,8 +18,10 @@ import type { Split3 } from '../modes/split.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
 import { foldBatchNorm } from './fold.js';
+import { inlineIdentityConstants } from './identity-constants.js';
 import { A, attrInt, attrInts, attrString, consumersOf, pruneGraph, topologicalSort, type Attr, type Dim, type Graph, type Node } from './ir.js';
 import { lowerConv, type ConvMode, type SpatialAxis } from './lower-conv.js';
+import { traceSizes, type SizeElem } from './runtime-sizes.js';
 import { inferShapes, type ValueFacts } from './shapes.js';
 
 /** Where a value's spatial axes are: H (which gains D in front of it) and W. */
@@ -122,6 +124,7 @@ class Converter {
   /** Activations applied inside the ACS parts, by the node that no longer runs them. */
   private readonly absorbed = new Map<string, string>();
   private readonly consumers: Map<string, Node[]>;
+  private readonly producer = new Map<string, Node>();
   private readonly fuseBn: boolean;
   private readonly fuseAct: boolean;
 
@@ -132,11 +135,13 @@ class Converter {
     this.axis = opts.axis ?? 0;
     this.fuseBn = opts.fuse === undefined || opts.fuse === true || (typeof opts.fuse === 'object' && opts.fuse.batchNorm);
     this.fuseAct = opts.fuse === undefined || opts.fuse === true || (typeof opts.fuse === 'object' && opts.fuse.activation);
-    this.g2 = this.fuseBn ? foldBatchNorm(g2) : g2;
+    const plain = inlineIdentityConstants(g2);
+    this.g2 = this.fuseBn ? foldBatchNorm(plain) : plain;
     for (const n of this.g2.nodes) {
-      if (n.op === 'Conv' && n.inputs[1]?.endsWith(':bn')) this.originalWeight.set(n.inputs[1], n.inputs[1].slice(0, -3));
+      if (n.op === 'Conv' && /:bn\d*$/.test(n.inputs[1] ?? '')) this.originalWeight.set(n.inputs[1]!, n.inputs[1]!.replace(/:bn\d*$/, ''));
     }
     this.consumers = consumersOf(this.g2.nodes);
+    for (const n of this.g2.nodes) for (const o of n.outputs) this.producer.set(o, n);
   }
 
   run(): To3dResult {
@@ -607,26 +612,59 @@ class Converter {
   private convertSlice(node: Node, l: Layout | null): void {
     const r = this.rank(node.inputs[0]!);
     if (this.g2.opset < 10) this.fail(node, 'Slice before opset 10');
-    const starts = this.constValue(node, 1, 'starts');
-    const ends = this.constValue(node, 2, 'ends');
+    const starts = this.sliceBounds(node, 1, 'starts');
+    const ends = this.sliceBounds(node, 2, 'ends');
     const axes = node.inputs[3] ? this.constValue(node, 3, 'axes') : starts.map((_, i) => i);
     const steps = node.inputs[4] ? this.constValue(node, 4, 'steps') : starts.map(() => 1);
     if ([ends, axes, steps].some((v) => v.length !== starts.length)) this.fail(node, 'its starts, ends, axes and steps differ in length');
-    const s3: number[] = [];
-    const e3: number[] = [];
+    const s3: (number | string)[] = [];
+    const e3: (number | string)[] = [];
     const a3: number[] = [];
     const st3: number[] = [];
     this.axesOf(node, axes, r).forEach((a, i) => {
-      for (const m of this.map(a, l)) {
-        s3.push(starts[i]!);
-        e3.push(ends[i]!);
+      this.map(a, l).forEach((m, k) => {
+        s3.push(this.bound3(node, starts[i]!, a, l, k));
+        e3.push(this.bound3(node, ends[i]!, a, l, k));
         a3.push(m);
         st3.push(steps[i]!);
-      }
+      });
     });
     const em = this.em;
-    this.em.node('Slice', node.name, [this.input3(node.inputs[0]!), em.ints(s3), em.ints(e3), em.ints(a3), em.ints(st3)], node.outputs, {});
+    this.em.node('Slice', node.name, [this.input3(node.inputs[0]!), this.vector3(s3, `${node.name}/starts`), this.vector3(e3, `${node.name}/ends`), em.ints(a3), em.ints(st3)], node.outputs, {});
     this.setOut(node, 0, l);
+  }
+
+  /**
+   * Starts or ends of a Slice: constants, or sizes of other tensors read at run time (a crop to
+   * `x.shape`, converters/SPEC-acs.md 16.1).
+   */
+  private sliceBounds(node: Node, i: number, what: string): (number | SizeElem)[] {
+    const name = node.inputs[i] ?? '';
+    if (this.consts.has(name) || !this.shapeValued.has(name)) return this.constValue(node, i, what);
+    const vals = this.facts(name).map((f) => f.value);
+    if (vals.every((v) => v !== undefined && v.join() === vals[0]!.join())) return vals[0]!;
+    const elems = traceSizes(name, { producer: this.producer, consts: this.consts, rank: (v) => this.rank(v), opset: this.g2.opset });
+    if (!elems) this.fail(node, `its ${what} ('${name}') are computed in a way the converter does not follow`);
+    return elems.map((e) => (e.kind === 'const' ? e.value : e));
+  }
+
+  /**
+   * One bound of a Slice along 2D axis `a`, for the `k`-th 3D axis it becomes: a constant, or
+   * the matching 3D dimension of the tensor whose size it reads.
+   */
+  private bound3(node: Node, b: number | SizeElem, a: number, l: Layout | null, k: number): number | string {
+    if (typeof b === 'number') return b;
+    if (b.kind === 'const') return b.value;
+    const lt = this.layoutOf(b.of);
+    const spatial = (lay: Layout | null, x: number) => (lay && x === lay.h ? 'h' : lay && x === lay.w ? 'w' : null);
+    if (spatial(l, a) !== spatial(lt, b.axis)) this.fail(node, `a bound on axis ${a} reads axis ${b.axis} of '${b.of}'`);
+    return this.dims3(this.v3(b.of), [this.map(b.axis, lt)[k]!]);
+  }
+
+  /** A 1-D int64 vector of constants and 1-element dimension vectors. */
+  private vector3(parts: (number | string)[], hint: string): string {
+    if (parts.every((p) => typeof p === 'number')) return this.em.ints(parts as number[]);
+    return this.em.op('Concat', parts.map((p) => (typeof p === 'number' ? this.em.ints([p]) : p)), { axis: A.int(0) }, hint);
   }
 
   private convertPad(node: Node, l: Layout | null): void {
@@ -800,38 +838,93 @@ class Converter {
     return w === undefined ? j === rOut - 1 : j === rOut - 2 && out[j] === h && out[j + 1] === w;
   }
 
+  /**
+   * Resize by scales (each spatial scale applies to D and H alike) or by sizes; sizes are
+   * rebuilt from the 3D values they follow, read at run time (converters/SPEC-acs.md 16.1).
+   */
   private convertResize(node: Node, l: Layout | null): void {
     const x = node.inputs[0]!;
     if (!l || l.h !== 2 || l.w !== 3) this.fail(node, 'resizing a tensor that is not (N, C, H, W)');
     const mode = attrString(node, 'mode', 'nearest');
     if (mode === 'cubic') this.fail(node, 'cubic interpolation has no 3D form in ONNX Runtime; use linear or nearest');
-    const ins = this.facts(x);
-    const outs = this.facts(node.outputs[0]!);
-    // Express the resize as scales: each spatial ratio must be the same at every probe size.
-    const ratio = (a: number) => outs.map((f, p) => f.shape[a]! / ins[p]!.shape[a]!);
-    const rh = ratio(2);
-    const rw = ratio(3);
-    const scalesIn = node.op === 'Resize' ? node.inputs[2] : node.inputs[1];
-    const hasScales = scalesIn !== undefined && scalesIn !== '' && !this.shapeValued.has(scalesIn) && this.consts.has(scalesIn) && this.consts.get(scalesIn)!.shape[0]! > 0;
-    let sh: number;
-    let sw: number;
-    if (hasScales) {
-      const sc = this.constValue(node, node.op === 'Resize' ? 2 : 1, 'scales');
-      if (sc[0] !== 1 || sc[1] !== 1) this.fail(node, 'resizing the batch or channel axis');
-      sh = sc[2]!;
-      sw = sc[3]!;
-    } else if (rh.every((v) => Math.abs(v - rh[0]!) < 1e-9) && rw.every((v) => Math.abs(v - rw[0]!) < 1e-9) && ins.length > 1) {
-      sh = rh[0]!;
-      sw = rw[0]!;
-    } else {
-      return this.fail(node, 'resize to sizes that do not follow the input by a fixed factor (e.g. to another tensor\'s size or a fixed size) is not supported');
+    const attrs: Record<string, Attr> = node.op === 'Upsample' ? { mode: A.str(mode === 'bilinear' ? 'linear' : mode) } : { ...node.attrs };
+    if (node.op === 'Resize' && node.inputs[3]) {
+      this.em.node('Resize', node.name, [this.v3(x), '', '', this.resizeSizes3(node, l)], node.outputs, attrs);
+      this.setOut(node, 0, l);
+      return;
     }
-    const scales = this.em.constant(`${node.name}/scales`, { dtype: 'F32', shape: [5], data: Float32Array.from([1, 1, sh, sh, sw]) });
-    const roi = this.em.constant(`${node.name}/roi`, { dtype: 'F32', shape: [0], data: new Float32Array(0) });
-    const attrs = { ...node.attrs };
-    if (node.op === 'Upsample') delete attrs['scales'];
-    this.em.node('Resize', node.name, [this.v3(x), roi, scales], node.outputs, node.op === 'Upsample' ? { mode: A.str(mode === 'bilinear' ? 'linear' : mode) } : attrs);
+    const slot = node.op === 'Resize' ? 2 : 1;
+    const a = node.attrs['scales'];
+    const sc = node.inputs[slot] ? this.constValue(node, slot, 'scales') : a?.type === 'floats' ? a.value : this.fail(node, 'no scales');
+    if (sc.length !== 4) this.fail(node, `its scales [${sc.join(', ')}] are not one per axis of (N, C, H, W)`);
+    if (sc[0] !== 1 || sc[1] !== 1) this.fail(node, 'resizing the batch or channel axis');
+    const scales = this.em.constant(`${node.name}/scales`, { dtype: 'F32', shape: [5], data: Float32Array.from([1, 1, sc[2]!, sc[2]!, sc[3]!]) });
+    this.em.node('Resize', node.name, [this.v3(x), '', scales], node.outputs, attrs);
     this.setOut(node, 0, l);
+  }
+
+  /** The 3D `sizes` of a Resize: (N, C) as they are, H as (D, H) of the value it follows, W as W. */
+  private resizeSizes3(node: Node, l: Layout): string {
+    const elems = traceSizes(node.inputs[3]!, { producer: this.producer, consts: this.consts, rank: (v) => this.rank(v), opset: this.g2.opset });
+    if (!elems || elems.length !== 4) {
+      this.fail(node, 'its sizes are computed in a way the converter does not follow (only Shape, Gather, Slice, Unsqueeze, Concat and Cast of tensor shapes, and constants)');
+    }
+    let fixedTo: { name: string; layout: Layout } | undefined;
+    const parts = elems.map((e, j) => {
+      const spatial = j === l.h ? 'h' : j === l.w ? 'w' : null;
+      if (e.kind === 'dim') {
+        const lt = this.layoutOf(e.of);
+        const of = lt && e.axis === lt.h ? 'h' : lt && e.axis === lt.w ? 'w' : null;
+        if (of !== spatial) this.fail(node, `its output axis ${j} takes axis ${e.axis} of '${e.of}', which is ${of ? 'a spatial' : 'not a spatial'} axis there`);
+        return this.dims3(this.v3(e.of), this.map(e.axis, lt));
+      }
+      if (!spatial) return this.em.ints([e.value]);
+      fixedTo ??= this.fixedSizeSource(node, elems);
+      const axis = spatial === 'h' ? fixedTo.layout.h : fixedTo.layout.w!;
+      return this.dims3(this.v3(fixedTo.name), this.map(axis, fixedTo.layout));
+    });
+    return this.em.op('Concat', parts, { axis: A.int(0) }, `${node.name}/sizes`);
+  }
+
+  /**
+   * A static-shape export resizes to constant sizes that are the 2D size of some tensor: the
+   * tensor the result is combined with (Add, Concat, ...) when there is one, else the graph's
+   * input. In 3D the resize follows that tensor's size (converters/SPEC-acs.md 16.2).
+   */
+  private fixedSizeSource(node: Node, elems: SizeElem[]): { name: string; layout: Layout } {
+    const h = elems[2]!;
+    const w = elems[3]!;
+    if (this.probes.length > 1) {
+      this.fail(node, 'it resizes to a fixed 2D size in a graph whose input size is free; a fixed size has no 3D counterpart');
+    }
+    const matches = (name: string): Layout | undefined => {
+      const lt = this.layout.get(name);
+      if (!lt || lt.w === null) return undefined;
+      const shape = this.facts(name)[0]!.shape;
+      const ok = (e: SizeElem, a: number) => e.kind !== 'const' || shape[a] === e.value;
+      return ok(h, lt.h) && ok(w, lt.w) ? lt : undefined;
+    };
+    const candidates = [...this.partnersOf(node.outputs[0]!), this.g2.inputs[0]!.name];
+    for (const name of candidates) {
+      const lt = matches(name);
+      if (lt) return { name, layout: lt };
+    }
+    return this.fail(node, `it resizes to the fixed size [${elems.map((e) => (e.kind === 'const' ? e.value : '?')).join(', ')}], which is neither the size of a tensor it is combined with nor the input's`);
+  }
+
+  /** Converted values that `value` (after single-input ops) is added, multiplied or concatenated with. */
+  private partnersOf(value: string): string[] {
+    let v = value;
+    for (let steps = 0; steps < 16; steps++) {
+      const users = this.consumers.get(v) ?? [];
+      if (users.length !== 1) return [];
+      const u = users[0]!;
+      const others = u.inputs.filter((x) => x && x !== v && !this.consts.has(x) && !this.shapeValued.has(x));
+      if (others.length > 0) return u.op === 'Concat' || ELEMENTWISE.has(u.op) ? others.filter((x) => this.layout.has(x)) : [];
+      if (u.outputs.length !== 1) return [];
+      v = u.outputs[0]!;
+    }
+    return [];
   }
 }
 
