@@ -15,10 +15,14 @@ export type SizeElem = { kind: 'const'; value: number } | { kind: 'dim'; of: str
 const PASS = new Set(['Identity', 'Cast', 'Squeeze', 'Unsqueeze']);
 
 /**
- * Longest chain of ops followed back from a shape vector. torch's exports need at most five
- * (Shape, Gather, Unsqueeze, Concat, Cast, Concat); a longer chain is treated as arithmetic.
+ * Longest chain of ops followed back from a shape vector, and most nodes visited for one
+ * vector (a graph may reuse a value many times: without a bound, a ladder of Concats that
+ * each read the one below twice costs 2^depth). torch's exports need a chain of at most six
+ * (Shape, Gather, Unsqueeze, Concat, Cast, Concat) and a few dozen visits; beyond either bound
+ * the vector counts as untraceable, which the converter reports as unsupported.
  */
 const MAX_STEPS = 32;
+const MAX_VISITS = 256;
 
 /** What the tracer reads from the graph. */
 export interface SizeGraph {
@@ -33,8 +37,12 @@ export interface SizeGraph {
  * The elements of the 1-D (or scalar) integer vector `name`, or undefined when it is computed
  * by anything but the ops above (arithmetic on sizes, data-dependent values, long chains).
  */
-export function traceSizes(name: string, g: SizeGraph, steps = 0): SizeElem[] | undefined {
-  if (steps > MAX_STEPS) return undefined;
+export function traceSizes(name: string, g: SizeGraph): SizeElem[] | undefined {
+  return trace(name, g, 0, { visits: 0 });
+}
+
+function trace(name: string, g: SizeGraph, steps: number, work: { visits: number }): SizeElem[] | undefined {
+  if (steps > MAX_STEPS || ++work.visits > MAX_VISITS) return undefined;
   const c = g.consts.get(name);
   if (c) {
     if (c.shape.length > 1 || c.data.length > LIMITS.maxDims || c.dtype.startsWith('F')) return undefined;
@@ -42,7 +50,7 @@ export function traceSizes(name: string, g: SizeGraph, steps = 0): SizeElem[] | 
   }
   const n = g.producer.get(name);
   if (!n) return undefined;
-  const next = (x: string | undefined): SizeElem[] | undefined => (x ? traceSizes(x, g, steps + 1) : undefined);
+  const next = (x: string | undefined): SizeElem[] | undefined => (x ? trace(x, g, steps + 1, work) : undefined);
   switch (n.op) {
     case 'Shape': {
       const x = n.inputs[0]!;
