@@ -56,7 +56,7 @@ export interface ConvertOptions {
    * Auxiliary heads (torchvision's segmentation models train with an `aux` head on an earlier
    * feature map; inference never reads it): 'drop' removes the ONNX graph outputs named `aux`
    * with the nodes only they need, and a state dict's `aux_classifier.*` tensors; 'keep'
-   * converts them as further outputs (converters/SPEC-acs.md section 16.4). @default 'drop'
+   * converts them as further outputs (converters/SPEC-acs.md section 17.6). @default 'drop'
    */
   aux?: 'drop' | 'keep';
 }

@@ -2,7 +2,7 @@
  * Initializers that the exporter deduplicates: `torch.onnx.export` keeps one copy of equal
  * tensors (zero biases, shared modules) and feeds the other users through `Identity` nodes.
  * Those Identity nodes are removed and their readers pointed at the initializer itself, so
- * that a convolution's weight and bias are constants again (converters/SPEC-acs.md section 16).
+ * that a convolution's weight and bias are constants again (converters/SPEC-acs.md section 17).
  */
 import { topologicalSort, type Graph } from './ir.js';
 

@@ -3,7 +3,7 @@
  * the `size=y.shape[-2:]` of `F.interpolate`), read element by element: each element is a
  * constant or one dimension of a value of the 2D graph. The 3D converter rebuilds such a
  * vector from the 3D values' own shapes at run time, so that a size that follows a tensor
- * follows it at every volume size (converters/SPEC-acs.md section 16).
+ * follows it at every volume size (converters/SPEC-acs.md section 17).
  */
 import { LIMITS, type Tensor } from '../tensor.js';
 import { attrInt, attrInts, type Node } from './ir.js';

@@ -636,7 +636,7 @@ class Converter {
 
   /**
    * Starts or ends of a Slice: constants, or sizes of other tensors read at run time (a crop to
-   * `x.shape`, converters/SPEC-acs.md 16.1).
+   * `x.shape`, converters/SPEC-acs.md 17.1).
    */
   private sliceBounds(node: Node, i: number, what: string): (number | SizeElem)[] {
     const name = node.inputs[i] ?? '';
@@ -840,7 +840,7 @@ class Converter {
 
   /**
    * Resize by scales (each spatial scale applies to D and H alike) or by sizes; sizes are
-   * rebuilt from the 3D values they follow, read at run time (converters/SPEC-acs.md 16.1).
+   * rebuilt from the 3D values they follow, read at run time (converters/SPEC-acs.md 17.1).
    */
   private convertResize(node: Node, l: Layout | null): void {
     const x = node.inputs[0]!;
@@ -875,7 +875,8 @@ class Converter {
       if (e.kind === 'dim') {
         const lt = this.layoutOf(e.of);
         const of = lt && e.axis === lt.h ? 'h' : lt && e.axis === lt.w ? 'w' : null;
-        if (of !== spatial) this.fail(node, `its output axis ${j} takes axis ${e.axis} of '${e.of}', which is ${of ? 'a spatial' : 'not a spatial'} axis there`);
+        const label = (a: 'h' | 'w' | null) => (a ? a.toUpperCase() : 'not spatial');
+        if (of !== spatial) this.fail(node, `its output axis ${j} (${label(spatial)}) takes axis ${e.axis} of '${e.of}' (${label(of)})`);
         return this.dims3(this.v3(e.of), this.map(e.axis, lt));
       }
       if (!spatial) return this.em.ints([e.value]);
@@ -889,7 +890,7 @@ class Converter {
   /**
    * A static-shape export resizes to constant sizes that are the 2D size of some tensor: the
    * tensor the result is combined with (Add, Concat, ...) when there is one, else the graph's
-   * input. In 3D the resize follows that tensor's size (converters/SPEC-acs.md 16.2).
+   * input. In 3D the resize follows that tensor's size (converters/SPEC-acs.md 17.2).
    */
   private fixedSizeSource(node: Node, elems: SizeElem[]): { name: string; layout: Layout } {
     const h = elems[2]!;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Goldens of the segmentation networks (converters/SPEC-acs.md section 16): small FCN, DeepLabV3,
+"""Goldens of the segmentation networks (converters/SPEC-acs.md section 17): small FCN, DeepLabV3,
 LR-ASPP (torchvision's classes on a narrow backbone) and U-Nets, exported by torch.onnx.export,
 and what their independent 3D PyTorch reference computes at volume sizes with no common factor.
 

@@ -4,7 +4,7 @@ The small networks are made of torchvision's own segmentation classes (FCN + FCN
 DeepLabV3 + ASPP, LRASPP) on a narrow backbone, plus a small U-Net that interpolates to its
 skip connections' sizes. `forwards_3d` lists forwards that work for 2 or 3 spatial dimensions:
 each mirrors torchvision 0.14's, with `x.shape[-2:]` read as `x.shape[2:]` and bilinear read as
-trilinear on 5D tensors (converters/SPEC-acs.md section 16).
+trilinear on 5D tensors (converters/SPEC-acs.md section 17).
 """
 from collections import OrderedDict
 

@@ -1,5 +1,5 @@
 /**
- * The rules of converters/SPEC-acs.md section 16 on hand-made graphs: deduplicated and shared
+ * The rules of converters/SPEC-acs.md section 17 on hand-made graphs: deduplicated and shared
  * initializers, the aux option, and what is refused (fixed sizes in a free-size graph, sizes
  * that swap axes, shape vectors built to make the tracer work without end).
  */
@@ -110,7 +110,7 @@ test('resize sizes that follow the input convert; swapped axes, fixed sizes in a
   assert.deepEqual(y.dims, [1, 6, 7, 5, 9]);
 
   const swapped = resizeGraph((b, y, x) => b.concat([shapeOf(b, y, 0, 2), shapeOf(b, x, 3, 4), shapeOf(b, x, 2, 3)], 0));
-  refused(swapped, /takes axis 3 of 'input'/);
+  refused(swapped, /its output axis 2 \(H\) takes axis 3 of 'input' \(W\)/);
 
   const fixed = resizeGraph((b, y) => b.concat([shapeOf(b, y, 0, 2), b.ints('hw', [32, 32])], 0));
   refused(fixed, /fixed 2D size in a graph whose input size is free/);

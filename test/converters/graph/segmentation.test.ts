@@ -1,5 +1,5 @@
 /**
- * Segmentation networks (converters/SPEC-acs.md section 16): small FCN, DeepLabV3 (ASPP with
+ * Segmentation networks (converters/SPEC-acs.md section 17): small FCN, DeepLabV3 (ASPP with
  * image pooling), LR-ASPP and U-Nets, exported by torch.onnx.export (tools/goldens/make_seg_goldens.py),
  * converted in every mode and run by onnxruntime at volume sizes with no common factor, against
  * their independent 3D PyTorch reference: the output shape, its sum and abs sum, and 2048
