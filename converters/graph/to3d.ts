@@ -11,8 +11,12 @@
  * translated op by op: the target of each consumer is rebuilt from the 3D tensors' own
  * shapes, classified by running the 2D shape inference at two probe sizes (a dimension that
  * follows the batch, H or W of the data is rebuilt from the 3D data; one that stays put is a
- * constant). An op or pattern that cannot be converted stops with an error naming the node.
+ * constant). The sizes of a Resize, the bounds of a Slice and the pads of a Pad are instead
+ * followed back to the shapes they read and recomputed from the 3D shapes at run time
+ * (converters/SPEC-acs.md section 17). An op or pattern that cannot be converted stops with an
+ * error naming the node.
  */
+import { DTYPES } from '../dtypes.js';
 import { ConversionError, UnsupportedError } from '../errors.js';
 import type { Split3 } from '../modes/split.js';
 import type { Tensor } from '../tensor.js';
@@ -612,8 +616,8 @@ class Converter {
   private convertSlice(node: Node, l: Layout | null): void {
     const r = this.rank(node.inputs[0]!);
     if (this.g2.opset < 10) this.fail(node, 'Slice before opset 10');
-    const starts = this.sliceBounds(node, 1, 'starts');
-    const ends = this.sliceBounds(node, 2, 'ends');
+    const starts = this.runtimeVector(node, 1, 'starts');
+    const ends = this.runtimeVector(node, 2, 'ends');
     const axes = node.inputs[3] ? this.constValue(node, 3, 'axes') : starts.map((_, i) => i);
     const steps = node.inputs[4] ? this.constValue(node, 4, 'steps') : starts.map(() => 1);
     if ([ends, axes, steps].some((v) => v.length !== starts.length)) this.fail(node, 'its starts, ends, axes and steps differ in length');
@@ -623,8 +627,8 @@ class Converter {
     const st3: number[] = [];
     this.axesOf(node, axes, r).forEach((a, i) => {
       this.map(a, l).forEach((m, k) => {
-        s3.push(this.bound3(node, starts[i]!, a, l, k));
-        e3.push(this.bound3(node, ends[i]!, a, l, k));
+        s3.push(this.elem3(node, starts[i]!, a, l, k));
+        e3.push(this.elem3(node, ends[i]!, a, l, k));
         a3.push(m);
         st3.push(steps[i]!);
       });
@@ -635,33 +639,74 @@ class Converter {
   }
 
   /**
-   * Starts or ends of a Slice: constants, or sizes of other tensors read at run time (a crop to
-   * `x.shape`, converters/SPEC-acs.md 17.1).
+   * A shape-valued input (Slice bounds, Pad pads): its elements traced back to the shapes they
+   * read (a crop to `x.shape`, the pads of a U-Net's `F.pad` to its skip connection;
+   * converters/SPEC-acs.md 17.1); its value when that is the same at every probe and reads
+   * no spatial size (a channel split), or when it cannot be traced.
    */
-  private sliceBounds(node: Node, i: number, what: string): (number | SizeElem)[] {
+  private runtimeVector(node: Node, i: number, what: string): (number | SizeElem)[] {
     const name = node.inputs[i] ?? '';
     if (this.consts.has(name) || !this.shapeValued.has(name)) return this.constValue(node, i, what);
+    // Traced first: a vector computed from sizes can be the same at both probes (pads that are
+    // zero whenever the sizes are even) and still follow the volume.
+    const elems = this.trace(name);
     const vals = this.facts(name).map((f) => f.value);
-    if (vals.every((v) => v !== undefined && v.join() === vals[0]!.join())) return vals[0]!;
-    const elems = traceSizes(name, { producer: this.producer, consts: this.consts, rank: (v) => this.rank(v), opset: this.g2.opset });
-    if (!elems) this.fail(node, `its ${what} ('${name}') are computed in a way the converter does not follow`);
-    return elems.map((e) => (e.kind === 'const' ? e.value : e));
+    const fixed = vals.every((v) => v !== undefined && v.join() === vals[0]!.join());
+    if (elems && !(fixed && !elems.some((e) => this.readsSpatial(e)))) return elems.map((e) => (e.kind === 'const' ? e.value : e));
+    if (fixed) return vals[0]!;
+    return this.fail(node, `its ${what} ('${name}') are computed in a way the converter does not follow`);
+  }
+
+  /** Whether a traced element reads H or W of a spatial tensor. */
+  private readsSpatial(e: SizeElem): boolean {
+    if (e.kind === 'op') return e.args.some((a) => this.readsSpatial(a));
+    if (e.kind !== 'dim') return false;
+    const l = this.layoutOf(e.of);
+    return l !== null && (e.axis === l.h || e.axis === l.w);
+  }
+
+  /** `traceSizes` over this graph. */
+  private trace(name: string): SizeElem[] | undefined {
+    const fixed = (v: string) => this.facts(v).every((f, _, all) => f.shape.join() === all[0]!.shape.join());
+    return traceSizes(name, {
+      producer: this.producer,
+      consts: this.consts,
+      shape: (v) => this.facts(v)[0]!.shape,
+      fixedShape: (v) => !this.layoutOf(v) && fixed(v),
+      integer: (v) => !DTYPES[this.facts(v)[0]!.dtype].float,
+      opset: this.g2.opset,
+    });
   }
 
   /**
-   * One bound of a Slice along 2D axis `a`, for the `k`-th 3D axis it becomes: a constant, or
-   * the matching 3D dimension of the tensor whose size it reads.
+   * One element of a shape vector at a position of 2D axis `a` (layout `l`), for the `k`-th 3D
+   * axis that axis becomes: a constant, or a 1-element vector computed from the 3D shapes. A
+   * dimension read at H's place must be an H (it then reads D for k = 0 and H for k = 1), at
+   * W's place a W, elsewhere a non-spatial axis.
    */
-  private bound3(node: Node, b: number | SizeElem, a: number, l: Layout | null, k: number): number | string {
-    if (typeof b === 'number') return b;
-    if (b.kind === 'const') return b.value;
-    const lt = this.layoutOf(b.of);
-    const spatial = (lay: Layout | null, x: number) => (lay && x === lay.h ? 'h' : lay && x === lay.w ? 'w' : null);
-    if (spatial(l, a) !== spatial(lt, b.axis)) this.fail(node, `a bound on axis ${a} reads axis ${b.axis} of '${b.of}'`);
-    return this.dims3(this.v3(b.of), [this.map(b.axis, lt)[k]!]);
+  private elem3(node: Node, e: number | SizeElem, a: number, l: Layout | null, k: number): number | string {
+    if (typeof e === 'number') return e;
+    if (e.kind === 'const') return e.value;
+    const spatial = (lay: Layout | null, x: number) => (lay && x === lay.h ? 'H' : lay && x === lay.w ? 'W' : 'not spatial');
+    const memo = new Map<SizeElem, string>();
+    const emit = (x: SizeElem): string => {
+      let v = memo.get(x);
+      if (v !== undefined) return v;
+      if (x.kind === 'const') v = this.em.ints([x.value]);
+      else if (x.kind === 'op') v = this.em.op(x.op, [emit(x.args[0]), emit(x.args[1])], {}, `${node.name}/size`);
+      else {
+        const lt = this.layoutOf(x.of);
+        if (spatial(l, a) !== spatial(lt, x.axis)) this.fail(node, `its output axis ${a} (${spatial(l, a)}) takes axis ${x.axis} of '${x.of}' (${spatial(lt, x.axis)})`);
+        const axes = this.map(x.axis, lt);
+        v = this.dims3(this.v3(x.of), [axes[Math.min(k, axes.length - 1)]!]);
+      }
+      memo.set(x, v);
+      return v;
+    };
+    return emit(e);
   }
 
-  /** A 1-D int64 vector of constants and 1-element dimension vectors. */
+  /** A 1-D int64 vector of constants and 1-element vectors. */
   private vector3(parts: (number | string)[], hint: string): string {
     if (parts.every((p) => typeof p === 'number')) return this.em.ints(parts as number[]);
     return this.em.op('Concat', parts.map((p) => (typeof p === 'number' ? this.em.ints([p]) : p)), { axis: A.int(0) }, hint);
@@ -669,28 +714,30 @@ class Converter {
 
   private convertPad(node: Node, l: Layout | null): void {
     const r = this.rank(node.inputs[0]!);
-    const pads = this.g2.opset >= 11 ? this.constValue(node, 1, 'pads') : attrInts(node, 'pads', [])!;
+    const pads = this.g2.opset >= 11 ? this.runtimeVector(node, 1, 'pads') : attrInts(node, 'pads', [])!;
     if (node.inputs[3]) this.fail(node, 'Pad with axes is not supported');
-    const begin: number[] = [];
-    const end: number[] = [];
+    if (pads.length !== 2 * r) this.fail(node, `its pads have ${pads.length} elements, not ${2 * r}`);
+    const begin: (number | string)[] = [];
+    const end: (number | string)[] = [];
     for (let a = 0; a < r; a++) {
-      for (const _ of this.map(a, l)) {
-        begin.push(pads[a]!);
-        end.push(pads[a + r]!);
-      }
+      this.map(a, l).forEach((_, k) => {
+        begin.push(this.elem3(node, pads[a]!, a, l, k));
+        end.push(this.elem3(node, pads[a + r]!, a, l, k));
+      });
     }
     const attrs = { ...node.attrs };
     let inputs: string[];
     if (this.g2.opset >= 11) {
-      inputs = [this.input3(node.inputs[0]!), this.em.ints([...begin, ...end])];
+      inputs = [this.input3(node.inputs[0]!), this.vector3([...begin, ...end], `${node.name}/pads`)];
       if (node.inputs[2]) inputs.push(this.input3(node.inputs[2]));
     } else {
-      attrs['pads'] = A.ints([...begin, ...end]);
+      attrs['pads'] = A.ints([...begin, ...end] as number[]);
       inputs = [this.input3(node.inputs[0]!)];
     }
     this.em.node('Pad', node.name, inputs, node.outputs, attrs);
     this.setOut(node, 0, l);
   }
+
 
   private convertSqueeze(node: Node, l: Layout | null): void {
     const x = node.inputs[0]!;
@@ -865,26 +912,22 @@ class Converter {
 
   /** The 3D `sizes` of a Resize: (N, C) as they are, H as (D, H) of the value it follows, W as W. */
   private resizeSizes3(node: Node, l: Layout): string {
-    const elems = traceSizes(node.inputs[3]!, { producer: this.producer, consts: this.consts, rank: (v) => this.rank(v), opset: this.g2.opset });
+    const elems = this.trace(node.inputs[3]!);
     if (!elems || elems.length !== 4) {
-      this.fail(node, 'its sizes are computed in a way the converter does not follow (only Shape, Gather, Slice, Unsqueeze, Concat and Cast of tensor shapes, and constants)');
+      this.fail(node, 'its sizes are computed in a way the converter does not follow (Shape, Gather, Slice, Concat, Reshape, Transpose, Cast and integer arithmetic of tensor shapes, and constants)');
     }
-    let fixedTo: { name: string; layout: Layout } | undefined;
-    const parts = elems.map((e, j) => {
-      const spatial = j === l.h ? 'h' : j === l.w ? 'w' : null;
-      if (e.kind === 'dim') {
-        const lt = this.layoutOf(e.of);
-        const of = lt && e.axis === lt.h ? 'h' : lt && e.axis === lt.w ? 'w' : null;
-        const label = (a: 'h' | 'w' | null) => (a ? a.toUpperCase() : 'not spatial');
-        if (of !== spatial) this.fail(node, `its output axis ${j} (${label(spatial)}) takes axis ${e.axis} of '${e.of}' (${label(of)})`);
-        return this.dims3(this.v3(e.of), this.map(e.axis, lt));
+    const parts: (number | string)[] = [];
+    elems.forEach((e, j) => {
+      const spatial = j === l.h || j === l.w;
+      if (spatial && e.kind === 'const') {
+        const src = this.fixedSizeSource(node, elems);
+        const axes = this.map(j === l.h ? src.layout.h : src.layout.w!, src.layout);
+        parts.push(...axes.map((a) => this.dims3(this.v3(src.name), [a])));
+        return;
       }
-      if (!spatial) return this.em.ints([e.value]);
-      fixedTo ??= this.fixedSizeSource(node, elems);
-      const axis = spatial === 'h' ? fixedTo.layout.h : fixedTo.layout.w!;
-      return this.dims3(this.v3(fixedTo.name), this.map(axis, fixedTo.layout));
+      this.map(j, l).forEach((_, k) => parts.push(this.elem3(node, e, j, l, k)));
     });
-    return this.em.op('Concat', parts, { axis: A.int(0) }, `${node.name}/sizes`);
+    return this.vector3(parts, `${node.name}/sizes`);
   }
 
   /**

@@ -335,10 +335,12 @@ function pad(node: Node, c: OpContext): string {
   const x = c.value(node.inputs[0]!);
   const r = c.rank(node.inputs[0]!);
   if (node.inputs[3]) unsupported(node, 'Pad with axes is not supported');
-  const pads = c.opset >= 11 ? numbers(node, c, 1, 'pads') : attrInts(node, 'pads', [])!;
-  const torchPads: number[] = [];
+  // Pads may be expressions of other tensors' shapes (a U-Net's pad to its skip connection).
+  const pads = c.opset >= 11 ? (c.ints(node.inputs[1]!) ?? unsupported(node, 'its pads are not known')) : attrInts(node, 'pads', [])!.map(String);
+  if (pads.length !== 2 * r) unsupported(node, `its pads have ${pads.length} elements, not ${2 * r}`);
+  const torchPads: string[] = [];
   for (let a = r - 1; a >= 0; a--) torchPads.push(pads[a]!, pads[a + r]!);
-  while (torchPads.length > 2 && torchPads[torchPads.length - 1] === 0 && torchPads[torchPads.length - 2] === 0) torchPads.length -= 2;
+  while (torchPads.length > 2 && torchPads[torchPads.length - 1] === '0' && torchPads[torchPads.length - 2] === '0') torchPads.length -= 2;
   const mode = attrString(node, 'mode', 'constant');
   if (mode === 'reflect' || mode === 'edge') return `F.pad(${x}, (${torchPads.join(', ')}), mode='${mode === 'edge' ? 'replicate' : 'reflect'}')`;
   if (mode !== 'constant') unsupported(node, `pad mode '${mode}' is not supported`);

@@ -267,11 +267,12 @@ async function operatorCases(dir: string): Promise<CheckCase[]> {
 /**
  * Segmentation networks (tools/goldens/make_seg_goldens.py): resizes to the sizes of other
  * tensors (linear with align_corners, nearest), by a scale factor, a crop to the input's size,
- * and ASPP's image pooling, read from the 3D tensors' shapes in model.py too.
+ * a pad to a skip connection's size, and ASPP's image pooling, read from the 3D tensors' shapes
+ * in model.py too.
  */
 async function segmentationCases(dir: string): Promise<CheckCase[]> {
   const cases: CheckCase[] = [];
-  for (const name of ['unet_ac', 'deeplabv3']) {
+  for (const name of ['unet_ac', 'unet_pad', 'deeplabv3']) {
     const { source } = await loadSource(fixture('goldens', 'segmentation', `${name}.onnx`));
     const result = convert(source, { mode: 'acs' });
     const shape = [2, 3, 17, 19, 23];

@@ -7,7 +7,7 @@ Run from the repository root:  /usr/bin/python3 tools/goldens/make_seg_goldens.p
 Writes test/fixtures/goldens/segmentation/:
 
     <net>.onnx             the 2D export (opset 13; dynamic N, H, W), fcn_static.onnx at a fixed 40x56
-    golden.json            the cases: network, mode, input shape and seed, output shape, sum, abs sum,
+    cases.json             the cases: network, mode, input shape and seed, output shape, sum, abs sum,
                            parameter count of the 2D network without its aux head
     outputs.safetensors    per case, SAMPLES output elements at flat indices (j * STRIDE) mod numel
 
@@ -31,7 +31,7 @@ OUT = os.path.join('test', 'fixtures', 'goldens', 'segmentation')
 SAMPLES = 2048
 STRIDE = 1000003
 SIZES = [(33, 47, 61), (35, 29, 53), (17, 64, 40)]
-NETS = ['fcn', 'deeplabv3', 'lraspp', 'unet', 'unet_ac']
+NETS = ['fcn', 'deeplabv3', 'lraspp', 'unet', 'unet_ac', 'unet_pad']
 OTHER_MODES = ['2.5d', 'i3d', 'mean-acs', 'soft-acs']
 torch.set_num_threads(1)
 warnings.filterwarnings('ignore')
@@ -69,7 +69,7 @@ def main():
                           'output_shape': list(y.shape), 'sum': float(y.double().sum()), 'abs_sum': float(y.double().abs().sum()),
                           'params_2d': params_without_aux(model)})
             print(f'{name}: {tuple(y.shape)}', file=sys.stderr)
-    write_json(os.path.join(OUT, 'golden.json'), {'samples': SAMPLES, 'stride': STRIDE, 'cases': cases})
+    write_json(os.path.join(OUT, 'cases.json'), {'samples': SAMPLES, 'stride': STRIDE, 'cases': cases})
     with open(os.path.join(OUT, 'outputs.safetensors'), 'wb') as f:
         f.write(safetensors_bytes(outputs))
 

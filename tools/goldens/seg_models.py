@@ -89,15 +89,27 @@ class Backbone(nn.Module):
         return OrderedDict([(self.names[0], low), (self.names[1], high)])
 
 
+def pad_to(x, ref):
+    """F.pad to the size of `ref`, half before and half after, as the common U-Net code does
+    (`[dx // 2, dx - dx // 2, dy // 2, dy - dy // 2]`), on every spatial axis."""
+    pads = []
+    for a in reversed(range(2, x.dim())):
+        d = ref.shape[a] - x.shape[a]
+        pads += [d // 2, d - d // 2]
+    return F.pad(x, pads)
+
+
 class UNet(nn.Module):
     """A small U-Net whose decoder interpolates to the size of each skip connection. One
     convolution is applied twice (one initializer, two nodes) and two biases are zero (the
     exporter keeps one copy of equal tensors). With `crop`, a branch is upsampled by a scale
-    factor (nearest) and cropped back to the input's size by slicing to `x.shape`."""
+    factor (nearest) and cropped back to the input's size by slicing to `x.shape`. With `pad`,
+    the deepest level is upsampled by a scale factor of 2 and padded to its skip connection's
+    size (sizes computed from shapes by integer arithmetic)."""
 
-    def __init__(self, align_corners, crop=False):
+    def __init__(self, align_corners, crop=False, pad=False):
         super().__init__()
-        self.ac, self.crop = align_corners, crop
+        self.ac, self.crop, self.pad = align_corners, crop, pad
         self.enc1 = cbr(3, 6)
         self.enc2 = cbr(6, 8, stride=2)
         self.enc3 = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
@@ -116,7 +128,10 @@ class UNet(nn.Module):
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
         b = F.relu(self.shared(F.relu(self.shared(e3))))
-        u2 = interp(b, size=e2.shape[2:], align_corners=self.ac)
+        if self.pad:
+            u2 = pad_to(interp(b, scale_factor=2.0, align_corners=self.ac), e2)
+        else:
+            u2 = interp(b, size=e2.shape[2:], align_corners=self.ac)
         u2 = u2 + interp(e3, size=e2.shape[2:], mode='nearest')
         d2 = F.relu(self.dec2(torch.cat([e2, u2], 1)))
         u1 = interp(d2, size=e1.shape[2:], align_corners=self.ac)
@@ -159,6 +174,8 @@ def build(name, seed=0):
         m = UNet(False)
     elif name == 'unet_ac':
         m = UNet(True, crop=True)
+    elif name == 'unet_pad':
+        m = UNet(True, pad=True)
     else:
         raise ValueError(name)
     randomise_bn(m, seed + 1)

@@ -24,7 +24,7 @@ interface SegCase {
   params_2d: number;
 }
 
-const golden = JSON.parse(readFileSync(fixture('goldens', 'segmentation', 'golden.json'), 'utf8')) as { samples: number; stride: number; cases: SegCase[] };
+const golden = JSON.parse(readFileSync(fixture('goldens', 'segmentation', 'cases.json'), 'utf8')) as { samples: number; stride: number; cases: SegCase[] };
 
 /** The elements the goldens keep: flat indices (j * stride) mod numel. */
 function sample(y: Float32Array, n: number, stride: number): Float32Array {
