@@ -135,3 +135,18 @@ test('resize sizes that follow the input convert; swapped axes, fixed sizes in a
   });
   refused(chain, /sizes are computed in a way the converter does not follow/);
 });
+
+test('a static-shape export whose Reshape and Resize encode the 2D size runs at any volume size', async () => {
+  const b = new GraphBuilder(SD, 'static');
+  const x = b.input('input', [1, 3, 32, 40]);
+  const y = b.op('Conv', [x, b.weight('a.weight')], { kernel_shape: A.ints([3, 3]), strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) });
+  const same = b.op('Reshape', [b.relu(y), b.ints('target', [1, 6, 16, 20])]);
+  const sizes = b.concat([b.op('Shape', [same], { end: A.int(2) }), b.ints('hw', [32, 40])], 0);
+  const up = b.op('Resize', [same, '', '', sizes], { mode: A.str('linear') });
+  b.output(b.add(up, b.op('Conv', [x, b.weight('a.weight')], { kernel_shape: A.ints([3, 3]), pads: A.ints([1, 1, 1, 1]) })), 'output');
+  const r = convert({ kind: 'onnx', graph: b.build() }, { mode: 'acs' });
+  for (const shape of [[1, 3, 33, 47, 61], [1, 3, 9, 4, 7]]) {
+    const out = await runGraph(r.graph, detTensor(shape, 5), shape);
+    assert.deepEqual(out.dims, [1, 6, ...shape.slice(2)], `at ${shape.join('x')} (the batch stays as exported, the spatial axes are free)`);
+  }
+});
