@@ -40,8 +40,8 @@ export function foldBatchNorm(g: Graph): Graph {
     }
     // A weight shared by several convolutions gets one folded copy per BatchNorm.
     const wName = unused(initializers, conv.inputs[1]!, ':bn');
-    const bName = unused(initializers, conv.inputs[1]!.replace(/weight$/, 'bias'), ':bn');
     initializers.set(wName, { ...w, data: wf } as Tensor);
+    const bName = unused(initializers, `${conv.inputs[1]!.replace(/weight$/, '')}bias`, ':bn');
     initializers.set(bName, { dtype: 'F32', shape: [O], data: bf });
     replace.set(conv, { ...conv, inputs: [conv.inputs[0]!, wName, bName], outputs: [...bn.outputs] });
     drop.add(bn);
