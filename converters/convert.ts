@@ -11,6 +11,7 @@ import { DTYPES, toFloat32 } from './dtypes.js';
 import { ConversionError, InvalidArgumentError } from './errors.js';
 import { A, pruneGraph, type Graph } from './graph/ir.js';
 import type { SpatialAxis } from './graph/lower-conv.js';
+import { inlineIdentityConstants } from './graph/identity-constants.js';
 import { inferShapes } from './graph/shapes.js';
 import { convertGraphTo3d, type ConvRecord } from './graph/to3d.js';
 import { initHead } from './modes/head.js';
@@ -51,6 +52,13 @@ export interface ConvertOptions {
   fuse?: boolean | { batchNorm: boolean; activation: boolean };
   /** How ACS views are computed; for measuring lowerings. @default 'conv3d' */
   lowering?: 'conv3d' | 'fold2d';
+  /**
+   * Auxiliary heads (torchvision's segmentation models train with an `aux` head on an earlier
+   * feature map; inference never reads it): 'drop' removes the ONNX graph outputs named `aux`
+   * with the nodes only they need, and a state dict's `aux_classifier.*` tensors; 'keep'
+   * converts them as further outputs (converters/SPEC-acs.md section 18.6). @default 'drop'
+   */
+  aux?: 'drop' | 'keep';
 }
 
 /** `ConvertOptions` with every default filled in: what `convert` works with, and what the cache key is made of. */
@@ -65,6 +73,7 @@ export interface NormalisedOptions {
   inputSize: [number, number, number];
   fuse: boolean | { batchNorm: boolean; activation: boolean };
   lowering: 'conv3d' | 'fold2d';
+  aux: 'drop' | 'keep';
 }
 
 /** The options with their defaults, the one place those defaults are written. */
@@ -80,6 +89,7 @@ export function normaliseOptions(o: ConvertOptions): NormalisedOptions {
     inputSize: o.inputSize ?? [64, 64, 64],
     fuse: o.fuse ?? true,
     lowering: o.lowering ?? 'conv3d',
+    aux: o.aux ?? 'drop',
   };
 }
 
@@ -135,7 +145,7 @@ export interface ConvertInfo {
 
 /** Convert a 2D network to 3D. */
 export function convert(source: ConvertSource, options: ConvertOptions, info: ConvertInfo = {}): ConvertResult {
-  const { mode, axis: axisName, head, seed, inputSize, fuse, lowering } = normaliseOptions(options);
+  const { mode, axis: axisName, head, seed, inputSize, fuse, lowering, aux } = normaliseOptions(options);
   if (!(MODES as readonly string[]).includes(mode)) throw new InvalidArgumentError(`unknown mode '${String(mode)}'; use one of ${MODES.join(', ')}`);
   const axis = AXES[axisName];
   if (axis === undefined) throw new InvalidArgumentError(`axis must be d, h or w, got '${axisName}'`);
@@ -149,8 +159,9 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
   let sd: StateDict;
   let detected: Detected | undefined;
   const outputKind: 'logits' | 'features' = head === 'features' ? 'features' : 'logits';
+  if (aux !== 'drop' && aux !== 'keep') throw new InvalidArgumentError(`aux must be 'drop' or 'keep', got '${String(aux)}'`);
   if (source.kind === 'state-dict') {
-    const r = recognise(widenToFloat32(source.tensors), options.arch);
+    const r = recognise(widenToFloat32(aux === 'drop' ? dropAuxTensors(source.tensors) : source.tensors), options.arch);
     detected = r.detected;
     sd = new Map(r.sd);
     if (options.inChannels !== undefined) {
@@ -180,7 +191,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
       graph2d = appendLinear(graph2d, wKey, bKey, fresh.weight, fresh.bias);
     }
   } else {
-    graph2d = source.graph;
+    graph2d = inlineIdentityConstants(aux === 'drop' ? dropAuxOutputs(source.graph) : source.graph);
     if (options.inChannels !== undefined) graph2d = adaptOnnxStem(graph2d, options.inChannels, budget);
     if (head !== 'keep') graph2d = replaceOnnxHead(graph2d, head, seed, budget);
     sd = new Map([...graph2d.initializers].filter(([, t]) => t.dtype === 'F32' || DTYPES[t.dtype].float));
@@ -240,6 +251,19 @@ const SPLIT_RULES: Record<Mode, string> = {
   'mean-acs': 'Every view uses the whole kernel; the three outputs are averaged, then the bias added.',
   'soft-acs': 'Every view uses the whole kernel; the outputs are weighted per channel by softmax(soft_w_core) (zeros: 1/3 each), then the bias added.',
 };
+
+/** The graph without its outputs named `aux` (and what only they used), unless that is all it has. */
+function dropAuxOutputs(g: Graph): Graph {
+  const outputs = g.outputs.filter((o) => !AUX_OUTPUT.test(o.name));
+  return outputs.length === g.outputs.length || outputs.length === 0 ? g : pruneGraph({ ...g, outputs });
+}
+
+/** torchvision's auxiliary segmentation head: output `aux`, state dict prefix `aux_classifier.`. */
+const AUX_OUTPUT = /^aux$/i;
+
+function dropAuxTensors(sd: StateDict): StateDict {
+  return [...sd.keys()].some((k) => k.startsWith('aux_classifier.')) ? new Map([...sd].filter(([k]) => !k.startsWith('aux_classifier.'))) : sd;
+}
 
 function isClassifierKey(key: string, d: Detected): boolean {
   const w = d.classifier.weight.replace(/\.weight$/, '');

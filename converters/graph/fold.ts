@@ -38,9 +38,10 @@ export function foldBatchNorm(g: Graph): Graph {
       for (let i = o * per; i < (o + 1) * per; i++) wf[i] = src[i]! * s;
       bf[o] = ((b ? (b.data as Float32Array)[o]! : 0) - mean[o]!) * s + beta[o]!;
     }
-    const wName = `${conv.inputs[1]}:bn`;
-    const bName = `${conv.inputs[1]!.replace(/weight$/, '')}bias:bn`;
+    // A weight shared by several convolutions gets one folded copy per BatchNorm.
+    const wName = unused(initializers, conv.inputs[1]!, ':bn');
     initializers.set(wName, { ...w, data: wf } as Tensor);
+    const bName = unused(initializers, `${conv.inputs[1]!.replace(/weight$/, '')}bias`, ':bn');
     initializers.set(bName, { dtype: 'F32', shape: [O], data: bf });
     replace.set(conv, { ...conv, inputs: [conv.inputs[0]!, wName, bName], outputs: [...bn.outputs] });
     drop.add(bn);
@@ -50,4 +51,11 @@ export function foldBatchNorm(g: Graph): Graph {
   const used = new Set(nodes.flatMap((n) => n.inputs));
   for (const k of [...initializers.keys()]) if (!used.has(k)) initializers.delete(k);
   return { ...g, nodes, initializers };
+}
+
+/** `${base}${tag}`, or `${base}${tag}${i}` for the first i that is not taken yet. */
+function unused(taken: ReadonlyMap<string, unknown>, base: string, tag: string): string {
+  let name = `${base}${tag}`;
+  for (let i = 2; taken.has(name); i++) name = `${base}${tag}${i}`;
+  return name;
 }

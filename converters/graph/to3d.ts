@@ -11,16 +11,22 @@
  * translated op by op: the target of each consumer is rebuilt from the 3D tensors' own
  * shapes, classified by running the 2D shape inference at two probe sizes (a dimension that
  * follows the batch, H or W of the data is rebuilt from the 3D data; one that stays put is a
- * constant). An op or pattern that cannot be converted stops with an error naming the node.
+ * constant). The sizes of a Resize, the bounds of a Slice and the pads of a Pad are instead
+ * followed back to the shapes they read and recomputed from the 3D shapes at run time
+ * (converters/SPEC-acs.md section 18). An op or pattern that cannot be converted stops with an
+ * error naming the node.
  */
+import { DTYPES } from '../dtypes.js';
 import { ConversionError, UnsupportedError } from '../errors.js';
 import type { Split3 } from '../modes/split.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
 import { foldBatchNorm } from './fold.js';
+import { inlineIdentityConstants } from './identity-constants.js';
 import { A, attrInt, attrInts, attrString, consumersOf, pruneGraph, topologicalSort, type Attr, type Dim, type Graph, type Node } from './ir.js';
 import { lowerConvTranspose } from './lower-conv-transpose.js';
 import { lowerConv, type Conv2dSpec, type ConvMode, type SpatialAxis } from './lower-conv.js';
+import { traceSizes, type SizeElem } from './runtime-sizes.js';
 import { inferShapes, type ValueFacts } from './shapes.js';
 
 /** Where a value's spatial axes are: H (which gains D in front of it) and W. */
@@ -136,6 +142,7 @@ class Converter {
   /** Activations applied inside the ACS parts, by the node that no longer runs them. */
   private readonly absorbed = new Map<string, string>();
   private readonly consumers: Map<string, Node[]>;
+  private readonly producer = new Map<string, Node>();
   private readonly fuseBn: boolean;
   private readonly fuseAct: boolean;
 
@@ -146,11 +153,13 @@ class Converter {
     this.axis = opts.axis ?? 0;
     this.fuseBn = opts.fuse === undefined || opts.fuse === true || (typeof opts.fuse === 'object' && opts.fuse.batchNorm);
     this.fuseAct = opts.fuse === undefined || opts.fuse === true || (typeof opts.fuse === 'object' && opts.fuse.activation);
-    this.g2 = this.fuseBn ? foldBatchNorm(g2) : g2;
+    const plain = inlineIdentityConstants(g2);
+    this.g2 = this.fuseBn ? foldBatchNorm(plain) : plain;
     for (const n of this.g2.nodes) {
-      if (n.op === 'Conv' && n.inputs[1]?.endsWith(':bn')) this.originalWeight.set(n.inputs[1], n.inputs[1].slice(0, -3));
+      if (n.op === 'Conv' && /:bn\d*$/.test(n.inputs[1] ?? '')) this.originalWeight.set(n.inputs[1]!, n.inputs[1]!.replace(/:bn\d*$/, ''));
     }
     this.consumers = consumersOf(this.g2.nodes);
+    for (const n of this.g2.nodes) for (const o of n.outputs) this.producer.set(o, n);
   }
 
   run(): To3dResult {
@@ -684,52 +693,128 @@ class Converter {
   private convertSlice(node: Node, l: Layout | null): void {
     const r = this.rank(node.inputs[0]!);
     if (this.g2.opset < 10) this.fail(node, 'Slice before opset 10');
-    const starts = this.constValue(node, 1, 'starts');
-    const ends = this.constValue(node, 2, 'ends');
+    const starts = this.runtimeVector(node, 1, 'starts');
+    const ends = this.runtimeVector(node, 2, 'ends');
     const axes = node.inputs[3] ? this.constValue(node, 3, 'axes') : starts.map((_, i) => i);
     const steps = node.inputs[4] ? this.constValue(node, 4, 'steps') : starts.map(() => 1);
     if ([ends, axes, steps].some((v) => v.length !== starts.length)) this.fail(node, 'its starts, ends, axes and steps differ in length');
-    const s3: number[] = [];
-    const e3: number[] = [];
+    const s3: (number | string)[] = [];
+    const e3: (number | string)[] = [];
     const a3: number[] = [];
     const st3: number[] = [];
     this.axesOf(node, axes, r).forEach((a, i) => {
-      for (const m of this.map(a, l)) {
-        s3.push(starts[i]!);
-        e3.push(ends[i]!);
+      this.map(a, l).forEach((m, k) => {
+        s3.push(this.elem3(node, starts[i]!, a, l, k));
+        e3.push(this.elem3(node, ends[i]!, a, l, k));
         a3.push(m);
         st3.push(steps[i]!);
-      }
+      });
     });
     const em = this.em;
-    this.em.node('Slice', node.name, [this.input3(node.inputs[0]!), em.ints(s3), em.ints(e3), em.ints(a3), em.ints(st3)], node.outputs, {});
+    this.em.node('Slice', node.name, [this.input3(node.inputs[0]!), this.vector3(s3, `${node.name}/starts`), this.vector3(e3, `${node.name}/ends`), em.ints(a3), em.ints(st3)], node.outputs, {});
     this.setOut(node, 0, l);
+  }
+
+  /**
+   * A shape-valued input (Slice bounds, Pad pads): its elements traced back to the shapes they
+   * read (a crop to `x.shape`, the pads of a U-Net's `F.pad` to its skip connection;
+   * converters/SPEC-acs.md 17.1); its value when that is the same at every probe and reads
+   * no spatial size (a channel split), or when it cannot be traced.
+   */
+  private runtimeVector(node: Node, i: number, what: string): (number | SizeElem)[] {
+    const name = node.inputs[i] ?? '';
+    if (this.consts.has(name) || !this.shapeValued.has(name)) return this.constValue(node, i, what);
+    // Traced first: a vector computed from sizes can be the same at both probes (pads that are
+    // zero whenever the sizes are even) and still follow the volume.
+    const elems = this.trace(name);
+    const vals = this.facts(name).map((f) => f.value);
+    const fixed = vals.every((v) => v !== undefined && v.join() === vals[0]!.join());
+    if (elems && !(fixed && !elems.some((e) => this.readsSpatial(e)))) return elems.map((e) => (e.kind === 'const' ? e.value : e));
+    if (fixed) return vals[0]!;
+    return this.fail(node, `its ${what} ('${name}') are computed in a way the converter does not follow`);
+  }
+
+  /** Whether a traced element reads H or W of a spatial tensor. */
+  private readsSpatial(e: SizeElem): boolean {
+    if (e.kind === 'op') return e.args.some((a) => this.readsSpatial(a));
+    if (e.kind !== 'dim') return false;
+    const l = this.layoutOf(e.of);
+    return l !== null && (e.axis === l.h || e.axis === l.w);
+  }
+
+  /** `traceSizes` over this graph. */
+  private trace(name: string): SizeElem[] | undefined {
+    const fixed = (v: string) => this.facts(v).every((f, _, all) => f.shape.join() === all[0]!.shape.join());
+    return traceSizes(name, {
+      producer: this.producer,
+      consts: this.consts,
+      shape: (v) => this.facts(v)[0]!.shape,
+      fixedShape: (v) => !this.layoutOf(v) && fixed(v),
+      integer: (v) => !DTYPES[this.facts(v)[0]!.dtype].float,
+      opset: this.g2.opset,
+    });
+  }
+
+  /**
+   * One element of a shape vector at a position of 2D axis `a` (layout `l`), for the `k`-th 3D
+   * axis that axis becomes: a constant, or a 1-element vector computed from the 3D shapes. A
+   * dimension read at H's place must be an H (it then reads D for k = 0 and H for k = 1), at
+   * W's place a W, elsewhere a non-spatial axis.
+   */
+  private elem3(node: Node, e: number | SizeElem, a: number, l: Layout | null, k: number): number | string {
+    if (typeof e === 'number') return e;
+    if (e.kind === 'const') return e.value;
+    const spatial = (lay: Layout | null, x: number) => (lay && x === lay.h ? 'H' : lay && x === lay.w ? 'W' : 'not spatial');
+    const memo = new Map<SizeElem, string>();
+    const emit = (x: SizeElem): string => {
+      let v = memo.get(x);
+      if (v !== undefined) return v;
+      if (x.kind === 'const') v = this.em.ints([x.value]);
+      else if (x.kind === 'op') v = this.em.op(x.op, [emit(x.args[0]), emit(x.args[1])], {}, `${node.name}/size`);
+      else {
+        const lt = this.layoutOf(x.of);
+        if (spatial(l, a) !== spatial(lt, x.axis)) this.fail(node, `its output axis ${a} (${spatial(l, a)}) takes axis ${x.axis} of '${x.of}' (${spatial(lt, x.axis)})`);
+        const axes = this.map(x.axis, lt);
+        v = this.dims3(this.v3(x.of), [axes[Math.min(k, axes.length - 1)]!]);
+      }
+      memo.set(x, v);
+      return v;
+    };
+    return emit(e);
+  }
+
+  /** A 1-D int64 vector of constants and 1-element vectors. */
+  private vector3(parts: (number | string)[], hint: string): string {
+    if (parts.every((p) => typeof p === 'number')) return this.em.ints(parts as number[]);
+    return this.em.op('Concat', parts.map((p) => (typeof p === 'number' ? this.em.ints([p]) : p)), { axis: A.int(0) }, hint);
   }
 
   private convertPad(node: Node, l: Layout | null): void {
     const r = this.rank(node.inputs[0]!);
-    const pads = this.g2.opset >= 11 ? this.constValue(node, 1, 'pads') : attrInts(node, 'pads', [])!;
+    const pads = this.g2.opset >= 11 ? this.runtimeVector(node, 1, 'pads') : attrInts(node, 'pads', [])!;
     if (node.inputs[3]) this.fail(node, 'Pad with axes is not supported');
-    const begin: number[] = [];
-    const end: number[] = [];
+    if (pads.length !== 2 * r) this.fail(node, `its pads have ${pads.length} elements, not ${2 * r}`);
+    const begin: (number | string)[] = [];
+    const end: (number | string)[] = [];
     for (let a = 0; a < r; a++) {
-      for (const _ of this.map(a, l)) {
-        begin.push(pads[a]!);
-        end.push(pads[a + r]!);
-      }
+      this.map(a, l).forEach((_, k) => {
+        begin.push(this.elem3(node, pads[a]!, a, l, k));
+        end.push(this.elem3(node, pads[a + r]!, a, l, k));
+      });
     }
     const attrs = { ...node.attrs };
     let inputs: string[];
     if (this.g2.opset >= 11) {
-      inputs = [this.input3(node.inputs[0]!), this.em.ints([...begin, ...end])];
+      inputs = [this.input3(node.inputs[0]!), this.vector3([...begin, ...end], `${node.name}/pads`)];
       if (node.inputs[2]) inputs.push(this.input3(node.inputs[2]));
     } else {
-      attrs['pads'] = A.ints([...begin, ...end]);
+      attrs['pads'] = A.ints([...begin, ...end] as number[]);
       inputs = [this.input3(node.inputs[0]!)];
     }
     this.em.node('Pad', node.name, inputs, node.outputs, attrs);
     this.setOut(node, 0, l);
   }
+
 
   private convertSqueeze(node: Node, l: Layout | null): void {
     const x = node.inputs[0]!;
@@ -877,38 +962,90 @@ class Converter {
     return w === undefined ? j === rOut - 1 : j === rOut - 2 && out[j] === h && out[j + 1] === w;
   }
 
+  /**
+   * Resize by scales (each spatial scale applies to D and H alike) or by sizes; sizes are
+   * rebuilt from the 3D values they follow, read at run time (converters/SPEC-acs.md 17.1).
+   */
   private convertResize(node: Node, l: Layout | null): void {
     const x = node.inputs[0]!;
     if (!l || l.h !== 2 || l.w !== 3) this.fail(node, 'resizing a tensor that is not (N, C, H, W)');
     const mode = attrString(node, 'mode', 'nearest');
     if (mode === 'cubic') this.fail(node, 'cubic interpolation has no 3D form in ONNX Runtime; use linear or nearest');
-    const ins = this.facts(x);
-    const outs = this.facts(node.outputs[0]!);
-    // Express the resize as scales: each spatial ratio must be the same at every probe size.
-    const ratio = (a: number) => outs.map((f, p) => f.shape[a]! / ins[p]!.shape[a]!);
-    const rh = ratio(2);
-    const rw = ratio(3);
-    const scalesIn = node.op === 'Resize' ? node.inputs[2] : node.inputs[1];
-    const hasScales = scalesIn !== undefined && scalesIn !== '' && !this.shapeValued.has(scalesIn) && this.consts.has(scalesIn) && this.consts.get(scalesIn)!.shape[0]! > 0;
-    let sh: number;
-    let sw: number;
-    if (hasScales) {
-      const sc = this.constValue(node, node.op === 'Resize' ? 2 : 1, 'scales');
-      if (sc[0] !== 1 || sc[1] !== 1) this.fail(node, 'resizing the batch or channel axis');
-      sh = sc[2]!;
-      sw = sc[3]!;
-    } else if (rh.every((v) => Math.abs(v - rh[0]!) < 1e-9) && rw.every((v) => Math.abs(v - rw[0]!) < 1e-9) && ins.length > 1) {
-      sh = rh[0]!;
-      sw = rw[0]!;
-    } else {
-      return this.fail(node, 'resize to sizes that do not follow the input by a fixed factor (e.g. to another tensor\'s size or a fixed size) is not supported');
+    const attrs: Record<string, Attr> = node.op === 'Upsample' ? { mode: A.str(mode === 'bilinear' ? 'linear' : mode) } : { ...node.attrs };
+    if (node.op === 'Resize' && node.inputs[3]) {
+      this.em.node('Resize', node.name, [this.v3(x), '', '', this.resizeSizes3(node, l)], node.outputs, attrs);
+      this.setOut(node, 0, l);
+      return;
     }
-    const scales = this.em.constant(`${node.name}/scales`, { dtype: 'F32', shape: [5], data: Float32Array.from([1, 1, sh, sh, sw]) });
-    const roi = this.em.constant(`${node.name}/roi`, { dtype: 'F32', shape: [0], data: new Float32Array(0) });
-    const attrs = { ...node.attrs };
-    if (node.op === 'Upsample') delete attrs['scales'];
-    this.em.node('Resize', node.name, [this.v3(x), roi, scales], node.outputs, node.op === 'Upsample' ? { mode: A.str(mode === 'bilinear' ? 'linear' : mode) } : attrs);
+    const slot = node.op === 'Resize' ? 2 : 1;
+    const a = node.attrs['scales'];
+    const sc = node.inputs[slot] ? this.constValue(node, slot, 'scales') : a?.type === 'floats' ? a.value : this.fail(node, 'no scales');
+    if (sc.length !== 4) this.fail(node, `its scales [${sc.join(', ')}] are not one per axis of (N, C, H, W)`);
+    if (sc[0] !== 1 || sc[1] !== 1) this.fail(node, 'resizing the batch or channel axis');
+    const scales = this.em.constant(`${node.name}/scales`, { dtype: 'F32', shape: [5], data: Float32Array.from([1, 1, sc[2]!, sc[2]!, sc[3]!]) });
+    this.em.node('Resize', node.name, [this.v3(x), '', scales], node.outputs, attrs);
     this.setOut(node, 0, l);
+  }
+
+  /** The 3D `sizes` of a Resize: (N, C) as they are, H as (D, H) of the value it follows, W as W. */
+  private resizeSizes3(node: Node, l: Layout): string {
+    const elems = this.trace(node.inputs[3]!);
+    if (!elems || elems.length !== 4) {
+      this.fail(node, 'its sizes are computed in a way the converter does not follow (Shape, Gather, Slice, Concat, Reshape, Transpose, Cast and integer arithmetic of tensor shapes, and constants)');
+    }
+    const parts: (number | string)[] = [];
+    elems.forEach((e, j) => {
+      const spatial = j === l.h || j === l.w;
+      if (spatial && e.kind === 'const') {
+        const src = this.fixedSizeSource(node, elems);
+        const axes = this.map(j === l.h ? src.layout.h : src.layout.w!, src.layout);
+        parts.push(...axes.map((a) => this.dims3(this.v3(src.name), [a])));
+        return;
+      }
+      this.map(j, l).forEach((_, k) => parts.push(this.elem3(node, e, j, l, k)));
+    });
+    return this.vector3(parts, `${node.name}/sizes`);
+  }
+
+  /**
+   * A static-shape export resizes to constant sizes that are the 2D size of some tensor: the
+   * tensor the result is combined with (Add, Concat, ...) when there is one, else the graph's
+   * input. In 3D the resize follows that tensor's size (converters/SPEC-acs.md 17.2).
+   */
+  private fixedSizeSource(node: Node, elems: SizeElem[]): { name: string; layout: Layout } {
+    const h = elems[2]!;
+    const w = elems[3]!;
+    if (this.probes.length > 1) {
+      this.fail(node, 'it resizes to a fixed 2D size in a graph whose input size is free; a fixed size has no 3D counterpart');
+    }
+    const matches = (name: string): Layout | undefined => {
+      const lt = this.layout.get(name);
+      if (!lt || lt.w === null) return undefined;
+      const shape = this.facts(name)[0]!.shape;
+      const ok = (e: SizeElem, a: number) => e.kind !== 'const' || shape[a] === e.value;
+      return ok(h, lt.h) && ok(w, lt.w) ? lt : undefined;
+    };
+    const candidates = [...this.partnersOf(node.outputs[0]!), this.g2.inputs[0]!.name];
+    for (const name of candidates) {
+      const lt = matches(name);
+      if (lt) return { name, layout: lt };
+    }
+    return this.fail(node, `it resizes to the fixed size [${elems.map((e) => (e.kind === 'const' ? e.value : '?')).join(', ')}], which is neither the size of a tensor it is combined with nor the input's`);
+  }
+
+  /** Converted values that `value` (after single-input ops) is added, multiplied or concatenated with. */
+  private partnersOf(value: string): string[] {
+    let v = value;
+    for (let steps = 0; steps < 16; steps++) {
+      const users = this.consumers.get(v) ?? [];
+      if (users.length !== 1) return [];
+      const u = users[0]!;
+      const others = u.inputs.filter((x) => x && x !== v && !this.consts.has(x) && !this.shapeValued.has(x));
+      if (others.length > 0) return u.op === 'Concat' || ELEMENTWISE.has(u.op) ? others.filter((x) => this.layout.has(x)) : [];
+      if (u.outputs.length !== 1) return [];
+      v = u.outputs[0]!;
+    }
+    return [];
   }
 }
 

@@ -311,8 +311,11 @@ function gather(node: Node, c: OpContext): string {
 function slice(node: Node, c: OpContext): string {
   const x = c.value(node.inputs[0]!);
   const r = c.rank(node.inputs[0]!);
-  const starts = c.opset >= 10 ? numbers(node, c, 1, 'starts') : attrInts(node, 'starts', [])!;
-  const ends = c.opset >= 10 ? numbers(node, c, 2, 'ends') : attrInts(node, 'ends', [])!;
+  // Bounds may be read from other tensors' shapes (a crop to `y.shape`): Python expressions.
+  const bounds = (i: number, what: string): string[] =>
+    c.opset >= 10 ? (c.ints(node.inputs[i]!) ?? unsupported(node, `its ${what} are not known`)) : attrInts(node, what, [])!.map(String);
+  const starts = bounds(1, 'starts');
+  const ends = bounds(2, 'ends');
   const axes = c.opset >= 10 ? (node.inputs[3] ? numbers(node, c, 3, 'axes') : starts.map((_, i) => i)) : attrInts(node, 'axes', starts.map((_, i) => i))!;
   const steps = c.opset >= 10 && node.inputs[4] ? numbers(node, c, 4, 'steps') : starts.map(() => 1);
   const index = Array.from({ length: r }, () => ':');
@@ -320,7 +323,7 @@ function slice(node: Node, c: OpContext): string {
     const a = norm(a0, r);
     const step = steps[i]!;
     if (step < 1) unsupported(node, 'slices with negative steps are not supported');
-    const bound = (v: number) => (Math.abs(v) >= 2 ** 31 ? '' : String(v));
+    const bound = (v: string) => (/^-?\d+$/.test(v) && Math.abs(Number(v)) >= 2 ** 31 ? '' : v);
     const s = bound(starts[i]!) === '0' ? '' : bound(starts[i]!);
     index[a] = `${s}:${bound(ends[i]!)}${step !== 1 ? `:${step}` : ''}`;
   });
@@ -332,10 +335,12 @@ function pad(node: Node, c: OpContext): string {
   const x = c.value(node.inputs[0]!);
   const r = c.rank(node.inputs[0]!);
   if (node.inputs[3]) unsupported(node, 'Pad with axes is not supported');
-  const pads = c.opset >= 11 ? numbers(node, c, 1, 'pads') : attrInts(node, 'pads', [])!;
-  const torchPads: number[] = [];
+  // Pads may be expressions of other tensors' shapes (a U-Net's pad to its skip connection).
+  const pads = c.opset >= 11 ? (c.ints(node.inputs[1]!) ?? unsupported(node, 'its pads are not known')) : attrInts(node, 'pads', [])!.map(String);
+  if (pads.length !== 2 * r) unsupported(node, `its pads have ${pads.length} elements, not ${2 * r}`);
+  const torchPads: string[] = [];
   for (let a = r - 1; a >= 0; a--) torchPads.push(pads[a]!, pads[a + r]!);
-  while (torchPads.length > 2 && torchPads[torchPads.length - 1] === 0 && torchPads[torchPads.length - 2] === 0) torchPads.length -= 2;
+  while (torchPads.length > 2 && torchPads[torchPads.length - 1] === '0' && torchPads[torchPads.length - 2] === '0') torchPads.length -= 2;
   const mode = attrString(node, 'mode', 'constant');
   if (mode === 'reflect' || mode === 'edge') return `F.pad(${x}, (${torchPads.join(', ')}), mode='${mode === 'edge' ? 'replicate' : 'reflect'}')`;
   if (mode !== 'constant') unsupported(node, `pad mode '${mode}' is not supported`);
@@ -394,14 +399,24 @@ function reduce(node: Node, c: OpContext): string {
 function resize(node: Node, c: OpContext): string {
   const x = c.value(node.inputs[0]!);
   const r = c.rank(node.inputs[0]!);
-  const scalesName = node.op === 'Resize' ? node.inputs[2] : node.inputs[1];
-  const scales = scalesName ? c.floats(scalesName) : undefined;
-  if (!scales || scales.length !== r || scales[0] !== 1 || scales[1] !== 1) unsupported(node, 'only constant scales of the spatial axes are supported');
   if (attrInt(node, 'antialias', 0)) unsupported(node, 'antialias is not supported');
   const mode = attrString(node, 'mode', 'nearest');
   const transform = attrString(node, 'coordinate_transformation_mode', 'half_pixel');
-  const spatial = scales.slice(2);
-  const factor = `scale_factor=(${spatial.map(pyFloat).join(', ')})`;
+  // Sizes (constants, or read from other tensors' shapes): torch then scales by in / out, as ONNX does.
+  const sizesName = node.op === 'Resize' ? node.inputs[3] : undefined;
+  let spatial: number[] = [];
+  let factor: string;
+  if (sizesName) {
+    const sizes = c.ints(sizesName);
+    if (!sizes || sizes.length !== r) unsupported(node, 'its sizes are not known');
+    factor = `size=(${sizes.slice(2).join(', ')},)`;
+  } else {
+    const scalesName = node.op === 'Resize' ? node.inputs[2] : node.inputs[1];
+    const scales = scalesName ? c.floats(scalesName) : undefined;
+    if (!scales || scales.length !== r || scales[0] !== 1 || scales[1] !== 1) unsupported(node, 'only constant scales of the spatial axes are supported');
+    spatial = scales.slice(2);
+    factor = `scale_factor=(${spatial.map(pyFloat).join(', ')})`;
+  }
   if (mode === 'linear') {
     const torchMode = ['linear', 'bilinear', 'trilinear'][r - 3] ?? unsupported(node, `linear resize of a rank-${r} tensor`);
     if (transform === 'half_pixel' || (transform === 'pytorch_half_pixel' && c.shape(node.outputs[0]!).slice(2).every((d) => d > 1))) {
@@ -415,7 +430,7 @@ function resize(node: Node, c: OpContext): string {
   if (transform === 'asymmetric' && rounding === 'floor') return `F.interpolate(${x}, ${factor}, mode='nearest')`;
   // half_pixel reads plane round((i + 0.5) / s - 0.5): torch's 'nearest-exact', with no ties to
   // break when every scale is a whole number.
-  const whole = spatial.every((s) => Number.isInteger(s));
+  const whole = !sizesName && spatial.every((s) => Number.isInteger(s));
   if (transform === 'half_pixel' && (rounding === 'round_prefer_ceil' || (rounding === 'round_prefer_floor' && whole))) {
     return `F.interpolate(${x}, ${factor}, mode='nearest-exact')`;
   }

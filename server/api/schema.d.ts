@@ -549,6 +549,11 @@ export interface components {
             };
             /** @description Input size (D, H, W) the card's multiply-adds are counted for. */
             inputSize?: number[];
+            /**
+             * @description Auxiliary heads of segmentation models (ONNX outputs named aux, state dict tensors aux_classifier.*): drop them (default) or convert them as further outputs.
+             * @enum {string}
+             */
+            aux?: "drop" | "keep";
         };
         ConversionRequest: {
             source: {

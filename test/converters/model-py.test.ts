@@ -318,6 +318,35 @@ async function templateCases(dir: string): Promise<CheckCase[]> {
   return cases;
 }
 
+/**
+ * Segmentation networks (tools/goldens/make_seg_goldens.py): resizes to the sizes of other
+ * tensors (linear with align_corners, nearest), by a scale factor, a crop to the input's size,
+ * a pad to a skip connection's size, and ASPP's image pooling, read from the 3D tensors' shapes
+ * in model.py too.
+ */
+async function segmentationCases(dir: string): Promise<CheckCase[]> {
+  const cases: CheckCase[] = [];
+  for (const name of ['unet_ac', 'unet_pad', 'deeplabv3']) {
+    const { source } = await loadSource(fixture('goldens', 'segmentation', `${name}.onnx`));
+    const result = convert(source, { mode: 'acs' });
+    const shape = [2, 3, 17, 19, 23];
+    const input = detTensor(shape, 9);
+    const expected = await runGraph(result.graph, input, shape);
+    const at = join(dir, 'segmentation', name);
+    await writeCase(at, result, input, expected.data);
+    cases.push({
+      name: `segmentation/${name} (acs)`,
+      model: join(at, 'model.py'),
+      weights: join(at, 'model.pth'),
+      input: { file: join(at, 'input.f32'), shape },
+      expected: { file: join(at, 'expected.f32'), shape: expected.dims },
+      param_count: result.card.parameters.converted,
+      checks: ['train', 'trace'],
+    });
+  }
+  return cases;
+}
+
 /** model.py and model.pth written by `acs-hub convert --out` (the format follows the extension). */
 async function cliCase(dir: string): Promise<CheckCase> {
   const at = join(dir, 'cli');
@@ -373,7 +402,14 @@ test('model.py of every golden family and mode is the converted network in PyTor
   const train = { model: join(trainDir, 'model.py'), weights: join(trainDir, 'model.pth'), shape: [8, 1, 16, 16, 16], classes: 2, steps: 20, lr: 0.01 };
   const first = check(dir, 'layers', layers, train);
   first.catch(() => undefined);
-  const families = [...(await familyCases(dir)), ...(await transposedCases(dir)), ...(await operatorCases(dir)), ...(await templateCases(dir)), await cliCase(dir)];
+  const families = [
+    ...(await familyCases(dir)),
+    ...(await transposedCases(dir)),
+    ...(await operatorCases(dir)),
+    ...(await segmentationCases(dir)),
+    ...(await templateCases(dir)),
+    await cliCase(dir),
+  ];
   const [a, b] = await Promise.all([first, check(dir, 'families', families)]);
   const cases = [...layers, ...families];
   const results = [...a.cases, ...b.cases];
