@@ -274,3 +274,30 @@ test('with keys set: converting through the Hub routes needs a key (401 in the H
   const cached = await downloadFile({ repo: 'torchvision/resnet18.imagenet1k_v1', path: 'model.onnx', revision: '2.5d', hubUrl: url });
   assert.ok(cached && Buffer.from(await cached.arrayBuffer()).equals(bytes));
 });
+
+test('a store that redirects downloads: HEAD resolve is a 307 to the presigned URL carrying the Hub headers; both clients fetch the bytes from there', async (t) => {
+  const { startS3rver } = await import('../zoo/s3rver.js');
+  const { openStorage } = await import('../../zoo/storage/open-storage.js');
+  const { createApp } = await import('../../server/app.js');
+  const s3 = await startS3rver(t, ['hf-redirect']);
+  const { hub, cfg } = await testHub(t, { s3: { url: 's3://hf-redirect/hub', endpoint: s3.endpoint, conditionalWrites: 'claim' }, server: { redirectDownloads: true, presignSeconds: 60 } });
+  await hub.close();
+  const storage = await openStorage(cfg, { credentials: s3.credentials });
+  const app = await createApp(cfg, { storage });
+  const server = createServer(app.app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await app.close();
+    await storage.close();
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const d = await pythonStyleDownload(url, 'torchvision/resnet18', 'acs', 'model.onnx', { Authorization: 'Bearer anything' });
+  assert.deepEqual(d.hops, [307, 307], 'the alias, then the presigned URL (absolute: not followed by the HEAD)');
+  assert.ok(d.location!.startsWith(`${s3.endpoint}/hf-redirect/hub/conversions/`), d.location);
+  assert.equal(d.head.headers.get('X-Linked-Size'), String(d.bytes!.length));
+  assert.equal(d.etag, sha256(d.bytes!));
+  const blob = await downloadFile({ repo: 'torchvision/resnet18.imagenet1k_v1', path: 'model.onnx', revision: 'acs', hubUrl: url });
+  assert.ok(blob && Buffer.from(await blob.arrayBuffer()).equals(d.bytes!));
+});
