@@ -56,12 +56,22 @@ function hubNotFound(hubCode: 'RepoNotFound' | 'RevisionNotFound' | 'EntryNotFou
   return httpError('NOT_FOUND', message, { 'X-Error-Code': hubCode, ...(commit ? { 'X-Repo-Commit': commit } : {}) });
 }
 
+/** A checkpoint's record and manifest, or undefined when there is none (a failing store still throws). */
+async function findCheckpoint(s: Services, id: string): Promise<Awaited<ReturnType<typeof loadCheckpoint>> | undefined> {
+  try {
+    return await loadCheckpoint(s.storage, id);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'CHECKPOINT_NOT_FOUND') return undefined;
+    throw err;
+  }
+}
+
 /** The mode a zoo repository's revision names, by name or by commit. */
 async function modeOf(s: Services, repo: string, revision: string): Promise<Mode> {
   if (revision === 'main' || revision === 'HEAD') return 'acs';
   if ((MODES as readonly string[]).includes(revision)) return revision as Mode;
   const id = checkpointOfCommit(revision);
-  const found = id === undefined ? undefined : await loadCheckpoint(s.storage, id).catch(() => undefined);
+  const found = id === undefined ? undefined : await findCheckpoint(s, id);
   // Only a checkpoint of this very repository: nothing is converted for another one's commit.
   if (found && found.record.source['id'] === repo && (MODES as readonly string[]).includes(found.record.mode)) return found.record.mode as Mode;
   throw hubNotFound('RevisionNotFound', `repository ${repo} has no revision '${revision}' (revisions: main, ${MODES.join(', ')}, or a commit this server gave)`);
@@ -74,7 +84,7 @@ async function resolveRevision(s: Services, req: Request, res: Response, redirec
   const revision = req.params['revision'] === undefined ? 'main' : param(req, 'revision');
   if (ns === CHECKPOINTS) {
     const repo = `${CHECKPOINTS}/${name}`;
-    const found = CHECKPOINT_ID.test(name) ? await loadCheckpoint(s.storage, name).catch(() => undefined) : undefined;
+    const found = CHECKPOINT_ID.test(name) ? await findCheckpoint(s, name) : undefined;
     if (!found) throw hubNotFound('RepoNotFound', `no repository ${repo}: no converted checkpoint '${name}'`);
     const commit = commitOf(name);
     if (revision !== 'main' && revision !== 'HEAD' && revision !== commit) throw hubNotFound('RevisionNotFound', `repository ${repo} has one revision, main (commit ${commit}), not '${revision}'`);
