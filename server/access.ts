@@ -67,6 +67,16 @@ export const ACCESS: readonly RouteAccess[] = [
   { method: 'GET', path: '/v2/models/{modelName}/versions/{modelVersion}/ready', access: 'key' },
   { method: 'POST', path: '/v2/models/{modelName}/infer', access: 'key' },
   { method: 'POST', path: '/v2/models/{modelName}/versions/{modelVersion}/infer', access: 'key' },
+
+  // The Hugging Face Hub's read protocol: reads of a conversion, converting on a miss.
+  { method: 'GET', path: '/api/models/{namespace}/{name}', access: 'cached' },
+  { method: 'GET', path: '/api/models/{namespace}/{name}/revision/{revision}', access: 'cached' },
+  { method: 'GET', path: '/api/models/{namespace}/{name}/tree/{revision}', access: 'cached' },
+  { method: 'POST', path: '/api/models/{namespace}/{name}/paths-info/{revision}', access: 'cached' },
+  { method: 'GET', path: '/{namespace}/{name}/resolve/{revision}/{file}', access: 'cached' },
+  { method: 'HEAD', path: '/{namespace}/{name}/resolve/{revision}/{file}', access: 'cached' },
+  { method: 'GET', path: '/{namespace}/{name}/raw/{revision}/{file}', access: 'cached' },
+  { method: 'HEAD', path: '/{namespace}/{name}/raw/{revision}/{file}', access: 'cached' },
 ];
 
 // As express routes: case-insensitive, an optional trailing slash, one segment per parameter.

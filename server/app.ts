@@ -14,6 +14,7 @@ import { keyGate } from './access.js';
 import { httpError, problemMiddleware } from './errors.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { conversionRoutes } from './routes/conversions.js';
+import { hfRoutes, hubErrors } from './routes/hf.js';
 import { kserveRoutes } from './routes/kserve.js';
 import { opsRoutes } from './routes/ops.js';
 import { uploadRoutes } from './routes/uploads.js';
@@ -68,7 +69,7 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
   });
   app.use(keyGate(services));
   app.use(opsRoutes(services));
-  app.use('/v1', express.json({ limit: cfg.server.maxJsonBytes, type: 'application/json' }));
+  for (const base of ['/v1', '/api']) app.use(base, express.json({ limit: cfg.server.maxJsonBytes, type: 'application/json' }));
   app.use(
     OpenApiValidator.middleware({
       apiSpec: OPENAPI_PATH,
@@ -84,7 +85,9 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
   app.use(uploadRoutes(services));
   app.use(checkpointRoutes(services));
   app.use(kserveRoutes(services, VERSION));
+  app.use(hfRoutes(services));
   app.use((req, _res, next) => next(httpError('NOT_FOUND', `no route ${req.method} ${req.path}`)));
+  app.use(hubErrors());
   app.use(problemMiddleware());
   return { app, services, close: () => services.close() };
 }

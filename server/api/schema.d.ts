@@ -451,6 +451,125 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/models/{namespace}/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A repository as the Hugging Face Hub describes it, at its default revision (`main` = acs).
+         * @description Repositories are catalogue ids (or aliases), whose revisions are the conversion modes,
+         *     and `checkpoints/<checkpointId>` for any converted checkpoint (revision `main`). Converts
+         *     on first request as the one-line download does (a key is needed to convert when keys
+         *     are set). Errors carry the Hub's `X-Error-Code` header (`RepoNotFound`,
+         *     `RevisionNotFound`, `EntryNotFound`) and a JSON body with `error`.
+         */
+        get: operations["hfModelInfo"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/{namespace}/{name}/revision/{revision}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A repository at a revision (`HfApi.model_info(repo, revision=...)`, `modelInfo`). */
+        get: operations["hfModelInfoAtRevision"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/{namespace}/{name}/tree/{revision}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The files of a repository at a revision (`list_repo_tree`, `listFiles`); one page, no folders. */
+        get: operations["hfListTree"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/{namespace}/{name}/paths-info/{revision}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The entries of the named paths that exist (`pathsInfo`, used by `downloadFileToCacheDir`). */
+        post: operations["hfPathsInfo"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/{namespace}/{name}/resolve/{revision}/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a file as `hf_hub_download` and `downloadFile` ask for it.
+         * @description Serves the file as `/v1/checkpoints/{id}/files/{file}` does (Range, ETag = the sha256,
+         *     If-None-Match), with the Hub's headers: `X-Repo-Commit` (the revision's commit, a stable
+         *     40-hex id: the checkpoint id and 8 check digits), `X-Linked-Etag` and `X-Linked-Size`
+         *     (every file is served as an LFS file: its sha256 and size). An alias answers 307 with a
+         *     relative `Location` to the catalogue id (clients follow relative redirects); a store that
+         *     redirects downloads answers 307 to a presigned URL, with the same headers.
+         */
+        get: operations["hfResolveFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** The Hub's headers of a file without its body (`get_hf_file_metadata`). */
+        head: operations["hfResolveFileHead"];
+        patch?: never;
+        trace?: never;
+    };
+    "/{namespace}/{name}/raw/{revision}/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The same as `resolve` (there are no LFS pointers here). */
+        get: operations["hfRawFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** Whether a file exists (`fileExists`). */
+        head: operations["hfRawFileHead"];
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -483,6 +602,66 @@ export interface components {
                 path?: string;
                 message?: string;
             }[];
+        };
+        /** @description The Hub's error body (`error`), with the fields of the project's problem document. */
+        HfError: {
+            error: string;
+            code: string;
+            status?: number;
+            requestId?: string;
+        };
+        HfLfs: {
+            /** @description sha256 (tree entries). */
+            oid?: string;
+            /** @description sha256 (siblings). */
+            sha256?: string;
+            size: number;
+            pointerSize: number;
+        };
+        HfSibling: {
+            rfilename: string;
+            size?: number;
+            blobId?: string;
+            lfs?: components["schemas"]["HfLfs"];
+        };
+        HfModelInfo: {
+            _id: string;
+            /** @description The repository id (the catalogue id for an alias). */
+            id: string;
+            modelId: string;
+            author?: string;
+            /** @description The commit of this revision (40 hex). */
+            sha: string;
+            /** Format: date-time */
+            lastModified?: string;
+            /** Format: date-time */
+            createdAt?: string;
+            private?: boolean;
+            gated?: boolean;
+            disabled?: boolean;
+            downloads?: number;
+            likes?: number;
+            library_name?: string;
+            tags?: string[];
+            cardData?: {
+                [key: string]: unknown;
+            };
+            siblings: components["schemas"]["HfSibling"][];
+        };
+        HfTreeEntry: {
+            /** @enum {string} */
+            type: "file";
+            path: string;
+            size: number;
+            /** @description The git id of the file's LFS pointer. */
+            oid: string;
+            lfs?: components["schemas"]["HfLfs"];
+            lastCommit?: {
+                id?: string;
+                title?: string;
+                /** Format: date-time */
+                date?: string;
+            };
         };
         ZooModel: {
             id: string;
@@ -790,6 +969,38 @@ export interface components {
                 "application/json": string;
             };
         };
+        /** @description A Hugging Face Hub error. */
+        HfError: {
+            headers: {
+                /** @description `RepoNotFound`, `RevisionNotFound` or `EntryNotFound`, as the Hub names them. */
+                "X-Error-Code"?: string;
+                "X-Error-Message"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["HfError"];
+            };
+        };
+        /** @description The file (or the requested range), with the Hub's headers. */
+        HfFile: {
+            headers: {
+                /** @description The commit the revision resolved to (40 hex). */
+                "X-Repo-Commit"?: string;
+                /** @description The file's sha256, quoted. */
+                "X-Linked-Etag"?: string;
+                "X-Linked-Size"?: number;
+                /** @description The file's sha256, quoted. */
+                ETag?: string;
+                "Content-Length"?: number;
+                "Content-Range"?: string;
+                "Accept-Ranges"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/octet-stream": string;
+                "application/json": string;
+            };
+        };
     };
     parameters: {
         /**
@@ -812,6 +1023,18 @@ export interface components {
         /** @description A checkpoint id. */
         ModelNameKServe: string;
         ModelVersion: string;
+        /**
+         * @description A conversion mode (`acs`, `2.5d`, `i3d`, `mean-acs`, `soft-acs`), `main` or `HEAD` (= `acs`;
+         *     for a `checkpoints/<id>` repository the only revision), or a commit the server gave.
+         * @example acs
+         */
+        HfRevision: string;
+        /** @description Give each file's size, blob id and LFS sha256 (`files_metadata=True`). */
+        HfBlobs: boolean;
+        /** @description Fields asked for; every field is always given. */
+        HfExpand: string[];
+        /** @description Accepted and ignored. */
+        HfSecurityStatus: boolean;
     };
     requestBodies: never;
     headers: never;
@@ -1713,6 +1936,444 @@ export interface operations {
                 };
             };
             401: components["responses"]["Problem"];
+        };
+    };
+    hfModelInfo: {
+        parameters: {
+            query?: {
+                /** @description Give each file's size, blob id and LFS sha256 (`files_metadata=True`). */
+                blobs?: components["parameters"]["HfBlobs"];
+                /** @description Fields asked for; every field is always given. */
+                expand?: components["parameters"]["HfExpand"];
+                /** @description Accepted and ignored. */
+                securityStatus?: components["parameters"]["HfSecurityStatus"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description First part of a catalogue id (`torchvision`, `timm`, ...).
+                 * @example torchvision
+                 */
+                namespace: components["parameters"]["Namespace"];
+                /**
+                 * @description Second part of a catalogue id or alias.
+                 * @example resnet18
+                 */
+                name: components["parameters"]["ModelName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The repository at that revision, with its files (`siblings`). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HfModelInfo"];
+                };
+            };
+            400: components["responses"]["HfError"];
+            401: components["responses"]["HfError"];
+            404: components["responses"]["HfError"];
+            422: components["responses"]["HfError"];
+            502: components["responses"]["HfError"];
+            503: components["responses"]["HfError"];
+        };
+    };
+    hfModelInfoAtRevision: {
+        parameters: {
+            query?: {
+                /** @description Give each file's size, blob id and LFS sha256 (`files_metadata=True`). */
+                blobs?: components["parameters"]["HfBlobs"];
+                /** @description Fields asked for; every field is always given. */
+                expand?: components["parameters"]["HfExpand"];
+                /** @description Accepted and ignored. */
+                securityStatus?: components["parameters"]["HfSecurityStatus"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description First part of a catalogue id (`torchvision`, `timm`, ...).
+                 * @example torchvision
+                 */
+                namespace: components["parameters"]["Namespace"];
+                /**
+                 * @description Second part of a catalogue id or alias.
+                 * @example resnet18
+                 */
+                name: components["parameters"]["ModelName"];
+                /**
+                 * @description A conversion mode (`acs`, `2.5d`, `i3d`, `mean-acs`, `soft-acs`), `main` or `HEAD` (= `acs`;
+                 *     for a `checkpoints/<id>` repository the only revision), or a commit the server gave.
+                 * @example acs
+                 */
+                revision: components["parameters"]["HfRevision"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The repository at that revision, with its files (`siblings`). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HfModelInfo"];
+                };
+            };
+            400: components["responses"]["HfError"];
+            401: components["responses"]["HfError"];
+            404: components["responses"]["HfError"];
+            422: components["responses"]["HfError"];
+            502: components["responses"]["HfError"];
+            503: components["responses"]["HfError"];
+        };
+    };
+    hfListTree: {
+        parameters: {
+            query?: {
+                recursive?: boolean;
+                /** @description Add each file's last commit. */
+                expand?: boolean;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description First part of a catalogue id (`torchvision`, `timm`, ...).
+                 * @example torchvision
+                 */
+                namespace: components["parameters"]["Namespace"];
+                /**
+                 * @description Second part of a catalogue id or alias.
+                 * @example resnet18
+                 */
+                name: components["parameters"]["ModelName"];
+                /**
+                 * @description A conversion mode (`acs`, `2.5d`, `i3d`, `mean-acs`, `soft-acs`), `main` or `HEAD` (= `acs`;
+                 *     for a `checkpoints/<id>` repository the only revision), or a commit the server gave.
+                 * @example acs
+                 */
+                revision: components["parameters"]["HfRevision"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One entry per file. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HfTreeEntry"][];
+                };
+            };
+            400: components["responses"]["HfError"];
+            401: components["responses"]["HfError"];
+            404: components["responses"]["HfError"];
+            422: components["responses"]["HfError"];
+            502: components["responses"]["HfError"];
+            503: components["responses"]["HfError"];
+        };
+    };
+    hfPathsInfo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description First part of a catalogue id (`torchvision`, `timm`, ...).
+                 * @example torchvision
+                 */
+                namespace: components["parameters"]["Namespace"];
+                /**
+                 * @description Second part of a catalogue id or alias.
+                 * @example resnet18
+                 */
+                name: components["parameters"]["ModelName"];
+                /**
+                 * @description A conversion mode (`acs`, `2.5d`, `i3d`, `mean-acs`, `soft-acs`), `main` or `HEAD` (= `acs`;
+                 *     for a `checkpoints/<id>` repository the only revision), or a commit the server gave.
+                 * @example acs
+                 */
+                revision: components["parameters"]["HfRevision"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    paths: string[];
+                    expand?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description One entry per named path that exists, in the order asked. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HfTreeEntry"][];
+                };
+            };
+            400: components["responses"]["HfError"];
+            401: components["responses"]["HfError"];
+            404: components["responses"]["HfError"];
+            413: components["responses"]["HfError"];
+            415: components["responses"]["HfError"];
+            422: components["responses"]["HfError"];
+            502: components["responses"]["HfError"];
+            503: components["responses"]["HfError"];
+        };
+    };
+    hfResolveFile: {
+        parameters: {
+            query?: never;
+            header?: {
+                Range?: string;
+                "If-None-Match"?: string;
+                "If-Range"?: string;
+            };
+            path: {
+                /**
+                 * @description First part of a catalogue id (`torchvision`, `timm`, ...).
+                 * @example torchvision
+                 */
+                namespace: components["parameters"]["Namespace"];
+                /**
+                 * @description Second part of a catalogue id or alias.
+                 * @example resnet18
+                 */
+                name: components["parameters"]["ModelName"];
+                /**
+                 * @description A conversion mode (`acs`, `2.5d`, `i3d`, `mean-acs`, `soft-acs`), `main` or `HEAD` (= `acs`;
+                 *     for a `checkpoints/<id>` repository the only revision), or a commit the server gave.
+                 * @example acs
+                 */
+                revision: components["parameters"]["HfRevision"];
+                /** @example model.safetensors */
+                file: components["parameters"]["FileName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["HfFile"];
+            206: components["responses"]["HfFile"];
+            /** @description Not modified (the ETag matched). */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An alias (relative `Location` to the catalogue id), or a presigned download URL. */
+            307: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HfError"];
+            401: components["responses"]["HfError"];
+            404: components["responses"]["HfError"];
+            416: components["responses"]["HfError"];
+            422: components["responses"]["HfError"];
+            502: components["responses"]["HfError"];
+            503: components["responses"]["HfError"];
+        };
+    };
+    hfResolveFileHead: {
+        parameters: {
+            query?: never;
+            header?: {
+                "If-None-Match"?: string;
+            };
+            path: {
+                /**
+                 * @description First part of a catalogue id (`torchvision`, `timm`, ...).
+                 * @example torchvision
+                 */
+                namespace: components["parameters"]["Namespace"];
+                /**
+                 * @description Second part of a catalogue id or alias.
+                 * @example resnet18
+                 */
+                name: components["parameters"]["ModelName"];
+                /**
+                 * @description A conversion mode (`acs`, `2.5d`, `i3d`, `mean-acs`, `soft-acs`), `main` or `HEAD` (= `acs`;
+                 *     for a `checkpoints/<id>` repository the only revision), or a commit the server gave.
+                 * @example acs
+                 */
+                revision: components["parameters"]["HfRevision"];
+                /** @example model.safetensors */
+                file: components["parameters"]["FileName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["HfFile"];
+            /** @description Not modified. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An alias (relative `Location`), or a presigned download URL. */
+            307: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request (`X-Error-Code` names what). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Converting needs an API key. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such repository, revision or file (`X-Error-Code`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    hfRawFile: {
+        parameters: {
+            query?: never;
+            header?: {
+                Range?: string;
+                "If-None-Match"?: string;
+                "If-Range"?: string;
+            };
+            path: {
+                /**
+                 * @description First part of a catalogue id (`torchvision`, `timm`, ...).
+                 * @example torchvision
+                 */
+                namespace: components["parameters"]["Namespace"];
+                /**
+                 * @description Second part of a catalogue id or alias.
+                 * @example resnet18
+                 */
+                name: components["parameters"]["ModelName"];
+                /**
+                 * @description A conversion mode (`acs`, `2.5d`, `i3d`, `mean-acs`, `soft-acs`), `main` or `HEAD` (= `acs`;
+                 *     for a `checkpoints/<id>` repository the only revision), or a commit the server gave.
+                 * @example acs
+                 */
+                revision: components["parameters"]["HfRevision"];
+                /** @example model.safetensors */
+                file: components["parameters"]["FileName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["HfFile"];
+            206: components["responses"]["HfFile"];
+            /** @description Not modified. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An alias (relative `Location`), or a presigned download URL. */
+            307: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["HfError"];
+            401: components["responses"]["HfError"];
+            404: components["responses"]["HfError"];
+            416: components["responses"]["HfError"];
+            422: components["responses"]["HfError"];
+            502: components["responses"]["HfError"];
+            503: components["responses"]["HfError"];
+        };
+    };
+    hfRawFileHead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description First part of a catalogue id (`torchvision`, `timm`, ...).
+                 * @example torchvision
+                 */
+                namespace: components["parameters"]["Namespace"];
+                /**
+                 * @description Second part of a catalogue id or alias.
+                 * @example resnet18
+                 */
+                name: components["parameters"]["ModelName"];
+                /**
+                 * @description A conversion mode (`acs`, `2.5d`, `i3d`, `mean-acs`, `soft-acs`), `main` or `HEAD` (= `acs`;
+                 *     for a `checkpoints/<id>` repository the only revision), or a commit the server gave.
+                 * @example acs
+                 */
+                revision: components["parameters"]["HfRevision"];
+                /** @example model.safetensors */
+                file: components["parameters"]["FileName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["HfFile"];
+            /** @description An alias (relative `Location`), or a presigned download URL. */
+            307: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request (`X-Error-Code` names what). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Converting needs an API key. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such repository, revision or file (`X-Error-Code`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
 }
