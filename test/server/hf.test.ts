@@ -280,7 +280,7 @@ test('a store that redirects downloads: HEAD resolve is a 307 to the presigned U
   const { openStorage } = await import('../../zoo/storage/open-storage.js');
   const { createApp } = await import('../../server/app.js');
   const s3 = await startS3rver(t, ['hf-redirect']);
-  const { hub, cfg } = await testHub(t, { s3: { url: 's3://hf-redirect/hub', endpoint: s3.endpoint, conditionalWrites: 'claim' }, server: { redirectDownloads: true, presignSeconds: 60 } });
+  const { hub, cfg } = await testHub(t, { s3: { url: 's3://hf-redirect/hub', endpoint: s3.endpoint, conditionalWrites: 'settle' }, server: { redirectDownloads: true, presignSeconds: 60 } });
   await hub.close();
   const storage = await openStorage(cfg, { credentials: s3.credentials });
   const app = await createApp(cfg, { storage });
