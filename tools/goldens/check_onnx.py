@@ -19,7 +19,8 @@ import tempfile
 import onnx
 
 ROOT = os.path.join('test', 'fixtures', 'goldens')
-FAMILIES = sorted(d for d in os.listdir(ROOT) if os.path.isfile(os.path.join(ROOT, d, 'golden.json')))
+# Families with one source checkpoint and its cases (the transposed goldens keep their own layout and checks).
+FAMILIES = sorted(d for d in os.listdir(ROOT) if os.path.isfile(os.path.join(ROOT, d, 'golden.json')) and 'source' in json.load(open(os.path.join(ROOT, d, 'golden.json'))))
 checked = {}
 with tempfile.TemporaryDirectory() as tmp:
     for fam in FAMILIES:
