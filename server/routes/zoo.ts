@@ -75,8 +75,12 @@ export function zooRoutes(s: Services): Router {
   return r;
 }
 
-/** The model card (card.json) of a conversion, as a file generated from its manifest. */
+/**
+ * The model card (card.json) of a conversion, as a file generated from its manifest: the card
+ * the converter wrote, with the list of the conversion's files (name, size, sha256).
+ */
 export function modelCardFile(manifest: ConversionManifest): { name: string; size: number; sha256: string; bytes: Buffer } {
-  const bytes = Buffer.from(`${JSON.stringify(manifest.modelCard, null, 2)}\n`, 'utf8');
+  const files = manifest.files.map(({ name, size, sha256 }) => ({ name, size, sha256 }));
+  const bytes = Buffer.from(`${JSON.stringify({ ...manifest.modelCard, files }, null, 2)}\n`, 'utf8');
   return { name: 'card.json', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), bytes };
 }

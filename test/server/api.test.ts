@@ -106,7 +106,10 @@ test('the one-line download converts on first request, then serves from the cach
   assert.match(r.headers['content-location'] ?? '', /^\/v1\/checkpoints\/[0-9a-f]{32}\/files\/model\.onnx$/);
   assert.ok((r.body as Buffer).length > 1000);
   const card = await request(hub.app).get('/v1/zoo/torchvision/resnet18/acs/card.json').expect(200);
-  assert.equal(JSON.parse(card.text).mode, 'acs');
+  const parsed = JSON.parse(card.text) as { mode: string; files: { name: string; size: number; sha256: string }[] };
+  assert.equal(parsed.mode, 'acs');
+  assert.deepEqual(parsed.files.map((f) => f.name).sort(), ['model.onnx', 'model.pth', 'model.py', 'model.safetensors'], "card.json lists the conversion's files");
+  assert.ok(parsed.files.every((f) => f.size > 0 && /^[0-9a-f]{64}$/.test(f.sha256)));
 });
 
 test('uploads: streamed, hashed, format-checked; hostile pickles refused; converted like any source', async (t) => {
