@@ -326,7 +326,7 @@ async function templateCases(dir: string): Promise<CheckCase[]> {
  */
 async function segmentationCases(dir: string): Promise<CheckCase[]> {
   const cases: CheckCase[] = [];
-  for (const name of ['unet_ac', 'unet_pad', 'deeplabv3']) {
+  for (const name of ['fcn', 'deeplabv3', 'lraspp', 'unet', 'unet_ac', 'unet_pad']) {
     const { source } = await loadSource(fixture('goldens', 'segmentation', `${name}.onnx`));
     const result = convert(source, { mode: 'acs' });
     const shape = [2, 3, 17, 19, 23];
