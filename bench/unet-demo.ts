@@ -36,15 +36,15 @@ async function main(): Promise<void> {
     console.log(`wrote ${join(dir, 'shapes.nii.gz')} and ${join(dir, 'shapes-truth.nii.gz')} (${v.shape.join('x')})`);
   }
   console.log(`${COUNT} volumes ${SIZE.join('x')}, seeds ${FIRST_SEED}..${FIRST_SEED + COUNT - 1}; mean Dice per class\n`);
-  console.log(`| network | ${demo.card.labels.join(' | ')} | mean of shapes | s |`);
-  console.log(`| --- | ${demo.card.labels.map(() => '---').join(' | ')} | --- | --- |`);
+  console.log(`| network | ${demo.card.labels.join(' | ')} | mean of shapes | foreground (any shape) | s |`);
+  console.log(`| --- | ${demo.card.labels.map(() => '---').join(' | ')} | --- | --- | --- |`);
   const row = async (name: string, net: Segmenter) => {
     try {
       const t = performance.now();
-      const d = await meanDice(net, volumes, classes);
+      const { perClass: d, foreground } = await meanDice(net, volumes, classes);
       const s = (performance.now() - t) / 1000;
       const shapes = d.slice(1).reduce((a, b) => a + b, 0) / (classes - 1);
-      console.log(`| ${name} | ${d.map((x) => x.toFixed(3)).join(' | ')} | ${shapes.toFixed(3)} | ${s.toFixed(1)} |`);
+      console.log(`| ${name} | ${d.map((x) => x.toFixed(3)).join(' | ')} | ${shapes.toFixed(3)} | ${foreground.toFixed(3)} | ${s.toFixed(1)} |`);
     } finally {
       await net.close();
     }

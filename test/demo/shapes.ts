@@ -212,12 +212,15 @@ export async function converted(demo: DemoNetwork, mode: Mode, file = DEMO_ONNX)
   return segmenter(encodeOnnx(graphToModel(result.graph)), demo.card.labels.length, demo.card.input.sizeMultiple);
 }
 
-/** Mean Dice per class (index = class) of a segmenter over volumes. */
-export async function meanDice(net: Segmenter, volumes: readonly ShapesVolume[], classes: number): Promise<number[]> {
+/** Mean Dice per class (index = class) of a segmenter over volumes, and of the foreground (any class but 0). */
+export async function meanDice(net: Segmenter, volumes: readonly ShapesVolume[], classes: number): Promise<{ perClass: number[]; foreground: number }> {
   const sums = new Array<number>(classes).fill(0);
+  let foreground = 0;
   for (const v of volumes) {
     const pred = await net.segment(v.image, v.shape);
     for (let k = 0; k < classes; k++) sums[k]! += dice(pred, v.labels, k);
+    const shape = (l: number) => (l === 0 ? 0 : 1);
+    foreground += dice(pred.map(shape), v.labels.map(shape), 1);
   }
-  return sums.map((s) => s / volumes.length);
+  return { perClass: sums.map((s) => s / volumes.length), foreground: foreground / volumes.length };
 }
