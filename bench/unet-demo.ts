@@ -7,8 +7,8 @@
  *   npm run build && node dist/bench/unet-demo.js [--write DIR]
  *
  * BENCH_VOLUMES (default 16) volumes of BENCH_SIZE (default 48,64,80); `--write DIR` also
- * writes one of them as DIR/shapes.nii.gz with its truth DIR/shapes-truth.nii.gz, for
- * `acs-hub infer`.
+ * writes the first of them that holds both a sphere and a cube as DIR/shapes.nii.gz, with its
+ * truth DIR/shapes-truth.nii.gz, for `acs-hub infer`.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   if (writeAt >= 0) {
     const dir = process.argv[writeAt + 1] ?? '.';
     await mkdir(dir, { recursive: true });
-    const v = volumes[0]!;
+    const v = volumes.find((x) => x.labels.includes(1) && x.labels.includes(2)) ?? volumes[0]!;
     const affine = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
     await writeNifti({ path: join(dir, 'shapes.nii.gz'), data: v.image, shape: v.shape, affine, description: 'acs-hub demo: spheres (1) and cubes (2)' });
     await writeNifti({ path: join(dir, 'shapes-truth.nii.gz'), data: v.labels, shape: v.shape, affine, labels: true, description: 'acs-hub demo truth' });
