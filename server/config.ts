@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_BUDGETS, type Budgets } from '../converters/budgets.js';
 import { defineError } from '../converters/errors.js';
 import { defaultWorkers } from '../converters/fence/fence.js';
+import { LOG_FORMATS } from './log.js';
 
 /** Settings of one public source. */
 export interface SourceConfig {
@@ -94,6 +95,8 @@ export interface HubConfig {
     presignSeconds: number;
     /** pino log level (fatal, error, warn, info, debug, trace, silent). */
     logLevel: string;
+    /** Log lines: `json`, `pretty` (human-readable) or `auto` (pretty on a terminal, JSON otherwise). */
+    logFormat: 'auto' | 'json' | 'pretty';
     /** Validate responses against openapi.yaml too (tests; costs time). */
     validateResponses: boolean;
   };
@@ -170,6 +173,7 @@ export function defaultConfig(): HubConfig {
       redirectDownloads: false,
       presignSeconds: 900,
       logLevel: 'info',
+      logFormat: 'auto',
       validateResponses: false,
     },
     inference: { device: 'cpu', threads: 0, cacheBytes: 2 * 1024 ** 3, maxPending: 32, maxBatch: 4 },
@@ -181,6 +185,7 @@ export function defaultConfig(): HubConfig {
 const ENUMS: Record<string, readonly string[]> = {
   's3.conditionalWrites': ['auto', 'native', 'claim'],
   'server.logLevel': ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+  'server.logFormat': LOG_FORMATS,
   'inference.device': ['cpu', 'webgpu', 'cuda', 'tensorrt'],
 };
 
@@ -224,6 +229,7 @@ const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['server.redirectDownloads', ['ACS_HUB_REDIRECT_DOWNLOADS']],
   ['server.presignSeconds', ['ACS_HUB_PRESIGN_SECONDS']],
   ['server.logLevel', ['ACS_HUB_LOG_LEVEL']],
+  ['server.logFormat', ['ACS_HUB_LOG_FORMAT']],
   ['server.validateResponses', ['ACS_HUB_VALIDATE_RESPONSES']],
   ['inference.device', ['ACS_HUB_DEVICE']],
   ['inference.threads', ['ACS_HUB_THREADS']],
