@@ -619,7 +619,10 @@ export interface components {
             format: "safetensors" | "pth" | "onnx";
             filename?: string;
             tensors?: number;
+            /** @description Trainable parameters as PyTorch counts them (`sum(p.numel() for p in model.parameters())`): 11,689,512 for torchvision's ResNet-18. BatchNorm statistics are buffers, counted in `buffers`. Of an ONNX file, the elements of its initializers that are not buffers (a graph may have folded BatchNorm into convolutions). */
             parameters?: number;
+            /** @description Elements of buffers (BatchNorm `running_mean`, `running_var`, `num_batches_tracked`), not counted in `parameters`. */
+            buffers?: number;
             /** Format: date-time */
             createdAt: string;
         };
@@ -649,7 +652,7 @@ export interface components {
                 converterVersion?: string;
             };
             files: components["schemas"]["CheckpointFile"][];
-            /** @description The model card (card.json). */
+            /** @description The model card (card.json). Its `parameters` (`source2d`, `converted`) are trainable parameters as PyTorch counts them (as `Upload.parameters`), its `buffers` the elements of BatchNorm statistics, apart. */
             card: {
                 [key: string]: unknown;
             };
