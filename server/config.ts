@@ -66,6 +66,8 @@ export interface HubConfig {
     /** First backoff delay; doubled per attempt, with jitter. */
     backoffMs: number;
     maxBackoffMs: number;
+    /** How long an upstream's failure is remembered per URL and answered at once, with `Retry-After`; 0 asks again every time. */
+    failureMemoryMs: number;
   };
   server: {
     host: string;
@@ -156,7 +158,7 @@ export function defaultConfig(): HubConfig {
       huggingface: { baseUrl: 'https://huggingface.co', timeoutMs: 30_000, token: '' },
       github: { baseUrl: 'https://github.com', timeoutMs: 30_000 },
     },
-    download: { maxBytes: 4 * 1024 ** 3, retries: 5, backoffMs: 500, maxBackoffMs: 30_000 },
+    download: { maxBytes: 4 * 1024 ** 3, retries: 5, backoffMs: 500, maxBackoffMs: 30_000, failureMemoryMs: 30_000 },
     claims: { leaseMs: 60_000, settleMs: 1_000, pollMs: 500, waitMs: 30 * 60_000 },
     server: {
       host: '127.0.0.1',
@@ -211,6 +213,7 @@ const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['download.retries', ['ACS_HUB_DOWNLOAD_RETRIES']],
   ['download.backoffMs', ['ACS_HUB_DOWNLOAD_BACKOFF_MS']],
   ['download.maxBackoffMs', ['ACS_HUB_DOWNLOAD_MAX_BACKOFF_MS']],
+  ['download.failureMemoryMs', ['ACS_HUB_DOWNLOAD_FAILURE_MEMORY_MS']],
   ['claims.leaseMs', ['ACS_HUB_CLAIM_LEASE_MS']],
   ['claims.settleMs', ['ACS_HUB_CLAIM_SETTLE_MS']],
   ['claims.pollMs', ['ACS_HUB_CLAIM_POLL_MS']],
@@ -293,7 +296,7 @@ function merge(dst: Node, src: unknown, where: string, prefix = ''): void {
 }
 
 function check(cfg: HubConfig): void {
-  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'claims.settleMs', 'server.port', 'inference.threads'];
+  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'download.failureMemoryMs', 'claims.settleMs', 'server.port', 'inference.threads'];
   const positive: string[] = [
     'download.maxBytes',
     'sweepAfterMs',
