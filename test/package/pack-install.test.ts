@@ -56,7 +56,9 @@ function consumerLock(tarball: string): unknown {
 test('npm pack, an offline install into a fresh project, the CLI, and the README client snippet type-checked', { timeout: 180_000 }, async (t) => {
   const dir = await tempDir(t);
   // No scripts: dist/ is what the tests run against, built by `npm test` (and `prepare` on a real pack).
-  const env = { ...process.env, npm_config_update_notifier: 'false' };
+  // Not the settings of an `npm test` that runs this (its npm_config_* and npm_package_*): a user's plain shell.
+  const env: Record<string, string | undefined> = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_')));
+  env.npm_config_update_notifier = 'false';
   const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: ROOT, env, maxBuffer: 16 * 1024 * 1024 });
   const [info] = JSON.parse(packed.stdout) as { filename: string; files: { path: string; mode: number }[] }[];
   const files = new Set(info!.files.map((f) => f.path));
@@ -78,12 +80,12 @@ test('npm pack, an offline install into a fresh project, the CLI, and the README
 
   const bin = join(project, 'node_modules', '.bin', 'acs-hub');
   assert.ok(statSync(join(project, 'node_modules', 'acs-hub', 'dist', 'cli', 'main.js')).mode & 0o100);
-  const version = await run(bin, ['--version'], { cwd: project });
+  const version = await run(bin, ['--version'], { cwd: project, env });
   assert.equal(version.stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
   const npx = await run('npx', ['--offline', 'acs-hub', 'zoo', 'list', '--json'], { cwd: project, env, maxBuffer: 16 * 1024 * 1024 });
   const listed = JSON.parse(npx.stdout) as { id: string }[];
   assert.ok(listed.some((m) => m.id === 'torchvision/resnet18.imagenet1k_v1'), npx.stdout.slice(0, 200));
-  const show = await run(bin, ['zoo', 'show', 'torchvision/resnet50'], { cwd: project });
+  const show = await run(bin, ['zoo', 'show', 'torchvision/resnet50'], { cwd: project, env });
   assert.match(show.stdout, /resnet50/);
 
   // The README's snippet, as a user's file, checked against the installed types (no skipLibCheck).
