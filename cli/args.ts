@@ -8,8 +8,11 @@ export class UsageError extends Error {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
+/** What `parse` returns: node's `parseArgs` result for `options` and `--help`. */
+export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O & { help: { type: 'boolean'; short: 'h' } }; allowPositionals: true; strict: true }>>;
+
 /** Parse `argv` against `options`, turning parse failures into a `UsageError`. */
-export function parse<O extends Options>(argv: string[], options: O, usage: string) {
+export function parse<O extends Options>(argv: string[], options: O, usage: string): Parsed<O> {
   try {
     return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
   } catch (err) {

@@ -27,10 +27,12 @@ Usage:
   acs-hub zoo [list | show <id>] [--family F] [--licence L] [--json]
       The catalogue of public pretrained models (torchvision, timm on the Hugging Face
       Hub, radiology weights).
-  acs-hub pull <zoo-id> [--json] [--data DIR | --s3 s3://bucket/prefix]
-      Download a zoo model (resumable, hash-verified) into the cache.
-  acs-hub serve [--port 8080] [--host 127.0.0.1] [--data DIR | --s3 s3://bucket/prefix]
-      Serve the HTTP API (openapi.yaml): zoo, conversions, downloads, inference, KServe v2.
+  acs-hub pull <zoo-id> [--from-file FILE] [--json] [--data DIR | --s3 s3://bucket/prefix]
+      Download a zoo model (resumable, hash-verified) into the cache, or import a copy
+      obtained elsewhere (--from-file, same hash checks).
+  acs-hub serve [--port 8080] [--host 127.0.0.1] [--data DIR | --s3 s3://bucket/prefix] [--offline]
+      Serve the HTTP API (openapi.yaml): zoo, conversions, downloads, inference, KServe v2;
+      --offline serves the cache and uploads only, never a network source.
 
 Configuration: --config FILE (or ACS_HUB_CONFIG), then ACS_HUB_* variables (ACS_HUB_DATA_DIR,
 ACS_HUB_S3_URL, ACS_HUB_HF_TOKEN or HF_TOKEN, ACS_HUB_HF_ENDPOINT or HF_ENDPOINT,

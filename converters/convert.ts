@@ -19,7 +19,7 @@ import type { Split3 } from './modes/split.js';
 import { convertStateDict } from './modes/state-dict.js';
 import { adaptInputConv } from './modes/stem.js';
 import { checkOutputBytes, predictOutputSizes } from './output-size.js';
-import { countTrainable, type StateDict, type Tensor } from './tensor.js';
+import { countParametersAndBuffers, type StateDict, type Tensor } from './tensor.js';
 
 /** Version of the conversion rules; part of every cache key. */
 export const CONVERTER_VERSION = '2';
@@ -105,8 +105,10 @@ export interface Card {
   mode: Mode;
   options: { axis: string; inChannels: number | null; head: Head; seed: number; splits: Record<string, Split3> };
   splitRule: string;
-  /** Trainable parameters (BatchNorm statistics are buffers, not counted). */
+  /** Trainable parameters as PyTorch counts them (`sum(p.numel() for p in model.parameters())`); BatchNorm statistics are buffers, counted apart. */
   parameters: { source2d: number; converted: number };
+  /** Elements of buffers (BatchNorm `running_mean`, `running_var`, `num_batches_tracked`). */
+  buffers: { source2d: number; converted: number };
   inputSize: [number, number, number];
   multiplyAdds: { converted: number; dense3d: number; ratio: number };
   input: { name: string; shape: (string | number)[]; channels: number };
@@ -209,8 +211,8 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
   const channels = typeof inputInfo.shape?.[1] === 'number' ? inputInfo.shape[1] : 3;
   const macs = countMacs(graph3d, convs, [1, channels, ...inputSize]);
   const outputFacts = macs.outputShape;
-  const converted = countTrainable(stateDict);
-  const source2d = countTrainable(source.kind === 'state-dict' ? source.tensors : sd);
+  const converted = countParametersAndBuffers(stateDict);
+  const source2d = countParametersAndBuffers(source.kind === 'state-dict' ? source.tensors : sd);
   const preprocessing = adaptPreprocessing(info.preprocessing ?? IMAGENET, channels);
   const keepsLabels = head === 'keep' && info.labels !== undefined && outputFacts?.[1] === info.labels.length;
   const card: Card = {
@@ -221,7 +223,8 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
     mode,
     options: { axis: axisName, inChannels: options.inChannels ?? null, head, seed, splits: Object.fromEntries(splits) },
     splitRule: SPLIT_RULES[mode],
-    parameters: { source2d, converted },
+    parameters: { source2d: source2d.parameters, converted: converted.parameters },
+    buffers: { source2d: source2d.buffers, converted: converted.buffers },
     inputSize,
     multiplyAdds: { converted: macs.converted, dense3d: macs.dense, ratio: macs.dense > 0 ? macs.converted / macs.dense : 1 },
     input: { name: inputInfo.name, shape: ['N', channels, 'D', 'H', 'W'], channels },

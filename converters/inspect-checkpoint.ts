@@ -1,5 +1,5 @@
 /**
- * What a checkpoint file holds, in brief (format, tensor and parameter counts), from a full
+ * What a checkpoint file holds, in brief (format, tensor, parameter and buffer counts), from a full
  * decode: the check an upload passes before it is accepted. One task, so that the fence runs
  * the decode of an untrusted file off the request thread.
  */
@@ -8,7 +8,7 @@ import { defineTask } from './fence/task.js';
 import { decodeCheckpoint, detectFormat, type CheckpointFormat } from './formats/index.js';
 import { refuseExternalData } from './formats/onnx.js';
 import { readFileBytes } from './io.js';
-import { countParameters } from './tensor.js';
+import { countParametersAndBuffers } from './tensor.js';
 
 /** Parameters of `inspectCheckpoint`. */
 export interface InspectCheckpointParams {
@@ -24,7 +24,10 @@ export interface InspectCheckpointParams {
 export interface CheckpointSummary {
   format: CheckpointFormat;
   tensors: number;
+  /** Trainable parameters, as PyTorch counts them (see `ParameterCount`); of an ONNX file, its initializers' that are not buffers. */
   parameters: number;
+  /** Elements of buffers (BatchNorm statistics), apart from the parameters. */
+  buffers: number;
 }
 
 /** Decode a checkpoint file and sum it up; a malformed or refused file throws as decoding does. */
@@ -33,7 +36,7 @@ export async function inspectCheckpoint(p: InspectCheckpointParams): Promise<Che
   const format = detectFormat(bytes, p.name);
   // An upload's external ONNX data would be looked up on this machine: refused (see readOnnxFile).
   const ckpt = decodeCheckpoint(bytes, { file: p.name, loadExternal: refuseExternalData(p.name, 'an upload'), budgets: p.budgets });
-  return { format, tensors: ckpt.tensors.size, parameters: countParameters(ckpt.tensors.values()) };
+  return { format, tensors: ckpt.tensors.size, ...countParametersAndBuffers(ckpt.tensors) };
 }
 
 /** `inspectCheckpoint` as a fence task. */

@@ -92,9 +92,26 @@ export function isBuffer(key: string): boolean {
 
 /** Number of trainable parameters (buffers such as BatchNorm statistics left out). */
 export function countTrainable(sd: ReadonlyMap<string, Tensor>): number {
-  let n = 0;
-  for (const [k, t] of sd) if (!isBuffer(k)) n += t.data.length;
-  return n;
+  return countParametersAndBuffers(sd).parameters;
+}
+
+/** A state dict's elements as PyTorch counts them, parameters and buffers apart. */
+export interface ParameterCount {
+  /** Trainable parameters: `sum(p.numel() for p in model.parameters())` of the module that holds the state dict. */
+  parameters: number;
+  /** Elements of buffers (BatchNorm `running_mean`, `running_var`, `num_batches_tracked`), which PyTorch does not count as parameters. */
+  buffers: number;
+}
+
+/** Count a state dict's parameters and buffers apart (see `ParameterCount`). */
+export function countParametersAndBuffers(sd: Iterable<readonly [string, Tensor]>): ParameterCount {
+  let parameters = 0;
+  let buffers = 0;
+  for (const [k, t] of sd) {
+    if (isBuffer(k)) buffers += t.data.length;
+    else parameters += t.data.length;
+  }
+  return { parameters, buffers };
 }
 
 /** Are two tensors equal in dtype, shape and every byte? */

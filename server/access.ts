@@ -34,6 +34,7 @@ export interface RouteAccess {
 export const ACCESS: readonly RouteAccess[] = [
   { method: 'GET', path: '/healthz', access: 'public' },
   { method: 'GET', path: '/readyz', access: 'public' },
+  { method: 'GET', path: '/openapi.yaml', access: 'public' },
   // Route names, counts and timings: for the operator's scraper, which can send a bearer token.
   { method: 'GET', path: '/metrics', access: 'key' },
 

@@ -68,7 +68,7 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
     next();
   });
   app.use(keyGate(services));
-  app.use(opsRoutes(services));
+  app.use(opsRoutes(services, OPENAPI_PATH));
   for (const base of ['/v1', '/api']) app.use(base, express.json({ limit: cfg.server.maxJsonBytes, type: 'application/json' }));
   app.use(
     OpenApiValidator.middleware({
@@ -76,7 +76,7 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
       validateRequests: { allowUnknownQueryParameters: false },
       validateResponses: cfg.server.validateResponses ? { onError: (err) => { throw err; } } : false,
       // KServe bodies (JSON or binary) are parsed and checked by their route, as the protocol says.
-      ignorePaths: /^\/(v2\/models\/[^/]+(\/versions\/[^/]+)?\/infer|healthz|readyz|metrics)$/,
+      ignorePaths: /^\/(v2\/models\/[^/]+(\/versions\/[^/]+)?\/infer|healthz|readyz|metrics|openapi\.yaml)$/,
       validateSecurity: false,
     }),
   );

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_BUDGETS, type Budgets } from '../converters/budgets.js';
 import { defineError } from '../converters/errors.js';
 import { defaultWorkers } from '../converters/fence/fence.js';
+import { LOG_FORMATS } from './log.js';
 
 /** Settings of one public source. */
 export interface SourceConfig {
@@ -65,6 +66,8 @@ export interface HubConfig {
     /** First backoff delay; doubled per attempt, with jitter. */
     backoffMs: number;
     maxBackoffMs: number;
+    /** How long an upstream's failure is remembered per URL and answered at once, with `Retry-After`; 0 asks again every time. */
+    failureMemoryMs: number;
   };
   server: {
     host: string;
@@ -94,6 +97,8 @@ export interface HubConfig {
     presignSeconds: number;
     /** pino log level (fatal, error, warn, info, debug, trace, silent). */
     logLevel: string;
+    /** Log lines: `json`, `pretty` (human-readable) or `auto` (pretty on a terminal, JSON otherwise). */
+    logFormat: 'auto' | 'json' | 'pretty';
     /** Validate responses against openapi.yaml too (tests; costs time). */
     validateResponses: boolean;
   };
@@ -153,7 +158,7 @@ export function defaultConfig(): HubConfig {
       huggingface: { baseUrl: 'https://huggingface.co', timeoutMs: 30_000, token: '' },
       github: { baseUrl: 'https://github.com', timeoutMs: 30_000 },
     },
-    download: { maxBytes: 4 * 1024 ** 3, retries: 5, backoffMs: 500, maxBackoffMs: 30_000 },
+    download: { maxBytes: 4 * 1024 ** 3, retries: 5, backoffMs: 500, maxBackoffMs: 30_000, failureMemoryMs: 30_000 },
     claims: { leaseMs: 60_000, settleMs: 1_000, pollMs: 500, waitMs: 30 * 60_000 },
     server: {
       host: '127.0.0.1',
@@ -170,6 +175,7 @@ export function defaultConfig(): HubConfig {
       redirectDownloads: false,
       presignSeconds: 900,
       logLevel: 'info',
+      logFormat: 'auto',
       validateResponses: false,
     },
     inference: { device: 'cpu', threads: 0, cacheBytes: 2 * 1024 ** 3, maxPending: 32, maxBatch: 4 },
@@ -181,6 +187,7 @@ export function defaultConfig(): HubConfig {
 const ENUMS: Record<string, readonly string[]> = {
   's3.conditionalWrites': ['auto', 'native', 'settle'],
   'server.logLevel': ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+  'server.logFormat': LOG_FORMATS,
   'inference.device': ['cpu', 'webgpu', 'cuda', 'tensorrt'],
 };
 
@@ -206,6 +213,7 @@ const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['download.retries', ['ACS_HUB_DOWNLOAD_RETRIES']],
   ['download.backoffMs', ['ACS_HUB_DOWNLOAD_BACKOFF_MS']],
   ['download.maxBackoffMs', ['ACS_HUB_DOWNLOAD_MAX_BACKOFF_MS']],
+  ['download.failureMemoryMs', ['ACS_HUB_DOWNLOAD_FAILURE_MEMORY_MS']],
   ['claims.leaseMs', ['ACS_HUB_CLAIM_LEASE_MS']],
   ['claims.settleMs', ['ACS_HUB_CLAIM_SETTLE_MS']],
   ['claims.pollMs', ['ACS_HUB_CLAIM_POLL_MS']],
@@ -224,6 +232,7 @@ const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['server.redirectDownloads', ['ACS_HUB_REDIRECT_DOWNLOADS']],
   ['server.presignSeconds', ['ACS_HUB_PRESIGN_SECONDS']],
   ['server.logLevel', ['ACS_HUB_LOG_LEVEL']],
+  ['server.logFormat', ['ACS_HUB_LOG_FORMAT']],
   ['server.validateResponses', ['ACS_HUB_VALIDATE_RESPONSES']],
   ['inference.device', ['ACS_HUB_DEVICE']],
   ['inference.threads', ['ACS_HUB_THREADS']],
@@ -287,7 +296,7 @@ function merge(dst: Node, src: unknown, where: string, prefix = ''): void {
 }
 
 function check(cfg: HubConfig): void {
-  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'claims.settleMs', 'server.port', 'inference.threads'];
+  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'download.failureMemoryMs', 'claims.settleMs', 'server.port', 'inference.threads'];
   const positive: string[] = [
     'download.maxBytes',
     'sweepAfterMs',

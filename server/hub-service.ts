@@ -10,6 +10,7 @@ import type { Budgets } from '../converters/budgets.js';
 import type { Fence } from '../converters/fence/fence.js';
 import { findModel, type Catalogue } from '../zoo/catalogue.js';
 import { canonicalOptions, convertModel, urlEntry, type ConversionProgress, type ConversionSource, type ConvertedModel } from '../zoo/convert-model.js';
+import { FailureMemory } from '../zoo/fetch/failure-memory.js';
 import type { SourceSettings } from '../zoo/fetch/resolve-source.js';
 import { findPulled, type DownloadSettings } from '../zoo/pull-model.js';
 import type { ClaimOptions } from '../zoo/storage/claim.js';
@@ -77,7 +78,12 @@ export interface ConversionRequest {
 
 /** See the module comment. */
 export class HubService {
-  constructor(private readonly p: HubServiceParams) {}
+  /** Recent failures of upstreams, answered at once with `Retry-After` (`download.failureMemoryMs`). */
+  private readonly failures: FailureMemory;
+
+  constructor(private readonly p: HubServiceParams) {
+    this.failures = new FailureMemory({ ttlMs: p.settings.download?.failureMemoryMs });
+  }
 
   /** The source a request names; a URL must pass the URL policy, an upload must exist. */
   async resolve(ref: SourceRef): Promise<ResolvedSource> {
@@ -122,6 +128,7 @@ export class HubService {
         offline: settings.offline || req.cacheOnly === true,
         cacheOnly: req.cacheOnly,
         download: settings.download,
+        failures: this.failures,
         claims: settings.claims,
         budgets: settings.budgets,
         fetch: req.source.kind === 'url' ? this.p.urlFetch : this.p.zooFetch,

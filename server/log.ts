@@ -10,8 +10,12 @@
  *   of a URL's user-info and `Bearer`/`Basic` credentials are replaced;
  * - the configured secrets themselves (API keys, the Hugging Face token) are replaced wherever
  *   they appear.
+ *
+ * Lines are JSON, or human-readable (pino-pretty) on a terminal: `format` `auto` chooses by
+ * whether the destination is a TTY, `json` and `pretty` force one.
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 /** What a secret is replaced with. */
 export const REDACTED = '[REDACTED]';
@@ -48,10 +52,27 @@ export interface LoggerParams {
   secrets?: readonly string[];
   /** Where lines go. @default stdout */
   destination?: DestinationStream;
+  /** `json`, `pretty` (human-readable lines) or `auto` (pretty when the destination is a terminal). @default 'auto' */
+  format?: LogFormat;
+  /** Whether the destination is a terminal, for `auto`. @default process.stdout.isTTY */
+  tty?: boolean;
 }
+
+/** The log formats. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+
+/** How lines are written; see the module comment. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** The server's logger (see the module comment). */
 export function createLogger(params: LoggerParams): Logger {
   const secrets = (params.secrets ?? []).filter((s) => s.length >= 6);
-  return pino({ level: params.level, base: { service: 'acs-hub' }, hooks: { streamWrite: (line) => scrubText(line, secrets) } }, params.destination);
+  const format = params.format ?? 'auto';
+  const tty = params.tty ?? (params.destination === undefined && process.stdout.isTTY === true);
+  // pino-pretty as a stream in this thread (not a transport): it receives the scrubbed line.
+  const destination =
+    format === 'pretty' || (format === 'auto' && tty)
+      ? PinoPretty({ destination: params.destination ?? 1, colorize: tty, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' })
+      : params.destination;
+  return pino({ level: params.level, base: { service: 'acs-hub' }, hooks: { streamWrite: (line) => scrubText(line, secrets) } }, destination);
 }

@@ -55,7 +55,7 @@ export interface ServiceOverrides {
 /** Build the services. */
 export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrides = {}): Promise<Services> {
   const apiKeys = cfg.server.apiKeys.split(',').map((k) => k.trim()).filter(Boolean);
-  const logger = o.logger ?? createLogger({ level: cfg.server.logLevel, secrets: [...apiKeys, cfg.sources.huggingface.token] });
+  const logger = o.logger ?? createLogger({ level: cfg.server.logLevel, format: cfg.server.logFormat, secrets: [...apiKeys, cfg.sources.huggingface.token] });
   const storage = o.storage ?? (await openStorage(cfg));
   if (!o.storage) {
     // Whoever opens the store clears what dead writers left; a failure here only delays that.

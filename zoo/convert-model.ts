@@ -15,6 +15,7 @@ import type { OutputFormat } from '../converters/outputs.js';
 import type { Budgets } from '../converters/budgets.js';
 import { findModel, loadLabels, type Catalogue, type CatalogueEntry, type PullableEntry } from './catalogue.js';
 import type { DownloadProgress } from './fetch/download-file.js';
+import type { FailureMemory } from './fetch/failure-memory.js';
 import type { SourceSettings } from './fetch/resolve-source.js';
 import { getOrConvert } from './get-or-convert.js';
 import { pullModel, type DownloadSettings, type SourceRecord } from './pull-model.js';
@@ -43,6 +44,8 @@ export interface ConvertModelParams {
   /** Serve only a conversion that is already stored; never convert (`OfflineError` otherwise). @default false */
   cacheOnly?: boolean;
   download?: DownloadSettings;
+  /** Recent failures of upstreams, answered at once. @default none */
+  failures?: FailureMemory;
   claims?: ClaimOptions;
   /** The network (tests inject one). @default globalThis.fetch */
   fetch?: typeof fetch;
@@ -99,6 +102,7 @@ async function fetchSource(p: ConvertModelParams): Promise<SourceRecord | { id: 
     stagingDir: p.stagingDir,
     offline: p.offline,
     download: p.download,
+    failures: p.failures,
     claims: p.claims,
     fetch: p.fetch,
     signal: p.signal,

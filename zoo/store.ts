@@ -223,7 +223,10 @@ export interface UploadRecord {
   format: CheckpointFormat;
   filename?: string;
   tensors: number;
+  /** Trainable parameters, as PyTorch counts them (BatchNorm statistics are buffers). */
   parameters: number;
+  /** Elements of buffers (BatchNorm statistics); absent in records written before buffers were counted apart. */
+  buffers?: number;
   createdAt: string;
 }
 

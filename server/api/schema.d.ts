@@ -570,6 +570,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/openapi.yaml": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This API contract (the file openapi.yaml). */
+        get: operations["openapiSpec"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -791,7 +808,10 @@ export interface components {
             format: "safetensors" | "pth" | "onnx";
             filename?: string;
             tensors?: number;
+            /** @description Trainable parameters as PyTorch counts them (`sum(p.numel() for p in model.parameters())`): 11,689,512 for torchvision's ResNet-18. BatchNorm statistics are buffers, counted in `buffers`. Of an ONNX file, the elements of its initializers that are not buffers (a graph may have folded BatchNorm into convolutions). */
             parameters?: number;
+            /** @description Elements of buffers (BatchNorm `running_mean`, `running_var`, `num_batches_tracked`), not counted in `parameters`. */
+            buffers?: number;
             /** Format: date-time */
             createdAt: string;
         };
@@ -821,7 +841,7 @@ export interface components {
                 converterVersion?: string;
             };
             files: components["schemas"]["CheckpointFile"][];
-            /** @description The model card (card.json). */
+            /** @description The model card (card.json). Its `parameters` (`source2d`, `converted`) are trainable parameters as PyTorch counts them (as `Upload.parameters`), its `buffers` the elements of BatchNorm statistics, apart. */
             card: {
                 [key: string]: unknown;
             };
@@ -2373,6 +2393,26 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    openapiSpec: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The OpenAPI document that describes this server. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": string;
+                };
             };
         };
     };

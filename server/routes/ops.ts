@@ -1,12 +1,17 @@
-/** Health, readiness (storage reachable, engine loaded) and Prometheus metrics. */
+/** Health, readiness (storage reachable, engine loaded), Prometheus metrics and the API contract. */
 import { Router } from 'express';
 import { bundledDevices } from '../../inference/runtime/providers.js';
 import { probeStore } from '../../zoo/store.js';
 import type { Services } from '../services.js';
 
-/** Routes /healthz, /readyz, /metrics. */
-export function opsRoutes(s: Services): Router {
+/** Routes /healthz, /readyz, /metrics, and /openapi.yaml (the file at `specPath`). */
+export function opsRoutes(s: Services, specPath: string): Router {
   const r = Router();
+  r.get('/openapi.yaml', (_req, res, next) => {
+    res.type('application/yaml').sendFile(specPath, (err) => {
+      if (err) next(err);
+    });
+  });
   r.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });

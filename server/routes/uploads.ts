@@ -28,8 +28,8 @@ export function uploadRoutes(s: Services): Router {
     try {
       const { size, sha256 } = await bodyToFile(req, tmp, s.cfg.server.maxUploadBytes);
       const name = filename ?? 'upload';
-      const { format, tensors, parameters } = await s.fence.run(INSPECT_CHECKPOINT, { path: tmp, name, budgets: s.cfg.budgets }, { what: name });
-      const record: UploadRecord = { id: sha256, sha256, size, format, filename, tensors, parameters, createdAt: new Date().toISOString() };
+      const { format, tensors, parameters, buffers } = await s.fence.run(INSPECT_CHECKPOINT, { path: tmp, name, budgets: s.cfg.budgets }, { what: name });
+      const record: UploadRecord = { id: sha256, sha256, size, format, filename, tensors, parameters, buffers, createdAt: new Date().toISOString() };
       await putUpload(s.storage, record, createReadStream(tmp));
       res.status(201).set('Location', `/v1/uploads/${sha256}`).json(record);
     } finally {

@@ -22,17 +22,20 @@ test('cli: inspect prints one line per tensor and the parameter count', async ()
   const r = await cli(['inspect', fixture('formats', 'wrapped_state_dict.pth')]);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
-  assert.equal(lines.length, 7);
+  assert.equal(lines.length, 8);
   assert.match(lines[0]!, /^conv1\.weight\s+F32\s+\[4, 3, 7, 7\]$/);
-  assert.match(lines[6]!, /^6 tensors, 605 parameters, pth \(state dict under 'state_dict'\)$/);
+  assert.match(lines[6]!, /^6 tensors, pth \(state dict under 'state_dict'\)$/);
+  assert.equal(lines[7], '596 parameters (trainable, as PyTorch counts them), 9 in buffers (BatchNorm statistics)');
 });
 
 test('cli: inspect --json is machine-readable', async () => {
   const r = await cli(['inspect', '--json', fixture('formats', 'dtypes.safetensors')]);
   assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { format: string; parameters: number; tensors: { name: string; dtype: string; shape: number[] }[] };
+  const out = JSON.parse(r.stdout) as { format: string; parameters: number; buffers: number; tensors: { name: string; dtype: string; shape: number[] }[] };
   assert.equal(out.format, 'safetensors');
-  assert.equal(out.parameters, 198);
+  // 198 elements, one of them the scalar `num_batches_tracked`: a buffer.
+  assert.equal(out.parameters, 197);
+  assert.equal(out.buffers, 1);
   assert.deepEqual(out.tensors.find((t) => t.name === 'bf16'), { name: 'bf16', dtype: 'BF16', shape: [2, 7] });
 });
 
@@ -147,7 +150,8 @@ test('cli: inspect lists a safetensors file of 300,000 tiny tensors', async (t) 
   const r = await cli(['inspect', path]);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
-  assert.equal(lines.length, 300_001);
+  assert.equal(lines.length, 300_002);
   assert.equal(lines[0], 't0       U8    [1]');
-  assert.equal(lines[300_000], '300000 tensors, 300,000 parameters, safetensors');
+  assert.equal(lines[300_000], '300000 tensors, safetensors');
+  assert.match(lines[300_001]!, /^300,000 parameters /);
 });
