@@ -17,6 +17,7 @@ import { conversionRoutes } from './routes/conversions.js';
 import { kserveRoutes } from './routes/kserve.js';
 import { opsRoutes } from './routes/ops.js';
 import { uploadRoutes } from './routes/uploads.js';
+import { webRoutes } from './routes/web.js';
 import { zooRoutes } from './routes/zoo.js';
 import { createServices, type ServiceOverrides, type Services } from './services.js';
 
@@ -68,6 +69,7 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
   });
   app.use(keyGate(services));
   app.use(opsRoutes(services));
+  app.use(webRoutes(OPENAPI_PATH));
   app.use('/v1', express.json({ limit: cfg.server.maxJsonBytes, type: 'application/json' }));
   app.use(
     OpenApiValidator.middleware({
