@@ -4,7 +4,8 @@
  * contract itself at `/openapi.yaml`. Only the files listed when the app is built are served,
  * by their bare names: no directory listing, no path reaching outside those folders.
  */
-import { readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,18 +36,30 @@ const PAGE_HEADERS = {
   'Referrer-Policy': 'no-referrer',
 };
 
-/** Name -> absolute path of every servable file in `dir` with a known type (no sub-folders). */
-function listing(dir: string, only?: readonly string[]): Map<string, string> {
+/** A file that may be served: where it is and its ETag (of its bytes when the app was built). */
+interface Listed {
+  path: string;
+  etag: string;
+}
+
+function listed(path: string): Listed {
+  return { path, etag: `"${createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 32)}"` };
+}
+
+/** Name -> every servable file in `dir` with a known type (no sub-folders). */
+function listing(dir: string, only?: readonly string[]): Map<string, Listed> {
   const names = readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isFile() && TYPES[extname(e.name)] && (!only || only.includes(e.name)))
     .map((e) => e.name);
-  return new Map(names.map((n) => [n, join(dir, n)]));
+  return new Map(names.map((n) => [n, listed(join(dir, n))]));
 }
 
 /** Send one listed file; revalidated on every use (ETag, 304), since names carry no version. */
-function sendListed(res: Response, path: string): Promise<void> {
+function sendListed(res: Response, file: Listed): Promise<void> {
+  const headers = { 'Content-Type': TYPES[extname(file.path)]!, 'Cache-Control': 'no-cache', ETag: file.etag, ...PAGE_HEADERS };
   return new Promise((resolve, reject) => {
-    res.sendFile(path, { headers: { 'Content-Type': TYPES[extname(path)]!, 'Cache-Control': 'no-cache', ...PAGE_HEADERS }, cacheControl: false, dotfiles: 'deny' }, (err) => (err ? reject(err) : resolve()));
+    // send answers If-None-Match with 304 against the ETag set here (the app turns its own off).
+    res.sendFile(file.path, { headers, cacheControl: false, lastModified: false, dotfiles: 'deny' }, (err) => (err ? reject(err) : resolve()));
   });
 }
 
@@ -55,15 +68,16 @@ export function webRoutes(openapiPath: string): Router {
   const web = listing(WEB_DIR);
   const swagger = listing(getAbsoluteFSPath(), SWAGGER_FILES);
   const r = Router();
-  const file = (files: Map<string, string>, name: string | undefined): string => {
-    const path = name === undefined ? undefined : files.get(name);
-    if (!path) throw httpError('NOT_FOUND', `no file '${name}'`);
-    return path;
+  const spec = listed(openapiPath);
+  const file = (files: Map<string, Listed>, name: string | undefined): Listed => {
+    const found = name === undefined ? undefined : files.get(name);
+    if (!found) throw httpError('NOT_FOUND', `no file '${name}'`);
+    return found;
   };
   r.get('/', (_req, res) => sendListed(res, file(web, 'index.html')));
   r.get('/web/:file', (req, res) => sendListed(res, file(web, req.params['file'])));
   r.get('/docs', (_req, res) => sendListed(res, file(web, 'docs.html')));
   r.get('/docs/:file', (req, res) => sendListed(res, file(swagger, req.params['file'])));
-  r.get('/openapi.yaml', (_req, res) => sendListed(res, openapiPath));
+  r.get('/openapi.yaml', (_req, res) => sendListed(res, spec));
   return r;
 }

@@ -49,7 +49,7 @@ function keyField() {
   const state = document.getElementById('key-state');
   const show = () => {
     input.value = apiKey();
-    state.textContent = apiKey() ? 'Key set for this tab' : 'No key';
+    state.textContent = apiKey() ? 'Key set' : 'No key';
     state.classList.toggle('on', Boolean(apiKey()));
   };
   form.addEventListener('submit', (e) => {

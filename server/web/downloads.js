@@ -8,15 +8,15 @@ export function absolute(path) {
   return new URL(path, location.origin).href;
 }
 
-/** The three command lines that download `name` from `url`. */
+/** The three lines that download `name` from `url`: a shell line and two Python lines. */
 export function commands(url, name, hf) {
-  const auth = apiKey() ? ' -H "Authorization: Bearer $ACS_HUB_KEY"' : '';
-  const token = apiKey() ? ', token=os.environ["ACS_HUB_KEY"]' : '';
-  const pyAuth = apiKey() ? `; r = u.Request('${url}', headers={'Authorization': 'Bearer ' + os.environ['ACS_HUB_KEY']}); open('${name}', 'wb').write(u.urlopen(r).read())` : `; u.urlretrieve('${url}', '${name}')`;
+  const keyed = Boolean(apiKey());
   return {
-    curl: `curl -fLO${auth} ${url}`,
-    python: `python3 -c "import os, urllib.request as u${pyAuth}"`,
-    hf: `python3 -c 'import os; from huggingface_hub import hf_hub_download; print(hf_hub_download(repo_id="${hf.repo}", filename="${name}", revision="${hf.revision}", endpoint="${location.origin}"${token}))'`,
+    curl: `curl -fLO${keyed ? ' -H "Authorization: Bearer $ACS_HUB_KEY"' : ''} ${url}`,
+    python: keyed
+      ? `import os, urllib.request as u; open("${name}", "wb").write(u.urlopen(u.Request("${url}", headers={"Authorization": "Bearer " + os.environ["ACS_HUB_KEY"]})).read())`
+      : `import urllib.request; urllib.request.urlretrieve("${url}", "${name}")`,
+    hf: `${keyed ? 'import os; ' : ''}from huggingface_hub import hf_hub_download; hf_hub_download(repo_id="${hf.repo}", filename="${name}", revision="${hf.revision}", endpoint="${location.origin}"${keyed ? ', token=os.environ["ACS_HUB_KEY"]' : ''})`,
   };
 }
 
@@ -33,7 +33,7 @@ export function downloadsPanel(files, hf, { caption = 'Files' } = {}) {
     const file = files.find((f) => f.name === picker.value);
     if (!file) return;
     const c = commands(absolute(file.url), file.name, hf);
-    replace(lines, snippet('curl', c.curl), snippet('Python', c.python), snippet('Hugging Face', c.hf));
+    replace(lines, snippet('curl', c.curl), snippet('Python', c.python), snippet('huggingface_hub', c.hf));
   };
   picker.addEventListener('change', show);
   show();
@@ -63,6 +63,6 @@ export function downloadsPanel(files, hf, { caption = 'Files' } = {}) {
     { class: 'downloads' },
     table,
     h('div', { class: 'commands' }, h('h4', {}, 'From a terminal or Python'), field('Commands for', picker), lines,
-      apiKey() ? h('p', { class: 'hint' }, 'Set ACS_HUB_KEY to your API key before running these lines.') : undefined),
+      h('p', { class: 'hint' }, apiKey() ? 'Set ACS_HUB_KEY to your API key before running these lines. ' : '', 'The Python lines run in any Python 3; the last needs the huggingface_hub package.')),
   );
 }

@@ -27,7 +27,7 @@ function bodyType(name) {
 function topKTable(answer) {
   if (answer.kind === 'classification') {
     return h('table', { class: 'topk' },
-      h('caption', {}, `Top ${answer.topK.length} classes`),
+      h('caption', { class: 'sr-only' }, `Top ${answer.topK.length} classes`),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Class'), h('th', { scope: 'col', class: 'num' }, 'Probability'), h('th', { scope: 'col', class: 'num' }, 'Logit'))),
       h('tbody', {}, answer.topK.map((k) =>
         h('tr', {},
@@ -67,7 +67,8 @@ export async function inferView(root, query) {
     field('Volume file', file, 'NIfTI (.nii, .nii.gz), a zip of DICOM or PNG slices, NumPy .npy, or a multi-page TIFF.'),
     h('div', { class: 'row' }, field('Top classes', topK), field('Intensity window', intensity)),
     field('Resample to D,H,W', size, 'Optional, e.g. 64,64,64.'),
-    h('div', { class: 'form-actions' }, submit));
+    h('div', { class: 'form-actions' }, submit),
+    status);
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -106,6 +107,6 @@ export async function inferView(root, query) {
   replace(
     root,
     h('div', { class: 'view-head' }, h('h1', { tabindex: -1 }, 'Run inference'), h('p', { class: 'lead' }, 'Send a 3D volume through a converted network and see what it answers.')),
-    h('div', { class: 'two-col infer' }, h('div', {}, form, status), output),
+    h('div', { class: 'two-col infer' }, form, output),
   );
 }

@@ -85,7 +85,7 @@ export function snippet(label, text) {
     }
     setTimeout(() => (button.textContent = 'Copy'), 1500);
   });
-  return h('div', { class: 'snippet' }, h('span', { class: 'snippet-label' }, label), h('pre', { tabindex: 0, 'aria-label': `${label} command` }, code), button);
+  return h('div', { class: 'snippet' }, h('span', { class: 'snippet-label' }, label), h('pre', {}, code), button);
 }
 
 /** A notice: kind is "error", "info" or "ok". */

@@ -18,9 +18,10 @@ const CHROMIUM = '/usr/bin/chromium';
 const KEY = 'web-page-test-key';
 const SHOTS = join(ROOT, 'test-output', 'screenshots');
 
-async function shot(t: TestContext, page: Page, name: string): Promise<void> {
+/** A screenshot of what a 1366x768 screen shows, or of the whole page. */
+async function shot(t: TestContext, page: Page, name: string, fullPage = false): Promise<void> {
   const path = join(SHOTS, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
+  await page.screenshot({ path, fullPage });
   t.diagnostic(`screenshot: ${path}`);
 }
 
@@ -90,12 +91,13 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   await page.getByLabel('Mode', { exact: true }).selectOption('i3d');
   const hfLine = await page.locator('pre', { hasText: 'hf_hub_download' }).textContent();
   assert.match(hfLine ?? '', new RegExp(`hf_hub_download\\(repo_id="torchvision/resnet18.imagenet1k_v1", filename="model.safetensors", revision="i3d", endpoint="${base}"\\)`));
-  await shot(t, page, '2-model-card');
+  await shot(t, page, '2-model-card', true);
 
   // 3. the API key, then a conversion of an uploaded checkpoint with its progress
   await page.getByLabel('API key', { exact: true }).fill(KEY);
   await page.getByRole('button', { name: 'Use' }).click();
-  assert.equal(await page.locator('#key-state').textContent(), 'Key set for this tab');
+  assert.equal(await page.locator('#key-state').textContent(), 'Key set');
+  assert.equal(await page.evaluate("sessionStorage.getItem('acs-hub.apiKey')"), KEY, 'the key lives in sessionStorage');
   await page.getByRole('link', { name: 'Convert', exact: true }).click();
   await page.getByRole('heading', { level: 1, name: 'Convert a model' }).waitFor();
   await page.getByLabel('My own file').check();
@@ -115,12 +117,13 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   t.diagnostic(`progress announced: ${JSON.stringify(announced)}`);
   assert.match(announced[0]!, /^Uploading model\.pth/);
   assert.ok(announced.some((a) => /^Uploaded model\.pth: pth/.test(a)), 'the upload was acknowledged');
+  assert.ok(announced.some((a) => /^(queued|converting|storing)/.test(a)), 'the progress events of the stream were announced');
   assert.match(announced.at(-1)!, /^Done: converted and stored\./);
   assert.equal(await status.getAttribute('aria-live'), 'polite');
   assert.deepEqual(await page.locator('.steps li').evaluateAll((lis) => lis.map((li) => li.className)), ['done', 'done', 'done', 'done', 'done']);
   const checkpointId = (await page.locator('.notice.ok code').textContent())!;
   assert.match(checkpointId, /^[0-9a-f]{32}$/);
-  await shot(t, page, '3-conversion');
+  await shot(t, page, '3-conversion', true);
 
   // 4. a download through its link: the bytes are the file the API lists
   const files = (await (await fetch(`${base}/v1/checkpoints/${checkpointId}/files`)).json()) as { files: { name: string; sha256: string; url: string }[] };
@@ -134,6 +137,7 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   assert.equal(sha256(Buffer.from(await fetched.arrayBuffer())), files.files.find((f) => f.name === 'model.safetensors')!.sha256);
   const lines = await page.locator('.result pre').allTextContents();
   assert.equal(lines[0], `curl -fLO -H "Authorization: Bearer $ACS_HUB_KEY" ${base}/v1/checkpoints/${checkpointId}/files/model.safetensors`);
+  assert.match(lines[1]!, new RegExp(`^import os, urllib.request as u; .*u.Request\\("${base}/v1/checkpoints/${checkpointId}/files/model.safetensors", headers=\\{"Authorization": "Bearer " \\+ os.environ\\["ACS_HUB_KEY"\\]\\}`));
   assert.match(lines[2]!, new RegExp(`repo_id="checkpoints/${checkpointId}", filename="model.safetensors", revision="main"`));
 
   // 5. inference on a NIfTI volume: the preview image and the top-k
@@ -151,7 +155,7 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   assert.equal(await topRows.count(), 3);
   const expected = JSON.parse(readFileSync(fixture('inference', 'expected.json'), 'utf8')) as { logits: number[] };
   assert.match((await topRows.first().locator('th').textContent())!, new RegExp(`#${expected.logits.indexOf(Math.max(...expected.logits))}\\b`));
-  await shot(t, page, '4-inference');
+  await shot(t, page, '4-inference', true);
 
   // 6. keyboard: skip link, search, open a card with Enter, focus follows, focus is visible
   await page.goto(`${base}/`);
@@ -183,6 +187,7 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   await page.goto(`${base}/docs`);
   await page.locator('.swagger-ui .info .title', { hasText: 'ACS Hub' }).waitFor({ timeout: 20_000 });
   await page.locator('.opblock-summary-path', { hasText: '/v1/conversions' }).first().waitFor();
+  assert.equal(await page.locator('.servers select option').first().getAttribute('value'), base, '"Try it out" targets this server');
   await shot(t, page, '5-docs');
 
   assert.deepEqual(foreign, [], 'every request stayed on the server');
