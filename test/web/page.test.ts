@@ -7,7 +7,7 @@
  * Screenshots of each panel go to test-output/screenshots/.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { chromium, type Page } from 'playwright-core';
@@ -26,6 +26,7 @@ async function shot(t: TestContext, page: Page, name: string, fullPage = false):
 }
 
 test('web page: catalogue, card, upload + conversion with live progress, download, inference, keyboard, /docs', { timeout: 120_000 }, async (t) => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium package (as .ci/run does)`);
   mkdirSync(SHOTS, { recursive: true });
   const dir = await tempDir(t);
   const server = await startServer(t, {
