@@ -30,7 +30,7 @@ function options(models, key, all) {
 /** The catalogue view. `query` holds the filters (also kept in the URL). */
 export async function catalogueView(root, query) {
   const models = await loadCatalogue();
-  const search = h('input', { type: 'search', name: 'q', placeholder: 'resnet, convnext, medical…', autocomplete: 'off', value: query.get('q') ?? '' });
+  const search = h('input', { type: 'search', name: 'q', placeholder: 'resnet, convnext…', autocomplete: 'off', value: query.get('q') ?? '' });
   const family = select(options(models, 'family', 'All families'), { name: 'family' });
   const licence = select(options(models, 'licence', 'All licences'), { name: 'licence' });
   const task = select(options(models, 'task', 'All tasks'), { name: 'task' });

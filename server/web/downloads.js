@@ -63,6 +63,6 @@ export function downloadsPanel(files, hf, { caption = 'Files' } = {}) {
     { class: 'downloads' },
     table,
     h('div', { class: 'commands' }, h('h4', {}, 'From a terminal or Python'), field('Commands for', picker), lines,
-      h('p', { class: 'hint' }, apiKey() ? 'Set ACS_HUB_KEY to your API key before running these lines. ' : '', 'The Python lines run in any Python 3; the last needs the huggingface_hub package.')),
+      h('p', { class: 'hint' }, apiKey() ? 'Set ACS_HUB_KEY to your API key before running these lines. ' : '', 'The urllib line runs in any Python 3; the last line needs the huggingface_hub package.')),
   );
 }
