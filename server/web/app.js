@@ -35,7 +35,7 @@ async function render() {
   try {
     await r.show();
   } catch (err) {
-    replace(main, h('h1', { tabindex: -1 }, 'Something went wrong'), notice('error', describeError(err)));
+    replace(main, h('h1', { tabindex: -1, 'data-failed': '' }, 'Something went wrong'), notice('error', describeError(err)));
   } finally {
     main.removeAttribute('aria-busy');
   }
@@ -56,6 +56,11 @@ function keyField() {
     e.preventDefault();
     setApiKey(input.value.trim());
     show();
+    // A view that failed (for want of a key, when the server protects reads) is tried again.
+    if (main.querySelector('[data-failed]')) {
+      current = null;
+      void render();
+    }
   });
   document.getElementById('key-forget').addEventListener('click', () => {
     setApiKey('');

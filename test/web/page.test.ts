@@ -194,3 +194,18 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   assert.deepEqual(foreign, [], 'every request stayed on the server');
   assert.deepEqual(problems, [], 'no script errors, no refused resources');
 });
+
+test('web page on a server that protects reads: the catalogue asks for the key, and loads once it is given', { timeout: 60_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const server = await startServer(t, { ACS_HUB_DATA_DIR: join(dir, 'data'), ACS_HUB_OFFLINE: '1', ACS_HUB_API_KEYS: KEY, ACS_HUB_PROTECT_READS: '1', ACS_HUB_LOG_LEVEL: 'warn' });
+  const args = process.getuid?.() === 0 ? ['--no-sandbox'] : [];
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  t.after(() => browser.close());
+  const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
+  await page.goto(`${server.url}/`);
+  await page.getByRole('alert').filter({ hasText: 'This needs an API key' }).waitFor();
+  await page.getByLabel('API key', { exact: true }).fill(KEY);
+  await page.getByRole('button', { name: 'Use' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Model catalogue' }).waitFor();
+  assert.ok((await page.locator('table.models tbody tr').count()) > 50);
+});
