@@ -32,4 +32,13 @@ export default tseslint.config(
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The web page's ES modules run in the browser.
+    files: ['server/web/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'history', 'sessionStorage', 'navigator', 'fetch', 'Headers', 'URL', 'URLSearchParams', 'AbortController', 'TextDecoderStream', 'Node', 'getSelection', 'setTimeout'].map((g) => [g, 'readonly']),
+      ),
+    },
+  },
 );

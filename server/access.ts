@@ -2,7 +2,7 @@
  * Who may call what: one table, per operation of openapi.yaml (method and path as written
  * there), and the one key gate that reads it. Nothing else in the server decides access.
  *
- * - `public`: never needs a key (liveness and readiness probes).
+ * - `public`: never needs a key (liveness and readiness probes, the web page and the docs).
  * - `read`: needs a key when `server.protectReads` is set.
  * - `cached`: a read of a cached result, as `read`; producing the result on a miss (a
  *   conversion) needs a key whenever keys are set. The gate tells the route with `mayCompute`.
@@ -34,9 +34,14 @@ export interface RouteAccess {
 export const ACCESS: readonly RouteAccess[] = [
   { method: 'GET', path: '/healthz', access: 'public' },
   { method: 'GET', path: '/readyz', access: 'public' },
-  { method: 'GET', path: '/openapi.yaml', access: 'public' },
   // Route names, counts and timings: for the operator's scraper, which can send a bearer token.
   { method: 'GET', path: '/metrics', access: 'key' },
+  // The web page, the API reference and the contract: static files, the same for everyone.
+  { method: 'GET', path: '/', access: 'public' },
+  { method: 'GET', path: '/web/{file}', access: 'public' },
+  { method: 'GET', path: '/docs', access: 'public' },
+  { method: 'GET', path: '/docs/{file}', access: 'public' },
+  { method: 'GET', path: '/openapi.yaml', access: 'public' },
 
   { method: 'GET', path: '/v1/zoo', access: 'read' },
   { method: 'GET', path: '/v1/zoo/{namespace}/{name}', access: 'read' },

@@ -18,6 +18,7 @@ import { hfRoutes, hubErrors } from './routes/hf.js';
 import { kserveRoutes } from './routes/kserve.js';
 import { opsRoutes } from './routes/ops.js';
 import { uploadRoutes } from './routes/uploads.js';
+import { webRoutes } from './routes/web.js';
 import { zooRoutes } from './routes/zoo.js';
 import { createServices, type ServiceOverrides, type Services } from './services.js';
 
@@ -68,7 +69,8 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
     next();
   });
   app.use(keyGate(services));
-  app.use(opsRoutes(services, OPENAPI_PATH));
+  app.use(opsRoutes(services));
+  app.use(webRoutes(OPENAPI_PATH));
   for (const base of ['/v1', '/api']) app.use(base, express.json({ limit: cfg.server.maxJsonBytes, type: 'application/json' }));
   app.use(
     OpenApiValidator.middleware({

@@ -1,17 +1,12 @@
-/** Health, readiness (storage reachable, engine loaded), Prometheus metrics and the API contract. */
+/** Health, readiness (storage reachable, engine loaded) and Prometheus metrics. */
 import { Router } from 'express';
 import { bundledDevices } from '../../inference/runtime/providers.js';
 import { probeStore } from '../../zoo/store.js';
 import type { Services } from '../services.js';
 
-/** Routes /healthz, /readyz, /metrics, and /openapi.yaml (the file at `specPath`). */
-export function opsRoutes(s: Services, specPath: string): Router {
+/** Routes /healthz, /readyz, /metrics (the contract, /openapi.yaml, is served with the web page). */
+export function opsRoutes(s: Services): Router {
   const r = Router();
-  r.get('/openapi.yaml', (_req, res, next) => {
-    res.type('application/yaml').sendFile(specPath, (err) => {
-      if (err) next(err);
-    });
-  });
   r.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
