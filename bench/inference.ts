@@ -5,9 +5,15 @@
  * the same thread count, side by side in one run. Then the table of ACS lowerings tried, the
  * gain of batching, and the cost of running sessions in the engine's worker thread.
  *
- *   npm run bench:inference            (BENCH_THREADS=2 BENCH_RUNS=7; BENCH_DEVICE=webgpu to try a GPU)
+ * Then what the engine's autotuning measured and chose (`inference/runtime/autotune.ts`).
+ *
+ *   npm run bench:inference            (BENCH_THREADS=2 BENCH_RUNS=7)
+ *   npm run bench:gpu                  (= --device webgpu: the same networks on the GPU beside this
+ *                                       machine's CPU, one table; exits 1 with one line when no
+ *                                       GPU or provider is there)
  */
 import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { convert, type ConvertOptions } from '../converters/convert.js';
 import { encodeOnnx } from '../converters/formats/onnx.js';
@@ -16,13 +22,15 @@ import { specializeModel, type SpecializeOptions } from '../converters/graph/spe
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
-import { createSession, type Device } from '../inference/runtime/providers.js';
+import { CANDIDATES, cpuFeatures } from '../inference/runtime/autotune.js';
+import { bundledDevices, createSession, DEVICES, type Device } from '../inference/runtime/providers.js';
 import type { StateDict } from '../converters/tensor.js';
 import { densenetStateDict, resnetBasicStateDict, resnetStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 7);
-const DEVICE = (process.env['BENCH_DEVICE'] ?? 'cpu') as Device;
+const deviceFlag = process.argv.indexOf('--device');
+const DEVICE = (deviceFlag > 0 ? process.argv[deviceFlag + 1] : process.env['BENCH_DEVICE'] ?? 'cpu') as Device;
 const PYTHON = process.env['BENCH_PYTHON'] ?? '/usr/bin/python3';
 
 interface Case {
@@ -56,11 +64,12 @@ function stateDict(arch: Case['arch']): StateDict {
  * what the engine does to a model before it runs it (the default), `false` runs the
  * downloadable model.onnx as it is.
  */
-async function measure(c: Case, options: ConvertOptions, specialize: SpecializeOptions | false = {}): Promise<{ ms: number; macs: number; device: string }> {
+async function measure(c: Case, options: ConvertOptions, specialize: SpecializeOptions | false = {}, device: Device = DEVICE): Promise<{ ms: number; macs: number; device: string }> {
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { ...options, inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
   let bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
   if (specialize) bytes = specializeModel(bytes, [1, c.channels, c.size, c.size, c.size], specialize).bytes;
-  const { session, device } = await createSession(bytes, { device: DEVICE, threads: THREADS });
+  const created = await createSession(bytes, { device, threads: THREADS });
+  const session = created.session;
   const n = c.channels * c.size ** 3;
   const input = new Float32Array(n);
   for (let i = 0; i < n; i++) input[i] = Math.sin(i * 0.001);
@@ -75,7 +84,7 @@ async function measure(c: Case, options: ConvertOptions, specialize: SpecializeO
   }
   await session.release();
   times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)]!, macs: result.card.multiplyAdds.converted, device };
+  return { ms: times[Math.floor(times.length / 2)]!, macs: result.card.multiplyAdds.converted, device: created.device };
 }
 
 function pytorch(cases: Case[]): Map<string, number> {
@@ -101,7 +110,7 @@ function table(rows: string[][]): void {
 const gflops = (macs: number, ms: number) => ((2 * macs) / (ms / 1000) / 1e9).toFixed(1);
 
 /** What onnxruntime's GEMM reaches on this machine (a 2048^3 MatMul): the practical peak. */
-async function gemmPeak(): Promise<number> {
+async function gemmPeak(device: Device = DEVICE): Promise<number> {
   const n = 2048;
   const graph = {
     name: 'gemm',
@@ -112,7 +121,7 @@ async function gemmPeak(): Promise<number> {
     initializers: new Map([['b', { dtype: 'F32' as const, shape: [n, n], data: new Float32Array(n * n).fill(1e-3) }]]),
     nodes: [{ name: 'mm', op: 'MatMul', domain: '', inputs: ['a', 'b'], outputs: ['c'], attrs: {} }],
   };
-  const { session } = await createSession(encodeOnnx(graphToModel(graph)), { device: DEVICE, threads: THREADS });
+  const { session } = await createSession(encodeOnnx(graphToModel(graph)), { device, threads: THREADS });
   const a = new ort.Tensor('float32', new Float32Array(n * n).fill(1), [n, n]);
   await session.run({ a });
   const ts: number[] = [];
@@ -125,8 +134,71 @@ async function gemmPeak(): Promise<number> {
   return (2 * n ** 3) / (Math.min(...ts) / 1000) / 1e9;
 }
 
+/** The CPU, as the decisions key it: model name and instruction-set features of interest. */
+function cpuLine(): string {
+  const wanted = ['avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'asimd', 'sve', 'neon'];
+  const have = new Set(cpuFeatures().split(' '));
+  return `${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.cpus().length} logical CPUs; ${wanted.filter((f) => have.has(f)).join(' ') || 'no AVX'})`;
+}
+
+/**
+ * The same networks on a GPU provider beside this machine's CPU, in one table; one line and
+ * exit code 1 when the provider is not in this onnxruntime-node or cannot start here.
+ */
+async function gpuTable(device: Device): Promise<void> {
+  if (!(DEVICES as readonly string[]).includes(device) || device === 'cpu') {
+    console.error(`bench:inference: --device must be one of ${DEVICES.filter((d) => d !== 'cpu').join(', ')}, got '${device}'`);
+    process.exit(2);
+  }
+  if (!bundledDevices().includes(device)) {
+    console.error(`bench:inference: the ${device} provider is not in onnxruntime-node ${ort.env.versions.common} here (it has ${bundledDevices().join(', ')})`);
+    process.exit(1);
+  }
+  const probe = await createSession(concatChunks(encodeOutput(convert({ kind: 'state-dict', tensors: stateDict('resnet18') }, { mode: 'acs' }), 'onnx', 'm.onnx').get('m.onnx')!), { device, threads: THREADS });
+  await probe.session.release();
+  if (probe.device !== device) {
+    console.error(`bench:inference: no ${device} device on this machine: ${probe.fallback ?? 'the provider did not start'}`);
+    process.exit(1);
+  }
+  console.log(`bench:inference on ${device}: onnxruntime-node ${ort.env.versions.common}; CPU ${cpuLine()}, ${THREADS} threads; median of ${RUNS} runs`);
+  console.log(`MatMul 2048^3: ${(await gemmPeak('cpu')).toFixed(0)} GFLOP/s on the CPU, ${(await gemmPeak(device)).toFixed(0)} GFLOP/s on ${device}\n`);
+  const rows = [['network', 'CPU ms', 'CPU GFLOP/s', `${device} ms`, `${device} GFLOP/s`, `CPU / ${device}`, `${device} model.onnx as is ms`]];
+  for (const c of CASES) {
+    const cpu = await measure(c, { mode: 'acs' }, {}, 'cpu');
+    const gpu = await measure(c, { mode: 'acs' }, {}, device);
+    const plain = await measure(c, { mode: 'acs' }, false, device);
+    rows.push([c.name, cpu.ms.toFixed(1), gflops(cpu.macs, cpu.ms), gpu.ms.toFixed(1), gflops(gpu.macs, gpu.ms), `${(cpu.ms / gpu.ms).toFixed(2)}x`, plain.ms.toFixed(1)]);
+  }
+  table(rows);
+  console.log('Both columns run the graph the engine runs (specialised for the input size); the last is the downloadable file as is.');
+}
+
+/** What the engine's autotuning measures and keeps, for ResNet-18 at 64^3 and 128^3. */
+async function autotuneTable(): Promise<void> {
+  const rows = [['network', ...CANDIDATES.map((c) => `${c.name} ms`), 'chosen']];
+  for (const c of [CASES[0]!, CASES[1]!]) {
+    const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs' });
+    const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+    let chosen = '';
+    let timings: Record<string, number> = {};
+    const engine = new InferenceEngine({ device: DEVICE, threads: THREADS, autotune: { runs: Math.max(3, Math.ceil(RUNS / 2)), maxMs: 600_000 }, onLoad: (i) => {
+      chosen = i.choice?.candidate ?? '';
+      timings = i.choice?.timings ?? {};
+    } });
+    const shape = [1, c.channels, c.size, c.size, c.size];
+    await engine.run({ key: c.name, bytes: bytes.byteLength, load: async () => bytes }, { data: new Float32Array(c.channels * c.size ** 3), shape });
+    await engine.close();
+    rows.push([c.name, ...CANDIDATES.map((k) => (timings[k.name] === undefined ? 'n/a' : timings[k.name]!.toFixed(1))), chosen]);
+  }
+  console.log('autotune (the engine measures its candidate graphs once per machine, model and size, and keeps the fastest):');
+  table(rows);
+  console.log('');
+}
+
 async function main(): Promise<void> {
+  if (DEVICE !== 'cpu') return gpuTable(DEVICE);
   console.log(`bench/inference: onnxruntime-node ${ort.env.versions.common}, device ${DEVICE}, ${THREADS} threads, median of ${RUNS} runs`);
+  console.log(`CPU: ${cpuLine()}`);
   console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${(await gemmPeak()).toFixed(0)} GFLOP/s here\n`);
   const rows = [['network', 'ACS ms', 'ACS GFLOP/s', 'model.onnx as is ms', 'i3d ms', 'i3d GFLOP/s', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / ACS']];
   const torch = pytorch(CASES);
@@ -169,6 +241,7 @@ async function main(): Promise<void> {
   }
   table(lrows);
   console.log('');
+  await autotuneTable();
   await batching();
   await workerHop();
 }

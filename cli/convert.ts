@@ -3,17 +3,21 @@
  * export) into a 3D network, writing the requested file and its card beside it; with
  * `--mode none`, re-save a checkpoint in another format.
  */
+import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { MODES, type ConvertOptions, type Head, type Mode } from '../converters/convert.js';
 import { convertFile } from '../converters/convert-file.js';
 import { readCheckpointFile, writeCheckpointFile } from '../converters/formats/index.js';
-import { writeChunksAtomic } from '../converters/io.js';
+import { IN_PROCESS } from '../converters/fence/fence.js';
+import { concatChunks, writeChunksAtomic } from '../converters/io.js';
 import type { Split3 } from '../converters/modes/split.js';
 import { encodeCard, encodeOutput, outputFormat } from '../converters/outputs.js';
+import { parseSpecializeSize, specializeOnnxFile } from '../converters/specialize-file.js';
 import { stat } from 'node:fs/promises';
 import type { Card } from '../converters/convert.js';
 import { loadCatalogue, loadLabels } from '../zoo/catalogue.js';
 import { OUTPUT_FILES } from '../zoo/convert-model.js';
+import { getSpecializedOnnx } from '../zoo/specialized-onnx.js';
 import { readAll } from '../zoo/storage/storage.js';
 import { onePositional, parse, UsageError } from './args.js';
 import { cliConfig, cliConvertModel, cliStorage, STORE_OPTIONS } from './context.js';
@@ -35,7 +39,7 @@ export async function defaultLabels(): Promise<string[]> {
 
 const USAGE =
   'acs-hub convert <file | zoo-id | url> --out <file.safetensors|file.pth|file.onnx|file.py> [--mode acs|2.5d|i3d|mean-acs|soft-acs|none] ' +
-  '[--axis d|h|w] [--arch NAME] [--in-channels N] [--head keep|features|N] [--seed N] [--input-size D,H,W] [--split KEY=A,C,S]';
+  '[--axis d|h|w] [--arch NAME] [--in-channels N] [--head keep|features|N] [--seed N] [--input-size D,H,W] [--split KEY=A,C,S] [--specialize D,H,W]';
 
 const HELP = `Usage: ${USAGE}
 
@@ -55,6 +59,8 @@ Options:
   --seed N              seed of a new head (default 0)
   --input-size D,H,W    input size the card counts multiply-adds for (default 64,64,64)
   --split KEY=A,C,S     explicit ACS split of one convolution (repeatable)
+  --specialize D,H,W    .onnx only: the graph specialised for that input size (the engine's; valid
+                        for that size only, any batch); the card names it in onnx.specializedFor
   --data DIR | --s3 s3://bucket/prefix   the cache (default ./data), for zoo ids and URLs
   --offline             use the cache only
   --config FILE         configuration file
@@ -87,6 +93,7 @@ export async function runConvert(argv: string[]): Promise<void> {
       seed: { type: 'string' },
       'input-size': { type: 'string' },
       split: { type: 'string', multiple: true },
+      specialize: { type: 'string' },
       ...STORE_OPTIONS,
     },
     USAGE,
@@ -123,6 +130,8 @@ export async function runConvert(argv: string[]): Promise<void> {
       }),
     ),
   };
+  const specialize = values.specialize;
+  if (specialize !== undefined && format !== 'onnx') throw new UsageError('--specialize applies to an .onnx output');
   const cardPath = join(dirname(out), `${basename(out).replace(/\.(safetensors|pth|onnx|py)$/i, '')}.card.json`);
   const cfg = cliConfig(values);
   let c: Card;
@@ -130,8 +139,17 @@ export async function runConvert(argv: string[]): Promise<void> {
   if (await isFile(input)) {
     const result = await convertFile(input, options, { labels: await defaultLabels(), budgets: cfg.budgets });
     const files = encodeOutput(result, format, out);
+    let card = encodeCard(result);
+    if (specialize !== undefined) {
+      if (files.size !== 1) throw new UsageError('--specialize: this model keeps its weights in external data (over 1.8 GiB) and cannot be specialised');
+      const size = parseSpecializeSize(specialize, result.card.input.channels, cfg.budgets, '--specialize');
+      const made = specializeOnnxFile({ bytes: concatChunks(files.get(out)!), size, channels: result.card.input.channels });
+      files.set(out, [made.bytes]);
+      const sha256 = createHash('sha256').update(made.bytes).digest('hex');
+      card = Buffer.from(`${JSON.stringify({ ...result.card, onnx: { specializedFor: size, sha256, size: made.bytes.byteLength, note: made.note } }, null, 2)}\n`);
+    }
     for (const [path, chunks] of files) await writeChunksAtomic(path, chunks);
-    await writeChunksAtomic(cardPath, [encodeCard(result)]);
+    await writeChunksAtomic(cardPath, [card]);
     c = result.card;
     written = [...files.keys()];
   } else {
@@ -139,14 +157,22 @@ export async function runConvert(argv: string[]): Promise<void> {
     try {
       const converted = await cliConvertModel(cfg, storage, input, options);
       written = [];
-      for (const f of converted.manifest.files.filter((f) => f.name === OUTPUT_FILES[format] || f.name === `${OUTPUT_FILES[format]}.data`)) {
+      c = converted.modelCard;
+      let card: Record<string, unknown> = { ...c };
+      if (specialize !== undefined) {
+        const size = parseSpecializeSize(specialize, c.input.channels, cfg.budgets, '--specialize');
+        const made = await getSpecializedOnnx({ storage, fence: IN_PROCESS, manifest: converted.manifest, size });
+        await writeChunksAtomic(out, [await readAll(storage, made.key)]);
+        written.push(out);
+        card = { ...card, onnx: { specializedFor: made.specializedFor, sha256: made.sha256, size: made.size, note: made.note } };
+      }
+      for (const f of converted.manifest.files.filter((f) => specialize === undefined && (f.name === OUTPUT_FILES[format] || f.name === `${OUTPUT_FILES[format]}.data`))) {
         // External ONNX data keeps the name the model refers to, beside it.
         const path = f.name.endsWith('.data') ? join(dirname(out), f.name) : out;
         await writeChunksAtomic(path, [await readAll(storage, f.key)]);
         written.push(path);
       }
-      c = converted.modelCard;
-      await writeChunksAtomic(cardPath, [Buffer.from(`${JSON.stringify(c, null, 2)}\n`)]);
+      await writeChunksAtomic(cardPath, [Buffer.from(`${JSON.stringify(card, null, 2)}\n`)]);
       printErr(`${converted.produced ? 'converted' : 'from the cache'}: ${storage.location}/${converted.prefix}\n`);
     } finally {
       await storage.close();

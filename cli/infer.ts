@@ -20,6 +20,7 @@ import { stat } from 'node:fs/promises';
 import type { LoadedModel } from '../inference/runtime/pipeline.js';
 import { OUTPUT_FILES } from '../zoo/convert-model.js';
 import { readAll } from '../zoo/storage/storage.js';
+import { loweringDecisions } from '../zoo/store.js';
 import { onePositional, parse, UsageError } from './args.js';
 import type { HubConfig } from '../server/config.js';
 import { cliConfig, cliConvertModel, cliStorage, STORE_OPTIONS } from './context.js';
@@ -153,9 +154,13 @@ export async function runInfer(argv: string[]): Promise<void> {
 
   const cfg = cliConfig(values);
   const model = await loadModel(modelPath, { mode: mode as Mode }, cfg);
+  // The lowering decisions live in the store, so that the next run does not measure again.
+  const decisionStore = cfg.inference.autotune ? await cliStorage(cfg) : undefined;
   const engine = new InferenceEngine({
     device,
     threads,
+    autotune: cfg.inference.autotune && { maxMs: cfg.inference.autotuneMaxMs },
+    decisions: decisionStore && loweringDecisions(decisionStore),
     onLoad: (i) => {
       if (i.fallback) printErr(`acs-hub: ${i.fallback}; running on cpu\n`);
     },
@@ -191,6 +196,7 @@ export async function runInfer(argv: string[]): Promise<void> {
     if (out) printErr(`wrote ${out} (${result.kind}${result.topK ? `: ${result.topK[0]?.label ?? `class ${result.topK[0]?.index}`} ${(100 * (result.topK[0]?.probability ?? 0)).toFixed(1)}%` : ''})\n`);
   } finally {
     await engine.close();
+    await decisionStore?.close();
   }
 }
 

@@ -58,8 +58,8 @@ export const ACCESS: readonly RouteAccess[] = [
   { method: 'GET', path: '/v1/checkpoints', access: 'read' },
   { method: 'GET', path: '/v1/checkpoints/{checkpointId}', access: 'read' },
   { method: 'GET', path: '/v1/checkpoints/{checkpointId}/files', access: 'read' },
-  { method: 'GET', path: '/v1/checkpoints/{checkpointId}/files/{file}', access: 'read' },
-  { method: 'HEAD', path: '/v1/checkpoints/{checkpointId}/files/{file}', access: 'read' },
+  { method: 'GET', path: '/v1/checkpoints/{checkpointId}/files/{file}', access: 'cached' },
+  { method: 'HEAD', path: '/v1/checkpoints/{checkpointId}/files/{file}', access: 'cached' },
   { method: 'POST', path: '/v1/checkpoints/{checkpointId}/infer', access: 'key' },
 
   // The Open Inference Protocol: the server's own metadata and health are probes; everything

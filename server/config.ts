@@ -113,6 +113,15 @@ export interface HubConfig {
     maxPending: number;
     /** Volumes batched into one run at most. */
     maxBatch: number;
+    /** Milliseconds a run waits for more requests of the same model and shape to batch with (0: none). */
+    batchWindowMs: number;
+    /**
+     * Measure the candidate graphs per model and input size and run the fastest, keeping the
+     * decision in the store (index/lowerings/); false for reproducible runs of the default graph.
+     */
+    autotune: boolean;
+    /** Milliseconds of measuring per model and size after which no further candidate is tried. */
+    autotuneMaxMs: number;
   };
   /** Budgets on the work an input may cause (see converters/budgets.ts). */
   budgets: Budgets;
@@ -178,7 +187,7 @@ export function defaultConfig(): HubConfig {
       logFormat: 'auto',
       validateResponses: false,
     },
-    inference: { device: 'cpu', threads: 0, cacheBytes: 2 * 1024 ** 3, maxPending: 32, maxBatch: 4 },
+    inference: { device: 'cpu', threads: 0, cacheBytes: 2 * 1024 ** 3, maxPending: 32, maxBatch: 4, batchWindowMs: 2, autotune: true, autotuneMaxMs: 20000 },
     budgets: { ...DEFAULT_BUDGETS },
     fence: { workers: defaultWorkers(), maxPending: 32 },
   };
@@ -239,6 +248,9 @@ const ENV: ReadonlyArray<readonly [path: string, names: readonly string[]]> = [
   ['inference.cacheBytes', ['ACS_HUB_ENGINE_CACHE_BYTES']],
   ['inference.maxPending', ['ACS_HUB_MAX_PENDING']],
   ['inference.maxBatch', ['ACS_HUB_MAX_BATCH']],
+  ['inference.batchWindowMs', ['ACS_HUB_INFERENCE_BATCH_WINDOW_MS']],
+  ['inference.autotune', ['ACS_HUB_INFERENCE_AUTOTUNE']],
+  ['inference.autotuneMaxMs', ['ACS_HUB_INFERENCE_AUTOTUNE_MAX_MS']],
   ['fence.workers', ['ACS_HUB_FENCE_WORKERS']],
   ['fence.maxPending', ['ACS_HUB_FENCE_MAX_PENDING']],
   // budgets.unpackedEntryBytes <- ACS_HUB_BUDGET_UNPACKED_ENTRY_BYTES, and so on for each budget.
@@ -296,7 +308,7 @@ function merge(dst: Node, src: unknown, where: string, prefix = ''): void {
 }
 
 function check(cfg: HubConfig): void {
-  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'download.failureMemoryMs', 'claims.settleMs', 'server.port', 'inference.threads'];
+  const nonNegative: string[] = ['cacheMaxBytes', 'download.retries', 'download.backoffMs', 'download.maxBackoffMs', 'download.failureMemoryMs', 'claims.settleMs', 'server.port', 'inference.threads', 'inference.batchWindowMs'];
   const positive: string[] = [
     'download.maxBytes',
     'sweepAfterMs',
@@ -315,6 +327,7 @@ function check(cfg: HubConfig): void {
     'inference.cacheBytes',
     'inference.maxPending',
     'inference.maxBatch',
+    'inference.autotuneMaxMs',
     'fence.workers',
     'fence.maxPending',
     ...Object.keys(DEFAULT_BUDGETS).map((k) => `budgets.${k}`),

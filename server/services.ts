@@ -10,6 +10,7 @@ import { InferenceEngine } from '../inference/runtime/engine.js';
 import type { Device } from '../inference/runtime/providers.js';
 import { loadCatalogue, type Catalogue } from '../zoo/catalogue.js';
 import { openStorage } from '../zoo/storage/open-storage.js';
+import { loweringDecisions } from '../zoo/store.js';
 import { sweepDebris, sweepLogFields, sweptCount } from '../zoo/sweep-debris.js';
 import type { ObjectStorage } from '../zoo/storage/storage.js';
 import { HubService } from './hub-service.js';
@@ -75,7 +76,11 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
       cacheBytes: cfg.inference.cacheBytes,
       maxPending: cfg.inference.maxPending,
       maxBatch: cfg.inference.maxBatch,
+      batchWindowMs: cfg.inference.batchWindowMs,
+      autotune: cfg.inference.autotune && { maxMs: cfg.inference.autotuneMaxMs },
+      decisions: loweringDecisions(storage),
       onLoad: (i) => {
+        if (i.choice) logger.debug({ model: i.key, lowering: i.choice.candidate, timings: i.choice.timings }, 'lowering chosen');
         if (i.fallback) logger.warn({ model: i.key, device: i.device, reason: i.fallback }, 'execution provider fell back');
         else logger.info({ model: i.key, device: i.device, warmupMs: Math.round(i.warmupMs), graph: i.specialized ?? 'general' }, 'model loaded');
       },

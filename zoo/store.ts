@@ -7,7 +7,11 @@
  *     index/uploads/<sha256>.json                      one record per accepted upload
  *     index/checkpoints/<checkpoint id>.json           checkpoint id -> its conversion's prefix
  *     conversions/<source sha256>/<mode>/<digest>/     one conversion's files, and its manifest.json
+ *       specialized/<D>x<H>x<W>/model.onnx, file.json  its model.onnx specialised for one input
+ *                                                      size, and that file's record (written last)
  *     claims/<kind>/<digest>                           who is producing what (see storage/claim.ts)
+ *     index/lowerings/<decision key>.json              the graph the engine measured fastest for a
+ *                                                      machine, model and input size
  *
  * A conversion's digest is the sha256 of the canonical JSON of (source sha256, mode, options,
  * converter version): the same request always lands on the same key, in every replica. Its
@@ -117,6 +121,7 @@ export const AREAS = {
   checkpoints: 'index/checkpoints/',
   conversions: 'conversions/',
   claims: 'claims/',
+  lowerings: 'index/lowerings/',
 } as const;
 
 /** Key of the claim on a piece of work identified by `kind` and `name`. */
@@ -310,4 +315,77 @@ export async function listCheckpoints(storage: ObjectStorage): Promise<Checkpoin
     if (r) out.push(r);
   }
   return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+}
+
+/** The engine's decision for one machine, model and input size (`inference/runtime/autotune.ts`). */
+export interface LoweringRecord {
+  /** The candidate graph kept. */
+  readonly candidate: string;
+  /** Median milliseconds of each candidate measured. */
+  readonly timings: Readonly<Record<string, number>>;
+  /** When it was measured (ISO 8601). */
+  readonly decidedAt: string;
+}
+
+const DECISION_KEY = /^[0-9a-f]{32}$/;
+
+function loweringKey(decisionKey: string): string {
+  if (!DECISION_KEY.test(decisionKey)) throw makeError('INVALID_ARGUMENT', `'decisionKey' must be 32 lowercase hex digits, got '${decisionKey.slice(0, 80)}'`);
+  return `${AREAS.lowerings}${decisionKey}.json`;
+}
+
+/** The kept lowering decision of `decisionKey`, if one was made (a malformed record counts as none). */
+export async function readLoweringDecision(storage: ObjectStorage, decisionKey: string): Promise<LoweringRecord | undefined> {
+  const r = await readJson<LoweringRecord>(storage, loweringKey(decisionKey));
+  if (!r || typeof r.candidate !== 'string' || typeof r.timings !== 'object' || r.timings === null) return undefined;
+  return r;
+}
+
+/** Keep a lowering decision (the last measurement wins: every replica measures the same thing). */
+export async function writeLoweringDecision(storage: ObjectStorage, decisionKey: string, record: LoweringRecord): Promise<void> {
+  await storage.write(loweringKey(decisionKey), JSON.stringify(record, null, 2));
+}
+
+/** Lowering decisions kept in the store, in the shape the inference engine takes (`EngineParams.decisions`). */
+export function loweringDecisions(storage: ObjectStorage): { get(key: string): Promise<LoweringRecord | undefined>; put(key: string, record: LoweringRecord): Promise<void> } {
+  return { get: (key) => readLoweringDecision(storage, key), put: (key, record) => writeLoweringDecision(storage, key, record) };
+}
+
+/** A conversion's model.onnx specialised for one input size, as stored. */
+export interface SpecializedOnnxRecord extends ConversionFile {
+  /** The spatial size (D, H, W) it is valid for. */
+  readonly specializedFor: readonly [number, number, number];
+  /** What the specialisation did. */
+  readonly note: string;
+}
+
+function specializedOnnxKeys(prefix: string, size: readonly [number, number, number]): { file: string; record: string } {
+  if (!conversionPrefixOf(`${prefix}x`) || !prefix.endsWith('/')) throw new RangeError(`'prefix' must be a conversion prefix, got '${prefix}'`);
+  if (!size.every((n) => Number.isSafeInteger(n) && n > 0)) throw new RangeError(`'size' must be three positive integers, got ${size.join(',')}`);
+  const dir = `${prefix}specialized/${size.join('x')}/`;
+  return { file: `${dir}model.onnx`, record: `${dir}file.json` };
+}
+
+/** The stored model.onnx of the conversion under `prefix` specialised for `size`, if it was made. */
+export async function readSpecializedOnnx(storage: ObjectStorage, prefix: string, size: readonly [number, number, number]): Promise<SpecializedOnnxRecord | undefined> {
+  const keys = specializedOnnxKeys(prefix, size);
+  const r = await readJson<SpecializedOnnxRecord>(storage, keys.record);
+  if (!r || r.key !== keys.file || typeof r.sha256 !== 'string' || typeof r.size !== 'number' || !(await storage.has(keys.file))) return undefined;
+  return r;
+}
+
+/** Store a specialised model.onnx (the file, then its record) and return the record. */
+export async function writeSpecializedOnnx(storage: ObjectStorage, prefix: string, size: readonly [number, number, number], bytes: Uint8Array, note: string): Promise<SpecializedOnnxRecord> {
+  const keys = specializedOnnxKeys(prefix, size);
+  await storage.write(keys.file, bytes);
+  const record: SpecializedOnnxRecord = {
+    name: 'model.onnx',
+    key: keys.file,
+    size: bytes.byteLength,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    specializedFor: [size[0], size[1], size[2]],
+    note,
+  };
+  await storage.write(keys.record, JSON.stringify(record, null, 2));
+  return record;
 }

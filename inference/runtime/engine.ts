@@ -6,6 +6,7 @@
  * and each is specialised for the spatial size it serves (`graph/specialize.ts`).
  */
 import debug from 'debug';
+import { CANDIDATES, candidateNamed, chooseFastest, decisionKey, machineKey, memoryDecisions, type AutotuneParams, type Candidate, type Choice, type Decisions } from './autotune.js';
 import { EngineBusyError, InferenceFailedError, InvalidInputError } from './errors.js';
 import type { Device } from './providers.js';
 import { RunQueue } from '../../converters/fence/queue.js';
@@ -42,8 +43,22 @@ export interface EngineParams {
   specialize?: boolean;
   /** Spatial sizes specialised for per model; other sizes use the general session. @default 4 */
   maxShapes?: number;
+  /**
+   * Wait this long for more requests of the same model and shape before a run, so that
+   * requests arriving a little apart share a batch; a full batch starts at once. @default 0
+   */
+  batchWindowMs?: number;
+  /**
+   * Measure the candidate graphs for each model and input size and run the fastest
+   * (`autotune.ts`); false runs the default specialised graph (reproducible runs). @default false
+   */
+  autotune?: boolean | AutotuneParams;
+  /** Where decisions are kept across restarts (the store); in memory when absent. */
+  decisions?: Decisions;
+  /** Called after each candidate is timed (trial runs are counted here). */
+  onTrial?: (info: { key: string; candidate: string; ms: number; runs: number }) => void;
   /** Called once per loaded session with the device it runs on, why it fell back, and what specialisation did. */
-  onLoad?: (info: { key: string; device: Device; fallback?: string; warmupMs: number; specialized?: string }) => void;
+  onLoad?: (info: { key: string; device: Device; fallback?: string; warmupMs: number; specialized?: string; choice?: Choice }) => void;
 }
 
 /** A model the engine can load. */
@@ -70,13 +85,19 @@ export class InferenceEngine {
   private readonly host = new SessionHost();
   private readonly queue: RunQueue;
   private readonly batches = new Map<string, Pending[]>();
+  /** Batches waiting out their window, by batch key: call to start the batch now. */
+  private readonly windows = new Map<string, () => void>();
   readonly loaded = new Map<string, { device: Device; fallback?: string }>();
   /** Spatial sizes that have (or had) a specialised session, per model key. */
   private readonly shapes = new Map<string, Set<string>>();
   /** Counters: session runs and the volumes they carried. */
   readonly stats = { runs: 0, volumes: 0 };
+  /** Decisions of this process by decision key (shared by concurrent loads). */
+  private readonly choices = new Map<string, Promise<Choice>>();
+  private readonly decisions: Decisions;
 
   constructor(private readonly params: EngineParams = {}) {
+    this.decisions = params.decisions ?? memoryDecisions();
     this.cache = new SessionCache({ maxBytes: params.cacheBytes });
     this.queue = new RunQueue({ concurrency: params.concurrency, maxPending: params.maxPending, maxPendingBytes: params.maxPendingBytes, refuse: (message) => new EngineBusyError(message) });
   }
@@ -114,26 +135,89 @@ export class InferenceEngine {
 
   private acquire(model: ModelSource, v: { key: string; specializeFor?: number[] }): Promise<Lease<CreatedWorkerSession>> {
     return this.cache.acquire(v.key, estimateSessionBytes(model.bytes), async () => {
-      const created = await this.host.create(await model.load(), { device: this.params.device, threads: this.params.threads }, v.specializeFor);
+      const bytes = await model.load();
+      let candidate: Candidate = CANDIDATES[0]!;
+      let choice: Choice | undefined;
+      if (v.specializeFor && this.params.autotune) {
+        choice = await this.choose(model.key, bytes, v.specializeFor);
+        candidate = candidateNamed(choice.candidate) ?? candidate;
+      }
+      const specializeFor = candidate.specialize === false ? undefined : v.specializeFor;
+      const created = await this.host.create(bytes, this.sessionParams(), specializeFor, candidate.specialize || undefined);
       const t0 = performance.now();
       // A specialised session takes only its own spatial size: warm it up when that is the
       // model's warm-up shape (otherwise the request that asked for it is its first run).
       const warm = model.warmupShape;
-      if (warm && (!v.specializeFor || warm.slice(1).join('x') === v.specializeFor.slice(1).join('x'))) {
+      if (warm && (!specializeFor || warm.slice(1).join('x') === specializeFor.slice(1).join('x'))) {
         const n = warm.reduce((a, b) => a * b, 1);
         await created.session.run({ [created.session.inputNames[0]!]: { data: new Float32Array(n), dims: warm } });
       }
       const warmupMs = performance.now() - t0;
       this.loaded.set(model.key, { device: created.device, fallback: created.fallback });
       log('loaded %s on %s%s (warm-up %d ms; %s)', v.key, created.device, created.fallback ? ` (fell back: ${created.fallback})` : '', warmupMs, created.specialized ?? 'general');
-      this.params.onLoad?.({ key: model.key, device: created.device, fallback: created.fallback, warmupMs, specialized: created.specialized });
+      this.params.onLoad?.({ key: model.key, device: created.device, fallback: created.fallback, warmupMs, specialized: created.specialized, choice });
       return created;
     });
   }
 
+  private sessionParams() {
+    return { device: this.params.device, threads: this.params.threads };
+  }
+
+  /**
+   * The graph to run for `model` at `shape`: the decision kept for this machine, model and
+   * shape, or one measured now (and kept).
+   */
+  private choose(modelKey: string, bytes: Uint8Array | string, shape: number[]): Promise<Choice> {
+    const machine = machineKey(this.params.device ?? 'cpu', this.params.threads ?? 0);
+    const key = decisionKey(machine, modelKey, shape);
+    let choice = this.choices.get(key);
+    if (!choice) {
+      choice = (async () => {
+        const known = await this.decisions.get(key);
+        if (known && candidateNamed(known.candidate)) {
+          log('lowering for %s at %s: %s (kept decision %s)', modelKey, shape.join('x'), known.candidate, key);
+          return known;
+        }
+        const measured = await chooseFastest((c, runs) => this.trial(modelKey, bytes, shape, c, runs), this.params.autotune === true ? {} : this.params.autotune || {});
+        const timings = Object.entries(measured.timings).map(([k, ms]) => `${k} ${ms} ms`).join(', ');
+        log('lowering for %s at %s: %s (measured: %s; decision %s)', modelKey, shape.join('x'), measured.candidate, timings, key);
+        await this.decisions.put(key, measured);
+        return measured;
+      })();
+      this.choices.set(key, choice);
+      choice.catch(() => this.choices.delete(key));
+    }
+    return choice;
+  }
+
+  /** Median time of `runs` runs of one candidate (after a warm-up run), on a zero input. */
+  private async trial(modelKey: string, bytes: Uint8Array | string, shape: number[], c: Candidate, runs: number): Promise<number> {
+    const created = await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined);
+    try {
+      const { session } = created;
+      const n = shape.reduce((a, b) => a * b, 1);
+      const feeds = () => ({ [session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
+      await session.run(feeds());
+      const times: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const input = feeds();
+        const t0 = performance.now();
+        await session.run(input);
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      const ms = times[Math.floor(times.length / 2)]!;
+      this.params.onTrial?.({ key: modelKey, candidate: c.name, ms, runs });
+      return ms;
+    } finally {
+      await created.session.release();
+    }
+  }
+
   /**
    * Run one input (N, C, D, H, W). Requests for the same model and shape that wait together
-   * are run as one batch of up to `maxBatch` volumes.
+   * (or arrive within `batchWindowMs` of the first) are run as one batch of up to `maxBatch` volumes.
    */
   async run(model: ModelSource, input: FloatTensor): Promise<Record<string, FloatTensor>> {
     const expected = input.shape.reduce((a, b) => a * b, 1);
@@ -152,6 +236,7 @@ export class InferenceEngine {
           return batch;
         };
         const go = (): void => {
+          this.windows.delete(batchKey);
           this.queue
             .run(input.data.byteLength, async () => {
               const batch = take();
@@ -162,9 +247,24 @@ export class InferenceEngine {
               for (const p of take()) p.reject(err);
             });
         };
-        setImmediate(go);
+        const window = this.params.batchWindowMs ?? 0;
+        if (window > 0) {
+          // Wait for company, unless a full batch gathers first.
+          const timer = setTimeout(go, window);
+          this.windows.set(batchKey, () => {
+            clearTimeout(timer);
+            go();
+          });
+        } else {
+          setImmediate(go);
+        }
       }
       group.push({ input, resolve, reject });
+      if (group.length >= (this.params.maxBatch ?? 4)) {
+        const now = this.windows.get(batchKey);
+        this.windows.delete(batchKey);
+        now?.();
+      }
     });
   }
 

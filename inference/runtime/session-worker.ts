@@ -25,7 +25,7 @@ async function handle(m: HostRequest): Promise<{ reply: HostReply; transfer: Arr
       let note: string | undefined;
       if (m.specializeFor) {
         const bytes = typeof model === 'string' ? await readFileBytes(model) : model;
-        ({ bytes: model, note } = specializeModel(bytes, m.specializeFor));
+        ({ bytes: model, note } = specializeModel(bytes, m.specializeFor, m.specializeOptions));
       }
       const created = await createSession(model, m.params);
       sessions.set(m.session, created.session);

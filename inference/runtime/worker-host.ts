@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import debug from 'debug';
 import { InvalidArgumentError } from '../../converters/errors.js';
 import { InferenceFailedError } from './errors.js';
+import type { SpecializeOptions } from '../../converters/graph/specialize.js';
 import { DEVICES, type Device, type SessionParams } from './providers.js';
 
 const log = debug('acs-hub:runtime');
@@ -23,7 +24,7 @@ export interface WireTensor {
 
 /** Messages to the worker. */
 export type HostRequest =
-  | { op: 'create'; id: number; session: number; model: Uint8Array | string; params: SessionParams; specializeFor?: number[] }
+  | { op: 'create'; id: number; session: number; model: Uint8Array | string; params: SessionParams; specializeFor?: number[]; specializeOptions?: SpecializeOptions }
   | { op: 'run'; id: number; session: number; feeds: Record<string, WireTensor> }
   | { op: 'release'; id: number; session: number };
 
@@ -59,13 +60,13 @@ export class SessionHost {
   private nextId = 1;
   private readonly calls = new Map<number, { resolve: (r: Success) => void; reject: (e: Error) => void }>();
 
-  /** Load a model into a new session in the worker, specialised for one input shape if given. */
-  async create(model: Uint8Array | string, params: SessionParams = {}, specializeFor?: number[]): Promise<CreatedWorkerSession> {
+  /** Load a model into a new session in the worker, specialised for one input shape (with `options`) if given. */
+  async create(model: Uint8Array | string, params: SessionParams = {}, specializeFor?: number[], specializeOptions?: SpecializeOptions): Promise<CreatedWorkerSession> {
     const device = params.device ?? 'cpu';
     if (!(DEVICES as readonly string[]).includes(device)) throw new InvalidArgumentError(`unknown device '${String(device)}'; use one of ${DEVICES.join(', ')}`);
     const session = this.nextId++;
     const generation = this.start();
-    const reply = await this.call({ op: 'create', id: 0, session, model, params, specializeFor });
+    const reply = await this.call({ op: 'create', id: 0, session, model, params, specializeFor, specializeOptions });
     const lost = () => this.generation !== generation;
     const call = (req: HostRequest) => this.call(req);
     const proxy: WorkerSession = {

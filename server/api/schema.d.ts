@@ -1108,6 +1108,15 @@ export interface components {
         CheckpointId: string;
         /** @example model.safetensors */
         FileName: string;
+        /**
+         * @description For `model.onnx` and `card.json` only: the model specialised for this input size `D,H,W`
+         *     (the graph the inference engine runs, ACS views as 2D convolutions; valid for that spatial
+         *     size only, any batch), made on first request and kept in the store. The card then says
+         *     which file in `onnx.specializedFor`, `onnx.sha256` and `onnx.note`. A malformed size, or one
+         *     the network cannot take, is a 400; `channels x D x H x W` over `budgets.outputVoxels` a 413.
+         * @example 64,64,64
+         */
+        SpecializeSize: string;
         /** @description A checkpoint id. */
         ModelNameKServe: string;
         ModelVersion: string;
@@ -1219,7 +1228,17 @@ export interface operations {
     };
     downloadZooConversion: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description For `model.onnx` and `card.json` only: the model specialised for this input size `D,H,W`
+                 *     (the graph the inference engine runs, ACS views as 2D convolutions; valid for that spatial
+                 *     size only, any batch), made on first request and kept in the store. The card then says
+                 *     which file in `onnx.specializedFor`, `onnx.sha256` and `onnx.note`. A malformed size, or one
+                 *     the network cannot take, is a 400; `channels x D x H x W` over `budgets.outputVoxels` a 413.
+                 * @example 64,64,64
+                 */
+                size?: components["parameters"]["SpecializeSize"];
+            };
             header?: {
                 Range?: string;
                 "If-None-Match"?: string;
@@ -1262,6 +1281,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
             416: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
             502: components["responses"]["Problem"];
@@ -1532,7 +1552,17 @@ export interface operations {
     };
     downloadCheckpointFile: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description For `model.onnx` and `card.json` only: the model specialised for this input size `D,H,W`
+                 *     (the graph the inference engine runs, ACS views as 2D convolutions; valid for that spatial
+                 *     size only, any batch), made on first request and kept in the store. The card then says
+                 *     which file in `onnx.specializedFor`, `onnx.sha256` and `onnx.note`. A malformed size, or one
+                 *     the network cannot take, is a 400; `channels x D x H x W` over `budgets.outputVoxels` a 413.
+                 * @example 64,64,64
+                 */
+                size?: components["parameters"]["SpecializeSize"];
+            };
             header?: {
                 /** @example bytes=0-1023 */
                 Range?: string;
@@ -1579,12 +1609,25 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             404: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
             416: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            503: components["responses"]["Problem"];
         };
     };
     headCheckpointFile: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description For `model.onnx` and `card.json` only: the model specialised for this input size `D,H,W`
+                 *     (the graph the inference engine runs, ACS views as 2D convolutions; valid for that spatial
+                 *     size only, any batch), made on first request and kept in the store. The card then says
+                 *     which file in `onnx.specializedFor`, `onnx.sha256` and `onnx.note`. A malformed size, or one
+                 *     the network cannot take, is a 400; `channels x D x H x W` over `budgets.outputVoxels` a 413.
+                 * @example 64,64,64
+                 */
+                size?: components["parameters"]["SpecializeSize"];
+            };
             header?: {
                 "If-None-Match"?: string;
             };
@@ -1621,6 +1664,20 @@ export interface operations {
             };
             /** @description No such checkpoint or file. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The size asked for is over budgets.outputVoxels. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The model cannot be specialised. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

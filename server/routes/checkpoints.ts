@@ -12,7 +12,7 @@ import { param } from '../http/params.js';
 import { checkpointModel } from '../models.js';
 import type { Services } from '../services.js';
 import { activationFeatures } from '../../inference/runtime/cam.js';
-import { modelCardFile } from './zoo.js';
+import { modelCardFile, servedFile } from './zoo.js';
 
 function triple(v: unknown): Vec3 | undefined {
   return typeof v === 'string' ? (v.split(',').map(Number) as Vec3) : undefined;
@@ -67,9 +67,9 @@ export function checkpointRoutes(s: Services): Router {
     const id = param(req, 'checkpointId');
     const name = param(req, 'file');
     const { manifest, record } = await loadCheckpoint(s.storage, id);
-    const file = name === 'card.json' ? modelCardFile(manifest) : manifest.files.find((f) => f.name === name);
-    if (!file) throw httpError('NOT_FOUND', `checkpoint ${id} has no file '${name}' (it has ${manifest.files.map((f) => f.name).join(', ')}, card.json)`);
-    await sendStoredFile(req, res, s, file, `${record.arch}-${record.mode}-${name}`);
+    const served = await servedFile(s, res, manifest, name, req.query['size']);
+    if (!served) throw httpError('NOT_FOUND', `checkpoint ${id} has no file '${name}' (it has ${manifest.files.map((f) => f.name).join(', ')}, card.json)`);
+    await sendStoredFile(req, res, s, served.file, `${record.arch}-${record.mode}-${served.tag}${name}`);
   };
   r.get('/v1/checkpoints/:checkpointId/files/:file', download);
   r.head('/v1/checkpoints/:checkpointId/files/:file', download);

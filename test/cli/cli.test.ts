@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { readCheckpointFile } from '../../converters/formats/index.js';
@@ -9,7 +11,8 @@ import { concatChunks } from '../../converters/io.js';
 import type { StateDict } from '../../converters/tensor.js';
 import { tensorsEqual } from '../../converters/tensor.js';
 import { oneConvExternal, oneConvOnnx } from '../converters/onnx-models.js';
-import { cli, fixture, tempDir } from '../helpers.js';
+import { createSession } from '../../inference/runtime/providers.js';
+import { assertClose, cli, detTensor, fixture, tempDir } from '../helpers.js';
 
 test('cli: --help lists the commands', async () => {
   const r = await cli(['--help']);
@@ -154,4 +157,38 @@ test('cli: inspect lists a safetensors file of 300,000 tiny tensors', async (t) 
   assert.equal(lines[0], 't0       U8    [1]');
   assert.equal(lines[300_000], '300000 tensors, safetensors');
   assert.match(lines[300_001]!, /^300,000 parameters /);
+});
+
+test('cli: convert --specialize writes model.onnx for one size (same outputs) and names it in the card', async (t) => {
+  const dir = await tempDir(t);
+  const src = fixture('goldens', 'resnet18', 'model.pth');
+  const general = join(dir, 'g.onnx');
+  const special = join(dir, 's.onnx');
+  let r = await cli(['convert', src, '--out', general, '--in-channels', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  r = await cli(['convert', src, '--out', special, '--in-channels', '1', '--specialize', '16,24,16']);
+  assert.equal(r.code, 0, r.stderr);
+  const card = JSON.parse(await readFile(join(dir, 's.card.json'), 'utf8')) as { onnx: { specializedFor: number[]; note: string; sha256: string } };
+  assert.deepEqual(card.onnx.specializedFor, [16, 24, 16]);
+  assert.match(card.onnx.note, /specialised for 16x24x16/);
+  const bytes = await readFile(special);
+  assert.equal(card.onnx.sha256, createHash('sha256').update(bytes).digest('hex'));
+  const shape = [1, 1, 16, 24, 16];
+  const data = detTensor(shape, 5);
+  const outputs = await Promise.all([general, special].map(async (p) => {
+    const { session } = await createSession(p, { threads: 1 });
+    const out = Object.values(await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', data, shape) }))[0] as ort.Tensor;
+    await session.release();
+    return out.data as Float32Array;
+  }));
+  assertClose(outputs[1]!, outputs[0]!, { rtol: 1e-4, atol: 1e-4, what: 'specialised vs general' });
+  r = await cli(['convert', src, '--out', join(dir, 'x.onnx'), '--specialize', '16,16']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /'--specialize' must be three positive integers/);
+  r = await cli(['convert', src, '--out', join(dir, 'x.onnx'), '--specialize', '4096,4096,4096']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /budgets\.outputVoxels/);
+  r = await cli(['convert', src, '--out', join(dir, 'x.safetensors'), '--specialize', '16,16,16']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--specialize applies to an \.onnx output/);
 });

@@ -60,3 +60,15 @@ test('config: S3 locations split into bucket and prefix', () => {
   assert.deepEqual(parseS3Url('s3://my-bucket'), { bucket: 'my-bucket', prefix: '' });
   assert.throws(() => parseS3Url('s3://B/x'), ConfigError);
 });
+
+test('config: inference autotune and batching window, on by default, off by ACS_HUB_INFERENCE_AUTOTUNE', () => {
+  const d = loadConfig({ env: {} }).inference;
+  assert.equal(d.autotune, true);
+  assert.equal(d.batchWindowMs, 2);
+  assert.equal(d.autotuneMaxMs, 20_000);
+  const off = loadConfig({ env: { ACS_HUB_INFERENCE_AUTOTUNE: 'false', ACS_HUB_INFERENCE_BATCH_WINDOW_MS: '0', ACS_HUB_INFERENCE_AUTOTUNE_MAX_MS: '500' } }).inference;
+  assert.deepEqual([off.autotune, off.batchWindowMs, off.autotuneMaxMs], [false, 0, 500]);
+  assert.throws(() => loadConfig({ env: { ACS_HUB_INFERENCE_BATCH_WINDOW_MS: '-1' } }), /'inference.batchWindowMs' must be an integer >= 0/);
+  assert.throws(() => loadConfig({ env: { ACS_HUB_INFERENCE_AUTOTUNE_MAX_MS: '0' } }), /'inference.autotuneMaxMs' must be an integer > 0/);
+  assert.throws(() => loadConfig({ env: { ACS_HUB_INFERENCE_AUTOTUNE: 'sometimes' } }), /ACS_HUB_INFERENCE_AUTOTUNE='sometimes' must be a boolean/);
+});

@@ -30,7 +30,7 @@ export function testConfig(zoo: FakeZoo, dir: string, extra: ConfigOverrides = {
       download: { retries: 1, backoffMs: 10, maxBackoffMs: 20, ...extra.download },
       claims: { settleMs: 20, pollMs: 20, leaseMs: 5_000, ...extra.claims },
       server: { logLevel: 'silent', validateResponses: true, urlAllowList: '127.0.0.1', allowPrivateUrls: true, ...extra.server },
-      inference: { threads: 1, ...extra.inference },
+      inference: { threads: 1, autotune: false, ...extra.inference },
     },
   });
 }

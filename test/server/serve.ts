@@ -20,9 +20,9 @@ export interface ServerProcess {
   stdout: () => string;
 }
 
-/** Start the server with `env` on top of this process's environment; resolves once it listens. */
+/** Start the server with `env` on top of this process's environment (autotuning off: it has its own tests); resolves once it listens. */
 export async function startServer(t: { after(fn: () => void): void }, env: Record<string, string>): Promise<ServerProcess> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env: { ...process.env, ACS_HUB_INFERENCE_AUTOTUNE: 'false', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => {
     if (proc.exitCode === null) proc.kill('SIGKILL');
   });

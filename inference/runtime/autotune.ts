@@ -1,0 +1,131 @@
+/**
+ * Measure, then choose: which graph the engine runs for a model and an input size. The best
+ * lowering is not the same on every CPU (the fused views beat the plain ones on one machine and
+ * lose on another), so instead of a choice fixed in code the engine times the candidates it can
+ * make from a model.onnx on the machine it runs on, keeps the fastest, and remembers the
+ * decision under the machine (CPU features, onnxruntime version, device, threads), the model
+ * and the size, so that a restart with the same store does not measure again.
+ *
+ * Measuring is bounded: each candidate gets `runs` timed runs after one warm-up, and once
+ * `maxMs` have been spent no further candidate is tried (the engine's default graph is always
+ * tried first, so a choice always exists).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import * as ort from 'onnxruntime-node';
+import type { SpecializeOptions } from '../../converters/graph/specialize.js';
+
+/** A graph the engine can run for one input size: general, or specialised with these options. */
+export interface Candidate {
+  /** Stable name, stored in decisions. */
+  name: string;
+  /** Specialisation options, or false for the model as it is. */
+  specialize: SpecializeOptions | false;
+}
+
+/** The candidates, the engine's default first. */
+export const CANDIDATES: readonly Candidate[] = [
+  { name: 'specialized', specialize: {} },
+  { name: 'specialized-stride1', specialize: { strided: false } },
+  { name: 'specialized-stride1-no-pools', specialize: { strided: false, pools: false } },
+  { name: 'specialized-pointwise', specialize: { pointwise: true } },
+  { name: 'general', specialize: false },
+];
+
+/** The candidate of a stored name (undefined for a name this version no longer makes). */
+export function candidateNamed(name: string): Candidate | undefined {
+  return CANDIDATES.find((c) => c.name === name);
+}
+
+/** A decision: the candidate kept, and the median of each candidate tried (ms). */
+export interface Choice {
+  candidate: string;
+  timings: Record<string, number>;
+  /** When the decision was made (ISO 8601). */
+  decidedAt: string;
+}
+
+/** Where decisions are kept (the store, in the server and the CLI); injected, so this layer stays free of it. */
+export interface Decisions {
+  get(key: string): Promise<Choice | undefined>;
+  put(key: string, choice: Choice): Promise<void>;
+}
+
+/** Bounds on the measuring. */
+export interface AutotuneParams {
+  /** Timed runs per candidate (after one warm-up run). @default 3 */
+  runs?: number;
+  /** Milliseconds of measuring after which no further candidate is tried. @default 20000 */
+  maxMs?: number;
+}
+
+/** The CPU's features: the `flags` line of /proc/cpuinfo where there is one, else the CPU model; and the architecture. */
+export function cpuFeatures(): string {
+  let flags = '';
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => /^(flags|Features)\s*:/.test(l));
+    if (line) flags = line.replace(/^[^:]*:\s*/, '').split(/\s+/).sort().join(' ');
+  } catch {
+    // Not Linux: the model name stands for the features.
+  }
+  return `${os.arch()} ${flags || (os.cpus()[0]?.model ?? 'unknown')}`;
+}
+
+/** What a decision depends on, besides the model and the size. */
+export interface MachineKey {
+  cpu: string;
+  onnxruntime: string;
+  device: string;
+  threads: number;
+}
+
+/** This machine's key for `device` and `threads`. */
+export function machineKey(device: string, threads: number): MachineKey {
+  return { cpu: cpuFeatures(), onnxruntime: ort.env.versions.common ?? 'unknown', device, threads };
+}
+
+/** The decision key: 32 hex digits of the sha256 of machine, model and input shape. */
+export function decisionKey(machine: MachineKey, model: string, shape: readonly number[]): string {
+  const text = JSON.stringify([machine.cpu, machine.onnxruntime, machine.device, machine.threads, model, shape]);
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
+}
+
+/** One candidate's timing, as measured. */
+export interface Trial {
+  candidate: string;
+  ms: number;
+}
+
+/**
+ * Time the candidates with `time` (which builds the candidate's session, runs it once to warm
+ * up, then `runs` times, and returns the median) within the bounds, and choose the fastest.
+ */
+export async function chooseFastest(time: (c: Candidate, runs: number) => Promise<number>, p: AutotuneParams = {}): Promise<Choice> {
+  const runs = p.runs ?? 3;
+  const maxMs = p.maxMs ?? 20000;
+  const t0 = performance.now();
+  const timings: Record<string, number> = {};
+  let best: Trial | undefined;
+  for (const c of CANDIDATES) {
+    if (best && performance.now() - t0 >= maxMs) break;
+    let ms: number;
+    try {
+      ms = await time(c, runs);
+    } catch {
+      continue; // A candidate that cannot be built or run is simply not chosen.
+    }
+    timings[c.name] = Math.round(ms * 100) / 100;
+    if (!best || ms < best.ms) best = { candidate: c.name, ms };
+  }
+  return { candidate: best?.candidate ?? CANDIDATES[0]!.name, timings, decidedAt: new Date().toISOString() };
+}
+
+/** Decisions kept in this process only (when there is no store). */
+export function memoryDecisions(): Decisions {
+  const m = new Map<string, Choice>();
+  return {
+    get: async (k) => m.get(k),
+    put: async (k, c) => void m.set(k, c),
+  };
+}

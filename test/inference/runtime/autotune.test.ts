@@ -1,0 +1,203 @@
+/**
+ * Measure, then choose: the engine times the candidate graphs once per machine, model and size,
+ * keeps the decision in the store, reuses it after a restart, and measures nothing when the
+ * setting is off. Also the batching window.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { convert } from '../../../converters/convert.js';
+import { readCheckpointFile } from '../../../converters/formats/index.js';
+import { concatChunks } from '../../../converters/io.js';
+import { encodeOutput } from '../../../converters/outputs.js';
+import { CANDIDATES, chooseFastest, cpuFeatures, decisionKey, machineKey, type Choice } from '../../../inference/runtime/autotune.js';
+import { InferenceEngine, type EngineParams, type ModelSource } from '../../../inference/runtime/engine.js';
+import { openLocalStorage } from '../../../zoo/storage/local.js';
+import { loweringDecisions, readLoweringDecision, writeLoweringDecision } from '../../../zoo/store.js';
+import { assertClose, detTensor, fixture } from '../../helpers.js';
+
+async function tinyModel(): Promise<Uint8Array> {
+  const sd = (await readCheckpointFile(fixture('goldens', 'resnet18', 'model.pth'))).tensors;
+  const r = convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs', head: 5 });
+  return concatChunks(encodeOutput(r, 'onnx', 'm.onnx').get('m.onnx')!);
+}
+
+function source(bytes: Uint8Array, key = 'tiny'): ModelSource {
+  return { key, bytes: bytes.byteLength, load: async () => bytes };
+}
+
+async function withStore<T>(fn: (storage: Awaited<ReturnType<typeof openLocalStorage>>) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'acs-autotune-'));
+  const storage = await openLocalStorage({ root: join(dir, 'objects') });
+  try {
+    return await fn(storage);
+  } finally {
+    await storage.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** An engine that counts its trial runs and records what it loaded. */
+function engineWith(params: EngineParams) {
+  const trials: string[] = [];
+  const loads: { specialized?: string; choice?: Choice }[] = [];
+  const engine = new InferenceEngine({
+    threads: 1,
+    ...params,
+    onTrial: (t) => trials.push(`${t.key}:${t.candidate}`),
+    onLoad: (i) => loads.push({ specialized: i.specialized, choice: i.choice }),
+  });
+  return { engine, trials, loads };
+}
+
+test('autotune: measured once per model and size, kept in the store, reused after a restart', async () => {
+  const bytes = await tinyModel();
+  const model = source(bytes);
+  const shape = [1, 3, 16, 16, 16];
+  const data = detTensor(shape, 1);
+  await withStore(async (storage) => {
+    const plain = new InferenceEngine({ threads: 1 });
+    const expected = (await plain.run(model, { data, shape }))['output']!.data;
+    await plain.close();
+
+    const a = engineWith({ autotune: { runs: 1, maxMs: 60_000 }, decisions: loweringDecisions(storage) });
+    const out = (await a.engine.run(model, { data, shape }))['output']!.data;
+    assertClose(out, expected, { rtol: 1e-4, atol: 1e-5, what: 'the chosen graph computes the same outputs' });
+    assert.deepEqual(a.trials, CANDIDATES.map((c) => `tiny:${c.name}`), 'every candidate timed once');
+    await a.engine.run(model, { data, shape });
+    await Promise.all([1, 2, 3].map(() => a.engine.run(model, { data, shape })));
+    assert.equal(a.trials.length, CANDIDATES.length, 'no measuring on later runs');
+    const key = decisionKey(machineKey('cpu', 1), 'tiny', shape);
+    const kept = await readLoweringDecision(storage, key);
+    assert.ok(kept, 'the decision is in the store');
+    assert.equal(kept.candidate, a.loads[0]!.choice!.candidate);
+    assert.deepEqual(Object.keys(kept.timings).sort(), CANDIDATES.map((c) => c.name).sort());
+    const fastest = Object.entries(kept.timings).sort((x, y) => x[1] - y[1])[0]![0];
+    assert.equal(kept.candidate, fastest, 'the fastest candidate is kept');
+    await a.engine.close();
+
+    const b = engineWith({ autotune: { runs: 1 }, decisions: loweringDecisions(storage) });
+    const again = (await b.engine.run(model, { data, shape }))['output']!.data;
+    assert.deepEqual(b.trials, [], 'a new engine with the same store does not measure');
+    assert.equal(b.loads[0]!.choice!.candidate, kept.candidate);
+    assertClose(again, expected, { rtol: 1e-4, atol: 1e-5, what: 'after the restart' });
+
+    const other = [1, 3, 16, 16, 24];
+    await b.engine.run(model, { data: detTensor(other, 2), shape: other });
+    assert.equal(b.trials.length, CANDIDATES.length, 'another size is measured on its own');
+    await b.engine.run(source(bytes, 'tiny-2'), { data, shape });
+    assert.equal(b.trials.length, 2 * CANDIDATES.length, 'another model is measured on its own');
+    const keys = [decisionKey(machineKey('cpu', 1), 'tiny', other), decisionKey(machineKey('cpu', 1), 'tiny-2', shape)];
+    assert.equal(new Set([key, ...keys]).size, 3, 'three keys');
+    for (const k of keys) assert.ok(await readLoweringDecision(storage, k), `decision ${k} kept`);
+    await b.engine.close();
+  });
+});
+
+test('autotune: the kept decision is the graph that runs; a decision this version cannot make is measured again', async () => {
+  const bytes = await tinyModel();
+  const model = source(bytes);
+  const shape = [1, 3, 16, 16, 16];
+  const data = detTensor(shape, 3);
+  await withStore(async (storage) => {
+    const key = decisionKey(machineKey('cpu', 1), 'tiny', shape);
+    await writeLoweringDecision(storage, key, { candidate: 'general', timings: { general: 1 }, decidedAt: new Date().toISOString() });
+    const g = engineWith({ autotune: true, decisions: loweringDecisions(storage) });
+    await g.engine.run(model, { data, shape });
+    assert.deepEqual(g.trials, []);
+    assert.equal(g.loads[0]!.specialized, undefined, "'general' runs the model as it is");
+    await g.engine.close();
+
+    await writeLoweringDecision(storage, key, { candidate: 'specialized', timings: { specialized: 1 }, decidedAt: new Date().toISOString() });
+    const s = engineWith({ autotune: true, decisions: loweringDecisions(storage) });
+    await s.engine.run(model, { data, shape });
+    assert.match(s.loads[0]!.specialized ?? '', /specialised for 16x16x16/);
+    await s.engine.close();
+
+    await writeLoweringDecision(storage, key, { candidate: 'a-graph-from-elsewhere', timings: {}, decidedAt: new Date().toISOString() });
+    const u = engineWith({ autotune: { runs: 1, maxMs: 0 }, decisions: loweringDecisions(storage) });
+    await u.engine.run(model, { data, shape });
+    assert.deepEqual(u.trials, [`tiny:${CANDIDATES[0]!.name}`], 'measured again; a budget of 0 ms tries only the default');
+    assert.equal((await readLoweringDecision(storage, key))!.candidate, CANDIDATES[0]!.name);
+    await u.engine.close();
+  });
+});
+
+test('autotune: off, nothing is measured or stored; the default specialised graph runs', async () => {
+  const bytes = await tinyModel();
+  const shape = [1, 3, 16, 16, 16];
+  await withStore(async (storage) => {
+    const e = engineWith({ autotune: false, decisions: loweringDecisions(storage) });
+    await e.engine.run(source(bytes), { data: detTensor(shape, 4), shape });
+    assert.deepEqual(e.trials, []);
+    assert.equal(e.loads[0]!.choice, undefined);
+    assert.match(e.loads[0]!.specialized ?? '', /specialised/);
+    assert.equal(await readLoweringDecision(storage, decisionKey(machineKey('cpu', 1), 'tiny', shape)), undefined);
+    await e.engine.close();
+  });
+});
+
+test('autotune: the measuring budget, failing candidates, keys and hostile store records', async () => {
+  let calls = 0;
+  const slow = await chooseFastest(async (c) => {
+    calls++;
+    await new Promise((r) => setTimeout(r, 30));
+    if (c.name === CANDIDATES[0]!.name) return 5;
+    return 1;
+  }, { maxMs: 10 });
+  assert.equal(calls, 1, 'past maxMs no further candidate is tried');
+  assert.equal(slow.candidate, CANDIDATES[0]!.name);
+  const broken = await chooseFastest(async (c) => {
+    if (c.name !== 'general') throw new Error('cannot build');
+    return 7;
+  });
+  assert.equal(broken.candidate, 'general', 'a candidate that fails is skipped');
+  assert.deepEqual(Object.keys(broken.timings), ['general']);
+
+  assert.ok(cpuFeatures().length > 3);
+  const m = machineKey('cpu', 2);
+  assert.match(decisionKey(m, 'x', [1, 3, 8, 8, 8]), /^[0-9a-f]{32}$/);
+  assert.notEqual(decisionKey(m, 'x', [1, 3, 8, 8, 8]), decisionKey({ ...m, cpu: `${m.cpu} avx512f` }, 'x', [1, 3, 8, 8, 8]), 'other CPU features, other key');
+  assert.notEqual(decisionKey(m, 'x', [1, 3, 8, 8, 8]), decisionKey({ ...m, onnxruntime: '0.0.0' }, 'x', [1, 3, 8, 8, 8]), 'other onnxruntime, other key');
+  assert.notEqual(decisionKey(m, 'x', [1, 3, 8, 8, 8]), decisionKey({ ...m, threads: 4 }, 'x', [1, 3, 8, 8, 8]));
+
+  await withStore(async (storage) => {
+    for (const bad of ['../../etc/passwd', 'ABC', `${'0'.repeat(31)}/`, '0'.repeat(64)]) {
+      await assert.rejects(readLoweringDecision(storage, bad), (e: unknown) => (e as { code?: string }).code === 'INVALID_ARGUMENT', bad);
+    }
+    const key = '0'.repeat(32);
+    await storage.write(`index/lowerings/${key}.json`, '{"candidate": 5}');
+    assert.equal(await readLoweringDecision(storage, key), undefined, 'a malformed record counts as none');
+    await storage.write(`index/lowerings/${key}.json`, 'not json');
+    assert.equal(await readLoweringDecision(storage, key), undefined);
+  });
+});
+
+test('batching window: requests a little apart share one run; a full batch does not wait for the window', async () => {
+  const bytes = await tinyModel();
+  const model = source(bytes);
+  const shape = [1, 3, 16, 16, 16];
+  const inputs = [1, 2, 3].map((s) => detTensor(shape, s));
+  const spaced = async (engine: InferenceEngine) => {
+    const runs = engine.stats.runs;
+    const pending: Promise<unknown>[] = [];
+    for (const data of inputs) {
+      pending.push(engine.run(model, { data, shape }));
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    await Promise.all(pending);
+    return engine.stats.runs - runs;
+  };
+  const windowed = new InferenceEngine({ threads: 1, maxBatch: 4, batchWindowMs: 400 });
+  await windowed.run(model, { data: inputs[0]!, shape });
+  assert.equal(await spaced(windowed), 1, 'three requests 15 ms apart, one run');
+  const full = new InferenceEngine({ threads: 1, maxBatch: 2, batchWindowMs: 60_000 });
+  await Promise.all([full.run(model, { data: inputs[0]!, shape }), full.run(model, { data: inputs[1]!, shape })]);
+  assert.equal(full.stats.runs, 1, 'a full batch starts at once (otherwise this waits a minute)');
+  const none = new InferenceEngine({ threads: 1, maxBatch: 4 });
+  await none.run(model, { data: inputs[0]!, shape });
+  assert.ok((await spaced(none)) >= 2, 'without a window an idle engine starts at once');
+  await Promise.all([windowed.close(), full.close(), none.close()]);
+});
