@@ -110,6 +110,19 @@ export function probeHealth(base: string): { stop: () => Promise<number[]> } {
 }
 
 /**
+ * The worst /healthz latency to accept while an attack runs: 100 ms, or, on a machine that is
+ * itself slow right now (a loaded CI host), three times the worst of half a second of idle
+ * probes. A server that stalls (the attacks this guards against blocked it for seconds to
+ * minutes) fails either way; a busy host alone does not.
+ */
+export async function healthBound(base: string): Promise<number> {
+  const probe = probeHealth(base);
+  await new Promise((res) => setTimeout(res, 500));
+  const idle = await probe.stop();
+  return Math.max(100, 3 * Math.max(...idle));
+}
+
+/**
  * POST a body of `total` bytes made lazily of `chunk`, stopping as soon as an answer comes: a
  * huge body without holding it. `sent` is how much was written before the answer.
  */
