@@ -1,13 +1,13 @@
 /**
- * `acs-hub infer <model> --input <volume> [--output ...]`: run a 3D network on a CT or MR
- * volume (NIfTI, DICOM folder or zip, NumPy, TIFF, PNG slices) and write the answer: JSON
- * (top-k classes, features), the raw output as .npy, a label volume as NIfTI, or a preview.
+ * `acs-hub infer <model> <volume> [--out ...] [--probabilities ...] [--preview ...]`: run a 3D
+ * network on a CT or MR volume (NIfTI, DICOM folder or zip, NumPy, TIFF, PNG slices) and write
+ * the answer: JSON (top-k classes, features), the raw output as .npy, a label volume as NIfTI,
+ * or a preview; for a segmentation, also the per-class probabilities and an overlay preview.
  */
 import { writeFile } from 'node:fs/promises';
 import type { ConvertOptions, Mode } from '../converters/convert.js';
 import { MODES } from '../converters/convert.js';
 import { writeChunksAtomic } from '../converters/io.js';
-import { resample } from '../inference/preprocess/index.js';
 import { renderPreview } from '../inference/predictions/index.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
 import { loadModelFile, modelFromBytes } from '../inference/runtime/model-file.js';
@@ -15,7 +15,8 @@ import { infer, type InferOptions, type InferResult } from '../inference/runtime
 import { activationMap } from '../inference/runtime/cam.js';
 import { DEVICES, type Device } from '../inference/runtime/providers.js';
 import { readRawArray } from '../inference/runtime/raw-input.js';
-import { encodeNpy, readVolume, writeNifti, type Vec3, type Volume } from '../inference/volumes/index.js';
+import { encodeNpy, readVolume, type Vec3 } from '../inference/volumes/index.js';
+import { renderAnswer } from '../inference/runtime/render-answer.js';
 import { stat } from 'node:fs/promises';
 import type { LoadedModel } from '../inference/runtime/pipeline.js';
 import { OUTPUT_FILES } from '../zoo/convert-model.js';
@@ -28,7 +29,7 @@ import { defaultLabels } from './convert.js';
 import { printErr, printOut } from './output.js';
 
 const USAGE =
-  'acs-hub infer <model.onnx | checkpoint | zoo-id> --input <volume> [--output out.json|out.npy|out.nii.gz|out.png] [--raw] [--top-k N] ' +
+  'acs-hub infer <model.onnx | checkpoint | zoo-id> <volume> [--out out.json|out.npy|out.nii.gz|out.png] [--probabilities probs.nii.gz] [--preview overlay.png] [--raw] [--top-k N] ' +
   '[--window L,H|lung|mediastinum|abdomen|bone|brain|none] [--size D,H,W] [--spacing D,H,W] [--patch D,H,W] [--overlap F] [--device cpu|webgpu|cuda|tensorrt]';
 
 const HELP = `Usage: ${USAGE}
@@ -43,10 +44,14 @@ folder or .zip of PNG slices. They are read in RAS+ orientation as (C, D, H, W) 
 running inferior to superior, so an axial slice is [c, d].
 
 Options:
-  --input, -i FILE      the volume (required)
-  --output, -o FILE     .json (answer), .npy (first output, float32), .nii/.nii.gz (label
-                        volume on the input's grid), .png (three-view preview); default:
-                        the JSON answer on stdout
+  --input, -i FILE      the volume (or give it as the second argument)
+  --out, --output, -o FILE  .json (answer), .npy (first output, float32), .nii/.nii.gz (label
+                        volume on the input's grid, in its own voxel order and affine), .png
+                        (three-view preview); default: the JSON answer on stdout
+  --probabilities FILE  (segmentation) per-class softmax probabilities, .nii/.nii.gz, float32,
+                        one 3D volume per class along the 4th dimension, on the input's grid
+  --preview FILE        (segmentation) a .png overlay: three orthogonal slices through the
+                        largest structure, label colours, a legend naming the classes
   --raw                 feed the array as stored (.npy of shape D,H,W / C,D,H,W / N,C,D,H,W),
                         no preprocessing; writes the first output as float32 .npy
   --top-k N             classes reported (default 5)
@@ -107,6 +112,9 @@ export async function runInfer(argv: string[]): Promise<void> {
     {
       input: { type: 'string', short: 'i' },
       output: { type: 'string', short: 'o' },
+      out: { type: 'string' },
+      probabilities: { type: 'string' },
+      preview: { type: 'string' },
       raw: { type: 'boolean' },
       'top-k': { type: 'string' },
       window: { type: 'string' },
@@ -128,9 +136,18 @@ export async function runInfer(argv: string[]): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const modelPath = onePositional(positionals, 'model', USAGE);
-  if (typeof values.input !== 'string') throw new UsageError(`--input is required (usage: ${USAGE})`);
-  const out = values.output;
+  if (positionals.length === 2 && values.input !== undefined) throw new UsageError(`give the volume once: as the second argument or as --input (usage: ${USAGE})`);
+  const modelPath = onePositional(positionals.slice(0, 1), 'model', USAGE);
+  const input = positionals.length === 2 ? positionals[1]! : values.input;
+  if (positionals.length > 2) throw new UsageError(`expected a model and a volume, got ${positionals.length} arguments (usage: ${USAGE})`);
+  if (typeof input !== 'string') throw new UsageError(`the volume is required (usage: ${USAGE})`);
+  if (values.out !== undefined && values.output !== undefined) throw new UsageError('give --out or --output, not both');
+  const out = values.out ?? values.output;
+  const probsOut = values.probabilities;
+  const previewOut = values.preview;
+  if (probsOut !== undefined && !/\.nii(\.gz)?$/i.test(probsOut)) throw new UsageError(`--probabilities must end in .nii or .nii.gz, got '${probsOut}'`);
+  if (previewOut !== undefined && !/\.png$/i.test(previewOut)) throw new UsageError(`--preview must end in .png, got '${previewOut}'`);
+  if (values.raw && (probsOut !== undefined || previewOut !== undefined)) throw new UsageError('--raw writes only the first output; --probabilities and --preview need the volume pipeline');
   if (out !== undefined && !/\.(json|npy|nii|nii\.gz|png)$/i.test(out)) throw new UsageError(`--output must end in .json, .npy, .nii, .nii.gz or .png, got '${out}'`);
   if (values.raw && out !== undefined && !/\.npy$/i.test(out)) throw new UsageError('--raw writes the first output as .npy');
   const device = (values.device ?? 'cpu') as Device;
@@ -167,18 +184,21 @@ export async function runInfer(argv: string[]): Promise<void> {
   });
   try {
     if (values.raw) {
-      const input = await readRawArray(values.input);
-      const outputs = await engine.run(model.source, input);
+      const raw = await readRawArray(input);
+      const outputs = await engine.run(model.source, raw);
       const first = Object.values(outputs)[0]!;
       const bytes = encodeNpy({ data: first.data, shape: first.shape });
       if (out) await writeChunksAtomic(out, [bytes]);
-      else process.stdout.write(`${JSON.stringify({ output: { shape: first.shape }, input: { shape: input.shape } })}\n`);
+      else process.stdout.write(`${JSON.stringify({ output: { shape: first.shape }, input: { shape: raw.shape } })}\n`);
       return;
     }
-    const volume = await readVolume(values.input, { seriesInstanceUid: values.series, budgets: cfg.budgets });
+    const volume = await readVolume(input, { seriesInstanceUid: values.series, budgets: cfg.budgets });
     const result = await infer(engine, model, volume, options, cfg.budgets);
+    if ((probsOut !== undefined || previewOut !== undefined) && !result.labels) throw new UsageError('--probabilities and --preview are for segmentation networks; this one is a classifier');
     const device = engine.loaded.get(model.source.key)?.device ?? 'cpu';
-    const json = answer(result, { model: model.card?.architecture.arch ?? modelPath, device, volume: { file: values.input, shape: volume.shape, spacing: volume.spacing } });
+    const json = answer(result, { model: model.card?.architecture.arch ?? modelPath, device, volume: { file: input, shape: volume.shape, spacing: volume.spacing } });
+    const segmentation = (as: 'nifti' | 'probabilities' | 'png', path: string) =>
+      renderAnswer({ volume, as, labels: result.labels, scores: result.output, names: result.classNames, gzip: /\.gz$/i.test(path), budgets: cfg.budgets });
     if (!out) {
       printOut(`${JSON.stringify(json, null, 2)}\n`);
     } else if (/\.json$/i.test(out)) {
@@ -186,12 +206,22 @@ export async function runInfer(argv: string[]): Promise<void> {
     } else if (/\.npy$/i.test(out)) {
       await writeChunksAtomic(out, [encodeNpy({ data: result.output.data, shape: result.output.shape })]);
     } else if (/\.nii(\.gz)?$/i.test(out)) {
-      await writeNifti({ path: out, ...labelVolume(result, volume), like: volume, labels: true, description: 'acs-hub segmentation' });
+      if (!result.labels) throw new UsageError('this network gives no volume (it is a classifier); write .json or .npy instead');
+      await writeChunksAtomic(out, [await segmentation('nifti', out)]);
+    } else if (result.labels) {
+      await writeChunksAtomic(out, [await segmentation('png', out)]);
     } else {
-      const labels = result.labels ? labelVolume(result, volume) : undefined;
-      const heat = labels ? undefined : await activationMap(engine, model, result, volume, options, { budgets: cfg.budgets });
-      const overlay = labels ? { kind: 'labels' as const, data: labels.data } : heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
+      const heat = await activationMap(engine, model, result, volume, options, { budgets: cfg.budgets });
+      const overlay = heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
       await writeChunksAtomic(out, [await renderPreview({ volume, overlay })]);
+    }
+    if (probsOut !== undefined) {
+      await writeChunksAtomic(probsOut, [await segmentation('probabilities', probsOut)]);
+      printErr(`wrote ${probsOut} (probabilities of ${result.output.shape[1]} classes)\n`);
+    }
+    if (previewOut !== undefined) {
+      await writeChunksAtomic(previewOut, [await segmentation('png', previewOut)]);
+      printErr(`wrote ${previewOut} (overlay preview)\n`);
     }
     if (out) printErr(`wrote ${out} (${result.kind}${result.topK ? `: ${result.topK[0]?.label ?? `class ${result.topK[0]?.index}`} ${(100 * (result.topK[0]?.probability ?? 0)).toFixed(1)}%` : ''})\n`);
   } finally {
@@ -212,17 +242,4 @@ async function loadModel(spec: string, options: ConvertOptions, cfg: Readonly<Hu
   } finally {
     await storage.close();
   }
-}
-
-/** The label volume on the input's grid (resampled back, nearest, if preprocessing resized it). */
-function labelVolume(result: InferResult, volume: Volume): { data: Float32Array; shape: [number, number, number, number]; affine: number[] } {
-  if (!result.labels) throw new UsageError('this network gives no volume (it is a classifier); write .json or .npy instead');
-  const [, d, h, w] = volume.shape;
-  const ls = [...result.labels.shape];
-  let data = Float32Array.from(result.labels.data);
-  if (ls[0] !== d || ls[1] !== h || ls[2] !== w) {
-    // back onto the input's own grid, which its reader bounded: no budget beyond that
-    data = resample({ volume: { data, shape: [1, ls[0]!, ls[1]!, ls[2]!] as const }, size: [d, h, w], mode: 'nearest', budgets: { outputVoxels: d * h * w } }).data;
-  }
-  return { data, shape: [1, d, h, w], affine: volume.affine };
 }

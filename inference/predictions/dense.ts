@@ -65,3 +65,30 @@ export function featureVector(params: { data: Float32Array; shape: readonly numb
   }
   return out;
 }
+
+/**
+ * Per-voxel class probabilities `[K, D, H, W]` from scores `[K, D, H, W]` or `[1, K, D, H, W]`:
+ * a softmax over the classes (K > 1, computed stably from the largest score), or for one channel
+ * the sigmoid of the logit.
+ */
+export function classProbabilities(params: { data: Float32Array; shape: readonly number[] }): { data: Float32Array; shape: [number, number, number, number] } {
+  let s = [...params.shape];
+  if (s.length === 5 && s[0] === 1) s = s.slice(1);
+  if (s.length !== 4 || !s.every((d) => Number.isSafeInteger(d) && d > 0)) throw new InvalidArgumentError(`'shape' must be [K, D, H, W] or [1, K, D, H, W], got [${params.shape.join(', ')}]`);
+  const [k, d, h, w] = s as [number, number, number, number];
+  const per = d * h * w;
+  if (params.data.length !== k * per) throw new InvalidArgumentError(`'data' holds ${params.data.length} values, shape [${s.join(', ')}] needs ${k * per}`);
+  const out = new Float32Array(k * per);
+  if (k === 1) {
+    for (let i = 0; i < per; i++) out[i] = 1 / (1 + Math.exp(-params.data[i]!));
+    return { data: out, shape: [k, d, h, w] };
+  }
+  for (let i = 0; i < per; i++) {
+    let max = -Infinity;
+    for (let c = 0; c < k; c++) max = Math.max(max, params.data[c * per + i]!);
+    let sum = 0;
+    for (let c = 0; c < k; c++) sum += out[c * per + i] = Math.exp(params.data[c * per + i]! - max);
+    for (let c = 0; c < k; c++) out[c * per + i] = out[c * per + i]! / sum;
+  }
+  return { data: out, shape: [k, d, h, w] };
+}

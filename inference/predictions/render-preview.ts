@@ -12,9 +12,12 @@ import sharp from 'sharp';
 import { InvalidArgumentError } from '../../converters/errors.js';
 import type { Vec3, VolumeArray } from '../volumes/volume.js';
 
-/** An overlay: a label map (one colour per label, 0 transparent) or a heat map (0..1 after `range`). */
+/**
+ * An overlay: a label map (one colour per label, 0 transparent; `names[label]` names it in a
+ * legend under the views) or a heat map (0..1 after `range`).
+ */
 export type PreviewOverlay =
-  | { readonly kind: 'labels'; readonly data: ArrayLike<number> }
+  | { readonly kind: 'labels'; readonly data: ArrayLike<number>; readonly names?: readonly string[] }
   | { readonly kind: 'heatmap'; readonly data: ArrayLike<number>; readonly range?: readonly [number, number] };
 
 /** Options of `renderPreview`. */
@@ -27,7 +30,7 @@ export interface RenderPreviewParams {
   overlay?: PreviewOverlay;
   /** Overlay opacity in [0, 1]. @default 0.4 */
   opacity?: number;
-  /** Slice indices `[d, h, w]` of the three views. @default the centre */
+  /** Slice indices `[d, h, w]` of the three views. @default through the largest labelled structure, else the centre */
   slices?: readonly [number, number, number];
   /** Height in pixels of the tallest view. @default 256 */
   height?: number;
@@ -53,6 +56,39 @@ function heatColour(t: number): [number, number, number] {
 
 /** Longest side of one view, in pixels (the largest `height`). */
 const MAX_VIEW_PIXELS = 4096;
+/** Legend rows at most (labels present beyond these are counted in a last row). */
+const MAX_LEGEND_ROWS = 24;
+const LEGEND_ROW = 16;
+
+/** The colour of a label (> 0). */
+export function labelColour(label: number): readonly [number, number, number] {
+  return PALETTE[(label - 1) % PALETTE.length]!;
+}
+
+/**
+ * The voxel `[d, h, w]` at the centroid of the most frequent non-zero label, rounded; none
+ * when every voxel is background.
+ */
+function largestStructure(labels: ArrayLike<number>, [, nh, nw]: readonly [number, number, number]): [number, number, number] | undefined {
+  const counts = new Map<number, number>();
+  for (let i = 0; i < labels.length; i++) if (labels[i]! > 0) counts.set(labels[i]!, (counts.get(labels[i]!) ?? 0) + 1);
+  let best = 0;
+  let most = 0;
+  for (const [label, n] of counts) if (n > most || (n === most && label < best)) [best, most] = [label, n];
+  if (most === 0) return undefined;
+  let z = 0, y = 0, x = 0;
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] !== best) continue;
+    z += Math.floor(i / (nh * nw));
+    y += Math.floor(i / nw) % nh;
+    x += i % nw;
+  }
+  return [Math.round(z / most), Math.round(y / most), Math.round(x / most)];
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
 
 interface View {
   /** Pixel size. */
@@ -78,7 +114,7 @@ export async function renderPreview(params: RenderPreviewParams): Promise<Uint8A
   if (!(opacity >= 0 && opacity <= 1)) throw new InvalidArgumentError(`'opacity' must be in [0, 1], got ${opacity}`);
   const overlay = params.overlay;
   if (overlay !== undefined && overlay.data.length !== per) throw new InvalidArgumentError(`'overlay.data' holds ${overlay.data.length} values; the volume grid [${nd}, ${nh}, ${nw}] needs ${per}`);
-  const [cd, ch, cw] = params.slices ?? [Math.floor(nd / 2), Math.floor(nh / 2), Math.floor(nw / 2)];
+  const [cd, ch, cw] = params.slices ?? (overlay?.kind === 'labels' ? largestStructure(overlay.data, [nd, nh, nw]) : undefined) ?? [Math.floor(nd / 2), Math.floor(nh / 2), Math.floor(nw / 2)];
   if (!(cd >= 0 && cd < nd && ch >= 0 && ch < nh && cw >= 0 && cw < nw)) throw new InvalidArgumentError(`'slices' [${cd}, ${ch}, ${cw}] lies outside [${nd}, ${nh}, ${nw}]`);
 
   let [lo, hi] = params.window ?? [NaN, NaN];
@@ -147,7 +183,7 @@ export async function renderPreview(params: RenderPreviewParams): Promise<Uint8A
         if (overlay?.kind === 'labels') {
           const label = nearest(overlay.data, p);
           if (label > 0) {
-            const c = PALETTE[(label - 1) % PALETTE.length]!;
+            const c = labelColour(label);
             r = r * (1 - opacity) + c[0] * opacity;
             gg = gg * (1 - opacity) + c[1] * opacity;
             b = b * (1 - opacity) + c[2] * opacity;
@@ -168,6 +204,33 @@ export async function renderPreview(params: RenderPreviewParams): Promise<Uint8A
     }
     x0 += view.width + gap;
   }
-  const png = await sharp(rgb, { raw: { width: totalW, height: totalH, channels: 3 } }).png().toBuffer();
+  const legend = overlay?.kind === 'labels' ? legendRows(overlay) : [];
+  const legendH = legend.length === 0 ? 0 : legend.length * LEGEND_ROW + 8;
+  const image = legendH === 0 ? rgb : new Uint8Array(totalW * (totalH + legendH) * 3);
+  if (legendH > 0) {
+    image.set(rgb);
+    legend.forEach(({ colour }, row) => {
+      if (!colour) return;
+      const top = totalH + 4 + row * LEGEND_ROW + 2;
+      for (let y = top; y < top + LEGEND_ROW - 4; y++) for (let x = 4; x < Math.min(totalW, 4 + LEGEND_ROW - 4); x++) image.set(colour, (y * totalW + x) * 3);
+    });
+  }
+  let picture = sharp(image, { raw: { width: totalW, height: totalH + legendH, channels: 3 } });
+  if (legendH > 0) {
+    const text = legend.map((r, row) => `<text x="${4 + LEGEND_ROW}" y="${totalH + 4 + row * LEGEND_ROW + 12}">${escapeXml(r.text)}</text>`).join('');
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${totalW}" height="${totalH + legendH}"><g font-family="sans-serif" font-size="11" fill="#ffffff">${text}</g></svg>`;
+    picture = sharp(await picture.png().toBuffer()).composite([{ input: Buffer.from(svg), top: 0, left: 0 }]);
+  }
+  const png = await picture.png().toBuffer();
   return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
+}
+
+/** Legend rows: the labels present in the map, each with its colour and name (or number). */
+function legendRows(overlay: { readonly data: ArrayLike<number>; readonly names?: readonly string[] }): { colour?: readonly [number, number, number]; text: string }[] {
+  const present = new Set<number>();
+  for (let i = 0; i < overlay.data.length; i++) if (overlay.data[i]! > 0) present.add(overlay.data[i]!);
+  const labels = [...present].sort((a, b) => a - b);
+  const rows: { colour?: readonly [number, number, number]; text: string }[] = labels.slice(0, MAX_LEGEND_ROWS).map((label) => ({ colour: labelColour(label), text: `${label}: ${overlay.names?.[label] ?? `class ${label}`}` }));
+  if (labels.length > MAX_LEGEND_ROWS) rows.push({ text: `and ${labels.length - MAX_LEGEND_ROWS} more labels` });
+  return rows;
 }

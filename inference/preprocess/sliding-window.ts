@@ -4,8 +4,10 @@
  * places them: step `max(1, floor(window * (1 - overlap)))`, the last window flush with the
  * far edge), run them through an async callback a batch at a time, and put the outputs back
  * together: dense (segmentation) outputs blended with constant or Gaussian weights, vector
- * (classification, features) outputs averaged over the windows. A volume smaller than the
- * window along an axis is padded (centred, `padValue`) and the output cropped back.
+ * (classification, features) outputs averaged over the windows. The weights and the division by
+ * their sum are MONAI's (`windowWeights`); `tools/sliding_window/reference.py` recomputes both. A
+ * volume smaller than the window along an axis is padded (centred, `padValue`) and the output
+ * cropped back.
  *
  * Bounded by `budgets.outputVoxels`: the padded volume, the windows of all the batches
  * together (all channels), and the assembled output, each checked before it is made; and by
@@ -62,28 +64,29 @@ export function windowStarts(size: number, window: number, overlap: number): num
   return Array.from({ length: n }, (_, i) => Math.min(i * step, size - window));
 }
 
-/** Blending weights of one window, `[wd, wh, ww]`, maximum 1. */
+/**
+ * Blending weights of one window, `[wd, wh, ww]`, as MONAI's `compute_importance_map`: ones,
+ * or the product over the axes of `exp(-x^2 / (2 sigma^2))` with `x` from `-(n - 1) / 2` to
+ * `(n - 1) / 2` and `sigma = sigmaScale * n` (not rescaled: its peak is below 1 for an even
+ * size), clamped below at `max(min, 1e-3)` so that no voxel of a window counts for nothing.
+ */
 export function windowWeights(window: Vec3, blend: 'constant' | 'gaussian', sigmaScale: number): Float32Array {
   const [wd, wh, ww] = window;
   const out = new Float32Array(wd * wh * ww);
   if (blend === 'constant') return out.fill(1);
-  const axis = (n: number): Float64Array => {
+  // float32 at each step, as MONAI computes it
+  const axis = (n: number): Float32Array => {
     const sigma = sigmaScale * n;
-    const centre = (n - 1) / 2;
-    return Float64Array.from({ length: n }, (_, i) => Math.exp(-0.5 * ((i - centre) / sigma) ** 2));
+    return Float32Array.from({ length: n }, (_, i) => Math.exp(Math.fround((i - (n - 1) / 2) ** 2) / Math.fround(-2 * sigma ** 2)));
   };
   const gd = axis(wd);
   const gh = axis(wh);
   const gw = axis(ww);
   let o = 0;
-  let max = 0;
-  for (let z = 0; z < wd; z++) for (let y = 0; y < wh; y++) for (let x = 0; x < ww; x++) max = Math.max(max, (out[o++] = gd[z]! * gh[y]! * gw[x]!));
   let min = Infinity;
-  for (let i = 0; i < out.length; i++) {
-    out[i] = out[i]! / max;
-    if (out[i]! > 0) min = Math.min(min, out[i]!);
-  }
-  for (let i = 0; i < out.length; i++) if (!(out[i]! > 0)) out[i] = min;
+  for (let z = 0; z < wd; z++) for (let y = 0; y < wh; y++) for (let x = 0; x < ww; x++) min = Math.min(min, (out[o++] = Math.fround(gd[z]! * gh[y]!) * gw[x]!));
+  const floor = Math.max(min, 1e-3);
+  for (let i = 0; i < out.length; i++) if (!(out[i]! >= floor)) out[i] = floor;
   return out;
 }
 

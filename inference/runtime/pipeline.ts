@@ -54,6 +54,8 @@ export interface InferResult {
   topK?: ClassScore[];
   features?: number[];
   labels?: LabelMap;
+  /** Names of a segmentation's classes (the model's labels, when there is one per output channel). */
+  classNames?: readonly string[];
   /** The array fed to the network (after preprocessing). */
   input: { shape: number[]; spacing?: Vec3 };
   /** What the preprocessing did, in order. */
@@ -149,6 +151,8 @@ export interface PreparedInput {
   /** What the preprocessing did, in order. */
   steps: string[];
   ms: number;
+  /** The spatial size before the padding to the windows, when there was one: dense outputs are cropped back to it. */
+  unpadded?: Vec3;
 }
 
 /** Make a volume ready for the network (the work before the engine, which the fence can run). */
@@ -158,7 +162,7 @@ export function prepareInput(volume: Volume, model: ModelFacts, o: InferOptions,
   const patch = o.patch;
   const needsPad = patch !== undefined && !o.raw && v.shape.slice(1).some((n, i) => n < patch[i]!);
   const ready = needsPad ? padOrCrop({ volume: v, size: v.shape.slice(1).map((n, i) => Math.max(n, patch[i]!)) as Vec3, budgets }) : v;
-  return { volume: ready, steps, ms: performance.now() - t0 };
+  return { volume: ready, steps, ms: performance.now() - t0, ...(needsPad ? { unpadded: v.shape.slice(1) as Vec3 } : {}) };
 }
 
 /**
@@ -192,6 +196,12 @@ export async function infer(
       },
     });
     output = { data: result.data, shape: [1, ...result.shape] };
+    if (result.kind === 'dense' && prepared.unpadded) {
+      // the windows' padding (centred) is undone, so that the labels line up with the volume
+      const cropped = padOrCrop({ volume: { data: result.data, shape: result.shape }, size: prepared.unpadded, budgets });
+      output = { data: cropped.data, shape: [1, ...cropped.shape] };
+      steps.push(`crop the padding back to ${prepared.unpadded.join('x')}`);
+    }
     inputShape = [1, ...v.shape];
     steps.push(`sliding windows ${patch.join('x')} (overlap ${o.overlap ?? 0.25}, ${result.windows} windows)`);
   } else {
@@ -207,6 +217,7 @@ export async function infer(
   if (output.shape.length === 5) {
     result.kind = 'segmentation';
     result.labels = labelsFromScores({ data: output.data, shape: output.shape.slice(1) });
+    if (model.labels?.length === output.shape[1]) result.classNames = model.labels;
   } else if (model.card?.output.kind === 'features') {
     result.kind = 'features';
     result.features = featureVector({ data: output.data, shape: output.shape });

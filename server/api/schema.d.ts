@@ -232,8 +232,15 @@ export interface paths {
          * Run the network on an uploaded volume.
          * @description The body is the volume: NIfTI (`.nii`, `.nii.gz`), NumPy `.npy`, a zip of DICOM slices,
          *     a zip of PNG slices, or a multi-page TIFF (the format is told by its bytes). The answer
-         *     follows `Accept`: JSON (top-k classes or features), NIfTI (`application/gzip`: a label
-         *     volume on the input's grid, for segmentation networks), or a PNG preview. What the input
+         *     follows `Accept`: JSON (top-k classes or features), NIfTI for segmentation networks
+         *     (`application/gzip`: `.nii.gz`; `application/octet-stream`: `.nii`), or a PNG preview
+         *     (three orthogonal slices through the largest structure, label colours, a legend naming
+         *     the classes). The NIfTI is on the input's own grid (what preprocessing resampled or padded
+         *     is undone: nearest neighbour for labels, trilinear for probabilities), in its voxel order,
+         *     with its affine and sform/qform codes: uint8 labels (`output=labels`, the default), or
+         *     with `output=probabilities` the softmax probabilities, float32, one volume per class along
+         *     the 4th dimension; classes x voxels of that answer are bounded by `budgets.outputVoxels`.
+         *     Sliding windows (`patch`, `overlap`) blend with MONAI's Gaussian importance map. What the input
          *     and its options make is bounded: the preprocessed network input (after `size` or
          *     `spacing`, channel replication and padding to `patch`) and the sliding windows hold at
          *     most `budgets.outputVoxels` voxels, an archive of slices at most `budgets.volumeFiles`
@@ -375,7 +382,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Inference (JSON tensors, or the binary tensor data extension). */
+        /**
+         * Inference (JSON tensors, or the binary tensor data extension).
+         * @description The input is the network's preprocessed tensor. A segmentation network (an output
+         *     `[N, K, D, H, W]`) also answers the outputs `labels` (UINT8, or UINT16 past 256 classes,
+         *     `[N, D, H, W]`, arg-max class per voxel) and `probabilities` (FP32 `[N, K, D, H, W]`,
+         *     softmax over classes) when the request names them in `outputs`.
+         */
         post: operations["kserveInfer"];
         delete?: never;
         options?: never;
@@ -1709,9 +1722,11 @@ export interface operations {
                 raw?: boolean;
                 /** @description DICOM SeriesInstanceUID when the zip holds several series. */
                 series?: string;
+                /** @description What a NIfTI answer holds: the label map (default) or the per-class softmax probabilities (4D float32). */
+                output?: "labels" | "probabilities";
             };
             header?: {
-                /** @description Negotiated: application/json (the answer), application/gzip (segmentation labels as NIfTI) or image/png (an overlay); any other answers 406. */
+                /** @description Negotiated: application/json (the answer), application/gzip (segmentation as .nii.gz), application/octet-stream (segmentation as .nii) or image/png (an overlay); any other answers 406. */
                 Accept?: string;
             };
             path: {
@@ -1736,6 +1751,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["InferenceResult"];
                     "application/gzip": string;
+                    "application/octet-stream": string;
                     "image/png": string;
                 };
             };

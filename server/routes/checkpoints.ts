@@ -76,8 +76,9 @@ export function checkpointRoutes(s: Services): Router {
 
   r.post('/v1/checkpoints/:checkpointId/infer', async (req, res) => {
     const id = param(req, 'checkpointId');
-    const accept = req.accepts(['application/json', 'application/gzip', 'image/png']);
-    if (!accept) throw httpError('NOT_ACCEPTABLE', 'answers are application/json, application/gzip (NIfTI) or image/png');
+    const accept = req.accepts(['application/json', 'application/gzip', 'application/octet-stream', 'image/png']);
+    if (!accept) throw httpError('NOT_ACCEPTABLE', 'answers are application/json, application/gzip (.nii.gz), application/octet-stream (.nii) or image/png');
+    const probabilities = req.query['output'] === 'probabilities';
     const model = await checkpointModel(s, id);
     const options = inferOptions(req.query as Record<string, unknown>);
     const budgets = s.cfg.budgets;
@@ -110,12 +111,15 @@ export function checkpointRoutes(s: Services): Router {
       });
       return;
     }
-    if (accept === 'application/gzip' && !result.labels) throw httpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
+    const nifti = accept === 'application/gzip' || accept === 'application/octet-stream';
+    if (nifti && !result.labels) throw httpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
     const activation = result.labels ? undefined : await activationFeatures(s.engine, model, result, volume, options, { input: prepared.volume, fence: s.fence, budgets });
-    const as = accept === 'application/gzip' ? 'nifti' : 'png';
-    const answer = await s.fence.run(RENDER_ANSWER, { volume, as, labels: result.labels, activation }, { what: `the ${as} answer` });
-    if (as === 'nifti') {
-      res.type('application/gzip').set('Content-Disposition', 'attachment; filename="labels.nii.gz"').send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
+    const as = !nifti ? 'png' : probabilities ? 'probabilities' : 'nifti';
+    const gzip = accept === 'application/gzip';
+    const answer = await s.fence.run(RENDER_ANSWER, { volume, as, labels: result.labels, scores: result.output, names: result.classNames, activation, gzip, budgets }, { what: `the ${as} answer` });
+    if (nifti) {
+      const name = `${probabilities ? 'probabilities' : 'labels'}.nii${gzip ? '.gz' : ''}`;
+      res.type(accept).set('Content-Disposition', `attachment; filename="${name}"`).send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
       return;
     }
     res.type('image/png').send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));

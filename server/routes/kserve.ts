@@ -10,9 +10,17 @@
  * parameters); and never more than `server.maxVolumeBytes`. JSON is read by `parseKServeJson`,
  * which never builds JavaScript arrays for tensor data; then the declared shape is held against
  * the budget and the data before anything is allocated for it.
+ *
+ * A segmentation network (an output `[N, K, D, H, W]`) also answers two outputs a request may
+ * name in `outputs`: `labels` (UINT8, or UINT16 past 256 classes, `[N, D, H, W]`: the arg-max
+ * class of each voxel) and `probabilities` (FP32 `[N, K, D, H, W]`: the softmax over classes),
+ * both made from the network's first output, whose size `budgets.outputVoxels` bounds.
  */
 import { Router, type NextFunction, type Request, type Response } from 'express';
-import { budgetSetting, boundMessage } from '../../converters/budgets.js';
+import { budgetSetting, boundMessage, type Budgets } from '../../converters/budgets.js';
+import { classProbabilities, labelsFromScores } from '../../inference/predictions/index.js';
+import { checkOutputVoxels } from '../../inference/preprocess/index.js';
+import type { FloatTensor } from '../../inference/runtime/engine.js';
 import { LimitExceededError } from '../../converters/errors.js';
 import { httpError, problemHeaders, toProblem } from '../errors.js';
 import { readBody } from '../http/body.js';
@@ -47,6 +55,29 @@ function handler(fn: (req: Request, res: Response) => Promise<void>) {
       if (!res.headersSent) res.status(status).set(problemHeaders(err)).json({ error: message, code });
     });
   };
+}
+
+/** An output tensor of the answer. */
+type Answer = FloatTensor | { data: Uint8Array | Uint16Array; shape: number[] };
+
+/** Outputs made from a segmentation network's first output (see the module comment). */
+const SEGMENTATION_OUTPUTS: readonly string[] = ['labels', 'probabilities'];
+
+/** `labels` or `probabilities` of each item of a `[N, K, D, H, W]` output; none for any other shape. */
+function segmentationOutput(name: 'labels' | 'probabilities', scores: FloatTensor, budgets: Budgets): Answer | undefined {
+  if (scores.shape.length !== 5) return undefined;
+  const [n, k, d, h, w] = scores.shape as [number, number, number, number, number];
+  checkOutputVoxels([n, k, d, h, w], `the ${name} of a [${scores.shape.join(', ')}] output`, budgets);
+  const per = k * d * h * w;
+  const item = (i: number) => ({ data: scores.data.subarray(i * per, (i + 1) * per), shape: [k, d, h, w] });
+  if (name === 'probabilities') {
+    const data = new Float32Array(n * per);
+    for (let i = 0; i < n; i++) data.set(classProbabilities(item(i)).data, i * per);
+    return { data, shape: [...scores.shape] };
+  }
+  const data = k <= 256 ? new Uint8Array(n * d * h * w) : new Uint16Array(n * d * h * w);
+  for (let i = 0; i < n; i++) data.set(labelsFromScores(item(i)).data, i * d * h * w);
+  return { data, shape: [n, d, h, w] };
 }
 
 /** Routes under /v2. */
@@ -122,17 +153,24 @@ export function kserveRoutes(s: Services, version: string): Router {
     const outputs = await s.engine.run(m.source, { data, shape });
     s.metrics.inference.observe({ kind: 'kserve' }, (performance.now() - t0) / 1000);
     const wanted = body.outputs?.map((o) => o.name) ?? Object.keys(outputs);
-    for (const name of wanted) if (!Object.hasOwn(outputs, name)) throw new KServeError(400, `unknown output '${boundMessage(name, 200)}'; the model's outputs are ${Object.keys(outputs).join(', ')}`);
+    const all: Record<string, Answer> = { ...outputs };
+    for (const name of wanted) {
+      if (Object.hasOwn(all, name)) continue;
+      const derived = SEGMENTATION_OUTPUTS.includes(name) ? segmentationOutput(name as 'labels' | 'probabilities', Object.values(outputs)[0]!, budgets) : undefined;
+      if (!derived) throw new KServeError(400, `unknown output '${boundMessage(name, 200)}'; the model's outputs are ${[...Object.keys(outputs), ...SEGMENTATION_OUTPUTS].join(', ')} (${SEGMENTATION_OUTPUTS.join(' and ')} for segmentation networks only)`);
+      all[name] = derived;
+    }
     const binaryOut = (name: string) => body.parameters?.binary_data_output === true || body.outputs?.find((o) => o.name === name)?.parameters?.binary_data === true;
     const parts: Buffer[] = [];
     const outs = wanted.map((name) => {
-      const o = outputs[name]!;
+      const o = all[name]!;
+      const datatype = o.data instanceof Uint8Array ? 'UINT8' : o.data instanceof Uint16Array ? 'UINT16' : 'FP32';
       if (binaryOut(name)) {
         const b = Buffer.from(o.data.buffer, o.data.byteOffset, o.data.byteLength);
         parts.push(b);
-        return { name, datatype: 'FP32', shape: o.shape, parameters: { binary_data_size: b.length } };
+        return { name, datatype, shape: o.shape, parameters: { binary_data_size: b.length } };
       }
-      return { name, datatype: 'FP32', shape: o.shape, data: Array.from(o.data) };
+      return { name, datatype, shape: o.shape, data: Array.from(o.data) };
     });
     const header = JSON.stringify({ model_name: param(req, 'modelName'), model_version: '1', ...(body.id ? { id: body.id } : {}), outputs: outs });
     if (parts.length === 0) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import sharp from 'sharp';
-import { featureVector, labelsFromScores, renderPreview, softmax, topK } from '../../inference/predictions/index.js';
+import { classProbabilities, featureVector, labelColour, labelsFromScores, renderPreview, softmax, topK } from '../../inference/predictions/index.js';
 import { assertClose } from '../helpers.js';
 
 test('top-k: softmax probabilities with the caller\'s labels, best first', () => {
@@ -55,10 +55,10 @@ async function pixels(png: Uint8Array) {
 
 test('preview: three views side by side, oriented (R on the viewer\'s left, anterior and superior up)', async () => {
   const { volume, labels } = phantom();
-  const png = await renderPreview({ volume, window: [0, 1000], overlay: { kind: 'labels', data: labels }, opacity: 0.5, height: 60 });
+  const png = await renderPreview({ volume, window: [0, 1000], overlay: { kind: 'labels', data: labels }, opacity: 0.5, height: 60, slices: [10, 15, 20] });
   const { info, at } = await pixels(png);
-  // mm: axial 40 x 30, coronal 40 x 40, sagittal 30 x 40; 60 px for 40 mm
-  assert.equal(info.height, 60);
+  // mm: axial 40 x 30, coronal 40 x 40, sagittal 30 x 40; 60 px for 40 mm; a legend row (label 1) under them
+  assert.equal(info.height, 60 + 8 + 16);
   assert.equal(info.width, 60 + 60 + 45 + 2 * 4);
   const axialTop = Math.floor((60 - 45) / 2);
   assert.deepEqual(at(2, axialTop + 30), [255, 255, 255], 'axial: patient right on the left');
@@ -78,4 +78,40 @@ test('preview: heat map overlay and argument checks', async () => {
   assert.equal((await sharp(png).metadata()).format, 'png');
   await assert.rejects(renderPreview({ volume, overlay: { kind: 'labels', data: new Uint8Array(3) } }), { code: 'INVALID_ARGUMENT' });
   await assert.rejects(renderPreview({ volume, slices: [99, 0, 0] }), { code: 'INVALID_ARGUMENT' });
+});
+
+test('preview: slices through the largest structure by default, and a legend naming the classes present', async () => {
+  const { volume } = phantom();
+  const labels = new Uint8Array(volume.data.length);
+  const [, , H, W] = volume.shape;
+  // label 2: a block low in d (slices 2..5), bigger than label 5 (one voxel at the centre)
+  for (let d = 2; d < 6; d++) for (let h = 5; h < 25; h++) for (let w = 5; w < 35; w++) labels[(d * H + h) * W + w] = 2;
+  labels[(10 * H + 15) * W + 20] = 5;
+  const names = ['background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle'];
+  const png = await renderPreview({ volume, window: [0, 1000], overlay: { kind: 'labels', data: labels, names }, opacity: 1, height: 60 });
+  const { info, at } = await pixels(png);
+  assert.equal(info.height, 60 + 8 + 2 * 16, 'two legend rows: labels 2 and 5');
+  assert.deepEqual(at(6, 60 + 4 + 4), [...labelColour(2)], 'first swatch: label 2');
+  assert.deepEqual(at(6, 60 + 4 + 16 + 4), [...labelColour(5)], 'second swatch: label 5');
+  // the axial view (x < 60) cuts the block at its centroid (d = 4): its centre pixel wears label 2's colour
+  const axialTop = Math.floor((60 - 45) / 2);
+  assert.deepEqual(at(30, axialTop + 22), [...labelColour(2)], 'axial slice through the largest structure');
+  const centre = await pixels(await renderPreview({ volume, window: [0, 1000], overlay: { kind: 'labels', data: labels, names }, opacity: 1, height: 60, slices: [10, 15, 20] }));
+  assert.notDeepEqual(centre.at(30, axialTop + 22), [...labelColour(2)], 'the centre slice misses it');
+  // the legend's text is drawn: its rows are not all background beside the swatches
+  let lit = 0;
+  for (let y = 60; y < info.height; y++) for (let x = 24; x < 100; x++) if (at(x, y)[0]! > 128) lit++;
+  assert.ok(lit > 20, `legend text drawn (${lit} bright pixels)`);
+  const nothing = await pixels(await renderPreview({ volume, overlay: { kind: 'labels', data: new Uint8Array(labels.length), names }, height: 60 }));
+  assert.equal(nothing.info.height, 60, 'no legend without labels');
+});
+
+test('class probabilities: softmax over the classes per voxel (sigmoid for one channel)', () => {
+  const scores = Float32Array.from([1, 1000, -2, 0, 3, 1000, 0, 0]); // [1, 2, 1, 2, 2]
+  const p = classProbabilities({ data: scores, shape: [1, 2, 1, 2, 2] });
+  assert.deepEqual(p.shape, [2, 1, 2, 2]);
+  const e = (a: number, b: number) => Math.exp(a) / (Math.exp(a) + Math.exp(b));
+  assertClose(p.data, [e(1, 3), 0.5, e(-2, 0), 0.5, e(3, 1), 0.5, e(0, -2), 0.5], { rtol: 1e-6 });
+  assertClose(classProbabilities({ data: Float32Array.from([0, 2]), shape: [1, 1, 1, 2] }).data, [0.5, 1 / (1 + Math.exp(-2))], { rtol: 1e-6 });
+  assert.throws(() => classProbabilities({ data: scores, shape: [3, 1, 2, 2] }), { code: 'INVALID_ARGUMENT' });
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { slidingWindow, windowStarts, windowWeights, type WindowOutput } from '../../../inference/preprocess/index.js';
-import { assertClose, prng } from '../../helpers.js';
+import { assertClose, fixture, prng } from '../../helpers.js';
 
 function volume(shape: [number, number, number, number], seed = 3) {
   const r = prng(seed);
@@ -18,19 +19,59 @@ test('window starts: step floor(window * (1 - overlap)), last window flush with 
   assert.deepEqual(windowStarts(9, 4, 0), [0, 4, 5]);
 });
 
-test('Gaussian weights peak at 1 in the centre and stay positive', () => {
+test('Gaussian weights: unscaled product of axis Gaussians (peak 1 only for odd sizes), floored at 1e-3', () => {
   const w = windowWeights([3, 5, 4], 'gaussian', 0.125);
-  let max = 0;
-  for (const x of w) {
-    assert.ok(x > 0);
-    max = Math.max(max, x);
-  }
-  assert.equal(max, 1);
-  assert.equal(w[(1 * 5 + 2) * 4 + 1], 1, 'centre voxel (w has two: 1 and 2)');
-  assert.equal(w[(1 * 5 + 2) * 4 + 2], 1);
-  // one step further along h (sigma 0.625 voxels): exp(-0.5 * (1 / 0.625)^2)
-  assertClose([w[(1 * 5 + 3) * 4 + 1]!], [Math.exp(-0.5 * (1 / 0.625) ** 2)], { atol: 1e-7 });
+  // centre of d and h; w has two central voxels at x = +-0.5 (sigma 0.5 voxel): exp(-0.5)
+  assertClose([w[(1 * 5 + 2) * 4 + 1]!, w[(1 * 5 + 2) * 4 + 2]!], [Math.exp(-0.5), Math.exp(-0.5)], { rtol: 1e-6 });
+  // one step further along h (sigma 0.625 voxels)
+  assertClose([w[(1 * 5 + 3) * 4 + 1]!], [Math.exp(-0.5) * Math.exp(-0.5 * (1 / 0.625) ** 2)], { rtol: 1e-6 });
+  // a corner is far below 1e-3 (its three factors multiply to ~1e-9): floored
+  assert.equal(w[0], Math.fround(1e-3));
+  assert.ok(w.every((x) => x >= Math.fround(1e-3)));
+  assert.ok(windowWeights([2, 2, 2], 'constant', 0.125).every((x) => x === 1));
 });
+
+interface ReferenceCase {
+  size: [number, number, number];
+  window: [number, number, number];
+  overlap: [number, number, number];
+  mode: 'constant' | 'gaussian';
+  sigmaScale: number;
+  windows: number;
+  importance: number[];
+  output: number[];
+}
+
+// The fixed network of tools/sliding_window/reference.py: out[k] = in * (k + 1) + (z + 2y + 3x) / 10, in window coordinates.
+const positional = async (batch: Float32Array, shape: readonly number[]): Promise<WindowOutput> => {
+  const [n, , d, h, w] = shape as [number, number, number, number, number];
+  const per = d * h * w;
+  const out = new Float32Array(n * 2 * per);
+  for (let b = 0; b < n; b++) {
+    for (let k = 0; k < 2; k++) {
+      for (let i = 0; i < per; i++) {
+        const z = Math.floor(i / (h * w));
+        const y = Math.floor(i / w) % h;
+        const x = i % w;
+        out[(b * 2 + k) * per + i] = batch[b * per + i]! * (k + 1) + (z + 2 * y + 3 * x) / 10;
+      }
+    }
+  }
+  return { data: out, shape: [n, 2, d, h, w] };
+};
+
+const reference = JSON.parse(readFileSync(fixture('sliding-window', 'monai-reference.json'), 'utf8')) as { cases: ReferenceCase[] };
+for (const c of reference.cases) {
+  test(`MONAI's sliding_window_inference, recomputed independently: [${c.size.join(', ')}] in ${c.window.join('x')} windows, overlap [${c.overlap.join(', ')}], ${c.mode}`, async () => {
+    assertClose(windowWeights(c.window, c.mode, c.sigmaScale), c.importance, { rtol: 1e-6, what: 'importance map' });
+    const n = c.size[0] * c.size[1] * c.size[2];
+    const data = Float32Array.from({ length: n }, (_, i) => Math.fround(Math.sin(0.37 * i) * 5));
+    const out = await slidingWindow({ volume: { data, shape: [1, ...c.size] }, windowSize: c.window, overlap: c.overlap, blend: c.mode, sigmaScale: c.sigmaScale, batchSize: 4, run: positional });
+    assert.equal(out.windows, c.windows);
+    assert.deepEqual(out.shape, [2, ...c.size]);
+    assertClose(out.data, c.output, { rtol: 1e-5, atol: 1e-5, what: 'blended output' });
+  });
+}
 
 for (const blend of ['constant', 'gaussian'] as const) {
   for (const batchSize of [1, 3]) {

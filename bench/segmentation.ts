@@ -1,0 +1,146 @@
+/**
+ * bench/segmentation: segmentation networks converted to ACS, on onnxruntime-node.
+ *
+ *   1. FCN-ResNet50 (torchvision's architecture from its template, seeded random weights) and a
+ *      U-Net (the small U-Net with transposed convolutions of the segmentation goldens) at 96^3
+ *      and 128^3: median ms, GFLOP/s from the card's multiply-adds (2 FLOPs each), and the
+ *      process's peak RSS after the case.
+ *   2. A 256x256x160 CT (synthetic, int16 NIfTI) end to end: read, window, normalise, sliding
+ *      windows of 96^3 with overlap 0.25 and Gaussian blending, labels and probabilities back
+ *      on the input grid as NIfTI: wall time per stage and peak RSS.
+ *
+ *   npm run bench:segmentation   (BENCH_THREADS=2 BENCH_RUNS=3; BENCH_SIZES=96,128;
+ *                                 BENCH_CT_MODEL=unet|fcn; BENCH_SKIP_FCN=1)
+ */
+import * as ort from 'onnxruntime-node';
+import { loadTemplate, templateIndex } from '../converters/arch/templates.js';
+import { convert, type ConvertResult } from '../converters/convert.js';
+import { loadSource } from '../converters/convert-file.js';
+import { specializeModel } from '../converters/graph/specialize.js';
+import { concatChunks } from '../converters/io.js';
+import { seededRandom } from '../converters/modes/head.js';
+import { encodeOutput } from '../converters/outputs.js';
+import type { StateDict } from '../converters/tensor.js';
+import { InferenceEngine } from '../inference/runtime/engine.js';
+import { modelFromBytes } from '../inference/runtime/model-file.js';
+import { infer } from '../inference/runtime/pipeline.js';
+import { createSession } from '../inference/runtime/providers.js';
+import { renderAnswer } from '../inference/runtime/render-answer.js';
+import { decodeNifti, encodeNifti } from '../inference/volumes/index.js';
+
+const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
+const SIZES = (process.env['BENCH_SIZES'] ?? '96,128').split(',').map(Number);
+const CT_MODEL = process.env['BENCH_CT_MODEL'] ?? 'unet';
+const UNET = new URL('../../test/fixtures/goldens/segmentation/unet.onnx', import.meta.url).pathname;
+
+const peakMiB = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
+
+/** FCN-ResNet50's state dict with seeded values: weights scaled by sqrt(3 / fan_in), BatchNorm near identity. */
+function fcnResnet50(): StateDict {
+  const entry = templateIndex().templates.find((t) => t.name === 'fcn_resnet50');
+  if (!entry) throw new Error('no fcn_resnet50 template');
+  const rand = seededRandom(50);
+  const sd: StateDict = new Map();
+  for (const spec of loadTemplate(entry).tensors) {
+    const shape = spec.shape as number[];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+    const u = () => rand() * 2 - 1;
+    const data = Float32Array.from({ length: n }, () =>
+      shape.length >= 2 && spec.name.endsWith('weight') ? u() * Math.sqrt(3 / fanIn) : spec.name.endsWith('running_var') || spec.name.endsWith('weight') ? 1 + 0.25 * u() : 0.1 * u(),
+    );
+    sd.set(spec.name, { dtype: 'F32', shape, data });
+  }
+  return sd;
+}
+
+async function network(name: string, size: number): Promise<ConvertResult> {
+  const options = { mode: 'acs' as const, inputSize: [size, size, size] as [number, number, number] };
+  if (name === 'fcn') return convert({ kind: 'state-dict', tensors: fcnResnet50() }, options);
+  return convert((await loadSource(UNET)).source, options);
+}
+
+function onnxBytes(result: ConvertResult): Uint8Array {
+  return concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+}
+
+async function timeNetwork(name: string, label: string, size: number): Promise<void> {
+  const result = await network(name, size);
+  const channels = result.card.input.channels;
+  const shape = [1, channels, size, size, size];
+  const bytes = specializeModel(onnxBytes(result), shape).bytes;
+  const { session } = await createSession(bytes, { device: 'cpu', threads: THREADS });
+  const n = shape.reduce((a, b) => a * b, 1);
+  const input = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.001));
+  const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', input, shape) };
+  await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t0);
+  }
+  await session.release();
+  times.sort((a, b) => a - b);
+  const ms = times[Math.floor(times.length / 2)]!;
+  const macs = result.card.multiplyAdds.converted;
+  console.log(`| ${label} | ${size}^3 | ${ms.toFixed(0)} | ${(macs / 1e9).toFixed(1)} | ${((2 * macs) / (ms / 1000) / 1e9).toFixed(1)} | ${peakMiB()} |`);
+}
+
+/** A synthetic CT, 256x256x160 (i, j, k), 0.7 x 0.7 x 2 mm: air, a body ellipse, lungs, a spine, and noise as a scanner's. */
+function syntheticCt(): Uint8Array {
+  const [ni, nj, nk] = [256, 256, 160];
+  const data = new Int16Array(ni * nj * nk);
+  const noise = seededRandom(7);
+  for (let k = 0; k < nk; k++) {
+    for (let j = 0; j < nj; j++) {
+      for (let i = 0; i < ni; i++) {
+        const x = (i - 128) / 110, y = (j - 128) / 80;
+        let v = -1000;
+        if (x * x + y * y < 1) v = 40;
+        if (((Math.abs(x) - 0.45) / 0.3) ** 2 + (y / 0.6) ** 2 < 1) v = -850;
+        if (x * x / 0.01 + ((y + 0.6) / 0.12) ** 2 < 1) v = 700;
+        data[(k * nj + j) * ni + i] = v + Math.round((noise() - 0.5) * 40);
+      }
+    }
+  }
+  return encodeNifti({ data, shape: [nk, nj, ni], affine: [-0.7, 0, 0, 90, 0, -0.7, 0, 90, 0, 0, 2, -160, 0, 0, 0, 1], gzip: true });
+}
+
+async function endToEnd(name: string, label: string): Promise<void> {
+  const patch = 96;
+  const result = await network(name, patch);
+  const model = modelFromBytes(onnxBytes(result), result.card, label);
+  const engine = new InferenceEngine({ threads: THREADS, specialize: true });
+  try {
+    const bytes = syntheticCt();
+    const t0 = performance.now();
+    const volume = await decodeNifti(bytes, { file: 'ct.nii.gz' });
+    const t1 = performance.now();
+    const answer = await infer(engine, model, volume, { patch: [patch, patch, patch], overlap: 0.25, window: 'abdomen' });
+    const t2 = performance.now();
+    const labels = await renderAnswer({ volume, as: 'nifti', labels: answer.labels });
+    const t3 = performance.now();
+    const probs = await renderAnswer({ volume, as: 'probabilities', scores: answer.output });
+    const t4 = performance.now();
+    const windows = answer.steps.find((s) => s.startsWith('sliding windows')) ?? '';
+    console.log(`\n256x256x160 CT (${(bytes.length / 1e6).toFixed(1)} MB .nii.gz) through ${label}, ${windows}:`);
+    console.log(`  read ${(t1 - t0).toFixed(0)} ms, preprocess + windows ${(t2 - t1).toFixed(0)} ms (preprocess ${answer.ms.preprocess.toFixed(0)}, network and blending ${answer.ms.network.toFixed(0)}),`);
+    console.log(`  labels NIfTI ${(t3 - t2).toFixed(0)} ms (${(labels.length / 1e3).toFixed(0)} kB), probabilities NIfTI ${(t4 - t3).toFixed(0)} ms (${(probs.length / 1e6).toFixed(1)} MB);`);
+    console.log(`  end to end ${((t4 - t0) / 1000).toFixed(1)} s, peak RSS ${peakMiB()} MiB`);
+  } finally {
+    await engine.close();
+  }
+}
+
+async function main(): Promise<void> {
+  console.log(`segmentation bench: onnxruntime-node cpu, ${THREADS} threads, median of ${RUNS} runs (figures from a shared, loaded machine unless said otherwise)\n`);
+  console.log('| network | input | ms | GMACs | GFLOP/s | peak RSS MiB |');
+  console.log('|---|---|---|---|---|---|');
+  for (const size of SIZES) await timeNetwork('unet', 'U-Net (goldens, ConvTranspose)', size);
+  if (process.env['BENCH_SKIP_FCN'] !== '1') for (const size of SIZES) await timeNetwork('fcn', 'FCN-ResNet50 (seeded)', size);
+  await endToEnd(CT_MODEL, CT_MODEL === 'fcn' ? 'FCN-ResNet50' : 'U-Net');
+}
+
+await main();
