@@ -6,7 +6,7 @@ N, H, W and run by its independent 3D PyTorch reference (tools/goldens/seg_model
     /usr/bin/python3 tools/goldens/torchvision_seg.py JOB.json
 
 JOB: {"dir": ..., "cases": [{"name": "fcn_resnet50", "size": [D, H, W], "mode": "acs"}, ...]}.
-Writes <dir>/<name>.onnx, <name>.<mode>.input.f32 (det_tensor seed 3), <name>.<mode>.expected.f32,
+Writes <dir>/<name>.onnx, <name>.pth (the same weights as a state dict), <name>.<mode>.input.f32 (det_tensor seed 3), <name>.<mode>.expected.f32,
 and <dir>/results.json: per case the output shape and the 2D parameter count (aux head excluded).
 """
 import json
@@ -30,7 +30,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 def build(name):
     torch.manual_seed(0)
-    kw = dict(weights=None, weights_backbone=None, num_classes=3)
+    # 21 classes, as the published COCO-VOC weights have: their .pth is what the zoo serves.
+    kw = dict(weights=None, weights_backbone=None, num_classes=21)
     if name.startswith('fcn') or name.startswith('deeplab'):
         kw['aux_loss'] = name.startswith('fcn')
     m = getattr(segmentation, name)(**kw)
@@ -47,6 +48,8 @@ def main():
         if name not in models:
             models[name] = build(name)
             export(models[name], os.path.join(out_dir, f'{name}.onnx'), size=(64, 64))
+            # The same weights as a state dict: converted through the architecture templates.
+            torch.save(models[name].state_dict(), os.path.join(out_dir, f'{name}.pth'))
         m = models[name]
         shape = (1, 3, *size)
         x = det_tensor(shape, 3)
