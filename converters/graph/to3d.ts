@@ -508,7 +508,8 @@ class Converter {
     return t !== undefined && t.shape.every((d) => d === 1);
   }
 
-  private convertConv(node: Node): void {
+  /** A Conv's or ConvTranspose's input (laid out N, C, H, W), its constant float32 4D kernel and its constant bias, or a refusal naming them. */
+  private convOperands(node: Node): { x: string; wName: string; weight: Tensor; bName: string | undefined; bias: Tensor | undefined } {
     const x = node.inputs[0]!;
     const l = this.layoutOf(x);
     if (!l || l.h !== 2 || l.w !== 3) this.fail(node, 'convolution input is not (N, C, H, W)');
@@ -519,6 +520,11 @@ class Converter {
     const bName = node.inputs[2];
     const bias = bName ? this.consts.get(bName) : undefined;
     if (bName && !bias) this.fail(node, `bias '${bName}' is not a constant`);
+    return { x, wName, weight, bName, bias };
+  }
+
+  private convertConv(node: Node): void {
+    const { x, wName, weight, bName, bias } = this.convOperands(node);
     const plane = this.convPlane(node, weight, false);
     const g = attrInt(node, 'group', 1);
     const key = this.originalWeight.get(wName) ?? wName;
@@ -588,16 +594,7 @@ class Converter {
 
   /** A ConvTranspose: converters/SPEC-acs.md section 14. */
   private convertConvTranspose(node: Node): void {
-    const x = node.inputs[0]!;
-    const l = this.layoutOf(x);
-    if (!l || l.h !== 2 || l.w !== 3) this.fail(node, 'convolution input is not (N, C, H, W)');
-    const wName = node.inputs[1]!;
-    const weight = this.consts.get(wName);
-    if (!weight || weight.shape.length !== 4) this.fail(node, `weight '${wName}' is not a constant 4D kernel`);
-    if (weight.dtype !== 'F32') this.fail(node, `weight '${wName}' is ${weight.dtype}; only float32 networks are converted`);
-    const bName = node.inputs[2];
-    const bias = bName ? this.consts.get(bName) : undefined;
-    if (bName && !bias) this.fail(node, `bias '${bName}' is not a constant`);
+    const { x, wName, weight, bName, bias } = this.convOperands(node);
     const plane = this.convPlane(node, weight, true);
     const g = attrInt(node, 'group', 1);
     const cin = this.facts(x)[0]?.shape[1];
