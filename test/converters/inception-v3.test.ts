@@ -15,10 +15,10 @@ import { convert } from '../../converters/convert.js';
 import { loadSource } from '../../converters/convert-file.js';
 import { countTrainable } from '../../converters/tensor.js';
 import { ROOT, tempDir } from '../helpers.js';
+import { PYTHON } from '../python.js';
 import { assertMatchesGolden, runGraph } from './goldens/goldens.js';
 
 const exec = promisify(execFile);
-const PYTHON = process.env['ACS_HUB_TORCH_PYTHON'] ?? '/usr/bin/python3';
 const SCRIPT = join(ROOT, 'tools', 'goldens', 'inception_v3_acs.py');
 /** The smallest input Inception-v3 takes is 75; sides that share no factor. */
 const SIZE = [75, 76, 77];

@@ -25,13 +25,12 @@ import { generateModelPy } from '../../converters/model-py/generate-model-py.js'
 import { encodeOutput } from '../../converters/outputs.js';
 import type { StateDict, Tensor } from '../../converters/tensor.js';
 import { cli, detTensor, fixture, ROOT, tempDir } from '../helpers.js';
+import { PYTHON } from '../python.js';
 import { templateEntry, templateWeights } from './arch/template-weights.js';
 import { FAMILIES, loadFamily, loadOutputs, runGraph } from './goldens/goldens.js';
 
 const exec = promisify(execFile);
 
-/** Debian's interpreter, where python3-torch installs (.ci/run installs it when missing). */
-const PYTHON = process.env['ACS_HUB_TORCH_PYTHON'] ?? '/usr/bin/python3';
 const CHECKER = join(ROOT, 'tools', 'model_py', 'check_model_py.py');
 
 /** Input sizes whose three sides share no factor, smallest first; a family takes the first it can run. */

@@ -18,10 +18,10 @@ import { promisify } from 'node:util';
 import { convert } from '../../../converters/convert.js';
 import { loadSource } from '../../../converters/convert-file.js';
 import { assertClose, ROOT, tempDir } from '../../helpers.js';
+import { PYTHON } from '../../python.js';
 import { runGraph } from '../goldens/goldens.js';
 
 const exec = promisify(execFile);
-const PYTHON = process.env['ACS_HUB_TORCH_PYTHON'] ?? '/usr/bin/python3';
 
 const CASES = [
   { name: 'lraspp_mobilenet_v3_large', size: [33, 47, 61], mode: 'acs' },
