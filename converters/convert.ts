@@ -12,7 +12,7 @@ import { ConversionError, InvalidArgumentError } from './errors.js';
 import { A, pruneGraph, type Graph } from './graph/ir.js';
 import type { SpatialAxis } from './graph/lower-conv.js';
 import { inlineIdentityConstants } from './graph/identity-constants.js';
-import { inferShapes } from './graph/shapes.js';
+import { inferShapes, InputTooSmallError } from './graph/shapes.js';
 import { convertGraphTo3d, type ConvRecord } from './graph/to3d.js';
 import { initHead } from './modes/head.js';
 import type { Split3 } from './modes/split.js';
@@ -55,8 +55,10 @@ export interface ConvertOptions {
   /**
    * Auxiliary heads (torchvision's segmentation models train with an `aux` head on an earlier
    * feature map; inference never reads it): 'drop' removes the ONNX graph outputs named `aux`
-   * with the nodes only they need, and a state dict's `aux_classifier.*` tensors; 'keep'
-   * converts them as further outputs (converters/SPEC-acs.md section 18.6). @default 'drop'
+   * with the nodes only they need, and a state dict's `aux_classifier.*` tensors and the
+   * train-only heads of its architecture (GoogLeNet's `aux1.`/`aux2.`, Inception-v3's
+   * `AuxLogits.`); 'keep' converts them as further outputs, or carries a state dict's
+   * train-only heads unchanged (converters/SPEC-acs.md section 18.6). @default 'drop'
    */
   aux?: 'drop' | 'keep';
 }
@@ -166,6 +168,9 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
     const r = recognise(widenToFloat32(aux === 'drop' ? dropAuxTensors(source.tensors) : source.tensors), options.arch);
     detected = r.detected;
     sd = new Map(r.sd);
+    // Train-only heads the network never reads (GoogLeNet's aux1/aux2, Inception's AuxLogits).
+    const auxiliary = detected.auxiliary ?? [];
+    if (aux === 'drop') for (const k of [...sd.keys()]) if (auxiliary.some((p) => k.startsWith(p))) sd.delete(k);
     if (options.inChannels !== undefined) {
       const stem = sd.get(detected.stem)!;
       checkStem(stem, options.inChannels, budget);
@@ -209,7 +214,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
 
   const inputInfo = graph3d.inputs[0]!;
   const channels = typeof inputInfo.shape?.[1] === 'number' ? inputInfo.shape[1] : 3;
-  const macs = countMacs(graph3d, convs, [1, channels, ...inputSize]);
+  const { size: countedSize, macs } = countMacsAtSize(graph3d, convs, channels, inputSize, options.inputSize === undefined);
   const outputFacts = macs.outputShape;
   const converted = countParametersAndBuffers(stateDict);
   const source2d = countParametersAndBuffers(source.kind === 'state-dict' ? source.tensors : sd);
@@ -225,7 +230,7 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
     splitRule: SPLIT_RULES[mode],
     parameters: { source2d: source2d.parameters, converted: converted.parameters },
     buffers: { source2d: source2d.buffers, converted: converted.buffers },
-    inputSize,
+    inputSize: countedSize,
     multiplyAdds: { converted: macs.converted, dense3d: macs.dense, ratio: macs.dense > 0 ? macs.converted / macs.dense : 1 },
     input: { name: inputInfo.name, shape: ['N', channels, 'D', 'H', 'W'], channels },
     output: { name: graph3d.outputs[0]?.name ?? 'output', kind: outputKind, size: outputFacts?.[1] ?? null },
@@ -358,6 +363,32 @@ function adaptPreprocessing(p: { mean: number[]; std: number[] }, channels: numb
   if (p.mean.length === channels) return p;
   const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   return { mean: new Array(channels).fill(avg(p.mean)), std: new Array(channels).fill(avg(p.std)) };
+}
+
+/**
+ * Cube sides the card's multiply-adds fall back to, in order, when the default 64^3 is too small
+ * for the network (Inception-v3 needs 75 planes).
+ */
+const FALLBACK_SIDES = [80, 96, 128, 160, 224, 299];
+
+/**
+ * The multiply-adds at the card's input size. When the size was not given and the network
+ * cannot run at the default, the first cube of FALLBACK_SIDES it runs at is counted instead
+ * (and named in the card); a size the caller gave that is too small is refused by name.
+ */
+function countMacsAtSize(graph: Graph, convs: ConvRecord[], channels: number, inputSize: [number, number, number], defaulted: boolean): { size: [number, number, number]; macs: ReturnType<typeof countMacs> } {
+  const sizes: [number, number, number][] = [inputSize, ...(defaulted ? FALLBACK_SIDES.map((s): [number, number, number] => [s, s, s]) : [])];
+  let tooSmall: InputTooSmallError | undefined;
+  for (const size of sizes) {
+    try {
+      return { size, macs: countMacs(graph, convs, [1, channels, ...size]) };
+    } catch (err) {
+      if (!(err instanceof InputTooSmallError)) throw err;
+      tooSmall = err;
+    }
+  }
+  if (defaulted) throw new ConversionError(`the network does not run at any input size up to ${FALLBACK_SIDES.at(-1)}^3 (${tooSmall!.message})`);
+  throw new InvalidArgumentError(`input size ${inputSize.join('x')} is too small for this network (${tooSmall!.message}); give a larger input size`);
 }
 
 /** Multiply-adds of the 3D graph at one input size, and of the same network with dense k^3 kernels. */

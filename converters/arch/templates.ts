@@ -149,6 +149,7 @@ function detected(entry: TemplateEntry, sd: StateDict): Detected {
     headInit: entry.headInit ?? 'torch-linear',
     featureDim: cls ? (sd.get(cls.weight)?.shape[1] ?? 0) : 0,
     headFits3d: true,
+    auxiliary: entry.auxiliary,
   };
 }
 

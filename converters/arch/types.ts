@@ -42,6 +42,8 @@ export interface Detected {
   bnEps?: number;
   /** What the network answers. @default 'classification' */
   task?: 'classification' | 'segmentation';
+  /** Key prefixes of heads that only train (GoogLeNet's `aux1.`), never read by the network. */
+  auxiliary?: readonly string[];
 }
 
 /** Options of a build. */

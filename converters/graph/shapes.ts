@@ -9,6 +9,9 @@ import type { DType } from '../dtypes.js';
 import { LIMITS } from '../tensor.js';
 import { attrInt, attrInts, attrString, topologicalSort, type Attr, type Graph, type Node } from './ir.js';
 
+/** A network's input is too small for one of its convolutions or pools (a `CONVERSION_FAILED`). */
+export class InputTooSmallError extends ConversionError {}
+
 /** What is known about one value: its shape, dtype, and its elements if it is small. */
 export interface ValueFacts {
   shape: number[];
@@ -192,7 +195,7 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
         else if (autoPad === 'VALID') out.push(outSize(n, k[i]!, s[i]!, 0, 0, d[i]!));
         else out.push(outSize(n, k[i]!, s[i]!, pads[i]!, pads[i + sp]!, d[i]!));
       }
-      if (out.some((v) => v <= 0)) throw new ConversionError(`${where}: input [${x.shape.join(', ')}] is too small for the kernel (output [${out.join(', ')}])`);
+      if (out.some((v) => v <= 0)) throw new InputTooSmallError(`${where}: input [${x.shape.join(', ')}] is too small for the kernel (output [${out.join(', ')}])`);
       return [{ shape: out, dtype: x.dtype }];
     }
     case 'ConvTranspose': {
@@ -233,7 +236,7 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
         if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') out.push(Math.ceil(n / s[i]!));
         else out.push(outSize(n, k[i]!, s[i]!, autoPad === 'VALID' ? 0 : pads[i]!, autoPad === 'VALID' ? 0 : pads[i + sp]!, d[i]!, ceil));
       }
-      if (out.some((v) => v <= 0)) throw new ConversionError(`${where}: input [${x.shape.join(', ')}] is too small for the pool (output [${out.join(', ')}])`);
+      if (out.some((v) => v <= 0)) throw new InputTooSmallError(`${where}: input [${x.shape.join(', ')}] is too small for the pool (output [${out.join(', ')}])`);
       return [{ shape: out, dtype: x.dtype }, { shape: out, dtype: 'I64' }];
     }
     case 'GlobalAveragePool':
