@@ -3,7 +3,6 @@
  * fetched from elsewhere (a URL, an upload, the zoo); read once, hashed, and converted. From
  * fetched bytes, `convertToFiles` converts and encodes the outputs as one task the fence can run.
  */
-import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import type { Budgets } from './budgets.js';
 import { convert, type Card, type ConvertOptions, type ConvertResult, type ConvertSource } from './convert.js';
@@ -11,7 +10,7 @@ import { defineTask } from './fence/task.js';
 import { decodeCheckpoint, detectFormat } from './formats/index.js';
 import { decodeOnnx, readOnnxFile, refuseExternalData, type ExternalDataLoader, type Onnx } from './formats/onnx.js';
 import { graphFromModel } from './graph/ir.js';
-import { readFileBytes } from './io.js';
+import { readFileBytes, sha256Hex } from './io.js';
 import { UnsupportedError } from './errors.js';
 import { encodeOutput, type OutputFormat } from './outputs.js';
 
@@ -23,7 +22,7 @@ export interface LoadedSource {
 }
 
 function loaded(name: string, data: Uint8Array, onnx: { model: Onnx.IModelProto; loadExternal: ExternalDataLoader } | undefined, budgets: Partial<Budgets> | undefined): LoadedSource {
-  const sha256 = createHash('sha256').update(data).digest('hex');
+  const sha256 = sha256Hex(data);
   const source: ConvertSource = onnx
     ? { kind: 'onnx', graph: graphFromModel(onnx.model, { file: name, loadExternal: onnx.loadExternal }) }
     : { kind: 'state-dict', tensors: decodeCheckpoint(data, { file: name, budgets }).tensors };

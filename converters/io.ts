@@ -2,7 +2,7 @@
  * File input and output shared by the format modules: whole-file reads into one buffer
  * (no second copy, no 2 GiB limit of `fs.readFile`) and atomic writes of a list of chunks.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -24,6 +24,13 @@ export async function readFileBytes(path: string): Promise<Uint8Array> {
   } finally {
     await fh.close();
   }
+}
+
+/** sha256 (hex) of bytes of any length (a hash's `update` takes under 2 GiB at a time). */
+export function sha256Hex(bytes: Uint8Array): string {
+  const hash = createHash('sha256');
+  for (let at = 0; at < bytes.byteLength; at += CHUNK) hash.update(bytes.subarray(at, Math.min(at + CHUNK, bytes.byteLength)));
+  return hash.digest('hex');
 }
 
 /** A temporary name beside `path`, as `name.tmp-<random>`. */

@@ -2,7 +2,6 @@
  * Loading a model to run: a 3D ONNX file (with the card written beside it, if any), or a 2D
  * checkpoint / 2D ONNX export converted on the fly.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Budgets } from '../../converters/budgets.js';
@@ -10,13 +9,9 @@ import type { ConvertOptions, Card } from '../../converters/convert.js';
 import { convert } from '../../converters/convert.js';
 import { loadSource } from '../../converters/convert-file.js';
 import { decodeOnnx, int64 } from '../../converters/formats/onnx.js';
-import { readFileBytes, concatChunks } from '../../converters/io.js';
+import { readFileBytes, concatChunks, sha256Hex } from '../../converters/io.js';
 import { encodeOutput } from '../../converters/outputs.js';
 import type { LoadedModel } from './pipeline.js';
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 /** Input rank and channels of an ONNX model's first input. */
 export function onnxInputInfo(bytes: Uint8Array, file: string): { rank: number; channels: number | undefined } {
@@ -32,7 +27,7 @@ export function onnxInputInfo(bytes: Uint8Array, file: string): { rank: number; 
 export function modelFromBytes(bytes: Uint8Array, card: Card | undefined, file: string, labels?: readonly string[]): LoadedModel {
   const info = onnxInputInfo(bytes, file);
   return {
-    source: { key: sha256(bytes), bytes: bytes.byteLength, load: async () => bytes, warmupShape: [1, info.channels ?? card?.input.channels ?? 3, 32, 32, 32] },
+    source: { key: sha256Hex(bytes), bytes: bytes.byteLength, load: async () => bytes, warmupShape: [1, info.channels ?? card?.input.channels ?? 3, 32, 32, 32] },
     card,
     channels: info.channels ?? card?.input.channels ?? 3,
     labels: card?.labels ?? labels,
