@@ -11,7 +11,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,10 +20,8 @@ import { promisify } from 'node:util';
 import request from 'supertest';
 import { DTYPES } from '../../converters/dtypes.js';
 import { readPth } from '../../converters/formats/pth.js';
-import { encodeSafetensors, readSafetensors } from '../../converters/formats/safetensors.js';
-import type { StateDict } from '../../converters/tensor.js';
 import { commitOf } from '../../server/routes/hf.js';
-import { detTensor, fixture, ROOT, sha256, tempDir } from '../helpers.js';
+import { ROOT, sha256, tempDir, widerResnet18 } from '../helpers.js';
 import { PYTHON, PYTHON_SETUP_HINT } from '../python.js';
 import { finishedJob, listeningHub } from './hub.js';
 
@@ -91,28 +88,6 @@ function lfsPointer(sha: string, size: number): { size: number; blobId: string }
   return { size: pointer.length, blobId: createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${pointer.length}\0`), pointer])).digest('hex') };
 }
 
-/**
- * ResNet-18 at 8 times the widths of the tiny fixture (32 to 256 channels, 2.9 M parameters,
- * 11 MiB as safetensors), seeded values: a checkpoint larger than huggingface_hub's download
- * chunk (10 MiB), which the client must have received whole before it resumes with Range.
- */
-function widerResnet18(): Buffer {
-  const tiny = readSafetensors(readFileSync(fixture('formats', 'resnet18_tiny.safetensors'))).tensors;
-  const wide: StateDict = new Map();
-  let seed = 1;
-  for (const [name, t] of tiny) {
-    if (t.dtype !== 'F32') {
-      wide.set(name, t);
-      continue;
-    }
-    const shape = t.shape.map((d, i) => (i < 2 && [4, 8, 16, 32].includes(d) ? d * 8 : d));
-    const data = detTensor(shape, seed++, 0.05);
-    if (name.endsWith('running_var')) data.forEach((v, i) => (data[i] = 1 + Math.abs(v)));
-    wide.set(name, { dtype: 'F32', shape, data });
-  }
-  return Buffer.concat(encodeSafetensors(wide));
-}
-
 /** Bytes of a cut download that never arrive. */
 const LOST = 64 * 1024;
 
@@ -162,8 +137,9 @@ test('huggingface_hub downloads, lists and describes repositories of a running h
   server.on('request', (req, res) => res.on('finish', () => seen.push({ method: req.method!, path: req.url!, status: res.statusCode, range: req.headers.range, contentType: req.headers['content-type'] })));
   const dir = await tempDir(t);
 
-  // A converted upload, to be read as the repository checkpoints/<id>.
-  const up = await request(hub.app).post('/v1/uploads?filename=resnet18_wide.safetensors').set('Content-Type', 'application/octet-stream').send(widerResnet18()).expect(201);
+  // A converted upload, to be read as the repository checkpoints/<id>: larger than the client's
+  // download chunk (10 MiB), which it must have received whole before it resumes with Range.
+  const up = await request(hub.app).post('/v1/uploads?filename=resnet18_wide.safetensors').set('Content-Type', 'application/octet-stream').send(widerResnet18(8)).expect(201);
   const job = (await request(hub.app).post('/v1/conversions').send({ source: { upload: up.body.id }, mode: 'acs' }).expect(202)).body as { id: string };
   const uploaded = (await finishedJob(hub.app, job.id))['checkpointId'] as string;
   assert.match(uploaded, /^[0-9a-f]{32}$/);
