@@ -37,7 +37,7 @@ export default tseslint.config(
     files: ['server/web/**/*.js'],
     languageOptions: {
       globals: Object.fromEntries(
-        ['window', 'document', 'location', 'history', 'sessionStorage', 'navigator', 'fetch', 'Headers', 'URL', 'URLSearchParams', 'AbortController', 'TextDecoderStream', 'Node', 'getSelection', 'setTimeout'].map((g) => [g, 'readonly']),
+        ['window', 'document', 'location', 'history', 'sessionStorage', 'navigator', 'fetch', 'Headers', 'URL', 'URLSearchParams', 'AbortController', 'XMLHttpRequest', 'TextDecoderStream', 'Node', 'getSelection', 'setTimeout'].map((g) => [g, 'readonly']),
       ),
     },
   },

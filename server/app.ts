@@ -14,7 +14,7 @@ import { keyGate } from './access.js';
 import { httpError, problemMiddleware } from './errors.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { conversionRoutes } from './routes/conversions.js';
-import { hfRoutes, hubErrors } from './routes/hf.js';
+import { hfRoutes, hubErrors, hubFormBodies } from './routes/hf.js';
 import { kserveRoutes } from './routes/kserve.js';
 import { opsRoutes } from './routes/ops.js';
 import { uploadRoutes } from './routes/uploads.js';
@@ -72,6 +72,7 @@ export async function createApp(cfg: Readonly<HubConfig>, overrides: ServiceOver
   app.use(opsRoutes(services));
   app.use(webRoutes(OPENAPI_PATH));
   for (const base of ['/v1', '/api']) app.use(base, express.json({ limit: cfg.server.maxJsonBytes, type: 'application/json' }));
+  app.use(hubFormBodies(cfg.server.maxJsonBytes));
   app.use(
     OpenApiValidator.middleware({
       apiSpec: OPENAPI_PATH,

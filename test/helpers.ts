@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -10,7 +11,8 @@ import { promisify } from 'node:util';
 import { crc32, deflateRawSync } from 'node:zlib';
 import type { TestContext } from 'node:test';
 import { seededRandom } from '../converters/modes/head.js';
-import { bytesOf, type Tensor } from '../converters/tensor.js';
+import { encodeSafetensors, readSafetensors } from '../converters/formats/safetensors.js';
+import { bytesOf, type StateDict, type Tensor } from '../converters/tensor.js';
 import { encodeNifti } from '../inference/volumes/index.js';
 
 /** The repository root (tests run from `dist/test/`). */
@@ -82,6 +84,28 @@ export function detTensor(shape: readonly number[], seed: number, scale = 1): Fl
     out[i] = Math.fround(Math.fround((u / 4294967296) * 2 - 1) * s);
   }
   return out;
+}
+
+/**
+ * The tiny ResNet-18 fixture (4 to 32 channels) at `factor` times its widths, with seeded
+ * values, as safetensors bytes: a valid checkpoint of a chosen size, made at run time (a factor
+ * of 8 gives 2.8 M parameters, 10.8 MiB).
+ */
+export function widerResnet18(factor: number): Buffer {
+  const tiny = readSafetensors(readFileSync(fixture('formats', 'resnet18_tiny.safetensors'))).tensors;
+  const wide: StateDict = new Map();
+  let seed = 1;
+  for (const [name, t] of tiny) {
+    if (t.dtype !== 'F32') {
+      wide.set(name, t);
+      continue;
+    }
+    const shape = t.shape.map((d, i) => (i < 2 && [4, 8, 16, 32].includes(d) ? d * factor : d));
+    const data = detTensor(shape, seed++, 0.05);
+    if (name.endsWith('running_var')) data.forEach((v, i) => (data[i] = 1 + Math.abs(v)));
+    wide.set(name, { dtype: 'F32', shape, data });
+  }
+  return Buffer.concat(encodeSafetensors(wide));
 }
 
 const exec = promisify(execFile);

@@ -616,7 +616,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** The entries of the named paths that exist (`pathsInfo`, used by `downloadFileToCacheDir`). */
+        /**
+         * The entries of the named paths that exist (`pathsInfo` of `@huggingface/hub`, `HfApi.get_paths_info`).
+         * @description `@huggingface/hub` sends a JSON body; `huggingface_hub` sends a form
+         *     (`paths=a&paths=b&expand=false`: one `paths` field per path, `expand` as `true` or
+         *     `false` in any case). Both are read within `server.maxJsonBytes` and checked against the
+         *     same schema: at most 100 paths of at most 256 characters.
+         */
         post: operations["hfPathsInfo"];
         delete?: never;
         options?: never;
@@ -745,6 +751,10 @@ export interface components {
                 [key: string]: unknown;
             };
             siblings: components["schemas"]["HfSibling"][];
+        };
+        HfPathsInfoRequest: {
+            paths: string[];
+            expand?: boolean;
         };
         HfTreeEntry: {
             /** @enum {string} */
@@ -2402,10 +2412,8 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    paths: string[];
-                    expand?: boolean;
-                };
+                "application/json": components["schemas"]["HfPathsInfoRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["HfPathsInfoRequest"];
             };
         };
         responses: {

@@ -7,13 +7,14 @@
  * passes the commit back as a revision (as `snapshot_download` does) names the same checkpoint.
  */
 import { createHash } from 'node:crypto';
-import { Router, type ErrorRequestHandler, type Request, type Response } from 'express';
+import { Router, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { MODES, type Mode } from '../../converters/convert.js';
 import type { AcsHubError } from '../../converters/errors.js';
 import { findModel, type CatalogueEntry } from '../../zoo/catalogue.js';
 import { loadCheckpoint, type ConversionManifest } from '../../zoo/store.js';
 import { mayCompute, unauthorised } from '../access.js';
 import { httpError, problemHeaders, toProblem } from '../errors.js';
+import { readBody } from '../http/body.js';
 import { sendStoredFile, type ServedFile } from '../http/download.js';
 import { param } from '../http/params.js';
 import type { Services } from '../services.js';
@@ -208,6 +209,42 @@ export function hfRoutes(s: Services): Router {
   r.get('/:namespace/:name/raw/:revision/:file', file);
   r.head('/:namespace/:name/raw/:revision/:file', file);
   return r;
+}
+
+/** Fields a paths-info form may have: the contract's 100 paths, `expand`, and room for a few more. */
+const FORM_FIELDS = 128;
+const PATHS_INFO = /^\/api\/models\/[^/]+\/[^/]+\/paths-info\/[^/]+$/;
+
+/** A paths-info form in the shape of the JSON body, which the contract then checks (paths, expand). */
+function pathsInfoForm(text: string): Record<string, unknown> {
+  let fields = 1;
+  for (let i = text.indexOf('&'); i >= 0; i = text.indexOf('&', i + 1)) {
+    if (++fields > FORM_FIELDS) throw httpError('VALIDATION_FAILED', `the form has more than ${FORM_FIELDS} fields (at most 100 paths)`);
+  }
+  const form = new URLSearchParams(text);
+  const body: Record<string, unknown> = {};
+  if (form.has('paths')) body['paths'] = form.getAll('paths');
+  const expand = form.get('expand');
+  // httpx writes booleans as true/false; anything else is left for the contract to refuse.
+  if (expand !== null) body['expand'] = /^(true|false)$/i.test(expand) ? expand.toLowerCase() === 'true' : expand;
+  return body;
+}
+
+/**
+ * `huggingface_hub` posts paths-info as a form (`paths=a&paths=b&expand=false`, one field per
+ * path): read within `limit` bytes (`server.maxJsonBytes`, as the JSON body) and turned into the
+ * JSON body's shape before the contract is checked, so both bodies meet the same bounds.
+ */
+export function hubFormBodies(limit: number): RequestHandler {
+  return (req, _res, next) => {
+    if (req.method !== 'POST' || !PATHS_INFO.test(req.path) || !req.is('application/x-www-form-urlencoded')) return next();
+    const tooLarge = (max: number, declared?: number) => httpError('PAYLOAD_TOO_LARGE', `the form body${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${max} bytes (server.maxJsonBytes)`);
+    readBody(req, limit, tooLarge)
+      .then((bytes) => {
+        req.body = pathsInfoForm(bytes.toString('utf8'));
+      })
+      .then(() => next(), next);
+  };
 }
 
 /** Whether a path is one of the Hub's (answered in the Hub's error shape). */

@@ -37,6 +37,38 @@ export async function call(path, { method = 'GET', body, type, accept = 'applica
   return res;
 }
 
+/**
+ * POST a file and parse the JSON answer, with `onProgress(sent, total)` as its bytes go out.
+ * XMLHttpRequest, because fetch reports no upload progress (a streamed fetch body needs HTTP/2).
+ */
+export function upload(path, file, { onProgress, signal } = {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', path);
+    xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+    xhr.setRequestHeader('Accept', 'application/json');
+    const key = apiKey();
+    if (key) xhr.setRequestHeader('Authorization', `Bearer ${key}`);
+    const progress = (e) => onProgress?.(e.loaded, e.lengthComputable ? e.total : file.size);
+    xhr.upload.addEventListener('progress', progress);
+    xhr.upload.addEventListener('load', progress);
+    xhr.addEventListener('load', () => {
+      let body;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        body = undefined;
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && body) resolve(body);
+      else reject(new ApiError(xhr.status, body ?? { title: xhr.statusText || 'The upload failed' }));
+    });
+    xhr.addEventListener('error', () => reject(new Error('The upload failed: the connection to the server was lost.')));
+    xhr.addEventListener('abort', () => reject(Object.assign(new Error('The upload was cancelled.'), { name: 'AbortError' })));
+    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(file);
+  });
+}
+
 /** GET (or send) and parse JSON. */
 export async function getJson(path, options) {
   return (await call(path, options)).json();

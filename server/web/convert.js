@@ -1,6 +1,7 @@
-// The conversion form: a catalogue id or an upload (POST /v1/uploads), a mode and options, then
-// POST /v1/conversions and its progress from GET /v1/conversions/{id}/events.
-import { call, describeError, events, getJson } from './api.js';
+// The conversion form: a catalogue id or an upload (POST /v1/uploads, its bytes counted as they
+// go out), a mode and options, then POST /v1/conversions and its progress from
+// GET /v1/conversions/{id}/events.
+import { call, describeError, events, getJson, upload } from './api.js';
 import { loadCatalogue, MODE_OPTIONS } from './catalogue.js';
 import { downloadsPanel } from './downloads.js';
 import { field, formatBytes, h, notice, replace, select, uid } from './ui.js';
@@ -36,11 +37,14 @@ export async function convertView(root, query) {
   const fileField = field('Checkpoint file', file, 'A 2D checkpoint: PyTorch .pth, .safetensors or a 2D .onnx graph. It is checked before it is stored.');
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Convert');
   const cancel = h('button', { type: 'button', class: 'ghost', hidden: true }, 'Cancel');
+  const uploadBar = h('progress', { max: 1, value: 0, id: uid('upload') });
+  const uploadBytes = h('span', { class: 'upload-bytes' });
+  const uploadRow = h('div', { class: 'upload-progress', hidden: true }, h('label', { for: uploadBar.id }, 'Upload'), uploadBar, uploadBytes);
   const bar = h('progress', { max: 1, value: 0, 'aria-label': 'Conversion progress' });
   const status = h('p', { class: 'status', role: 'status', 'aria-live': 'polite' }, 'Not started.');
   const steps = h('ol', { class: 'steps', 'aria-label': 'Phases' }, PHASES.map((p) => h('li', { 'data-phase': p }, p)));
   const result = h('div', { class: 'result' });
-  const progress = h('section', { class: 'panel progress-panel', 'aria-labelledby': 'progress-h' }, h('h2', { id: 'progress-h' }, 'Progress'), steps, bar, status, result);
+  const progress = h('section', { class: 'panel progress-panel', 'aria-labelledby': 'progress-h' }, h('h2', { id: 'progress-h' }, 'Progress'), uploadRow, steps, bar, status, result);
 
   const sync = () => {
     const upload = sourceUpload.querySelector('input').checked;
@@ -79,6 +83,7 @@ export async function convertView(root, query) {
     const signal = controller.signal;
     submit.disabled = true;
     replace(result);
+    uploadRow.hidden = true;
     setPhase('queued');
     bar.value = 0;
     bar.removeAttribute('value');
@@ -89,7 +94,23 @@ export async function convertView(root, query) {
         const f = file.files[0];
         if (!f) throw new Error('Choose a checkpoint file to upload.');
         say(`Uploading ${f.name} (${formatBytes(f.size)})…`);
-        const up = await getJson(`/v1/uploads?filename=${encodeURIComponent(uploadName(f))}`, { method: 'POST', body: f, type: 'application/octet-stream', signal });
+        uploadBar.max = Math.max(f.size, 1);
+        uploadBar.value = 0;
+        uploadBytes.textContent = `0 B of ${formatBytes(f.size)} sent`;
+        uploadRow.hidden = false;
+        // The bar and the byte count follow every event; the live region speaks every tenth.
+        let spoken = 0;
+        const onProgress = (sent, total) => {
+          const percent = total ? Math.floor((100 * sent) / total) : 100;
+          uploadBar.max = Math.max(total, 1);
+          uploadBar.value = sent;
+          uploadBytes.textContent = `${formatBytes(sent)} of ${formatBytes(total)} sent (${percent}%)`;
+          if (Math.floor(percent / 10) > Math.floor(spoken / 10)) {
+            spoken = percent;
+            say(`Uploading ${f.name}: ${formatBytes(sent)} of ${formatBytes(total)} sent (${percent}%)…`);
+          }
+        };
+        const up = await upload(`/v1/uploads?filename=${encodeURIComponent(uploadName(f))}`, f, { onProgress, signal });
         say(`Uploaded ${up.filename ?? f.name}: ${up.format}, ${up.tensors ?? '?'} tensors. Starting the conversion…`);
         source = { upload: up.id };
       } else {

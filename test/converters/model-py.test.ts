@@ -1,8 +1,9 @@
 /**
  * model.py, the PyTorch source of a converted network, checked by PyTorch itself (Debian's
- * python3-torch, one python3 process for the whole file, tools/model_py/check_model_py.py):
+ * python3-torch through `.venv`, one Python process per batch, tools/model_py/check_model_py.py):
  * for every golden family and mode, and five networks from architecture templates, it loads
- * model.pth with strict=True, has the converted parameter count, computes what model.onnx
+ * model.safetensors with safetensors.torch.load_file and strict=True (model.pth holding the very
+ * same tensors), has the converted parameter count, computes what model.onnx
  * computes in onnxruntime (rtol 1e-4) at a size whose sides share no factor, passes gradients to
  * every parameter, updates BatchNorm's statistics in train(), and traces with torch.jit.trace;
  * so do the transposed and non-square goldens (a U-Net with ConvTranspose, an Inception block)
@@ -25,7 +26,7 @@ import { generateModelPy } from '../../converters/model-py/generate-model-py.js'
 import { encodeOutput } from '../../converters/outputs.js';
 import type { StateDict, Tensor } from '../../converters/tensor.js';
 import { cli, detTensor, fixture, ROOT, tempDir } from '../helpers.js';
-import { PYTHON } from '../python.js';
+import { PYTHON, PYTHON_SETUP_HINT } from '../python.js';
 import { templateEntry, templateWeights } from './arch/template-weights.js';
 import { FAMILIES, loadFamily, loadOutputs, runGraph } from './goldens/goldens.js';
 
@@ -43,7 +44,10 @@ const SIZES: [number, number, number][] = [
 interface CheckCase {
   name: string;
   model: string;
+  /** model.safetensors, loaded with safetensors.torch.load_file. */
   weights: string;
+  /** model.pth of the same conversion, which must hold the very same tensors. */
+  pth: string;
   input: { file: string; shape: number[] };
   expected: { file: string; shape: readonly number[] };
   param_count: number;
@@ -55,6 +59,8 @@ interface CaseResult {
   name: string;
   error?: string;
   missing_from_model: string[];
+  /** Tensors whose name, dtype or values differ between model.safetensors and model.pth. */
+  pth_differs: string[];
   params: number;
   param_count_ok: boolean;
   compare: { ok: boolean; why?: string; worst?: { index: number; actual: number; expected: number }; max_abs_diff?: number };
@@ -66,10 +72,10 @@ interface CaseResult {
   train?: { batchnorms: number; finite: boolean; updated: number };
 }
 
-/** The files of one case: model.py, model.pth, the input and the expected output. */
+/** The files of one case: model.py, model.safetensors, model.pth, the input and the expected output. */
 async function writeCase(dir: string, result: ConvertResult, input: Float32Array, expected: Float32Array): Promise<void> {
   await mkdir(dir, { recursive: true });
-  for (const format of ['py', 'pth'] as const) {
+  for (const format of ['py', 'safetensors', 'pth'] as const) {
     for (const [name, chunks] of encodeOutput(result, format, join(dir, `model.${format}`))) await writeFile(name, Buffer.concat(chunks));
   }
   await writeFile(join(dir, 'input.f32'), input);
@@ -109,7 +115,8 @@ async function familyCases(dir: string): Promise<CheckCase[]> {
       cases.push({
         name: `${family}/${c.name} at ${size.join('x')}`,
         model: join(at, 'model.py'),
-        weights: join(at, 'model.pth'),
+        weights: join(at, 'model.safetensors'),
+        pth: join(at, 'model.pth'),
         input: { file: join(at, 'input.f32'), shape },
         expected: { file: join(at, 'expected.f32'), shape: expected.dims },
         param_count: result.card.parameters.converted,
@@ -136,7 +143,8 @@ async function transposedCases(dir: string): Promise<CheckCase[]> {
       cases.push({
         name: `transposed/${net}/${c.name} at ${shape.slice(2).join('x')}`,
         model: join(at, 'model.py'),
-        weights: join(at, 'model.pth'),
+        weights: join(at, 'model.safetensors'),
+        pth: join(at, 'model.pth'),
         input: { file: join(at, 'input.f32'), shape },
         expected: { file: join(at, 'expected.f32'), shape: expected.dims },
         param_count: result.card.parameters.converted,
@@ -181,7 +189,8 @@ async function layerCases(dir: string): Promise<CheckCase[]> {
     cases.push({
       name: `layers/${c.name}`,
       model: join(at, 'model.py'),
-      weights: join(at, 'model.pth'),
+      weights: join(at, 'model.safetensors'),
+      pth: join(at, 'model.pth'),
       input: { file: join(at, 'input.f32'), shape: c.input.shape },
       expected: { file: join(at, 'expected.f32'), shape: c.output_shape },
       param_count: result.card.parameters.converted,
@@ -282,7 +291,8 @@ async function operatorCases(dir: string): Promise<CheckCase[]> {
       cases.push({
         name: `operators/${name} (${mode})`,
         model: join(at, 'model.py'),
-        weights: join(at, 'model.pth'),
+        weights: join(at, 'model.safetensors'),
+        pth: join(at, 'model.pth'),
         input: { file: join(at, 'input.f32'), shape },
         expected: { file: join(at, 'expected.f32'), shape: expected.dims },
         param_count: result.card.parameters.converted,
@@ -307,7 +317,8 @@ async function templateCases(dir: string): Promise<CheckCase[]> {
     cases.push({
       name: `templates/${name} (acs) at ${size.join('x')}`,
       model: join(at, 'model.py'),
-      weights: join(at, 'model.pth'),
+      weights: join(at, 'model.safetensors'),
+      pth: join(at, 'model.pth'),
       input: { file: join(at, 'input.f32'), shape },
       expected: { file: join(at, 'expected.f32'), shape: expected.dims },
       param_count: result.card.parameters.converted,
@@ -336,7 +347,8 @@ async function segmentationCases(dir: string): Promise<CheckCase[]> {
     cases.push({
       name: `segmentation/${name} (acs)`,
       model: join(at, 'model.py'),
-      weights: join(at, 'model.pth'),
+      weights: join(at, 'model.safetensors'),
+      pth: join(at, 'model.pth'),
       input: { file: join(at, 'input.f32'), shape },
       expected: { file: join(at, 'expected.f32'), shape: expected.dims },
       param_count: result.card.parameters.converted,
@@ -351,7 +363,7 @@ async function cliCase(dir: string): Promise<CheckCase> {
   const at = join(dir, 'cli');
   const source = fixture('goldens', 'resnet18', 'model.pth');
   await mkdir(at, { recursive: true });
-  for (const out of ['model.py', 'model.pth']) {
+  for (const out of ['model.py', 'model.safetensors', 'model.pth']) {
     const r = await cli(['convert', source, '--out', join(at, out), '--mode', 'soft-acs', '--in-channels', '1']);
     assert.equal(r.code, 0, r.stderr);
   }
@@ -366,7 +378,8 @@ async function cliCase(dir: string): Promise<CheckCase> {
   return {
     name: 'cli/resnet18 soft-acs, 1 input channel',
     model: join(at, 'model.py'),
-    weights: join(at, 'model.pth'),
+    weights: join(at, 'model.safetensors'),
+    pth: join(at, 'model.pth'),
     input: { file: join(at, 'input.f32'), shape },
     expected: { file: join(at, 'expected.f32'), shape: expected.dims },
     param_count: result.card.parameters.converted,
@@ -380,7 +393,7 @@ async function check(dir: string, name: string, cases: CheckCase[], train?: Reco
   const out = join(dir, `${name}-results.json`);
   await writeFile(job, JSON.stringify({ cases, train, threads: 1 }));
   await exec(PYTHON, [CHECKER, job, out], { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 }).catch((err: Error & { stderr?: string }) => {
-    assert.fail(`${PYTHON} ${CHECKER} failed (PyTorch is needed: apt-get install python3-torch): ${err.message}\n${err.stderr ?? ''}`);
+    assert.fail(`${PYTHON} ${CHECKER} failed (PyTorch and safetensors are needed): ${err.message}\n${err.stderr ?? ''}\n${PYTHON_SETUP_HINT}`);
   });
   return JSON.parse(await readFile(out, 'utf8')) as CheckResults;
 }
@@ -398,7 +411,7 @@ test('model.py of every golden family and mode is the converted network in PyTor
   const trainDir = join(dir, 'train');
   const { source } = await loadSource(fixture('goldens', 'resnet18', 'model.pth'));
   await writeCase(trainDir, convert(source, { mode: 'acs', inChannels: 1, head: 2 }), new Float32Array(0), new Float32Array(0));
-  const train = { model: join(trainDir, 'model.py'), weights: join(trainDir, 'model.pth'), shape: [8, 1, 16, 16, 16], classes: 2, steps: 20, lr: 0.01 };
+  const train = { model: join(trainDir, 'model.py'), weights: join(trainDir, 'model.safetensors'), shape: [8, 1, 16, 16, 16], classes: 2, steps: 20, lr: 0.01 };
   const first = check(dir, 'layers', layers, train);
   first.catch(() => undefined);
   const families = [
@@ -419,6 +432,7 @@ test('model.py of every golden family and mode is the converted network in PyTor
       const r = byName.get(c.name)!;
       assert.equal(r.error, undefined, r.error);
       assert.deepEqual(r.missing_from_model, [], 'every tensor of the checkpoint is in the model');
+      assert.deepEqual(r.pth_differs, [], 'model.pth holds the tensors of model.safetensors');
       assert.ok(r.param_count_ok, `parameters: ${r.params}, converted: ${c.param_count}`);
       assert.ok(r.compare.ok, `output: ${r.compare.why ?? `element ${r.compare.worst!.index} is ${r.compare.worst!.actual}, expected ${r.compare.worst!.expected} (rtol 1e-4)`}`);
       if (c.checks.includes('train')) {

@@ -1,7 +1,8 @@
 /**
- * The Hugging Face Hub's read protocol, tested with the real `@huggingface/hub` client and with
- * the exact request sequence of Python's `hf_hub_download` / `snapshot_download`, against the
- * real app listening on a loopback port.
+ * The Hugging Face Hub's read protocol, tested with the real `@huggingface/hub` client against
+ * the real app listening on a loopback port, with hostile requests, and with the requests of
+ * Python's `hf_hub_download` replayed where a key or a redirecting store is needed (the Python
+ * client itself runs in hf-python.test.ts).
  */
 import assert from 'node:assert/strict';
 import { createServer, request as httpRequest } from 'node:http';
@@ -11,20 +12,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { downloadFile, fileDownloadInfo, fileExists, listFiles, modelInfo, snapshotDownload } from '@huggingface/hub';
 import { sha256, tempDir } from '../helpers.js';
-import { testHub } from './hub.js';
-import type { ConfigOverrides } from '../../server/config.js';
+import { listeningHub, testHub } from './hub.js';
 
 // @huggingface/hub sends only tokens that start with hf_.
 const KEY = 'hf_acs_hub_test_key';
-
-/** The test hub, listening on a loopback port. */
-async function listeningHub(t: { after(fn: () => Promise<void>): void }, extra: ConfigOverrides = {}) {
-  const th = await testHub(t, extra);
-  const server = createServer(th.hub.app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { ...th, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
 
 /** The bytes and listing of a checkpoint through the project's own API. */
 async function checkpointFile(url: string, id: string, name: string): Promise<{ bytes: Buffer; sha256: string; size: number }> {
@@ -127,54 +118,6 @@ test('@huggingface/hub downloads, lists and describes a zoo repository (revision
   await assert.rejects(modelInfo({ name: 'torchvision/nonexistent', hubUrl: url }), (e: Error & { statusCode?: number }) => e.statusCode === 404 && /unknown zoo model/.test(e.message));
 });
 
-test("hf_hub_download's and snapshot_download's request sequence: HEAD resolve, relative redirect, X-Repo-Commit, X-Linked-Etag, GET; model_info with files_metadata", async (t) => {
-  const { url, hub } = await listeningHub(t);
-  const d = await pythonStyleDownload(url, 'torchvision/resnet18', 'i3d', 'model.safetensors');
-  assert.deepEqual(d.hops, [307, 200], 'the alias is a relative redirect, then the file');
-  const id = d.commit!.slice(0, 32);
-  const own = await checkpointFile(url, id, 'model.safetensors');
-  assert.ok(d.bytes!.equals(own.bytes));
-  assert.equal(d.etag, own.sha256, 'the blob name: the sha256');
-  assert.equal(d.head.headers.get('ETag'), `"${own.sha256}"`);
-  assert.equal(d.head.headers.get('Content-Length'), String(own.size));
-
-  // snapshot_download: repo_info at the revision, the tree at the commit, each file at the commit.
-  const info = (await (await fetch(`${url}/api/models/torchvision/resnet18/revision/i3d`)).json()) as { id: string; sha: string; siblings: { rfilename: string }[] };
-  assert.equal(info.sha, d.commit);
-  assert.equal(info.id, 'torchvision/resnet18.imagenet1k_v1');
-  const tree = (await (await fetch(`${url}/api/models/torchvision/resnet18/tree/${info.sha}?recursive=true&expand=false`)).json()) as { path: string; size: number; oid: string; lfs: { oid: string; size: number; pointerSize: number } }[];
-  assert.deepEqual(tree.map((e) => e.path).sort(), info.siblings.map((s) => s.rfilename).sort());
-  for (const e of tree) {
-    const f = await pythonStyleDownload(url, 'torchvision/resnet18.imagenet1k_v1', info.sha, e.path);
-    assert.deepEqual(f.hops, [200]);
-    assert.equal(f.commit, info.sha);
-    assert.equal(sha256(f.bytes!), e.lfs.oid, e.path);
-    assert.equal(f.size, e.size);
-  }
-  // model_info(files_metadata=True) is blobs=true (httpx writes booleans in lower case): sizes, blob ids and LFS sha256 of every file.
-  const blobs = (await (await fetch(`${url}/api/models/torchvision/resnet18.imagenet1k_v1/revision/i3d?blobs=true`)).json()) as { siblings: { rfilename: string; size: number; blobId: string; lfs: { sha256: string; size: number; pointerSize: number } }[] };
-  for (const s of blobs.siblings) {
-    const e = tree.find((x) => x.path === s.rfilename)!;
-    assert.deepEqual({ size: s.size, blobId: s.blobId, sha256: s.lfs.sha256 }, { size: e.size, blobId: e.oid, sha256: e.lfs.oid });
-    // The blob id is git's id of the LFS pointer.
-    const pointer = `version https://git-lfs.github.com/spec/v1\noid sha256:${s.lfs.sha256}\nsize ${s.size}\n`;
-    assert.equal(s.lfs.pointerSize, pointer.length);
-  }
-  // Range, as a resumed download asks.
-  const part = await fetch(`${url}/torchvision/resnet18.imagenet1k_v1/resolve/i3d/model.safetensors`, { headers: { Range: 'bytes=100-' } });
-  assert.equal(part.status, 206);
-  assert.ok(Buffer.from(await part.arrayBuffer()).equals(own.bytes.subarray(100)));
-  // Another mode is another commit; a commit of another repository is not a revision of this one.
-  const acs = (await (await fetch(`${url}/api/models/torchvision/resnet18/revision/acs`)).json()) as { sha: string };
-  assert.notEqual(acs.sha, info.sha);
-  const produced = async () => (await hub.services.metrics.conversions.get()).values.find((v) => v.labels['result'] === 'produced')?.value ?? 0;
-  const count = await produced();
-  const other = await fetch(`${url}/api/models/torchvision/densenet121.imagenet1k_v1/revision/${info.sha}`);
-  assert.equal(other.status, 404);
-  assert.equal(other.headers.get('X-Error-Code'), 'RevisionNotFound');
-  assert.equal(await produced(), count, 'nothing converted for a commit of another repository');
-});
-
 /** A raw request (no URL normalisation: `..` and encodings are sent as written). */
 function raw(url: string, path: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
@@ -190,8 +133,8 @@ function raw(url: string, path: string, method = 'GET', headers: Record<string, 
   });
 }
 
-test('hostile repository ids, revisions and file names: 4xx with the Hub error headers, nothing read outside the store', async (t) => {
-  const { url, dir } = await listeningHub(t);
+test('hostile repository ids, revisions, file names and paths-info bodies: 4xx with the Hub error headers, nothing read outside the store', async (t) => {
+  const { url, dir, hub } = await listeningHub(t);
   const secret = 'SECRET-OUTSIDE-THE-STORE';
   await writeFile(join(dir, 'secret.txt'), secret);
   await writeFile(join(dir, 'model.onnx'), secret);
@@ -251,6 +194,40 @@ test('hostile repository ids, revisions and file names: 4xx with the Hub error h
   const some = await fetch(`${url}/api/models/torchvision/resnet18.imagenet1k_v1/paths-info/acs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ paths: ['../secret.txt', 'model.onnx', 'model.onnx/..'], expand: true }) });
   const entries = (await some.json()) as { path: string; lastCommit: { id: string } }[];
   assert.deepEqual(entries.map((e) => [e.path, e.lastCommit.id]), [['model.onnx', commit]]);
+
+  // The form body huggingface_hub posts: the same bounds as the JSON one, and no more.
+  const form = (body: string) => fetch(`${url}/api/models/torchvision/resnet18.imagenet1k_v1/paths-info/acs`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body });
+  const listed = async (body: string) => {
+    const r = await form(body);
+    assert.equal(r.status, 200, body.slice(0, 100));
+    return ((await r.json()) as { path: string; lastCommit?: { id: string } }[]).map((e) => [e.path, e.lastCommit?.id]);
+  };
+  assert.deepEqual(await listed('paths=model.onnx&paths=..%2Fsecret.txt&paths=model.onnx%2F..&expand=True'), [['model.onnx', commit]]);
+  assert.deepEqual(await listed('paths=card.json&expand=false'), [['card.json', undefined]]);
+  assert.deepEqual(await listed('__proto__=x&constructor=y&paths=model.py'), [['model.py', undefined]]);
+  const maxJson = hub.services.cfg.server.maxJsonBytes;
+  for (const [body, status, pattern] of [
+    [Array.from({ length: 101 }, (_, i) => `paths=f${i}`).join('&'), 400, /paths must NOT have more than 100 items/],
+    ['&'.repeat(200_000), 400, /more than 128 fields/],
+    [`paths=${'a'.repeat(300)}`, 400, /paths\/0 must NOT have more than 256 characters/],
+    ['paths=model.onnx&expand=maybe', 400, /expand must be boolean/],
+    ['expand=true', 400, /must have required property 'paths'/],
+    [`paths=${'b'.repeat(maxJson)}`, 413, /over the limit of \d+ bytes \(server\.maxJsonBytes\)/],
+  ] as const) {
+    const r = await form(body);
+    const text = await r.text();
+    assert.equal(r.status, status, `${body.slice(0, 60)}: ${text.slice(0, 300)}`);
+    assert.match(String(r.headers.get('X-Error-Message')), pattern);
+    assert.ok(!text.includes(secret));
+  }
+
+  // A commit of another repository is not a revision of this one, and converts nothing.
+  const produced = async () => (await hub.services.metrics.conversions.get()).values.find((v) => v.labels['result'] === 'produced')?.value ?? 0;
+  const count = await produced();
+  const other = await raw(url, `/api/models/torchvision/densenet121.imagenet1k_v1/revision/${commit}`);
+  assert.equal(other.status, 404);
+  assert.equal(other.headers['x-error-code'], 'RevisionNotFound');
+  assert.equal(await produced(), count, 'nothing converted for a commit of another repository');
 });
 
 test('with keys set: converting through the Hub routes needs a key (401 in the Hub shape); a cached conversion is read without one', async (t) => {

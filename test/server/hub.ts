@@ -1,4 +1,6 @@
 /** A hub app for the tests: a temporary store, the loopback zoo, silent logs, responses validated. */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createApp, type AcsHubApp } from '../../server/app.js';
 import { loadConfig, type ConfigOverrides, type HubConfig } from '../../server/config.js';
@@ -56,4 +58,13 @@ export async function finishedJob(app: Parameters<typeof request>[0], id: string
     await new Promise((res) => setTimeout(res, 25));
   }
   throw new Error(`job ${id} did not finish`);
+}
+
+/** The test hub, listening on a loopback port (closed when the test ends); `url` is its origin. */
+export async function listeningHub(t: { after(fn: () => Promise<void>): void }, extra: ConfigOverrides = {}): Promise<TestHub & { url: string; server: Server }> {
+  const th = await testHub(t, extra);
+  const server = createServer(th.hub.app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { ...th, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }

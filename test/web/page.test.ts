@@ -1,17 +1,18 @@
 /**
  * The web page end to end in headless Chromium (Debian's, driven by playwright-core) against a
  * real `acs-hub serve` process with the shipped catalogue, offline: load and search the
- * catalogue, open a model card, convert an uploaded checkpoint while its progress streams in,
+ * catalogue, open a model card, convert an uploaded checkpoint while its progress streams in
+ * (the upload's bytes as they go out, then the conversion's phases),
  * download a converted file through its link, run inference on a NIfTI volume, work the main
  * controls from the keyboard, and render /docs. Every page request stays on the server itself.
  * Screenshots of each panel go to test-output/screenshots/.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { chromium, type Page } from 'playwright-core';
-import { fixture, ROOT, sha256, tempDir } from '../helpers.js';
+import { fixture, ROOT, sha256, tempDir, widerResnet18 } from '../helpers.js';
 import { startServer } from '../server/serve.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -25,7 +26,7 @@ async function shot(t: TestContext, page: Page, name: string, fullPage = false):
   t.diagnostic(`screenshot: ${path}`);
 }
 
-test('web page: catalogue, card, upload + conversion with live progress, download, inference, keyboard, /docs', { timeout: 120_000 }, async (t) => {
+test('web page: catalogue, card, upload + conversion with live progress, download, inference, upload byte progress, keyboard, /docs', { timeout: 120_000 }, async (t) => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium package (as .ci/run does)`);
   mkdirSync(SHOTS, { recursive: true });
   const dir = await tempDir(t);
@@ -45,8 +46,12 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   const page = await context.newPage();
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // The browser logs every 4xx answer: 401 before the key is set, 422 for the refused upload.
+  const refused: string[] = [];
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/401 \(Unauthorized\)/.test(m.text())) problems.push(`console: ${m.text()}`);
+    if (m.type() !== 'error' || /401 \(Unauthorized\)/.test(m.text())) return;
+    if (/status of 422 \(Unprocessable/.test(m.text())) refused.push(m.text());
+    else problems.push(`console: ${m.text()}`);
   });
   const foreign: string[] = [];
   page.on('request', (r) => {
@@ -121,6 +126,9 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   assert.ok(announced.some((a) => /^(queued|converting|storing)/.test(a)), 'the progress events of the stream were announced');
   assert.match(announced.at(-1)!, /^Done: converted and stored\./);
   assert.equal(await status.getAttribute('aria-live'), 'polite');
+  const uploadBar = page.getByLabel('Upload', { exact: true });
+  const pthSize = statSync(fixture('goldens', 'resnet18', 'model.pth')).size;
+  assert.deepEqual(await uploadBar.evaluate((p: { value: number; max: number }) => [p.value, p.max]), [pthSize, pthSize], 'the upload bar is full');
   assert.deepEqual(await page.locator('.steps li').evaluateAll((lis) => lis.map((li) => li.className)), ['done', 'done', 'done', 'done', 'done']);
   const checkpointId = (await page.locator('.notice.ok code').textContent())!;
   assert.match(checkpointId, /^[0-9a-f]{32}$/);
@@ -157,6 +165,60 @@ test('web page: catalogue, card, upload + conversion with live progress, downloa
   const expected = JSON.parse(readFileSync(fixture('inference', 'expected.json'), 'utf8')) as { logits: number[] };
   assert.match((await topRows.first().locator('th').textContent())!, new RegExp(`#${expected.logits.indexOf(Math.max(...expected.logits))}\\b`));
   await shot(t, page, '4-inference', true);
+
+  // 5b. the bytes of a larger upload as they go out: a checkpoint made here (ResNet-18 at 4 times
+  // the tiny fixture's widths, 2.7 MiB), sent through a throttled link (2 MiB/s) so that the bar moves
+  const wide = join(dir, 'resnet18_wide.safetensors');
+  const wideBytes = widerResnet18(4);
+  writeFileSync(wide, wideBytes);
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 2 * 1024 * 1024 });
+  await page.getByRole('link', { name: 'Convert', exact: true }).click();
+  await page.getByRole('heading', { level: 1, name: 'Convert a model' }).waitFor();
+  await page.getByLabel('My own file').check();
+  await page.getByLabel('Checkpoint file').setInputFiles(wide);
+  // Every value the upload bar takes and every text the live region announces, in order.
+  await page.evaluate(`{
+    window.announced = [];
+    window.sent = [];
+    const status = document.querySelector('.progress-panel [role=status]');
+    new MutationObserver(() => window.announced.push(status.textContent)).observe(status, { childList: true, characterData: true, subtree: true });
+    const bar = document.querySelector('.upload-progress progress');
+    new MutationObserver(() => window.sent.push([bar.value, bar.max])).observe(bar, { attributes: true, attributeFilter: ['value'] });
+  }`);
+  await page.getByRole('button', { name: 'Convert', exact: true }).click();
+  const bytes = page.locator('.upload-bytes');
+  await bytes.filter({ hasText: /\(([1-9]|[1-9]\d)%\)$/ }).waitFor({ timeout: 20_000 });
+  await shot(t, page, '5b-upload-progress');
+  await status.filter({ hasText: /^Done/ }).waitFor({ timeout: 60_000 });
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  const sent = (await page.evaluate('window.sent')) as [number, number][];
+  const uploadAnnounced = (await page.evaluate('window.announced')) as string[];
+  t.diagnostic(`upload bar: ${sent.length} values; announced: ${JSON.stringify(uploadAnnounced)}`);
+  assert.deepEqual(sent.at(-1), [wideBytes.length, wideBytes.length], 'the bar reaches the size of the file');
+  assert.ok(sent.some(([v, max]) => v > 0 && v < max), 'the bar showed the upload part-way');
+  assert.ok(sent.every(([v], i) => i === 0 || v >= sent[i - 1]![0]), 'the bar never goes back');
+  const full = (await bytes.textContent())!;
+  assert.match(full, /^(\d+\.\d MiB) of \1 sent \(100%\)$/);
+  assert.ok(uploadAnnounced.some((a) => a === `Uploading resnet18_wide.safetensors: ${full}…`), 'the live region announced the whole upload');
+  assert.ok(uploadAnnounced.some((a) => /^Uploading resnet18_wide\.safetensors: .* \(([1-9]|[1-9]\d)%\)…$/.test(a)), 'and a part of it');
+  assert.ok(uploadAnnounced.length < 30, 'the live region speaks every tenth, not every event');
+  assert.ok(uploadAnnounced.some((a) => /^Uploaded resnet18_wide\.safetensors: safetensors/.test(a)), 'the upload was acknowledged');
+  assert.match(uploadAnnounced.at(-1)!, /^Done: converted and stored\./);
+  assert.deepEqual(await uploadBar.evaluate((p: { value: number; max: number }) => [p.value, p.max]), [wideBytes.length, wideBytes.length]);
+  await shot(t, page, '5c-upload-done', true);
+
+  // An upload the server refuses once it has it all: the problem is shown, the bar stays honest.
+  const garbage = join(dir, 'garbage.pth');
+  writeFileSync(garbage, Buffer.alloc(1024 * 1024, 0x5a));
+  await page.getByLabel('Checkpoint file').setInputFiles(garbage);
+  await page.getByRole('button', { name: 'Convert', exact: true }).click();
+  await status.filter({ hasText: /^Failed\.$/ }).waitFor({ timeout: 20_000 });
+  const refusal = (await page.locator('.result .notice').textContent())!;
+  t.diagnostic(`refused upload: ${refusal}`);
+  assert.match(refusal, /\(CHECKPOINT_FORMAT\)$/);
+  assert.equal(await bytes.textContent(), '1.0 MiB of 1.0 MiB sent (100%)');
+  assert.equal(refused.length, 1, 'one refused request');
 
   // 6. keyboard: skip link, search, open a card with Enter, focus follows, focus is visible
   await page.goto(`${base}/`);

@@ -3,19 +3,23 @@
 Usage: python3 check_model_py.py JOB.json RESULTS.json
 
 JOB.json: {"cases": [CASE, ...], "train": TRAIN (optional), "threads": 1}
-CASE: {"name", "model" (model.py), "weights" (model.pth), "input": {"file", "shape"},
+CASE: {"name", "model" (model.py), "weights" (model.safetensors), "pth" (model.pth, optional),
+       "input": {"file", "shape"},
        "expected": {"file", "shape"} (float32 little-endian, as onnxruntime computed them),
        "param_count", "rtol", "checks": ["train", "trace"]}
 TRAIN: {"model", "weights", "shape" [N, C, D, H, W], "classes", "steps", "lr"}
 
-For each case: py_compile the file, load the weights with strict=True, compare Model()(x) in
+For each case: py_compile the file, load the weights as the README's fine-tuning snippet does
+(safetensors.torch.load_file, then load_state_dict with strict=True), check that model.pth
+(torch.load, weights_only=True) holds the very same tensors, compare Model()(x) in
 eval() with the expected output (rtol, atol = rtol * max |expected|, the worst element
 reported), count the parameters, torch.jit.trace the model (the trace must give the same
 output), and run a training step's forward and backward in train() (every parameter must get a
 finite gradient, every BatchNorm must update its running statistics). TRAIN fine-tunes a model with
 SGD on a synthetic 3D task and reports the loss before and after.
 
-Needs torch alone; writes RESULTS.json: {"cases": [RESULT, ...], "train": {...}}.
+Needs torch and safetensors (tools/python/setup-venv.sh); writes RESULTS.json:
+{"cases": [RESULT, ...], "train": {...}}.
 """
 import importlib.util
 import json
@@ -27,6 +31,7 @@ import warnings
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 
 
 def read_f32(desc):
@@ -45,9 +50,16 @@ def load_module(path, name):
 
 def load_model(path, weights, name):
     model = load_module(path, name).Model()
-    state = torch.load(weights, weights_only=True)
+    state = load_file(weights)
     model.load_state_dict(state, strict=True)
     return model, state
+
+
+def differing(state, pth):
+    """Names whose tensor is missing from one file or differs in dtype, shape or value."""
+    other = torch.load(pth, weights_only=True)
+    return sorted(n for n in set(state) | set(other)
+                  if n not in state or n not in other or state[n].dtype != other[n].dtype or not torch.equal(state[n], other[n]))
 
 
 def compare(actual, expected, rtol):
@@ -71,6 +83,7 @@ def check_case(case, index):
     model, state = load_model(case['model'], case['weights'], f'generated_{index}')
     own = set(model.state_dict().keys())
     result['missing_from_model'] = sorted(set(state.keys()) - own)
+    result['pth_differs'] = differing(state, case['pth']) if case.get('pth') else []
     result['params'] = sum(p.numel() for p in model.parameters())
     result['param_count_ok'] = result['params'] == case['param_count']
     x = read_f32(case['input'])
