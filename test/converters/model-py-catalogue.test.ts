@@ -3,9 +3,10 @@
  * torchvision as its published weights build it, with seeded weights
  * (tools/model_py/catalogue_weights.py, Debian's PyTorch), saved as the `.pth` a zoo user
  * downloads, recognised without `--arch`, converted to ACS, and its generated model.py is run
- * by tools/model_py/check_model_py.py: strict load, the same output as onnxruntime on the
- * converted graph (rtol 1e-4) at the smallest size of pairwise coprime sides it runs at, the
- * parameter count, and a train-mode forward and backward that reaches every parameter.
+ * by tools/model_py/check_model_py.py: model.safetensors loaded by safetensors' load_file with
+ * strict=True, the same output as onnxruntime on the converted graph (rtol 1e-4) at the
+ * smallest size of pairwise coprime sides it runs at, the parameter count, and a train-mode
+ * forward and backward that reaches every parameter.
  *
  * The architectures come from zoo/catalogue.json itself, so a new entry is covered by this test.
  * Those of up to ACS_HUB_MODEL_PY_MAX_PARAMS parameters (default 12 M) are checked, with the
@@ -117,7 +118,7 @@ test('model.py of every catalogue architecture (seeded weights, from its .pth) l
     const expected = await runGraph(result.graph, input, shape);
     const at = join(dir, arch);
     await mkdir(at, { recursive: true });
-    for (const format of ['py', 'pth'] as const) {
+    for (const format of ['py', 'safetensors'] as const) {
       for (const [name, chunks] of encodeOutput(result, format, join(at, `model.${format}`))) await writeFile(name, Buffer.concat(chunks));
     }
     await writeFile(join(at, 'input.f32'), input);
@@ -125,7 +126,7 @@ test('model.py of every catalogue architecture (seeded weights, from its .pth) l
     cases.push({
       name: `${arch} (acs) at ${size.join('x')}`,
       model: join(at, 'model.py'),
-      weights: join(at, 'model.pth'),
+      weights: join(at, 'model.safetensors'),
       input: { file: join(at, 'input.f32'), shape },
       expected: { file: join(at, 'expected.f32'), shape: expected.dims },
       param_count: result.card.parameters.converted,
