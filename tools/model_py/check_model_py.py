@@ -3,7 +3,7 @@
 Usage: python3 check_model_py.py JOB.json RESULTS.json
 
 JOB.json: {"cases": [CASE, ...], "train": TRAIN (optional), "threads": 1}
-CASE: {"name", "model" (model.py), "weights" (model.pth), "input": {"file", "shape"},
+CASE: {"name", "model" (model.py), "weights" (model.pth or model.safetensors), "input": {"file", "shape"},
        "expected": {"file", "shape"} (float32 little-endian, as onnxruntime computed them),
        "param_count", "rtol", "checks": ["train", "trace"]}
 TRAIN: {"model", "weights", "shape" [N, C, D, H, W], "classes", "steps", "lr"}
@@ -15,7 +15,7 @@ output), and run a training step's forward and backward in train() (every parame
 finite gradient, every BatchNorm must update its running statistics). TRAIN fine-tunes a model with
 SGD on a synthetic 3D task and reports the loss before and after.
 
-Needs torch alone; writes RESULTS.json: {"cases": [RESULT, ...], "train": {...}}.
+Needs torch (and the safetensors package for .safetensors weights); writes RESULTS.json: {"cases": [RESULT, ...], "train": {...}}.
 """
 import importlib.util
 import json
@@ -43,9 +43,17 @@ def load_module(path, name):
     return module
 
 
+def load_weights(path):
+    """model.pth by torch.load, model.safetensors by the safetensors package (the test venv's)."""
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return load_file(path)
+    return torch.load(path, weights_only=True)
+
+
 def load_model(path, weights, name):
     model = load_module(path, name).Model()
-    state = torch.load(weights, weights_only=True)
+    state = load_weights(weights)
     model.load_state_dict(state, strict=True)
     return model, state
 
