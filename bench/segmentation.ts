@@ -1,13 +1,15 @@
 /**
  * bench/segmentation: segmentation networks converted to ACS, on onnxruntime-node.
  *
- *   1. FCN-ResNet50 (torchvision's architecture from its template, seeded random weights) and a
- *      U-Net (the small U-Net with transposed convolutions of the segmentation goldens) at 96^3
- *      and 128^3: median ms, GFLOP/s from the card's multiply-adds (2 FLOPs each), and the
- *      process's peak RSS after the case.
+ *   1. FCN-ResNet50 (torchvision's architecture) and the public PyTorch U-Net (widths 64 to
+ *      1024, ConvTranspose up-convolutions padded to their skip connections), each from its
+ *      architecture template with seeded random weights, at 96^3 and 128^3: median ms, GFLOP/s
+ *      from the card's multiply-adds (2 FLOPs each), and the process's peak RSS after the case.
  *   2. A 256x256x160 CT (synthetic, int16 NIfTI) end to end: read, window, normalise, sliding
  *      windows of 96^3 with overlap 0.25 and Gaussian blending, labels and probabilities back
- *      on the input grid as NIfTI: wall time per stage and peak RSS.
+ *      on the input grid as NIfTI: wall time per stage and peak RSS. With the full-size U-Net
+ *      (270 GMACs per 96^3 window) this takes minutes on two threads; BENCH_CT_MODEL=fcn is
+ *      about four times faster.
  *
  *   npm run bench:segmentation   (BENCH_THREADS=2 BENCH_RUNS=3; BENCH_SIZES=96,128;
  *                                 BENCH_CT_MODEL=unet|fcn; BENCH_SKIP_FCN=1)
@@ -15,7 +17,6 @@
 import * as ort from 'onnxruntime-node';
 import { loadTemplate, templateIndex } from '../converters/arch/templates.js';
 import { convert, type ConvertResult } from '../converters/convert.js';
-import { loadSource } from '../converters/convert-file.js';
 import { specializeModel } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
 import { seededRandom } from '../converters/modes/head.js';
@@ -32,15 +33,14 @@ const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const SIZES = (process.env['BENCH_SIZES'] ?? '96,128').split(',').map(Number);
 const CT_MODEL = process.env['BENCH_CT_MODEL'] ?? 'unet';
-const UNET = new URL('../../test/fixtures/goldens/segmentation/unet.onnx', import.meta.url).pathname;
 
 const peakMiB = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
 
-/** FCN-ResNet50's state dict with seeded values: weights scaled by sqrt(3 / fan_in), BatchNorm near identity. */
-function fcnResnet50(): StateDict {
-  const entry = templateIndex().templates.find((t) => t.name === 'fcn_resnet50');
-  if (!entry) throw new Error('no fcn_resnet50 template');
-  const rand = seededRandom(50);
+/** A template's state dict with seeded values: weights scaled by sqrt(3 / fan_in), BatchNorm near identity. */
+function seededTemplate(name: string, seed: number): StateDict {
+  const entry = templateIndex().templates.find((t) => t.name === name);
+  if (!entry) throw new Error(`no ${name} template`);
+  const rand = seededRandom(seed);
   const sd: StateDict = new Map();
   for (const spec of loadTemplate(entry).tensors) {
     const shape = spec.shape as number[];
@@ -55,10 +55,9 @@ function fcnResnet50(): StateDict {
   return sd;
 }
 
-async function network(name: string, size: number): Promise<ConvertResult> {
+function network(name: string, size: number): ConvertResult {
   const options = { mode: 'acs' as const, inputSize: [size, size, size] as [number, number, number] };
-  if (name === 'fcn') return convert({ kind: 'state-dict', tensors: fcnResnet50() }, options);
-  return convert((await loadSource(UNET)).source, options);
+  return convert({ kind: 'state-dict', tensors: name === 'fcn' ? seededTemplate('fcn_resnet50', 50) : seededTemplate('unet', 51) }, options);
 }
 
 function onnxBytes(result: ConvertResult): Uint8Array {
@@ -66,7 +65,7 @@ function onnxBytes(result: ConvertResult): Uint8Array {
 }
 
 async function timeNetwork(name: string, label: string, size: number): Promise<void> {
-  const result = await network(name, size);
+  const result = network(name, size);
   const channels = result.card.input.channels;
   const shape = [1, channels, size, size, size];
   const bytes = specializeModel(onnxBytes(result), shape).bytes;
@@ -110,7 +109,7 @@ function syntheticCt(): Uint8Array {
 
 async function endToEnd(name: string, label: string): Promise<void> {
   const patch = 96;
-  const result = await network(name, patch);
+  const result = network(name, patch);
   const model = modelFromBytes(onnxBytes(result), result.card, label);
   const engine = new InferenceEngine({ threads: THREADS, specialize: true });
   try {
@@ -138,7 +137,7 @@ async function main(): Promise<void> {
   console.log(`segmentation bench: onnxruntime-node cpu, ${THREADS} threads, median of ${RUNS} runs (figures from a shared, loaded machine unless said otherwise)\n`);
   console.log('| network | input | ms | GMACs | GFLOP/s | peak RSS MiB |');
   console.log('|---|---|---|---|---|---|');
-  for (const size of SIZES) await timeNetwork('unet', 'U-Net (goldens, ConvTranspose)', size);
+  for (const size of SIZES) await timeNetwork('unet', 'U-Net (Pytorch-UNet, seeded)', size);
   if (process.env['BENCH_SKIP_FCN'] !== '1') for (const size of SIZES) await timeNetwork('fcn', 'FCN-ResNet50 (seeded)', size);
   await endToEnd(CT_MODEL, CT_MODEL === 'fcn' ? 'FCN-ResNet50' : 'U-Net');
 }

@@ -34,6 +34,12 @@ export interface TemplateEntry {
   stem: string;
   /** The final classifier's keys; null for segmentation networks. */
   classifier: { weight: string; bias: string } | null;
+  /**
+   * The tensors whose first dimension is the number of classes: the classifier's, a
+   * segmentation network's last layers (LR-ASPP's two), and those of its auxiliary heads. The
+   * number may differ from the template's; the tensors the network reads must agree on it.
+   */
+  classes: string[];
   headInit: HeadInit | null;
 }
 
@@ -58,13 +64,17 @@ export function templateIndex(): TemplateIndex {
 
 const NBT = '.num_batches_tracked';
 
+/** Dimension `i` of tensor `key` is free: the number of classes, or the stem's input channels. */
+function freeDim(entry: Pick<TemplateEntry, 'classes' | 'stem'>, key: string, i: number): boolean {
+  return (i === 0 && entry.classes.includes(key)) || (i === 1 && key === entry.stem);
+}
+
 /**
  * The lines a signature hashes: `key<TAB>d0xd1x...` for each tensor the template reads, the
- * classifier's first dimension (its classes) written `*`; without `shapes`, the keys alone.
+ * number of classes and the stem's input channels written `*`; without `shapes`, the keys alone.
  */
-export function signatureLines(shapes: ReadonlyMap<string, readonly number[]>, classifier: TemplateEntry['classifier'], withShapes = true): string[] {
-  const heads = new Set(classifier ? [classifier.weight, classifier.bias] : []);
-  return [...shapes].map(([k, shape]) => (withShapes ? `${k}\t${shape.map((d, i) => (i === 0 && heads.has(k) ? '*' : String(d))).join('x')}` : k));
+export function signatureLines(shapes: ReadonlyMap<string, readonly number[]>, entry: Pick<TemplateEntry, 'classes' | 'stem'>, withShapes = true): string[] {
+  return [...shapes].map(([k, shape]) => (withShapes ? `${k}\t${shape.map((d, i) => (freeDim(entry, k, i) ? '*' : String(d))).join('x')}` : k));
 }
 
 /** sha256 of the lines sorted and joined by newlines (as the export script computes it). */
@@ -97,8 +107,8 @@ type Match = 'exact' | 'keys' | 'none';
 function compare(sd: StateDict, entry: TemplateEntry): Match {
   const keys = readKeys(sd, entry);
   if (!keys || keys.size !== entry.keys) return 'none';
-  if (signature(signatureLines(keys, entry.classifier, false)) !== entry.keySignature) return 'none';
-  return signature(signatureLines(keys, entry.classifier)) === entry.signature ? 'exact' : 'keys';
+  if (signature(signatureLines(keys, entry, false)) !== entry.keySignature) return 'none';
+  return signature(signatureLines(keys, entry)) === entry.signature ? 'exact' : 'keys';
 }
 
 const decoded = new Map<string, Onnx.ModelProto>();
@@ -129,12 +139,31 @@ function firstDifference(sd: StateDict, entry: TemplateEntry): string {
   return 'the shapes differ';
 }
 
-/** A tensor fits a template's tensor: same shape, except the classes of the classifier and the stem's input channels. */
+/** A tensor fits a template's tensor: same shape, except the number of classes and the stem's input channels. */
 function fits(t: Tensor, spec: ValueInfo, entry: TemplateEntry): boolean {
   const shape = spec.shape ?? [];
   if (t.shape.length !== shape.length) return false;
-  const classes = entry.classifier !== null && (spec.name === entry.classifier.weight || spec.name === entry.classifier.bias);
-  return t.shape.every((d, i) => d === shape[i] || (i === 0 && classes) || (i === 1 && spec.name === entry.stem));
+  return t.shape.every((d, i) => d === shape[i] || freeDim(entry, spec.name, i));
+}
+
+/**
+ * Check the free dimensions of a state dict that matches `entry`: the stem takes at least one
+ * input channel, and the first dimension of every class tensor the network reads is one number
+ * of at least 1. Auxiliary heads are not compared: a template's network never reads them (they
+ * only train).
+ */
+function checkFreeDims(sd: StateDict, entry: TemplateEntry): void {
+  const stem = sd.get(entry.stem)?.shape;
+  if (stem && !(stem[1]! >= 1)) throw new ConversionError(`tensor '${entry.stem}' is ${stem.join('x')}: the stem of ${entry.name} needs at least one input channel`);
+  let first: string | undefined;
+  for (const key of entry.classes) {
+    const n = sd.get(key)?.shape[0];
+    if (n === undefined || entry.auxiliary.some((p) => key.startsWith(p))) continue;
+    if (n < 1) throw new ConversionError(`tensor '${key}' is ${sd.get(key)!.shape.join('x')}: ${entry.name} needs at least one class`);
+    if (first === undefined) first = key;
+    const m = sd.get(first)!.shape[0]!;
+    if (n !== m) throw new ConversionError(`tensors '${first}' (${m} classes) and '${key}' (${n} classes) disagree on the number of classes of ${entry.name}`);
+  }
 }
 
 function detected(entry: TemplateEntry, sd: StateDict): Detected {
@@ -212,7 +241,8 @@ function cutClassifier(graph: Graph, entry: TemplateEntry): Graph {
 /**
  * The template builder: one architecture per template. A state dict is recognised when its
  * keys are exactly a template's (plus `num_batches_tracked` and auxiliary heads, optional) and
- * every shape matches (the classifier's classes and the stem's input channels may differ).
+ * every shape matches (the number of classes and the stem's input channels may differ; the
+ * heads must agree on the classes).
  */
 export const templates: ArchBuilder = {
   family: 'template',
@@ -225,7 +255,10 @@ export const templates: ArchBuilder = {
     const near: TemplateEntry[] = [];
     for (const entry of candidates) {
       const m = compare(sd, entry);
-      if (m === 'exact') return detected(entry, sd);
+      if (m === 'exact') {
+        checkFreeDims(sd, entry);
+        return detected(entry, sd);
+      }
       if (m === 'keys') near.push(entry);
     }
     if (near.length > 0) {

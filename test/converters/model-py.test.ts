@@ -7,7 +7,8 @@
  * computes in onnxruntime (rtol 1e-4) at a size whose sides share no factor, passes gradients to
  * every parameter, updates BatchNorm's statistics in train(), and traces with torch.jit.trace;
  * so do the transposed and non-square goldens (a U-Net with ConvTranspose, an Inception block)
- * in every mode; the 300 single-conv goldens match the PyTorch reference; and SGD on a
+ * in every mode, and the public PyTorch U-Net at full size from its template (its weights read
+ * from model.safetensors); the 300 single-conv goldens match the PyTorch reference; and SGD on a
  * synthetic 3D task lowers the loss.
  */
 import assert from 'node:assert/strict';
@@ -329,6 +330,30 @@ async function templateCases(dir: string): Promise<CheckCase[]> {
 }
 
 /**
+ * The public PyTorch U-Net at full size (widths 64 to 1024) from its architecture template,
+ * filled by template_weights: transposed convolutions padded to their skip connections' sizes
+ * at a size no stride divides, its model.py loading model.safetensors.
+ */
+async function unetCase(dir: string): Promise<CheckCase> {
+  const result = convert({ kind: 'state-dict', tensors: templateWeights(templateEntry('unet')) }, { mode: 'acs' });
+  const size = smallestSize(result);
+  const shape = [2, 3, ...size];
+  const input = detTensor(shape, 14);
+  const expected = await runGraph(result.graph, input, shape);
+  const at = join(dir, 'templates', 'unet');
+  await writeCase(at, result, input, expected.data);
+  return {
+    name: `templates/unet (acs) at ${size.join('x')}`,
+    model: join(at, 'model.py'),
+    weights: join(at, 'model.safetensors'),
+    input: { file: join(at, 'input.f32'), shape },
+    expected: { file: join(at, 'expected.f32'), shape: expected.dims },
+    param_count: result.card.parameters.converted,
+    checks: ['train'],
+  };
+}
+
+/**
  * Segmentation networks (tools/goldens/make_seg_goldens.py): resizes to the sizes of other
  * tensors (linear with align_corners, nearest), by a scale factor, a crop to the input's size,
  * a pad to a skip connection's size, and ASPP's image pooling, read from the 3D tensors' shapes
@@ -420,6 +445,7 @@ test('model.py of every golden family and mode is the converted network in PyTor
     ...(await operatorCases(dir)),
     ...(await segmentationCases(dir)),
     ...(await templateCases(dir)),
+    await unetCase(dir),
     await cliCase(dir),
   ];
   const [a, b] = await Promise.all([first, check(dir, 'families', families)]);

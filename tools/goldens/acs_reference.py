@@ -10,7 +10,7 @@ rather than from the reference `acsconv` package.
 - `ConvertedConvNS`, `ConvertedConvTranspose`: the same for (kh, kw) kernels and for
   ConvTranspose2d (converters/SPEC-acs.md sections 15 and 14; `view_conv_ns`,
   `view_conv_transpose`).
-- `convert`: deep-copies a 2D model, swaps its layers for 3D ones and replaces the forward
+- `convert`: deep-copies a 2D model, swaps its layers (ConvTranspose2d included) for 3D ones and replaces the forward
   functions that compute with 2D-only functional calls (DenseNet, MobileNetV2, ShuffleNetV2,
   ConvNeXt) by versions that work for 2 or 3 spatial dimensions.
 """
@@ -438,12 +438,14 @@ def convert_leaf(m, mode, axis, split):
         return nn.Dropout3d(m.p, m.inplace)
     if isinstance(m, nn.Upsample):
         return _upsample3d(m)
-    if isinstance(m, (nn.ConvTranspose2d, nn.LPPool2d, nn.FractionalMaxPool2d, nn.PixelShuffle)):
+    if isinstance(m, nn.ConvTranspose2d):
+        return ConvertedConvTranspose(m, mode, axis, split)
+    if isinstance(m, (nn.LPPool2d, nn.FractionalMaxPool2d, nn.PixelShuffle)):
         raise ValueError(f'{type(m).__name__} has no 3D conversion here')
     return None
 
 
-TWO_D_ONLY = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+TWO_D_ONLY = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
               nn.AdaptiveMaxPool2d, nn.Dropout2d)
 
 

@@ -209,12 +209,12 @@ def output_names(model):
     return ['out']
 
 
-def export(model, path, size=(40, 56), dynamic=True, opset=13):
+def export(model, path, size=(40, 56), dynamic=True, opset=13, channels=3):
     """torch.onnx.export with input 'input' (dynamic N, H, W unless static). PRESERVE keeps the
     BatchNorm nodes (EVAL would fold them into the convolutions and drop their parameters)."""
     names = output_names(model)
     dyn = {'input': {0: 'N', 2: 'H', 3: 'W'}, **{n: {0: 'N', 2: 'H', 3: 'W'} for n in names}} if dynamic else None
-    torch.onnx.export(Flat(model), torch.zeros(1, 3, *size), path, opset_version=opset, input_names=['input'],
+    torch.onnx.export(Flat(model), torch.zeros(1, channels, *size), path, opset_version=opset, input_names=['input'],
                       output_names=names, dynamic_axes=dyn, do_constant_folding=True,
                       training=torch.onnx.TrainingMode.PRESERVE)
 

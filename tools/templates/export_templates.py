@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Export the architecture templates of converters/arch/templates: weightless ONNX graphs of
-torchvision networks, filled from a state dict by name at conversion time.
+torchvision networks and of the public PyTorch U-Net (tools/goldens/pytorch_unet.py), filled
+from a state dict by name at conversion time.
 
 For each network: build it as its pretrained weights build it (GoogLeNet and Inception-v3 with
 `transform_input` and their auxiliary heads, the segmentation models with `aux_loss`), export it
@@ -11,12 +12,16 @@ and without data, and no BatchNormalization is folded into a convolution (the ev
 only runs for training=EVAL). The script checks that: every such input is a state-dict key of
 the same shape and dtype, every BatchNorm2d of the model is a BatchNormalization node, every
 state-dict key is either read by the graph or unused in eval (num_batches_tracked, the
-auxiliary heads). It writes:
+auxiliary heads), and the tensors marked as carrying the number of classes (`classes`: the
+classifier, the segmentation heads' last layers, the auxiliary heads' last layers) are exactly
+those that change when the network is built for another number of classes. It writes:
 
     converters/arch/templates/<name>.onnx.gz   the graph (gzip, mtime 0)
     converters/arch/templates/index.json       one entry per template: family, task, input and
-                                               output names, signature of the keys and shapes,
-                                               the auxiliary prefixes, classifier, stem
+                                               output names, signature of the keys and shapes
+                                               (classes and the stem's input channels written
+                                               `*`), the auxiliary prefixes, classifier, class
+                                               tensors, stem
     test/fixtures/templates/cases.json, outputs.safetensors
                                                for a few small templates: the 2D output
                                                (torchvision) and the 3D ACS output
@@ -24,7 +29,8 @@ auxiliary heads). It writes:
                                                filled with `template_weights`, on det_tensor inputs
 
 Run from the repository root:  /usr/bin/python3 tools/templates/export_templates.py [names...]
-(with names: only those templates and the index; the fixtures when every case is among them)
+(with names: only those templates, and the index, whose other entries are recomputed from
+their shipped files; the fixtures when every case is among them)
 """
 import gzip
 import hashlib
@@ -44,6 +50,7 @@ from torchvision.models import mnasnet as tv_mnasnet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'goldens'))
+import pytorch_unet  # noqa: E402
 from acs_reference import convert, det_tensor  # noqa: E402
 from goldens_io import safetensors_bytes, write_bytes, write_json  # noqa: E402
 
@@ -57,13 +64,19 @@ CLS = dict(task='classification', classifier='fc', stem=None, aux=())
 
 def c(name, family, ctor, classifier, stem, head_init, **kw):
     return dict(name=name, family=family, ctor=ctor, task='classification', classifier=classifier, stem=stem,
-                head_init=head_init, aux=kw.pop('aux', ()), kwargs=kw)
+                head_init=head_init, aux=kw.pop('aux', ()), classes=(classifier, *kw.pop('aux_classes', ())), kwargs=kw)
 
 
-def s(name, ctor, stem, aux=True):
+def s(name, ctor, stem, classes, aux=True):
     return dict(name=name, family=name.split('_')[0], ctor=ctor, task='segmentation', classifier=None, stem=stem,
-                head_init=None, aux=('aux_classifier.',) if aux else (),
+                head_init=None, aux=('aux_classifier.',) if aux else (), classes=classes + (('aux_classifier.4',) if aux else ()),
                 kwargs=dict(weights_backbone=None, **(dict(aux_loss=True) if aux else {})))
+
+
+def unet(weights=None, num_classes=2):
+    """The public PyTorch U-Net (tools/goldens/pytorch_unet.py): 3 channels in, 2 classes out."""
+    assert weights is None
+    return pytorch_unet.UNet(3, num_classes)
 
 
 # headInit: the architecture's own init of its classifier (converters/arch/types.ts's HeadInit).
@@ -71,9 +84,9 @@ TEMPLATES = [
     c('squeezenet1_0', 'squeezenet', tvm.squeezenet1_0, 'classifier.1', 'features.0.weight', 'normal-0.01'),
     c('squeezenet1_1', 'squeezenet', tvm.squeezenet1_1, 'classifier.1', 'features.0.weight', 'normal-0.01'),
     c('googlenet', 'googlenet', tvm.googlenet, 'fc', 'conv1.conv.weight', 'trunc-normal-0.01', aux=('aux1.', 'aux2.'),
-      aux_logits=True, transform_input=True, init_weights=False),
+      aux_classes=('aux1.fc2', 'aux2.fc2'), aux_logits=True, transform_input=True, init_weights=False),
     c('inception_v3', 'inception', tvm.inception_v3, 'fc', 'Conv2d_1a_3x3.conv.weight', 'trunc-normal-0.1', aux=('AuxLogits.',),
-      aux_logits=True, transform_input=True, init_weights=False),
+      aux_classes=('AuxLogits.fc',), aux_logits=True, transform_input=True, init_weights=False),
     *[c(n, 'mnasnet', getattr(tvm, n), 'classifier.1', 'layers.0.weight', 'kaiming-uniform-fan-out')
       for n in ('mnasnet0_5', 'mnasnet0_75', 'mnasnet1_0', 'mnasnet1_3')],
     *[c(n, 'shufflenet_v2', getattr(tvm, n), 'fc', 'conv1.0.weight', 'torch-linear')
@@ -84,12 +97,15 @@ TEMPLATES = [
                 'regnet_y_16gf', 'regnet_y_32gf', 'regnet_y_128gf')],
     *[c(n, 'efficientnet_v2', getattr(tvm, n), 'classifier.1', 'features.0.0.weight', 'uniform-out')
       for n in ('efficientnet_v2_s', 'efficientnet_v2_m', 'efficientnet_v2_l')],
-    s('fcn_resnet50', seg.fcn_resnet50, 'backbone.conv1.weight'),
-    s('fcn_resnet101', seg.fcn_resnet101, 'backbone.conv1.weight'),
-    s('deeplabv3_resnet50', seg.deeplabv3_resnet50, 'backbone.conv1.weight'),
-    s('deeplabv3_resnet101', seg.deeplabv3_resnet101, 'backbone.conv1.weight'),
-    s('deeplabv3_mobilenet_v3_large', seg.deeplabv3_mobilenet_v3_large, 'backbone.0.0.weight'),
-    s('lraspp_mobilenet_v3_large', seg.lraspp_mobilenet_v3_large, 'backbone.0.0.weight', aux=False),
+    s('fcn_resnet50', seg.fcn_resnet50, 'backbone.conv1.weight', ('classifier.4',)),
+    s('fcn_resnet101', seg.fcn_resnet101, 'backbone.conv1.weight', ('classifier.4',)),
+    s('deeplabv3_resnet50', seg.deeplabv3_resnet50, 'backbone.conv1.weight', ('classifier.4',)),
+    s('deeplabv3_resnet101', seg.deeplabv3_resnet101, 'backbone.conv1.weight', ('classifier.4',)),
+    s('deeplabv3_mobilenet_v3_large', seg.deeplabv3_mobilenet_v3_large, 'backbone.0.0.weight', ('classifier.4',)),
+    s('lraspp_mobilenet_v3_large', seg.lraspp_mobilenet_v3_large, 'backbone.0.0.weight',
+      ('classifier.low_classifier', 'classifier.high_classifier'), aux=False),
+    dict(name='unet', family='unet', ctor=unet, task='segmentation', classifier=None, stem='inc.double_conv.0.weight',
+         head_init=None, aux=(), classes=('outc.conv',), kwargs={}, dict_out=False),
 ]
 
 # The golden cases: small networks, 2D input (N, C, H, W) and, where the converter runs them
@@ -147,11 +163,19 @@ def signature(lines):
     return hashlib.sha256('\n'.join(sorted(lines)).encode()).hexdigest()
 
 
-def key_lines(shapes, classifier):
-    """`key<TAB>d0xd1...` for each key, the classifier's first dimension (classes) written `*`."""
-    heads = {f'{classifier}.weight', f'{classifier}.bias'} if classifier else set()
-    return [f'{k}\t' + 'x'.join(['*' if (k in heads and i == 0) else str(d) for i, d in enumerate(shape)])
-            for k, shape in shapes.items()]
+def class_keys(t):
+    """The tensors whose first dimension is the number of classes (weight and bias of each head)."""
+    return [f'{p}.{x}' for p in t['classes'] for x in ('weight', 'bias')]
+
+
+def key_lines(shapes, t):
+    """`key<TAB>d0xd1...` for each key; the number of classes (the first dimension of the class
+    tensors) and the stem's input channels (its second dimension) written `*`: both may differ."""
+    heads = set(class_keys(t))
+
+    def dim(k, i, d):
+        return '*' if (i == 0 and k in heads) or (i == 1 and k == t['stem']) else str(d)
+    return [f'{k}\t' + 'x'.join(dim(k, i, d) for i, d in enumerate(shape)) for k, shape in shapes.items()]
 
 
 # ---------------------------------------------------------------- protobuf wire format, read only
@@ -218,7 +242,7 @@ ONNX_DTYPE = {torch.float32: 1, torch.int64: 7}
 def export(t):
     torch.manual_seed(0)
     model = t['ctor'](weights=None, **t['kwargs']).eval()
-    net = segmentation_out(model) if t['task'] == 'segmentation' else model
+    net = segmentation_out(model) if t['task'] == 'segmentation' and t.get('dict_out', True) else model
     # distinct values in every tensor: the exporter merges equal initializers (zero biases)
     sd = model.state_dict()
     with torch.no_grad():
@@ -246,7 +270,45 @@ def export(t):
         assert k.endswith(NBT) or k.startswith(tuple(t['aux'])), f"{t['name']}: '{k}' is neither read by the graph nor auxiliary"
     bns = sum(isinstance(m, nn.BatchNorm2d) for n, m in net.named_modules() if not (n + '.').startswith(tuple(t['aux'])))
     assert nodes.count('BatchNormalization') == bns, f"{t['name']}: {nodes.count('BatchNormalization')} BatchNormalization nodes, {bns} BatchNorm2d"
+    check_classes(t, sd)
     return model, net, sd, used, data
+
+
+def check_classes(t, sd):
+    """The class tensors are exactly those whose shape changes with the number of classes: the
+    network built for 7 classes differs from the default one in those first dimensions alone."""
+    other = t['ctor'](weights=None, num_classes=7, **t['kwargs']).state_dict()
+    changed = {k for k in sd if other[k].shape != sd[k].shape}
+    assert changed == set(class_keys(t)), f"{t['name']}: tensors that follow the classes {sorted(changed)}, marked {class_keys(t)}"
+    for k in changed:
+        assert other[k].shape[0] == 7 and other[k].shape[1:] == sd[k].shape[1:], f"{t['name']}: '{k}' {other[k].shape}"
+
+
+def make_entry(t, used):
+    """The index entry of a template that reads the tensors `used` (key -> shape)."""
+    lines = key_lines(used, t)
+    return {
+        'name': t['name'],
+        'family': t['family'],
+        'task': t['task'],
+        'file': f"{t['name']}.onnx.gz",
+        'keys': len(used),
+        'signature': signature(lines),
+        'keySignature': signature([line.split('\t')[0] for line in lines]),
+        'auxiliary': list(t['aux']),
+        'stem': t['stem'],
+        'classifier': {'weight': f"{t['classifier']}.weight", 'bias': f"{t['classifier']}.bias"} if t['classifier'] else None,
+        'classes': class_keys(t),
+        'headInit': t['head_init'],
+    }
+
+
+def shipped_entry(t):
+    """The entry of a template already shipped, recomputed from its file (the rules of the
+    signature may have changed since it was exported)."""
+    with gzip.open(os.path.join(OUT, f"{t['name']}.onnx.gz")) as f:
+        inputs = read_graph(f.read())[0]
+    return make_entry(t, {name: dims for name, _, dims in inputs[1:]})
 
 
 def main(names):
@@ -263,21 +325,7 @@ def main(names):
         model, net, sd, used, data = export(t)
         file = f"{t['name']}.onnx.gz"
         write_bytes(os.path.join(OUT, file), gzip.compress(data, 9, mtime=0))
-        lines = key_lines(used, t['classifier'])
-        entry = {
-            'name': t['name'],
-            'family': t['family'],
-            'task': t['task'],
-            'file': file,
-            'keys': len(used),
-            'signature': signature(lines),
-            'keySignature': signature([line.split('\t')[0] for line in lines]),
-            'auxiliary': list(t['aux']),
-            'stem': t['stem'],
-            'classifier': {'weight': f"{t['classifier']}.weight", 'bias': f"{t['classifier']}.bias"} if t['classifier'] else None,
-            'headInit': t['head_init'],
-        }
-        entries[t['name']] = entry
+        entries[t['name']] = make_entry(t, used)
         print(f"{t['name']}: {len(used)} tensors, {len(data)} bytes, {os.path.getsize(os.path.join(OUT, file))} gzipped", flush=True)
         if t['name'] in CASES:
             outputs_of.add(t['name'])
@@ -293,6 +341,9 @@ def main(names):
                     case.update(input3d=size3d, output3d=list(outputs[f"{t['name']}/3d"].shape))
             cases[t['name']] = case
             del model, net
+    for t in TEMPLATES:
+        if names and t['name'] not in names and t['name'] in entries:
+            entries[t['name']] = shipped_entry(t)
     index = {'torchvision': torchvision.__version__, 'torch': torch.__version__, 'opset': OPSET,
              'templates': [entries[t['name']] for t in TEMPLATES if t['name'] in entries]}
     write_json(index_path, index)

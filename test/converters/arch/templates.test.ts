@@ -16,7 +16,7 @@ test('every template agrees with its index entry: keys, shapes, stem, classifier
     const { graph, tensors } = loadTemplate(e);
     const shapes = new Map(tensors.map((s) => [s.name, s.shape as number[]]));
     assert.equal(tensors.length, e.keys, `${e.name}: tensor count`);
-    assert.equal(signature(signatureLines(shapes, e.classifier)), e.signature, `${e.name}: signature`);
+    assert.equal(signature(signatureLines(shapes, e)), e.signature, `${e.name}: signature`);
     assert.ok(shapes.has(e.stem), `${e.name}: stem ${e.stem}`);
     if (e.classifier) assert.ok(shapes.has(e.classifier.weight), `${e.name}: classifier ${e.classifier.weight}`);
     assert.equal(graph.inputs.length, 1, `${e.name}: one input`);
@@ -118,5 +118,50 @@ test('a template conversion stays within conversionOutputBytes', () => {
   assert.throws(
     () => convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs' }, { budgets: { conversionOutputBytes: 1_000_000 } }),
     (err: Error) => (err as { code?: string }).code === 'LIMIT_EXCEEDED' && /conversionOutputBytes|CONVERSION_OUTPUT/i.test(err.message),
+  );
+});
+
+test('segmentation heads take another number of classes and stems another number of input channels; the heads must agree on one number of at least 1', () => {
+  const resized = (name: string, keys: string[], n: number, dim = 0): StateDict => {
+    const sd = shapesOnly(entry(name));
+    for (const k of keys) {
+      const t = sd.get(k)!;
+      sd.set(k, { ...t, shape: t.shape.map((d, i) => (i === dim ? n : d)) });
+    }
+    return sd;
+  };
+  const failed = (re: RegExp) => (err: Error) => re.test(err.message) && (err as { code?: string }).code === 'CONVERSION_FAILED';
+  for (const name of ['fcn_resnet50', 'deeplabv3_resnet50', 'deeplabv3_mobilenet_v3_large', 'lraspp_mobilenet_v3_large', 'unet']) {
+    const e = entry(name);
+    const heads = e.classes.filter((k) => !e.auxiliary.some((p) => k.startsWith(p)));
+    assert.ok(heads.length >= 2, `${name}: the heads' weights and biases are marked`);
+    for (const n of [1, 3, 150]) assert.equal(recognise(resized(name, heads, n)).detected.arch, name, `${name} with ${n} classes`);
+    assert.equal(recognise(resized(name, [e.stem], 1, 1)).detected.arch, name, `${name} with 1 input channel`);
+    assert.throws(() => recognise(resized(name, heads.slice(0, 1), 3)), failed(new RegExp(`'${heads[0]}' \\(3 classes\\) and '${heads[1]}' \\(\\d+ classes\\) disagree|'${heads[1]}' \\(\\d+ classes\\) and '${heads[0]}' \\(3 classes\\) disagree`)), `${name}: weight and bias disagree`);
+    assert.throws(() => recognise(resized(name, heads, 0)), failed(/needs at least one class/), `${name}: zero classes`);
+    assert.throws(() => recognise(resized(name, [e.stem], 0, 1)), failed(/needs at least one input channel/), `${name}: zero input channels`);
+  }
+  const lraspp = resized('lraspp_mobilenet_v3_large', ['classifier.low_classifier.weight', 'classifier.low_classifier.bias'], 3);
+  for (const k of ['classifier.high_classifier.weight', 'classifier.high_classifier.bias']) lraspp.set(k, { ...lraspp.get(k)!, shape: [5, ...lraspp.get(k)!.shape.slice(1)] });
+  assert.throws(() => recognise(lraspp), failed(/'classifier\.low_classifier\.weight' \(3 classes\) and 'classifier\.high_classifier\.weight' \(5 classes\) disagree on the number of classes of lraspp_mobilenet_v3_large/));
+  assert.ok(entry('fcn_resnet50').classes.includes('aux_classifier.4.weight'), 'the aux head is marked');
+  // The aux head only trains: the network never reads it, so its number of classes is not compared.
+  const fcn = resized('fcn_resnet50', ['classifier.4.weight', 'classifier.4.bias'], 3);
+  fcn.set('aux_classifier.4.weight', { dtype: 'F32', shape: [21, 256, 1, 1], data: new Float32Array(0) });
+  fcn.set('aux_classifier.4.bias', { dtype: 'F32', shape: [21], data: new Float32Array(0) });
+  assert.equal(recognise(fcn).detected.arch, 'fcn_resnet50');
+  // The same shapes from a classifier: fc's weight and bias must agree too.
+  const regnet = resized('regnet_x_400mf', ['fc.weight'], 10);
+  assert.throws(() => recognise(regnet), failed(/'fc\.weight' \(10 classes\) and 'fc\.bias' \(1000 classes\) disagree/));
+});
+
+test('a U-Net from its template stays within conversionOutputBytes: i3d inflates its kernels threefold', () => {
+  const sd: StateDict = new Map([...shapesOnly(entry('unet'))].map(([k, t]) => [k, { ...t, data: new Float32Array(t.shape.reduce((a, b) => a * b, 1)) }]));
+  // 31M parameters: about 124 MB in each of the three outputs in ACS, about three times that in i3d.
+  const budgets = { conversionOutputBytes: 600_000_000 };
+  assert.equal(convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs' }, { budgets }).card.parameters.converted, 31_037_698);
+  assert.throws(
+    () => convert({ kind: 'state-dict', tensors: sd }, { mode: 'i3d' }, { budgets }),
+    (err: Error) => (err as { code?: string }).code === 'LIMIT_EXCEEDED' && /conversionOutputBytes/.test(err.message),
   );
 });
