@@ -346,6 +346,7 @@ async function unetCase(dir: string): Promise<CheckCase> {
     name: `templates/unet (acs) at ${size.join('x')}`,
     model: join(at, 'model.py'),
     weights: join(at, 'model.safetensors'),
+    pth: join(at, 'model.pth'),
     input: { file: join(at, 'input.f32'), shape },
     expected: { file: join(at, 'expected.f32'), shape: expected.dims },
     param_count: result.card.parameters.converted,
