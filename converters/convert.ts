@@ -22,7 +22,7 @@ import { checkOutputBytes, predictOutputSizes } from './output-size.js';
 import { countParametersAndBuffers, type StateDict, type Tensor } from './tensor.js';
 
 /** Version of the conversion rules; part of every cache key. */
-export const CONVERTER_VERSION = '2';
+export const CONVERTER_VERSION = '3';
 
 /** Modes, by their CLI names. */
 export const MODES = ['acs', '2.5d', 'i3d', 'mean-acs', 'soft-acs'] as const;
