@@ -118,11 +118,11 @@ async function endToEnd(name: string, label: string): Promise<void> {
     const t0 = performance.now();
     const volume = await decodeNifti(bytes, { file: 'ct.nii.gz' });
     const t1 = performance.now();
-    const answer = await infer(engine, model, volume, { patch: [patch, patch, patch], overlap: 0.25, window: 'abdomen' });
+    const answer = await infer(engine, model, volume, { patch: [patch, patch, patch], overlap: 0.25, window: 'abdomen', keep: 'probabilities' });
     const t2 = performance.now();
     const labels = await renderAnswer({ volume, as: 'nifti', labels: answer.labels });
     const t3 = performance.now();
-    const probs = await renderAnswer({ volume, as: 'probabilities', scores: answer.output });
+    const probs = await renderAnswer({ volume, as: 'probabilities', probabilities: answer.probabilities });
     const t4 = performance.now();
     const windows = answer.steps.find((s) => s.startsWith('sliding windows')) ?? '';
     console.log(`\n256x256x160 CT (${(bytes.length / 1e6).toFixed(1)} MB .nii.gz) through ${label}, ${windows}:`);

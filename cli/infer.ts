@@ -167,6 +167,8 @@ export async function runInfer(argv: string[]): Promise<void> {
     topK,
     mean: numbers(values.mean, '--mean'),
     std: numbers(values.std, '--std'),
+    // what a segmentation keeps beside its labels: the scores for .npy, else the probabilities when asked
+    keep: out !== undefined && /\.npy$/i.test(out) ? 'scores' : probsOut !== undefined ? 'probabilities' : 'labels',
   };
 
   const cfg = cliConfig(values);
@@ -198,12 +200,13 @@ export async function runInfer(argv: string[]): Promise<void> {
     const device = engine.loaded.get(model.source.key)?.device ?? 'cpu';
     const json = answer(result, { model: model.card?.architecture.arch ?? modelPath, device, volume: { file: input, shape: volume.shape, spacing: volume.spacing } });
     const segmentation = (as: 'nifti' | 'probabilities' | 'png', path: string) =>
-      renderAnswer({ volume, as, labels: result.labels, scores: result.output, names: result.classNames, gzip: /\.gz$/i.test(path), budgets: cfg.budgets });
+      renderAnswer({ volume, as, labels: result.labels, probabilities: result.probabilities, scores: result.output, names: result.classNames, gzip: /\.gz$/i.test(path), budgets: cfg.budgets });
     if (!out) {
       printOut(`${JSON.stringify(json, null, 2)}\n`);
     } else if (/\.json$/i.test(out)) {
       await writeFile(out, `${JSON.stringify(json, null, 2)}\n`);
     } else if (/\.npy$/i.test(out)) {
+      if (!result.output.data) throw new Error('the network output was not kept');
       await writeChunksAtomic(out, [encodeNpy({ data: result.output.data, shape: result.output.shape })]);
     } else if (/\.nii(\.gz)?$/i.test(out)) {
       if (!result.labels) throw new UsageError('this network gives no volume (it is a classifier); write .json or .npy instead');
