@@ -13,20 +13,18 @@
  *                                 BENCH_CT_MODEL=unet|fcn; BENCH_SKIP_FCN=1)
  */
 import * as ort from 'onnxruntime-node';
-import { loadTemplate, templateIndex } from '../converters/arch/templates.js';
 import { convert, type ConvertResult } from '../converters/convert.js';
 import { loadSource } from '../converters/convert-file.js';
 import { specializeModel } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
-import { seededRandom } from '../converters/modes/head.js';
 import { encodeOutput } from '../converters/outputs.js';
-import type { StateDict } from '../converters/tensor.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
 import { modelFromBytes } from '../inference/runtime/model-file.js';
 import { infer } from '../inference/runtime/pipeline.js';
 import { createSession } from '../inference/runtime/providers.js';
 import { renderAnswer } from '../inference/runtime/render-answer.js';
-import { decodeNifti, encodeNifti } from '../inference/volumes/index.js';
+import { decodeNifti } from '../inference/volumes/index.js';
+import { syntheticCt, templateStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
@@ -36,28 +34,9 @@ const UNET = new URL('../../test/fixtures/goldens/segmentation/unet.onnx', impor
 
 const peakMiB = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
 
-/** FCN-ResNet50's state dict with seeded values: weights scaled by sqrt(3 / fan_in), BatchNorm near identity. */
-function fcnResnet50(): StateDict {
-  const entry = templateIndex().templates.find((t) => t.name === 'fcn_resnet50');
-  if (!entry) throw new Error('no fcn_resnet50 template');
-  const rand = seededRandom(50);
-  const sd: StateDict = new Map();
-  for (const spec of loadTemplate(entry).tensors) {
-    const shape = spec.shape as number[];
-    const n = shape.reduce((a, b) => a * b, 1);
-    const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
-    const u = () => rand() * 2 - 1;
-    const data = Float32Array.from({ length: n }, () =>
-      shape.length >= 2 && spec.name.endsWith('weight') ? u() * Math.sqrt(3 / fanIn) : spec.name.endsWith('running_var') || spec.name.endsWith('weight') ? 1 + 0.25 * u() : 0.1 * u(),
-    );
-    sd.set(spec.name, { dtype: 'F32', shape, data });
-  }
-  return sd;
-}
-
 async function network(name: string, size: number): Promise<ConvertResult> {
   const options = { mode: 'acs' as const, inputSize: [size, size, size] as [number, number, number] };
-  if (name === 'fcn') return convert({ kind: 'state-dict', tensors: fcnResnet50() }, options);
+  if (name === 'fcn') return convert({ kind: 'state-dict', tensors: templateStateDict('fcn_resnet50') }, options);
   return convert((await loadSource(UNET)).source, options);
 }
 
@@ -86,26 +65,6 @@ async function timeNetwork(name: string, label: string, size: number): Promise<v
   const ms = times[Math.floor(times.length / 2)]!;
   const macs = result.card.multiplyAdds.converted;
   console.log(`| ${label} | ${size}^3 | ${ms.toFixed(0)} | ${(macs / 1e9).toFixed(1)} | ${((2 * macs) / (ms / 1000) / 1e9).toFixed(1)} | ${peakMiB()} |`);
-}
-
-/** A synthetic CT, 256x256x160 (i, j, k), 0.7 x 0.7 x 2 mm: air, a body ellipse, lungs, a spine, and noise as a scanner's. */
-function syntheticCt(): Uint8Array {
-  const [ni, nj, nk] = [256, 256, 160];
-  const data = new Int16Array(ni * nj * nk);
-  const noise = seededRandom(7);
-  for (let k = 0; k < nk; k++) {
-    for (let j = 0; j < nj; j++) {
-      for (let i = 0; i < ni; i++) {
-        const x = (i - 128) / 110, y = (j - 128) / 80;
-        let v = -1000;
-        if (x * x + y * y < 1) v = 40;
-        if (((Math.abs(x) - 0.45) / 0.3) ** 2 + (y / 0.6) ** 2 < 1) v = -850;
-        if (x * x / 0.01 + ((y + 0.6) / 0.12) ** 2 < 1) v = 700;
-        data[(k * nj + j) * ni + i] = v + Math.round((noise() - 0.5) * 40);
-      }
-    }
-  }
-  return encodeNifti({ data, shape: [nk, nj, ni], affine: [-0.7, 0, 0, 90, 0, -0.7, 0, 90, 0, 0, 2, -160, 0, 0, 0, 1], gzip: true });
 }
 
 async function endToEnd(name: string, label: string): Promise<void> {
