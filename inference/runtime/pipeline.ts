@@ -246,8 +246,9 @@ export interface WindowedInferenceBytesParams {
  *     windows in and one out, twice each
  *
  * None of it grows with the volume but the volume and the output themselves. Reading the volume
- * held more for a moment (the file's bytes, inflated, and the decoded samples), before any of
- * this; writing an answer holds its encoding (`encodeNifti`).
+ * may hold more for a moment, before any of this (a file's bytes and what they inflate to, except
+ * for a NIfTI file, read as a stream by `readNiftiFile`); writing an answer holds its encoding
+ * (`encodeNifti`).
  */
 export function windowedInferenceBytes(p: WindowedInferenceBytesParams): { input: number; output: number; windows: number; total: number } {
   const [c, ...read] = p.volume as [number, number, number, number];
