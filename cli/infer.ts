@@ -50,6 +50,7 @@ Options:
                         (three-view preview); default: the JSON answer on stdout
   --probabilities FILE  (segmentation) per-class softmax probabilities, .nii/.nii.gz, float32,
                         one 3D volume per class along the 4th dimension, on the input's grid
+                        (held whole: classes x voxels, within budgets.outputVoxels)
   --preview FILE        (segmentation) a .png overlay: three orthogonal slices through the
                         largest structure, label colours, a legend naming the classes
   --raw                 feed the array as stored (.npy of shape D,H,W / C,D,H,W / N,C,D,H,W),
@@ -59,7 +60,9 @@ Options:
                         other images); 'none' keeps the values
   --size D,H,W          resample to this size first
   --spacing D,H,W       resample to this voxel spacing (mm) first
-  --patch D,H,W         sliding windows of this size with overlap blending
+  --patch D,H,W         sliding windows of this size with overlap blending, in bounded memory:
+                        each window is preprocessed as it is cut, and a segmentation is finished
+                        plane by plane into its labels
   --overlap F           sliding window overlap (default 0.25)
   --mean A,B,C --std A,B,C  normalisation (default: the card's, else ImageNet's)
   --device NAME         cpu (default), webgpu, cuda or tensorrt; falls back to cpu with a note
