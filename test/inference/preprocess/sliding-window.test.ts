@@ -322,3 +322,23 @@ test('slidingWindowBytes: the ring, the cropped plane and one batch in and out, 
   assert.equal(padded.slab, 4 * (3 * 96 * 96 * 512 + 2 * 80 * 512 + 96 ** 3), 'over the padded grid, with the plane cropped back');
   assert.equal(slidingWindowBytes({ grid: [300, 512, 512], window: [96, 96, 96], channels: 3, classes: 2048, kind: 'vector', batchSize: 2 }).batch, 2 * 4 * 2 * (3 * 96 ** 3 + 2048));
 });
+
+test('one batch buffer for every full batch, dense or vector: no per-window buffers beyond a batch', async () => {
+  const v = volume([1, 12, 9, 10], 6);
+  for (const vector of [false, true]) {
+    const buffers: ArrayBufferLike[] = [];
+    const out = await slidingWindow({
+      volume: v,
+      windowSize: [4, 4, 4],
+      overlap: 0.5,
+      batchSize: 4,
+      run: async (b, s) => {
+        buffers.push(b.buffer);
+        return vector ? { data: new Float32Array(s[0] * 2), shape: [s[0], 2] } : identity(b, s);
+      },
+    });
+    assert.equal(out.windows, 5 * 4 * 4);
+    assert.equal(buffers.length, 20);
+    assert.equal(new Set(buffers).size, 1, `${vector ? 'vector' : 'dense'}: the same buffer for all 20 batches`);
+  }
+});
