@@ -15,19 +15,17 @@
  *                                 BENCH_CT_MODEL=unet|fcn; BENCH_SKIP_FCN=1)
  */
 import * as ort from 'onnxruntime-node';
-import { loadTemplate, templateIndex } from '../converters/arch/templates.js';
 import { convert, type ConvertResult } from '../converters/convert.js';
 import { specializeModel } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
-import { seededRandom } from '../converters/modes/head.js';
 import { encodeOutput } from '../converters/outputs.js';
-import type { StateDict } from '../converters/tensor.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
 import { modelFromBytes } from '../inference/runtime/model-file.js';
 import { infer } from '../inference/runtime/pipeline.js';
 import { createSession } from '../inference/runtime/providers.js';
 import { renderAnswer } from '../inference/runtime/render-answer.js';
-import { decodeNifti, encodeNifti } from '../inference/volumes/index.js';
+import { decodeNifti } from '../inference/volumes/index.js';
+import { syntheticCt, templateStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
@@ -36,28 +34,9 @@ const CT_MODEL = process.env['BENCH_CT_MODEL'] ?? 'unet';
 
 const peakMiB = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
 
-/** A template's state dict with seeded values: weights scaled by sqrt(3 / fan_in), BatchNorm near identity. */
-function seededTemplate(name: string, seed: number): StateDict {
-  const entry = templateIndex().templates.find((t) => t.name === name);
-  if (!entry) throw new Error(`no ${name} template`);
-  const rand = seededRandom(seed);
-  const sd: StateDict = new Map();
-  for (const spec of loadTemplate(entry).tensors) {
-    const shape = spec.shape as number[];
-    const n = shape.reduce((a, b) => a * b, 1);
-    const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
-    const u = () => rand() * 2 - 1;
-    const data = Float32Array.from({ length: n }, () =>
-      shape.length >= 2 && spec.name.endsWith('weight') ? u() * Math.sqrt(3 / fanIn) : spec.name.endsWith('running_var') || spec.name.endsWith('weight') ? 1 + 0.25 * u() : 0.1 * u(),
-    );
-    sd.set(spec.name, { dtype: 'F32', shape, data });
-  }
-  return sd;
-}
-
 function network(name: string, size: number): ConvertResult {
   const options = { mode: 'acs' as const, inputSize: [size, size, size] as [number, number, number] };
-  return convert({ kind: 'state-dict', tensors: name === 'fcn' ? seededTemplate('fcn_resnet50', 50) : seededTemplate('unet', 51) }, options);
+  return convert({ kind: 'state-dict', tensors: name === 'fcn' ? templateStateDict('fcn_resnet50', 50) : templateStateDict('unet', 51) }, options);
 }
 
 function onnxBytes(result: ConvertResult): Uint8Array {
@@ -87,26 +66,6 @@ async function timeNetwork(name: string, label: string, size: number): Promise<v
   console.log(`| ${label} | ${size}^3 | ${ms.toFixed(0)} | ${(macs / 1e9).toFixed(1)} | ${((2 * macs) / (ms / 1000) / 1e9).toFixed(1)} | ${peakMiB()} |`);
 }
 
-/** A synthetic CT, 256x256x160 (i, j, k), 0.7 x 0.7 x 2 mm: air, a body ellipse, lungs, a spine, and noise as a scanner's. */
-function syntheticCt(): Uint8Array {
-  const [ni, nj, nk] = [256, 256, 160];
-  const data = new Int16Array(ni * nj * nk);
-  const noise = seededRandom(7);
-  for (let k = 0; k < nk; k++) {
-    for (let j = 0; j < nj; j++) {
-      for (let i = 0; i < ni; i++) {
-        const x = (i - 128) / 110, y = (j - 128) / 80;
-        let v = -1000;
-        if (x * x + y * y < 1) v = 40;
-        if (((Math.abs(x) - 0.45) / 0.3) ** 2 + (y / 0.6) ** 2 < 1) v = -850;
-        if (x * x / 0.01 + ((y + 0.6) / 0.12) ** 2 < 1) v = 700;
-        data[(k * nj + j) * ni + i] = v + Math.round((noise() - 0.5) * 40);
-      }
-    }
-  }
-  return encodeNifti({ data, shape: [nk, nj, ni], affine: [-0.7, 0, 0, 90, 0, -0.7, 0, 90, 0, 0, 2, -160, 0, 0, 0, 1], gzip: true });
-}
-
 async function endToEnd(name: string, label: string): Promise<void> {
   const patch = 96;
   const result = network(name, patch);
@@ -117,11 +76,11 @@ async function endToEnd(name: string, label: string): Promise<void> {
     const t0 = performance.now();
     const volume = await decodeNifti(bytes, { file: 'ct.nii.gz' });
     const t1 = performance.now();
-    const answer = await infer(engine, model, volume, { patch: [patch, patch, patch], overlap: 0.25, window: 'abdomen' });
+    const answer = await infer(engine, model, volume, { patch: [patch, patch, patch], overlap: 0.25, window: 'abdomen', keep: 'probabilities' });
     const t2 = performance.now();
     const labels = await renderAnswer({ volume, as: 'nifti', labels: answer.labels });
     const t3 = performance.now();
-    const probs = await renderAnswer({ volume, as: 'probabilities', scores: answer.output });
+    const probs = await renderAnswer({ volume, as: 'probabilities', probabilities: answer.probabilities });
     const t4 = performance.now();
     const windows = answer.steps.find((s) => s.startsWith('sliding windows')) ?? '';
     console.log(`\n256x256x160 CT (${(bytes.length / 1e6).toFixed(1)} MB .nii.gz) through ${label}, ${windows}:`);

@@ -1,8 +1,12 @@
 /**
- * Full-size state dicts with torchvision's exact keys and shapes (ResNet-50, ConvNeXt-Base),
- * filled with seeded values, so that the benchmarks need no download and no Python.
+ * Full-size state dicts with torchvision's exact keys and shapes (ResNet-50, ConvNeXt-Base, the
+ * architecture templates), filled with seeded values, and synthetic CT volumes, so that the
+ * benchmarks need no download and no Python.
  */
+import { loadTemplate, templateIndex } from '../converters/arch/templates.js';
+import { seededRandom } from '../converters/modes/head.js';
 import type { StateDict, Tensor } from '../converters/tensor.js';
+import { encodeNifti } from '../inference/volumes/index.js';
 
 function filler(seed: number): (n: number, lo: number, hi: number) => Float32Array {
   let s = seed >>> 0;
@@ -138,4 +142,51 @@ function batchNorm(sd: StateDict, rnd: (n: number, lo: number, hi: number) => Fl
   sd.set(`${k}.running_mean`, tensor([c], rnd(c, -0.1, 0.1)));
   sd.set(`${k}.running_var`, tensor([c], rnd(c, 0.5, 1.5)));
   sd.set(`${k}.num_batches_tracked`, { dtype: 'I64', shape: [], data: new BigInt64Array(1) });
+}
+
+/**
+ * The state dict of an architecture template (`converters/arch/templates/`, e.g. `fcn_resnet50`)
+ * with seeded values: weights scaled by sqrt(3 / fan_in), BatchNorm near identity.
+ */
+export function templateStateDict(name: string, seed = 50): StateDict {
+  const entry = templateIndex().templates.find((t) => t.name === name);
+  if (!entry) throw new Error(`no ${name} template`);
+  const rand = seededRandom(seed);
+  const sd: StateDict = new Map();
+  for (const spec of loadTemplate(entry).tensors) {
+    const shape = spec.shape as number[];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+    const u = () => rand() * 2 - 1;
+    const data = Float32Array.from({ length: n }, () =>
+      shape.length >= 2 && spec.name.endsWith('weight') ? u() * Math.sqrt(3 / fanIn) : spec.name.endsWith('running_var') || spec.name.endsWith('weight') ? 1 + 0.25 * u() : 0.1 * u(),
+    );
+    sd.set(spec.name, { dtype: 'F32', shape, data });
+  }
+  return sd;
+}
+
+/**
+ * A synthetic CT as a gzipped int16 NIfTI of `dims` = `[ni, nj, nk]` voxels of `spacing` mm
+ * (i, j, k): air, a body ellipse, two lungs, a spine, and noise as a scanner's.
+ */
+export function syntheticCt(dims: readonly [number, number, number] = [256, 256, 160], spacing: readonly [number, number, number] = [0.7, 0.7, 2]): Uint8Array {
+  const [ni, nj, nk] = dims;
+  const data = new Int16Array(ni * nj * nk);
+  const noise = seededRandom(7);
+  for (let k = 0; k < nk; k++) {
+    for (let j = 0; j < nj; j++) {
+      for (let i = 0; i < ni; i++) {
+        const x = (i - ni / 2) / (ni * 0.43), y = (j - nj / 2) / (nj * 0.3125);
+        let v = -1000;
+        if (x * x + y * y < 1) v = 40;
+        if (((Math.abs(x) - 0.45) / 0.3) ** 2 + (y / 0.6) ** 2 < 1) v = -850;
+        if (x * x / 0.01 + ((y + 0.6) / 0.12) ** 2 < 1) v = 700;
+        data[(k * nj + j) * ni + i] = v + Math.round((noise() - 0.5) * 40);
+      }
+    }
+  }
+  const [si, sj, sk] = spacing;
+  const affine = [-si, 0, 0, (ni * si) / 2, 0, -sj, 0, (nj * sj) / 2, 0, 0, sk, (-nk * sk) / 2, 0, 0, 0, 1];
+  return encodeNifti({ data, shape: [nk, nj, ni], affine, gzip: true });
 }

@@ -50,6 +50,7 @@ Options:
                         (three-view preview); default: the JSON answer on stdout
   --probabilities FILE  (segmentation) per-class softmax probabilities, .nii/.nii.gz, float32,
                         one 3D volume per class along the 4th dimension, on the input's grid
+                        (held whole: classes x voxels, within budgets.outputVoxels)
   --preview FILE        (segmentation) a .png overlay: three orthogonal slices through the
                         largest structure, label colours, a legend naming the classes
   --raw                 feed the array as stored (.npy of shape D,H,W / C,D,H,W / N,C,D,H,W),
@@ -59,7 +60,9 @@ Options:
                         other images); 'none' keeps the values
   --size D,H,W          resample to this size first
   --spacing D,H,W       resample to this voxel spacing (mm) first
-  --patch D,H,W         sliding windows of this size with overlap blending
+  --patch D,H,W         sliding windows of this size with overlap blending, in bounded memory:
+                        each window is preprocessed as it is cut, and a segmentation is finished
+                        plane by plane into its labels
   --overlap F           sliding window overlap (default 0.25)
   --mean A,B,C --std A,B,C  normalisation (default: the card's, else ImageNet's)
   --device NAME         cpu (default), webgpu, cuda or tensorrt; falls back to cpu with a note
@@ -167,6 +170,8 @@ export async function runInfer(argv: string[]): Promise<void> {
     topK,
     mean: numbers(values.mean, '--mean'),
     std: numbers(values.std, '--std'),
+    // what a segmentation keeps beside its labels: the scores for .npy, else the probabilities when asked
+    keep: out !== undefined && /\.npy$/i.test(out) ? 'scores' : probsOut !== undefined ? 'probabilities' : 'labels',
   };
 
   const cfg = cliConfig(values);
@@ -198,12 +203,13 @@ export async function runInfer(argv: string[]): Promise<void> {
     const device = engine.loaded.get(model.source.key)?.device ?? 'cpu';
     const json = answer(result, { model: model.card?.architecture.arch ?? modelPath, device, volume: { file: input, shape: volume.shape, spacing: volume.spacing } });
     const segmentation = (as: 'nifti' | 'probabilities' | 'png', path: string) =>
-      renderAnswer({ volume, as, labels: result.labels, scores: result.output, names: result.classNames, gzip: /\.gz$/i.test(path), budgets: cfg.budgets });
+      renderAnswer({ volume, as, labels: result.labels, probabilities: result.probabilities, scores: result.output, names: result.classNames, gzip: /\.gz$/i.test(path), budgets: cfg.budgets });
     if (!out) {
       printOut(`${JSON.stringify(json, null, 2)}\n`);
     } else if (/\.json$/i.test(out)) {
       await writeFile(out, `${JSON.stringify(json, null, 2)}\n`);
     } else if (/\.npy$/i.test(out)) {
+      if (!result.output.data) throw new Error('the network output was not kept');
       await writeChunksAtomic(out, [encodeNpy({ data: result.output.data, shape: result.output.shape })]);
     } else if (/\.nii(\.gz)?$/i.test(out)) {
       if (!result.labels) throw new UsageError('this network gives no volume (it is a classifier); write .json or .npy instead');

@@ -32,8 +32,9 @@ export interface Budgets {
   errorMessageChars: number;
   /**
    * Voxels (all channels) of one array that preprocessing (resampling, padding or cropping,
-   * channel replication) or sliding windows may produce, and of all the windows of one
-   * sliding-window inference together.
+   * channel replication) or sliding windows may produce (their blend accumulator, a ring of
+   * `K x window depth x H x W`; a segmentation's kept probabilities or scores, `K x D x H x W`),
+   * and of all the windows of one sliding-window inference together.
    */
   outputVoxels: number;
   /** Files read from one folder or archive of slices (DICOM, PNG). */
@@ -66,6 +67,11 @@ const GiB = 1024 * MiB;
  * stays under it too; 54 windows, or 4,050 of 64^3 with overlap 0.5 over the native grid, are
  * under `slidingWindows`. What it refuses: `size=800,800,800` (512M voxels for one channel), the
  * same CT at native resolution replicated to a three-channel stem (471M; resample it first).
+ * Sliding windows never make the network's input or its scores whole: over a 512x512x300 CT at
+ * native resolution, 96^3 windows with overlap 0.25 (4 x 7 x 7 = 196) of a one-channel network
+ * are 173M voxels, and the ring of a 2-class segmentation 2 x 96 x 512 x 512 = 50M; a 21-class,
+ * three-channel one needs the budget raised (its windows are 520M, its ring 528M: 2 GiB of
+ * float32, which the process then holds).
  */
 export const DEFAULT_BUDGETS: Readonly<Budgets> = Object.freeze({
   unpackedEntryBytes: 4 * GiB,

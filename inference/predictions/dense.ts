@@ -16,6 +16,64 @@ export interface LabelsFromScoresParams {
   threshold?: number;
 }
 
+/** Where `labelsInto` and `probabilitiesInto` read and write: `count` voxels, `classes` scores each. */
+export interface PerVoxelParams {
+  /** Scores: class `c` of voxel `i` at `at + c * stride + i`. */
+  scores: Float32Array;
+  at: number;
+  stride: number;
+  classes: number;
+  count: number;
+}
+
+/**
+ * Labels of `count` voxels into `out` from `outAt`: the arg-max over classes (ties to the lower
+ * class), or for one channel whether the score is above `threshold` (default 0, logit 0 =
+ * probability 0.5). `labelsFromScores` on a whole volume, and a segmentation finished plane by
+ * plane, both use it.
+ */
+export function labelsInto(p: PerVoxelParams & { out: Uint8Array | Uint16Array; outAt: number; threshold?: number }): void {
+  const { scores, at, stride, classes: k, count, out, outAt } = p;
+  if (k === 1) {
+    const t = p.threshold ?? 0;
+    for (let i = 0; i < count; i++) out[outAt + i] = scores[at + i]! > t ? 1 : 0;
+    return;
+  }
+  for (let i = 0; i < count; i++) {
+    let best = 0;
+    let bv = scores[at + i]!;
+    for (let c = 1; c < k; c++) {
+      const v = scores[at + c * stride + i]!;
+      if (v > bv) {
+        bv = v;
+        best = c;
+      }
+    }
+    out[outAt + i] = best;
+  }
+}
+
+/**
+ * Per-class probabilities of `count` voxels into `out` (class `c` of voxel `i` at
+ * `outAt + c * outStride + i`): a softmax over the classes computed stably from the largest
+ * score, or for one channel the sigmoid of the logit. `classProbabilities` and a segmentation
+ * finished plane by plane both use it.
+ */
+export function probabilitiesInto(p: PerVoxelParams & { out: Float32Array; outAt: number; outStride: number }): void {
+  const { scores, at, stride, classes: k, count, out, outAt, outStride } = p;
+  if (k === 1) {
+    for (let i = 0; i < count; i++) out[outAt + i] = 1 / (1 + Math.exp(-scores[at + i]!));
+    return;
+  }
+  for (let i = 0; i < count; i++) {
+    let max = -Infinity;
+    for (let c = 0; c < k; c++) max = Math.max(max, scores[at + c * stride + i]!);
+    let sum = 0;
+    for (let c = 0; c < k; c++) sum += out[outAt + c * outStride + i] = Math.exp(scores[at + c * stride + i]! - max);
+    for (let c = 0; c < k; c++) out[outAt + c * outStride + i] = out[outAt + c * outStride + i]! / sum;
+  }
+}
+
 /** Arg-max over classes (K > 1; ties to the lower class) or a threshold (K = 1) for every voxel. */
 export function labelsFromScores(params: LabelsFromScoresParams): LabelMap {
   let s = [...params.shape];
@@ -25,23 +83,7 @@ export function labelsFromScores(params: LabelsFromScoresParams): LabelMap {
   const per = d * h * w;
   if (params.data.length !== k * per) throw new InvalidArgumentError(`'data' holds ${params.data.length} values, shape [${s.join(', ')}] needs ${k * per}`);
   const out = k <= 256 ? new Uint8Array(per) : new Uint16Array(per);
-  if (k === 1) {
-    const t = params.threshold ?? 0;
-    for (let i = 0; i < per; i++) out[i] = params.data[i]! > t ? 1 : 0;
-  } else {
-    for (let i = 0; i < per; i++) {
-      let best = 0;
-      let bv = params.data[i]!;
-      for (let c = 1; c < k; c++) {
-        const v = params.data[c * per + i]!;
-        if (v > bv) {
-          bv = v;
-          best = c;
-        }
-      }
-      out[i] = best;
-    }
-  }
+  labelsInto({ scores: params.data, at: 0, stride: per, classes: k, count: per, out, outAt: 0, threshold: params.threshold });
   return { data: out, shape: [d, h, w] };
 }
 
@@ -79,16 +121,6 @@ export function classProbabilities(params: { data: Float32Array; shape: readonly
   const per = d * h * w;
   if (params.data.length !== k * per) throw new InvalidArgumentError(`'data' holds ${params.data.length} values, shape [${s.join(', ')}] needs ${k * per}`);
   const out = new Float32Array(k * per);
-  if (k === 1) {
-    for (let i = 0; i < per; i++) out[i] = 1 / (1 + Math.exp(-params.data[i]!));
-    return { data: out, shape: [k, d, h, w] };
-  }
-  for (let i = 0; i < per; i++) {
-    let max = -Infinity;
-    for (let c = 0; c < k; c++) max = Math.max(max, params.data[c * per + i]!);
-    let sum = 0;
-    for (let c = 0; c < k; c++) sum += out[c * per + i] = Math.exp(params.data[c * per + i]! - max);
-    for (let c = 0; c < k; c++) out[c * per + i] = out[c * per + i]! / sum;
-  }
+  probabilitiesInto({ scores: params.data, at: 0, stride: per, classes: k, count: per, out, outAt: 0, outStride: per });
   return { data: out, shape: [k, d, h, w] };
 }

@@ -3,5 +3,5 @@
  * maps (written with `writeNifti` from `inference/volumes/`), and PNG previews.
  */
 export { softmax, topK, type ClassScore, type TopKParams } from './top-k.js';
-export { classProbabilities, featureVector, labelsFromScores, type LabelMap, type LabelsFromScoresParams } from './dense.js';
+export { classProbabilities, featureVector, labelsFromScores, labelsInto, probabilitiesInto, type LabelMap, type LabelsFromScoresParams, type PerVoxelParams } from './dense.js';
 export { labelColour, renderPreview, type PreviewOverlay, type RenderPreviewParams } from './render-preview.js';

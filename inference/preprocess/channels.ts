@@ -18,6 +18,15 @@ export interface MatchChannelsParams<V extends VolumeArray> {
   budgets?: Partial<Budgets>;
 }
 
+/**
+ * The source channel of each of `channels` channels made from `from`: the same ones, or one
+ * replicated; any other count is refused (`InvalidArgumentError`).
+ */
+export function channelSources(from: number, channels: number): number[] {
+  if (from !== channels && from !== 1) throw new InvalidArgumentError(`the volume has ${from} channels and the network takes ${channels}; only 1 -> N replication is done`);
+  return Array.from({ length: channels }, (_, i) => (from === 1 ? 0 : i));
+}
+
 /** Replicate one channel to `channels`, keep a matching count, or (on request) average down to one. */
 export function matchChannels<V extends VolumeArray>(params: MatchChannelsParams<V>): V {
   const { volume, channels } = params;

@@ -47,13 +47,17 @@ function mapLinear<V extends VolumeArray>(volume: V, los: number[], his: number[
   return { ...volume, data: out };
 }
 
+/** The `[lo, hi]` of a window: a name from `CT_WINDOWS` or two numbers with lo < hi. */
+export function windowBounds(window: readonly [number, number] | keyof typeof CT_WINDOWS): [number, number] {
+  const win = typeof window === 'string' ? CT_WINDOWS[window] : window;
+  if (win === undefined) throw new InvalidArgumentError(`'window' '${String(window)}' is not one of ${Object.keys(CT_WINDOWS).join(', ')}`);
+  return checkRange(win, 'window');
+}
+
 /** Clip to a window and scale it linearly onto `range`. */
 export function windowIntensity<V extends VolumeArray>(params: WindowParams<V>): V {
   checkVolume(params.volume);
-  const w = params.window ?? 'lung';
-  const win = typeof w === 'string' ? CT_WINDOWS[w] : w;
-  if (win === undefined) throw new InvalidArgumentError(`'window' '${String(w)}' is not one of ${Object.keys(CT_WINDOWS).join(', ')}`);
-  const [lo, hi] = checkRange(win, 'window');
+  const [lo, hi] = windowBounds(params.window ?? 'lung');
   const c = params.volume.shape[0];
   return mapLinear(params.volume, Array<number>(c).fill(lo), Array<number>(c).fill(hi), checkRange(params.range ?? [0, 1], 'range'));
 }
@@ -77,14 +81,16 @@ function percentile(sorted: Float32Array, p: number): number {
   return sorted[a]! + (sorted[b]! - sorted[a]!) * (pos - a);
 }
 
-/** Scale intensities so that two percentiles (min and max by default) map onto `range`. */
-export function scaleIntensity<V extends VolumeArray>(params: ScaleParams<V>): V {
-  const { volume } = params;
+/**
+ * The values at two percentiles `[lo, hi]` (0-100) of each channel (or of all channels together,
+ * repeated for each), as `scaleIntensity` maps them; each sort takes a copy of its channel.
+ */
+export function percentileBounds(volume: VolumeArray, percentiles: readonly [number, number], perChannel = true): { lo: number[]; hi: number[] } {
   checkVolume(volume);
-  const [plo, phi] = params.percentiles ?? [0, 100];
+  const [plo, phi] = percentiles;
   if (!(plo >= 0 && phi <= 100 && plo < phi)) throw new InvalidArgumentError(`'percentiles' must satisfy 0 <= lo < hi <= 100, got [${plo}, ${phi}]`);
   const c = volume.shape[0];
-  const groups = params.perChannel ?? true ? c : 1;
+  const groups = perChannel ? c : 1;
   const size = volume.data.length / groups;
   const los: number[] = [];
   const his: number[] = [];
@@ -93,8 +99,14 @@ export function scaleIntensity<V extends VolumeArray>(params: ScaleParams<V>): V
     los.push(percentile(sorted, plo));
     his.push(percentile(sorted, phi));
   }
-  const range = checkRange(params.range ?? [0, 1], 'range');
-  return mapLinear(volume, Array.from({ length: c }, (_, i) => los[groups === 1 ? 0 : i]!), Array.from({ length: c }, (_, i) => his[groups === 1 ? 0 : i]!), range);
+  return { lo: Array.from({ length: c }, (_, i) => los[groups === 1 ? 0 : i]!), hi: Array.from({ length: c }, (_, i) => his[groups === 1 ? 0 : i]!) };
+}
+
+/** Scale intensities so that two percentiles (min and max by default) map onto `range`. */
+export function scaleIntensity<V extends VolumeArray>(params: ScaleParams<V>): V {
+  const { volume } = params;
+  const { lo, hi } = percentileBounds(volume, params.percentiles ?? [0, 100], params.perChannel ?? true);
+  return mapLinear(volume, lo, hi, checkRange(params.range ?? [0, 1], 'range'));
 }
 
 /** Options of `normalizeChannels`. */

@@ -9,16 +9,30 @@
  * volume smaller than the window along an axis is padded (centred, `padValue`) and the output
  * cropped back.
  *
- * Bounded by `budgets.outputVoxels`: the padded volume, the windows of all the batches
- * together (all channels), and the assembled output, each checked before it is made; and by
- * `budgets.slidingWindows`, the number of windows (of network runs). The window positions are
- * computed one batch at a time, never listed.
+ * Memory. The windows run in the order of their start along D (then H, then W), so a plane is
+ * finished as soon as the first window that starts past it comes: no later window touches it.
+ * The blend accumulator and its weight sum are a ring of `wd` planes (the window's depth: all
+ * the planes a window still to come may touch), `K x wd x H x W` and `wd x H x W` float32; a
+ * finished plane is divided by its weight sum, handed to the `sink` (or copied into the
+ * assembled output when there is none) and cleared for the next. The windows are cut from the volume as it
+ * is, into one batch buffer used again for every batch: padding is virtual (the padded volume is
+ * never made) and `channels`' per-voxel maps (intensity, channel replication, normalisation) are
+ * applied to each window as it is cut, so the preprocessed volume is never held whole either.
+ * Besides the volume and what the `sink` keeps, a dense output holds `slidingWindowBytes` (the
+ * ring, one batch of windows and one of outputs); a vector output holds one batch and `K` sums.
+ * The result is the same, bit for bit, as blending into a whole-volume accumulator.
+ *
+ * Bounded by `budgets.slidingWindows`, the number of windows (of network runs), and by
+ * `budgets.outputVoxels`: the windows of all the batches together (all channels), the ring, and
+ * the assembled output (when there is no `sink`), each checked before it is made. The window
+ * positions are computed one batch at a time, never listed.
  */
 import { budgetSetting, resolveBudgets, type Budgets } from '../../converters/budgets.js';
 import { InvalidArgumentError, LimitExceededError, UnsupportedError } from '../../converters/errors.js';
 import type { Vec3, VolumeArray } from '../volumes/volume.js';
+import { applyChannelMap, checkChannelMaps, type ChannelMap } from './channel-map.js';
 import { checkOutputVoxels, checkSize, checkVolume } from './geometry.js';
-import { padOrCrop } from './pad-crop.js';
+import { padCropOffsets } from './pad-crop.js';
 
 /** What the callback returns for a batch of `n` windows. */
 export interface WindowOutput {
@@ -29,8 +43,13 @@ export interface WindowOutput {
 
 /** Options of `slidingWindow`. */
 export interface SlidingWindowParams {
-  /** `[C, D, H, W]`, already preprocessed. */
+  /** `[C, D, H, W]`: the network's input, or its source when `channels` is given. */
   volume: VolumeArray;
+  /**
+   * The network's input channels as per-voxel maps of `volume`'s channels, applied to each
+   * window as it is cut (see `channel-map.ts`). @default `volume`'s channels as they are
+   */
+  channels?: readonly ChannelMap[];
   /** The network's input size `[wd, wh, ww]`. */
   windowSize: readonly number[];
   /** Fraction of a window shared with its neighbour, in [0, 1), one for all axes or per axis. @default 0.25 */
@@ -41,19 +60,44 @@ export interface SlidingWindowParams {
   blend?: 'constant' | 'gaussian';
   /** Gaussian sigma as a fraction of the window size. @default 0.125 */
   sigmaScale?: number;
-  /** Value of voxels padded where the volume is smaller than a window. @default 0 */
+  /** Value of voxels padded where the volume is smaller than a window (after `channels`' maps). @default 0 */
   padValue?: number;
-  /** Runs the network on `[n, C, wd, wh, ww]` windows. */
+  /**
+   * Runs the network on `[n, C, wd, wh, ww]` windows. The batch buffer is used again for the
+   * next batch: read or copy it before the returned promise settles.
+   */
   run: (batch: Float32Array, shape: readonly [number, number, number, number, number]) => Promise<WindowOutput>;
+  /**
+   * Where a dense output goes instead of being assembled: called once, when the first batch
+   * tells the channel count (`shape` is `[K, D, H, W]`, the volume's grid), after the ring is
+   * budgeted and before it (or anything of the output) is allocated, so it may refuse; returns
+   * what takes each finished plane. Given, the result's kind is `planes`. @default assemble `[K, D, H, W]`
+   */
+  sink?: (shape: readonly [number, number, number, number]) => PlaneSink;
   /** Stops between batches when aborted. */
   signal?: AbortSignal;
   /** Budgets on the voxels produced (see the module comment). @default DEFAULT_BUDGETS */
   budgets?: Partial<Budgets>;
 }
 
+/**
+ * Takes the finished planes of a dense output, in order of `z` (0 to D - 1 on the volume's
+ * grid): `plane` is `[K, H, W]` blended values, valid only during the call.
+ */
+export type PlaneSink = (z: number, plane: Float32Array) => void | Promise<void>;
+
+/** How much of the volume the blend accumulator held: its ring of planes, and the most planes pending at once. */
+export interface SlabUse {
+  /** Planes (of the padded `H x W`) the accumulator holds: the window's depth. */
+  readonly slabPlanes: number;
+  /** The most planes touched by a window run and not yet finished, at any time (at most `slabPlanes`). */
+  readonly peakPlanes: number;
+}
+
 /** The assembled output. */
 export type SlidingWindowResult =
-  | { readonly kind: 'dense'; readonly data: Float32Array; readonly shape: readonly [number, number, number, number]; readonly windows: number }
+  | ({ readonly kind: 'dense'; readonly data: Float32Array; readonly shape: readonly [number, number, number, number]; readonly windows: number } & SlabUse)
+  | ({ readonly kind: 'planes'; readonly shape: readonly [number, number, number, number]; readonly windows: number } & SlabUse)
   | { readonly kind: 'vector'; readonly data: Float32Array; readonly shape: readonly [number]; readonly windows: number };
 
 /** Window start positions along one axis. */
@@ -104,7 +148,46 @@ export function checkWindowCount(grid: readonly number[], window: readonly numbe
   return windows;
 }
 
+/** Parameters of `slidingWindowBytes`. */
+export interface SlidingWindowBytesParams {
+  /** The volume's `[D, H, W]`. */
+  grid: readonly number[];
+  /** The window `[wd, wh, ww]`. */
+  window: readonly number[];
+  /** Channels of the network's input. */
+  channels: number;
+  /** Channels of its output, `K`. */
+  classes: number;
+  /** Output kind. @default 'dense' */
+  kind?: 'dense' | 'vector';
+  /** @default 1 */
+  batchSize?: number;
+}
+
+/**
+ * The bytes `slidingWindow` itself holds at most, beside the volume and what the `sink` keeps:
+ * for a dense output the ring (`K x wd x H x W` float32 and the `wd x H x W` weight sums, over
+ * the padded grid), the plane cropped back from padding (`K x H x W`), and the Gaussian weights
+ * of one window; for both kinds one batch of windows in and one batch of outputs out, each
+ * counted twice (ours, and the copy the engine or its worker thread makes).
+ */
+export function slidingWindowBytes(p: SlidingWindowBytesParams): { slab: number; batch: number; total: number } {
+  const win = checkSize(p.window, 'window');
+  const [, h, w] = checkSize(p.grid, 'grid');
+  const [hp, wp] = [Math.max(h, win[1]), Math.max(w, win[2])];
+  const per = win[0] * win[1] * win[2];
+  const n = p.batchSize ?? 1;
+  const dense = (p.kind ?? 'dense') === 'dense';
+  const planes = win[0] * hp * wp;
+  const slab = dense ? 4 * ((p.classes + 1) * planes + (hp !== h || wp !== w ? p.classes * h * w : 0) + per) : 4 * p.classes;
+  const batch = 2 * 4 * n * (p.channels * per + p.classes * (dense ? per : 1));
+  return { slab, batch, total: slab + batch };
+}
+
 /** Tile, run and reassemble; see the module comment. */
+export function slidingWindow(params: SlidingWindowParams & { sink?: undefined }): Promise<Exclude<SlidingWindowResult, { kind: 'planes' }>>;
+/** Tile, run and hand the finished planes to `params.sink`; see the module comment. */
+export function slidingWindow(params: SlidingWindowParams): Promise<SlidingWindowResult>;
 export async function slidingWindow(params: SlidingWindowParams): Promise<SlidingWindowResult> {
   checkVolume(params.volume);
   const win = checkSize(params.windowSize, 'windowSize');
@@ -116,43 +199,111 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
   if (blend !== 'constant' && blend !== 'gaussian') throw new InvalidArgumentError(`'blend' must be 'constant' or 'gaussian', got '${String(blend)}'`);
   const sigmaScale = params.sigmaScale ?? 0.125;
   if (!(sigmaScale > 0)) throw new InvalidArgumentError(`'sigmaScale' must be positive, got ${sigmaScale}`);
+  const maps = params.channels;
+  const [cs, d0, h0, w0] = params.volume.shape;
+  if (maps) checkChannelMaps(maps, cs);
+  const c = maps ? maps.length : cs;
 
-  const [c, d0, h0, w0] = params.volume.shape;
+  const grid: Vec3 = [d0, h0, w0];
   const padded: Vec3 = [Math.max(d0, win[0]), Math.max(h0, win[1]), Math.max(w0, win[2])];
-  const vol = padded.some((n, a) => n !== params.volume.shape[a + 1]) ? padOrCrop({ volume: params.volume, size: padded, value: params.padValue ?? 0, budgets: params.budgets }) : params.volume;
-  const [, d, h, w] = vol.shape;
+  const off = padCropOffsets(grid, padded);
+  const [d, h, w] = padded;
   const axes = [windowStarts(d, win[0], ov[0]!), windowStarts(h, win[1], ov[1]!), windowStarts(w, win[2], ov[2]!)] as const;
-  const windows = checkWindowCount([d, h, w], win, ov, params.budgets);
+  const windows = checkWindowCount(padded, win, ov, params.budgets);
   const per = win[0] * win[1] * win[2];
-  checkOutputVoxels([windows, c, ...win], `tiling [${vol.shape.join(', ')}] into ${windows} windows of ${win.join('x')}`, params.budgets);
+  const padding = padded.some((n, a) => n !== grid[a]) ? ` (with padding to ${padded.join('x')})` : '';
+  checkOutputVoxels([windows, c, ...win], `tiling [${[c, ...grid].join(', ')}]${padding} into ${windows} windows of ${win.join('x')}`, params.budgets);
   const start = (i: number): Vec3 => [axes[0][Math.floor(i / (axes[1].length * axes[2].length))]!, axes[1][Math.floor(i / axes[2].length) % axes[1].length]!, axes[2][i % axes[2].length]!];
   const weights = windowWeights(win, blend, sigmaScale);
 
+  const src = params.volume.data;
+  const padValue = params.padValue ?? 0;
+  /** Cut the window at padded `(z0, y0, x0)` into `buf` as item `n`. */
+  const cut = (buf: Float32Array, n: number, [z0, y0, x0]: Vec3): void => {
+    let o = n * c * per;
+    const xs = x0 - off[2];
+    const a = Math.max(0, -xs);
+    const b = Math.min(win[2], w0 - xs);
+    for (let ci = 0; ci < c; ci++) {
+      const map = maps?.[ci];
+      const base = (map ? map.source : ci) * d0;
+      for (let z = 0; z < win[0]; z++) {
+        const zs = z0 + z - off[0];
+        for (let y = 0; y < win[1]; y++, o += win[2]) {
+          const ys = y0 + y - off[1];
+          if (zs < 0 || zs >= d0 || ys < 0 || ys >= h0) {
+            buf.fill(padValue, o, o + win[2]);
+            continue;
+          }
+          if (a > 0) buf.fill(padValue, o, o + a);
+          if (b < win[2]) buf.fill(padValue, o + b, o + win[2]);
+          const at = ((base + zs) * h0 + ys) * w0 + xs;
+          if (map) applyChannelMap(map, src, at + a, buf, o + a, b - a);
+          else buf.set(src.subarray(at + a, at + b), o + a);
+        }
+      }
+    }
+  };
+
+  const full = Math.min(batchSize, windows);
+  const batchBuffer = new Float32Array(full * c * per);
+  const hw = h * w;
+  const slab = win[0];
   let kind: 'dense' | 'vector' | undefined;
   let k = 0;
   let acc: Float32Array | undefined;
   let wsum: Float32Array | undefined;
-  for (let b = 0; b < windows; b += batchSize) {
-    params.signal?.throwIfAborted();
-    const group = Array.from({ length: Math.min(batchSize, windows - b) }, (_, n) => start(b + n));
-    const batch = new Float32Array(group.length * c * per);
-    group.forEach(([z0, y0, x0], n) => {
-      let o = n * c * per;
-      for (let ci = 0; ci < c; ci++) {
-        for (let z = 0; z < win[0]; z++) {
-          for (let y = 0; y < win[1]; y++) {
-            const src = ((ci * d + z0 + z) * h + y0 + y) * w + x0;
-            batch.set(vol.data.subarray(src, src + win[2]), o);
-            o += win[2];
+  let assembled: Float32Array | undefined;
+  const assemble = (classes: number): PlaneSink => {
+    checkOutputVoxels([classes, ...grid], `assembling the windows' ${classes}-channel outputs`, params.budgets);
+    const out = (assembled = new Float32Array(classes * d0 * h0 * w0));
+    const n = h0 * w0;
+    return (z, plane) => {
+      for (let j = 0; j < classes; j++) out.set(plane.subarray(j * n, (j + 1) * n), (j * d0 + z) * n);
+    };
+  };
+  let cropped: Float32Array | undefined;
+  let next = 0; // the first plane (padded grid) not finished
+  let top = 0; // one past the last plane a window has touched
+  let peak = 0;
+  let deliver: PlaneSink | undefined;
+  /** Finish the planes before `z`: divide by the weight sums, hand over those on the volume's grid, clear their slots. */
+  const finishBefore = async (z: number): Promise<void> => {
+    for (; next < z; next++) {
+      const slot = next % slab;
+      const a = acc!.subarray(slot * k * hw, (slot + 1) * k * hw);
+      const ws = wsum!.subarray(slot * hw, (slot + 1) * hw);
+      const zo = next - off[0];
+      if (zo >= 0 && zo < d0) {
+        for (let j = 0; j < k; j++) for (let i = 0, p = j * hw; i < hw; i++, p++) a[p] = a[p]! / ws[i]!;
+        let plane = a;
+        if (cropped) {
+          plane = cropped;
+          for (let j = 0, o = 0; j < k; j++) {
+            for (let y = 0; y < h0; y++, o += w0) {
+              const from = (j * h + y + off[1]) * w + off[2];
+              cropped.set(a.subarray(from, from + w0), o);
+            }
           }
         }
+        await deliver!(zo, plane);
       }
-    });
-    const out = await params.run(batch, [group.length, c, win[0], win[1], win[2]]);
+      a.fill(0);
+      ws.fill(0);
+    }
+  };
+
+  for (let b = 0; b < windows; b += batchSize) {
+    params.signal?.throwIfAborted();
+    const count = Math.min(batchSize, windows - b);
+    const group = Array.from({ length: count }, (_, n) => start(b + n));
+    const batch = count === full ? batchBuffer : new Float32Array(count * c * per);
+    group.forEach((at, n) => cut(batch, n, at));
+    const out = await params.run(batch, [count, c, win[0], win[1], win[2]]);
     const s = out.shape;
-    const count = s.reduce((p, q) => p * q, 1);
-    if (s[0] !== group.length || out.data.length !== count) {
-      throw new InvalidArgumentError(`'run' returned shape [${s.join(', ')}] with ${out.data.length} values for a batch of ${group.length} windows`);
+    const values = s.reduce((p, q) => p * q, 1);
+    if (s[0] !== count || out.data.length !== values) {
+      throw new InvalidArgumentError(`'run' returned shape [${s.join(', ')}] with ${out.data.length} values for a batch of ${count} windows`);
     }
     const isDense = s.length === 5 && s[2] === win[0] && s[3] === win[1] && s[4] === win[2];
     const isVector = s.length === 2 || (s.length === 5 && s[2] === 1 && s[3] === 1 && s[4] === 1);
@@ -163,24 +314,34 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
     if (kind === undefined) {
       kind = thisKind;
       k = s[1]!;
-      if (kind === 'dense') checkOutputVoxels([k, d, h, w], `assembling the windows' ${k}-channel outputs`, params.budgets);
-      acc = new Float32Array(kind === 'dense' ? k * d * h * w : k);
-      if (kind === 'dense') wsum = new Float32Array(d * h * w);
+      if (kind === 'dense') {
+        checkOutputVoxels([k, slab, h, w], `blending the windows' ${k}-channel outputs over ${slab} planes of ${h}x${w}`, params.budgets);
+        deliver = params.sink ? params.sink([k, ...grid]) : assemble(k);
+        acc = new Float32Array(slab * k * hw);
+        wsum = new Float32Array(slab * hw);
+        if (h0 !== h || w0 !== w) cropped = new Float32Array(k * h0 * w0);
+      } else {
+        acc = new Float32Array(k);
+      }
     } else if (kind !== thisKind || s[1] !== k) {
       throw new InvalidArgumentError(`'run' returned shape [${s.join(', ')}] after earlier batches of ${k} ${kind} channels`);
     }
-    group.forEach(([z0, y0, x0], n) => {
+    for (let n = 0; n < count; n++) {
       if (kind === 'vector') {
         for (let j = 0; j < k; j++) acc![j]! += out.data[n * k + j]!;
-        return;
+        continue;
       }
+      const [z0, y0, x0] = group[n]!;
+      await finishBefore(z0);
+      if (z0 + win[0] > next + slab) throw new Error(`sliding window: plane ${z0 + win[0] - 1} is outside the ring of planes ${next} to ${next + slab - 1}`);
       for (let j = 0; j < k; j++) {
         let i = (n * k + j) * per;
         let wi = 0;
         for (let z = 0; z < win[0]; z++) {
+          const slot = (z0 + z) % slab;
           for (let y = 0; y < win[1]; y++) {
-            let p = ((j * d + z0 + z) * h + y0 + y) * w + x0;
-            let q = ((z0 + z) * h + y0 + y) * w + x0;
+            let p = ((slot * k + j) * h + y0 + y) * w + x0;
+            let q = (slot * h + y0 + y) * w + x0;
             for (let x = 0; x < win[2]; x++, i++, wi++, p++, q++) {
               const wt = weights[wi]!;
               acc![p]! += out.data[i]! * wt;
@@ -189,17 +350,16 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
           }
         }
       }
-    });
+      top = Math.max(top, z0 + win[0]);
+      peak = Math.max(peak, top - next);
+    }
   }
   if (kind === 'vector') {
     for (let j = 0; j < k; j++) acc![j] = acc![j]! / windows;
     return { kind, data: acc!, shape: [k], windows };
   }
-  const plane = d * h * w;
-  for (let j = 0; j < k; j++) for (let i = 0; i < plane; i++) acc![j * plane + i] = acc![j * plane + i]! / wsum![i]!;
-  let dense: VolumeArray = { data: acc!, shape: [k, d, h, w] };
-  if (d !== d0 || h !== h0 || w !== w0) {
-    dense = padOrCrop({ volume: dense, size: [d0, h0, w0], budgets: params.budgets });
-  }
-  return { kind: 'dense', data: dense.data, shape: [k, d0, h0, w0], windows };
+  await finishBefore(d);
+  const shape = [k, d0, h0, w0] as const;
+  const use = { slabPlanes: slab, peakPlanes: peak };
+  return params.sink ? { kind: 'planes', shape, windows, ...use } : { kind: 'dense', data: assembled!, shape, windows, ...use };
 }

@@ -302,7 +302,8 @@ export class InferenceEngine {
           const dims = t.dims;
           const all = t.data;
           const each = all.length / batch.length;
-          result[name] = { data: all.slice(i * each, (i + 1) * each), shape: [dims[0]! / batch.length, ...dims.slice(1)] };
+          // one request takes the array as it came from the worker; several share it out in copies
+          result[name] = { data: batch.length === 1 ? all : all.slice(i * each, (i + 1) * each), shape: [dims[0]! / batch.length, ...dims.slice(1)] };
         }
         p.resolve(result);
       });

@@ -3,15 +3,22 @@
  * request), the network on the engine (whole volume, or sliding windows with blending for
  * volumes larger than the network's input), and the answer: top-k classes, a feature
  * vector, or a label volume on the input's grid.
+ *
+ * Memory: a whole-volume run holds the network's input and output whole. Sliding windows hold
+ * the volume as read (or resampled) and cut each window from it through the per-voxel steps, and
+ * finish a segmentation plane by plane into its labels, so what they hold beyond the volume and
+ * the output is bounded by the window, the classes and one plane's size
+ * (`windowedInferenceBytes` states the bound).
  */
 import type { Budgets } from '../../converters/budgets.js';
 import type { Card } from '../../converters/convert.js';
 import { InvalidArgumentError } from '../../converters/errors.js';
 import { checkSize } from '../preprocess/geometry.js';
-import { checkOutputVoxels, checkWindowCount, matchChannels, normalizeChannels, padOrCrop, resample, resampleSize, scaleIntensity, slidingWindow, windowIntensity, CT_WINDOWS } from '../preprocess/index.js';
-import { featureVector, labelsFromScores, topK, type ClassScore, type LabelMap } from '../predictions/index.js';
+import { channelSources, checkChannelMaps, checkOutputVoxels, checkWindowCount, mapChannels, percentileBounds, resample, resampleSize, slidingWindow, slidingWindowBytes, windowBounds, CT_WINDOWS, type ChannelMap, type SlabUse } from '../preprocess/index.js';
+import { classProbabilities, featureVector, labelsFromScores, topK, type ClassScore, type LabelMap } from '../predictions/index.js';
 import { VolumeFormatError, type Vec3, type Volume } from '../volumes/index.js';
 import type { FloatTensor, InferenceEngine, ModelSource } from './engine.js';
+import { collectDense, type DenseKeep, type DenseOutput } from './dense-output.js';
 import { InferenceFailedError } from './errors.js';
 
 /** A model ready to run, with what the runtime needs to know about it. */
@@ -44,13 +51,27 @@ export interface InferOptions {
   /** Normalisation override. */
   mean?: number[];
   std?: number[];
+  /**
+   * What a segmentation keeps beside its labels: its per-class probabilities or its scores, each
+   * `K x D x H x W` float32 held against `budgets.outputVoxels`. Through sliding windows only the
+   * labels are kept otherwise (the scores are never assembled); a whole-volume run has its
+   * scores anyway. @default 'labels'
+   */
+  keep?: DenseKeep;
 }
 
 /** What an inference produced. */
 export interface InferResult {
   kind: 'classification' | 'features' | 'segmentation';
-  /** The network's first output, as it came out. */
-  output: FloatTensor;
+  /**
+   * The network's first output: its shape, and its values, except for a segmentation through
+   * sliding windows that did not keep its scores (`InferOptions.keep`).
+   */
+  output: { shape: number[]; data?: Float32Array };
+  /** A segmentation's per-class probabilities `[1, K, D, H, W]`, when `InferOptions.keep` asked for them. */
+  probabilities?: FloatTensor;
+  /** A segmentation through sliding windows: the planes its blend accumulator held (see `slidingWindow`). */
+  slab?: SlabUse;
   topK?: ClassScore[];
   features?: number[];
   labels?: LabelMap;
@@ -98,76 +119,153 @@ function checkFinite(volume: Volume): void {
   );
 }
 
+/** The network's input as a plan: a volume, and the per-voxel maps that make each input channel of it. */
+export interface InputPlan {
+  /** The volume as read, or resampled when asked. */
+  source: Volume;
+  /** One map per input channel (intensity, replication, normalisation); absent: `source` is fed as it is (`raw`). */
+  channels?: readonly ChannelMap[];
+  /** What the preprocessing does, in order. */
+  steps: string[];
+}
+
 /**
- * Preprocess a volume for a model; returns the array and the steps taken. The network input it
- * plans (resampled size, the model's channels, padding to the windows) is held against
- * `budgets.outputVoxels`, and the windows `o.patch` makes against `budgets.slidingWindows`,
- * before any step runs. A volume with NaN or infinite voxels is refused (422).
+ * Plan the preprocessing of a volume for a model: resample it (when asked), then the per-voxel
+ * steps as `ChannelMap`s. Before any step runs, the planned network input is held against the
+ * budgets: for a whole-volume run the input itself (resampled size, the model's channels) against
+ * `budgets.outputVoxels`; for sliding windows (`o.patch`), which never make the input whole, the
+ * windows against `budgets.slidingWindows` and all their voxels together against
+ * `budgets.outputVoxels`. A volume with NaN or infinite voxels is refused (422).
  */
-export function preprocess(volume: Volume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): { volume: Volume; steps: string[] } {
+export function planInput(volume: Volume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): InputPlan {
   checkFinite(volume);
   const steps: string[] = [];
   let v = volume;
-  if (o.raw) return { volume: v, steps: ['raw: fed as stored'] };
+  if (o.raw) return { source: v, steps: ['raw: fed as stored'] };
   const resized = o.size || o.spacing ? resampleSize(v, { size: o.size, spacing: o.spacing }) : ([v.shape[1], v.shape[2], v.shape[3]] as Vec3);
-  const patch = o.patch ? checkSize(o.patch, 'patch') : undefined;
-  const planned = resized.map((n, a) => Math.max(n, patch?.[a] ?? 0));
-  checkOutputVoxels([Math.max(v.shape[0], model.channels), ...planned], `${v.source.file}: preprocessing [${v.shape.join(', ')}] for a ${model.channels}-channel network`, budgets);
-  if (patch) {
+  const what = `${v.source.file}: preprocessing [${v.shape.join(', ')}] for a ${model.channels}-channel network`;
+  if (o.patch) {
+    const patch = checkSize(o.patch, 'patch');
     const overlap = o.overlap ?? 0.25;
     if (!(overlap >= 0 && overlap < 1)) throw new InvalidArgumentError(`'overlap' must be in [0, 1), got ${overlap}`);
-    checkWindowCount(planned, patch, [overlap, overlap, overlap], budgets, v.source.file);
+    const planned = resized.map((n, a) => Math.max(n, patch[a]!));
+    const windows = checkWindowCount(planned, patch, [overlap, overlap, overlap], budgets, v.source.file);
+    checkOutputVoxels([windows, model.channels, ...patch], `${what}: ${windows} windows of ${patch.join('x')}`, budgets);
+  } else {
+    checkOutputVoxels([Math.max(v.shape[0], model.channels), ...resized], what, budgets);
   }
   if (o.size || o.spacing) {
     v = resample({ volume: v, size: o.size, spacing: o.spacing, mode: 'trilinear', budgets });
     steps.push(`resample to ${v.shape.slice(1).join('x')} (spacing ${v.spacing.map((s) => s.toFixed(2)).join(', ')} mm)`);
   }
+  const c = v.shape[0];
+  let intensity: ChannelMap['intensity'][] = Array<undefined>(c).fill(undefined);
   if (o.window === 'none') steps.push('no intensity window');
   else if (o.window !== undefined || isCt(v)) {
     const window = o.window ?? 'lung';
-    v = windowIntensity({ volume: v, window });
+    const [lo, hi] = windowBounds(window);
+    intensity = intensity.map(() => ({ lo, hi, range: [0, 1] }));
     steps.push(`window ${Array.isArray(window) ? `[${window.join(', ')}]` : `${String(window)} ${JSON.stringify(CT_WINDOWS[window as keyof typeof CT_WINDOWS])}`} -> [0, 1]`);
   } else {
-    v = scaleIntensity({ volume: v, percentiles: [0.5, 99.5] });
+    const { lo, hi } = percentileBounds(v, [0.5, 99.5]);
+    intensity = intensity.map((_, i) => ({ lo: lo[i]!, hi: hi[i]!, range: [0, 1] }));
     steps.push('scale percentiles [0.5, 99.5] -> [0, 1]');
   }
-  if (v.shape[0] !== model.channels) {
-    steps.push(`channels ${v.shape[0]} -> ${model.channels}`);
-    v = matchChannels({ volume: v, channels: model.channels, budgets });
-  }
+  if (c !== model.channels) steps.push(`channels ${c} -> ${model.channels}`);
+  const sources = channelSources(c, model.channels);
   const mean = o.mean ?? model.card?.preprocessing.mean ?? (model.channels === 3 ? [0.485, 0.456, 0.406] : [0.449]);
   const std = o.std ?? model.card?.preprocessing.std ?? (model.channels === 3 ? [0.229, 0.224, 0.225] : [0.226]);
   if (mean.length !== model.channels || std.length !== model.channels) {
     throw new InvalidArgumentError(`mean/std must have ${model.channels} values (one per input channel)`);
   }
-  v = normalizeChannels({ volume: v, mean, std });
+  const channels = sources.map((source, i): ChannelMap => ({ source, ...(intensity[source] ? { intensity: intensity[source] } : {}), mean: mean[i]!, std: std[i]! }));
+  checkChannelMaps(channels, c);
   steps.push(`normalise mean [${mean.join(', ')}] std [${std.join(', ')}]`);
-  return { volume: v, steps };
+  return { source: v, channels, steps };
 }
 
-/** A volume made ready for the network: preprocessed, and padded up to the patch size for sliding windows. */
+/**
+ * Preprocess a volume for a model (see `planInput`, for its budgets); returns the network's
+ * input as one array and the steps taken.
+ */
+export function preprocess(volume: Volume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): { volume: Volume; steps: string[] } {
+  const plan = planInput(volume, model, o, budgets);
+  return { volume: plan.channels ? mapChannels({ volume: plan.source, channels: plan.channels, budgets }) : plan.source, steps: plan.steps };
+}
+
+/**
+ * A volume made ready for the network: one array for a whole-volume run, or for sliding
+ * windows the source and the maps each window is cut through (the input is never made whole).
+ */
 export interface PreparedInput {
-  volume: Volume;
+  /** The network's input (a whole-volume run). */
+  volume?: Volume;
+  /** The source of the windows and the per-voxel maps of each input channel (sliding windows). */
+  windows?: { source: Volume; channels: readonly ChannelMap[] };
   /** What the preprocessing did, in order. */
   steps: string[];
   ms: number;
-  /** The spatial size before the padding to the windows, when there was one: dense outputs are cropped back to it. */
-  unpadded?: Vec3;
 }
 
 /** Make a volume ready for the network (the work before the engine, which the fence can run). */
 export function prepareInput(volume: Volume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): PreparedInput {
   const t0 = performance.now();
-  const { volume: v, steps } = preprocess(volume, model, o, budgets);
-  const patch = o.patch;
-  const needsPad = patch !== undefined && !o.raw && v.shape.slice(1).some((n, i) => n < patch[i]!);
-  const ready = needsPad ? padOrCrop({ volume: v, size: v.shape.slice(1).map((n, i) => Math.max(n, patch[i]!)) as Vec3, budgets }) : v;
-  return { volume: ready, steps, ms: performance.now() - t0, ...(needsPad ? { unpadded: v.shape.slice(1) as Vec3 } : {}) };
+  const plan = planInput(volume, model, o, budgets);
+  if (o.patch && plan.channels) return { windows: { source: plan.source, channels: plan.channels }, steps: plan.steps, ms: performance.now() - t0 };
+  const input = plan.channels ? mapChannels({ volume: plan.source, channels: plan.channels, budgets }) : plan.source;
+  return { volume: input, steps: plan.steps, ms: performance.now() - t0 };
+}
+
+/** Parameters of `windowedInferenceBytes`. */
+export interface WindowedInferenceBytesParams {
+  /** The volume as read, `[C, D, H, W]`. */
+  volume: readonly number[];
+  /** The grid it is resampled to, when it is. */
+  resampled?: readonly number[];
+  /** The window `[wd, wh, ww]`. */
+  window: readonly number[];
+  /** Channels of the network's input. */
+  channels: number;
+  /** Channels of its output, `K`. */
+  classes: number;
+  kind: 'dense' | 'vector';
+  /** @default 'labels' */
+  keep?: DenseKeep;
+  /** @default 1 */
+  batchSize?: number;
 }
 
 /**
- * Run a model on a volume, within the budgets (see `preprocess` and `slidingWindow`);
- * `prepared` is the volume already made ready (by `prepareInput`).
+ * The bound, in bytes, on what one sliding-window inference holds beside the model's own
+ * session (the onnxruntime session's weights and its working memory for one batch):
+ *
+ *     the volume as read (float32, C x D x H x W x 4; and its resampled copy, when resampling)
+ *   + the output: labels (1 byte a voxel up to 256 classes, else 2), and the probabilities or
+ *     scores when kept (K x D x H x W x 4), on the network's grid
+ *   + `slidingWindowBytes`: the ring K x wd x H x W x 4 (and its weight sums), one batch of
+ *     windows in and one out, twice each
+ *
+ * None of it grows with the volume but the volume and the output themselves. Reading the volume
+ * may hold more for a moment, before any of this (a file's bytes and what they inflate to, except
+ * for a NIfTI file, read as a stream by `readNiftiFile`); writing an answer holds its encoding
+ * (`encodeNifti`).
+ */
+export function windowedInferenceBytes(p: WindowedInferenceBytesParams): { input: number; output: number; windows: number; total: number } {
+  const [c, ...read] = p.volume as [number, number, number, number];
+  const grid = p.resampled ?? read;
+  const voxels = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+  const input = 4 * c * (voxels(read) + (p.resampled ? voxels(grid) : 0));
+  const keep = p.keep ?? 'labels';
+  const output = p.kind === 'vector' ? 4 * p.classes : voxels(grid) * ((p.classes <= 256 ? 1 : 2) + (keep === 'labels' ? 0 : 4 * p.classes));
+  const windows = slidingWindowBytes({ grid, window: p.window, channels: p.channels, classes: p.classes, kind: p.kind, batchSize: p.batchSize }).total;
+  return { input, output, windows, total: input + output + windows };
+}
+
+/**
+ * Run a model on a volume, within the budgets (see `planInput` and `slidingWindow`);
+ * `prepared` is the volume already made ready (by `prepareInput`). A dense output through
+ * sliding windows is finished plane by plane into its labels (`collectDense`): its scores are
+ * assembled only when `o.keep` asks for them or for the probabilities.
  */
 export async function infer(
   engine: InferenceEngine,
@@ -177,55 +275,66 @@ export async function infer(
   budgets?: Partial<Budgets>,
   prepared: PreparedInput = prepareInput(volume, model, o, budgets),
 ): Promise<InferResult> {
-  const v = prepared.volume;
   const steps = [...prepared.steps];
   const t1 = performance.now();
   const run = (data: Float32Array, shape: readonly number[]) => engine.run(model.source, { data, shape: [...shape] });
-  let output: FloatTensor;
-  let inputShape: number[];
-  if (o.patch && !o.raw) {
-    const patch = o.patch;
+  let output: InferResult['output'];
+  let dense: DenseOutput | undefined;
+  let input: InferResult['input'];
+  let slab: SlabUse | undefined;
+  if (prepared.windows) {
+    const patch = checkSize(o.patch ?? [], 'patch');
+    const { source, channels } = prepared.windows;
+    let collected: ReturnType<typeof collectDense> | undefined;
     const result = await slidingWindow({
-      volume: v,
+      volume: source,
+      channels,
       windowSize: patch,
       overlap: o.overlap ?? 0.25,
       budgets,
-      run: async (batch, shape) => {
-        const out = await run(batch, shape);
-        return first(out);
-      },
+      run: async (batch, shape) => first(await run(batch, shape)),
+      sink: (shape) => (collected = collectDense({ shape, keep: o.keep, budgets })).sink,
     });
-    output = { data: result.data, shape: [1, ...result.shape] };
-    if (result.kind === 'dense' && prepared.unpadded) {
-      // the windows' padding (centred) is undone, so that the labels line up with the volume
-      const cropped = padOrCrop({ volume: { data: result.data, shape: result.shape }, size: prepared.unpadded, budgets });
-      output = { data: cropped.data, shape: [1, ...cropped.shape] };
-      steps.push(`crop the padding back to ${prepared.unpadded.join('x')}`);
+    const grid = source.shape.slice(1);
+    if (grid.some((n, a) => n < patch[a]!)) steps.push(`crop the padding back to ${grid.join('x')}`);
+    if (result.kind === 'vector') output = { data: result.data, shape: [1, ...result.shape] };
+    else {
+      dense = collected!.result();
+      slab = { slabPlanes: result.slabPlanes, peakPlanes: result.peakPlanes };
+      output = { shape: [1, ...result.shape], ...(dense.scores ? { data: dense.scores.data } : {}) };
     }
-    inputShape = [1, ...v.shape];
+    input = { shape: [1, channels.length, ...grid.map((n, a) => Math.max(n, patch[a]!))], spacing: source.spacing };
     steps.push(`sliding windows ${patch.join('x')} (overlap ${o.overlap ?? 0.25}, ${result.windows} windows)`);
   } else {
-    inputShape = [1, ...v.shape];
-    output = first(await run(v.data, inputShape));
+    const v = prepared.volume ?? preprocess(volume, model, o, budgets).volume;
+    input = { shape: [1, ...v.shape], spacing: v.spacing };
+    const out = first(await run(v.data, input.shape));
+    const bad = out.data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) {
+      throw new InferenceFailedError(`the network gave a non-finite output (${out.data[bad]} at element ${bad}): the checkpoint's weights or BatchNorm statistics are broken, or the input holds non-finite values`);
+    }
+    output = out;
+    if (out.shape.length === 5) {
+      const scores = { data: out.data, shape: out.shape.slice(1) };
+      dense = { labels: labelsFromScores(scores), ...(o.keep === 'probabilities' ? { probabilities: { ...classProbabilities(scores), shape: out.shape } } : {}) };
+    }
   }
   const t2 = performance.now();
-  const bad = output.data.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0) {
-    throw new InferenceFailedError(`the network gave a non-finite output (${output.data[bad]} at element ${bad}): the checkpoint's weights or BatchNorm statistics are broken, or the input holds non-finite values`);
-  }
-  const result: InferResult = { kind: 'classification', output, input: { shape: inputShape, spacing: v.spacing }, steps, ms: { preprocess: prepared.ms, network: t2 - t1 } };
-  if (output.shape.length === 5) {
+  const result: InferResult = { kind: 'classification', output, input, steps, ms: { preprocess: prepared.ms, network: t2 - t1 } };
+  if (dense) {
     result.kind = 'segmentation';
-    result.labels = labelsFromScores({ data: output.data, shape: output.shape.slice(1) });
+    result.labels = dense.labels;
+    if (dense.probabilities) result.probabilities = dense.probabilities;
+    if (slab) result.slab = slab;
     if (model.labels?.length === output.shape[1]) result.classNames = model.labels;
   } else if (model.card?.output.kind === 'features') {
     result.kind = 'features';
-    result.features = featureVector({ data: output.data, shape: output.shape });
+    result.features = featureVector({ data: output.data!, shape: output.shape });
   } else {
     const classes = output.shape[output.shape.length - 1]!;
     // Labels apply only to the head they were made for (a new head has its own classes).
     const labels = model.labels?.length === classes ? model.labels : undefined;
-    result.topK = topK({ scores: output.data.subarray(0, classes), labels, k: o.topK ?? 5 });
+    result.topK = topK({ scores: output.data!.subarray(0, classes), labels, k: o.topK ?? 5 });
   }
   return result;
 }

@@ -25,8 +25,10 @@ export interface RenderAnswerParams {
   as: 'nifti' | 'probabilities' | 'png';
   /** A segmentation's labels, on the network's output grid. */
   labels?: LabelMap;
-  /** A segmentation's scores `[1, K, d, h, w]` on the network's output grid (for `probabilities`). */
-  scores?: { data: Float32Array; shape: readonly number[] };
+  /** A segmentation's per-class probabilities `[1, K, d, h, w]` on the network's output grid (for `probabilities`). */
+  probabilities?: { data: Float32Array; shape: readonly number[] };
+  /** Or its scores, the probabilities made from them (`classProbabilities`); ignored without values. */
+  scores?: { data?: Float32Array; shape: readonly number[] };
   /** Names of the classes, for the preview's legend. */
   names?: readonly string[];
   /** A classifier's activation map (ignored when there are labels). */
@@ -43,23 +45,23 @@ export async function renderAnswer(p: RenderAnswerParams): Promise<Uint8Array> {
   const [, d, h, w] = volume.shape;
   const gzip = p.gzip ?? true;
   if (p.as === 'probabilities') {
-    if (!p.scores || p.scores.shape.length !== 5) throw new InvalidArgumentError('a probability answer needs a segmentation output [1, K, D, H, W]');
-    const [, k, sd, sh, sw] = p.scores.shape as [number, number, number, number, number];
+    const given = p.probabilities ?? (p.scores?.data ? { data: p.scores.data, shape: p.scores.shape } : undefined);
+    if (!given || given.shape.length !== 5) throw new InvalidArgumentError('a probability answer needs a segmentation output [1, K, D, H, W]');
+    const [, k, sd, sh, sw] = given.shape as [number, number, number, number, number];
     checkOutputVoxels([k, d, h, w], `per-class probabilities of ${k} classes on the input grid [${d}, ${h}, ${w}]`, p.budgets);
-    let probs = classProbabilities(p.scores).data;
+    let probs = p.probabilities ? given.data : classProbabilities(given).data;
     if (sd !== d || sh !== h || sw !== w) probs = resample({ volume: { data: probs, shape: [k, sd, sh, sw] as const }, size: [d, h, w], mode: 'trilinear', budgets: p.budgets }).data;
     return encodeNifti({ data: probs, shape: [k, d, h, w], affine: volume.affine, like: volume, gzip, description: 'acs-hub class probabilities (softmax)' });
   }
-  let labels: Float32Array | undefined;
+  let labels: Uint8Array | Uint16Array | Float32Array | undefined = p.labels?.data;
   if (p.labels) {
     const [ld, lh, lw] = p.labels.shape;
-    labels = Float32Array.from(p.labels.data);
     // Back onto the input's own grid, which its reader bounded: no budget beyond that.
-    if (ld !== d || lh !== h || lw !== w) labels = resample({ volume: { data: labels, shape: [1, ld, lh, lw] as const }, size: [d, h, w], mode: 'nearest', budgets: { outputVoxels: d * h * w } }).data;
+    if (ld !== d || lh !== h || lw !== w) labels = resample({ volume: { data: Float32Array.from(p.labels.data), shape: [1, ld, lh, lw] as const }, size: [d, h, w], mode: 'nearest', budgets: { outputVoxels: d * h * w } }).data;
   }
   if (p.as === 'nifti') {
     if (!labels) throw new InvalidArgumentError('a NIfTI answer needs a label volume');
-    const data = p.labels!.data instanceof Uint8Array ? Uint8Array.from(labels) : Uint16Array.from(labels);
+    const data = labels instanceof Float32Array ? (p.labels!.data instanceof Uint8Array ? Uint8Array.from(labels) : Uint16Array.from(labels)) : labels;
     return encodeNifti({ data, shape: [1, d, h, w], affine: volume.affine, like: volume, labels: true, gzip, description: 'acs-hub segmentation' });
   }
   let overlay: PreviewOverlay | undefined;

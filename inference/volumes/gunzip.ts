@@ -35,8 +35,8 @@ export interface GunzipBoundedParams {
   budgets?: Partial<Budgets>;
 }
 
-/** Refuse an inflated size over the budgets, before it is allocated. */
-function checkInflated(total: number, packed: number, file: string, budgets: Partial<Budgets> | undefined): void {
+/** Refuse an inflated size over the budgets (`unpackedEntryBytes`, `compressionRatio`), before it is allocated. */
+export function checkInflated(total: number, packed: number, file: string, budgets: Partial<Budgets> | undefined): void {
   const b = resolveBudgets(budgets);
   if (total > b.unpackedEntryBytes) {
     throw new LimitExceededError(`${file}: inflates to ${total} bytes, over the budget of ${b.unpackedEntryBytes} (${budgetSetting('unpackedEntryBytes')})`);

@@ -10,7 +10,7 @@
 import type { Budgets } from '../../converters/budgets.js';
 import { InvalidArgumentError } from '../../converters/errors.js';
 import { VolumeFormatError, VolumeUnsupportedError } from './errors.js';
-import { gridToVolume } from './grid-volume.js';
+import { gridToVolume, type GridToVolumeParams } from './grid-volume.js';
 import { gunzipBounded, looksLikeGzip } from './gunzip.js';
 import { decodeSamples, SAMPLE_BYTES, type SampleType } from './samples.js';
 import { checkVoxelCount, VOLUME_LIMITS, type Affine, type Volume } from './volume.js';
@@ -144,8 +144,22 @@ export function parseNiftiHeader(bytes: Uint8Array, file: string): NiftiHeader {
   };
 }
 
+/** Where a NIfTI's voxels lie and what they are. */
+export interface NiftiLayout {
+  /** File grid `[ni, nj, nk]`. */
+  dims: [number, number, number];
+  /** Dimensions 4 to 7 and RGB components together. */
+  channels: number;
+  type: SampleType;
+  /** Samples per voxel (3 or 4 for RGB, else 1). */
+  components: number;
+  /** Byte range of the voxels in the (inflated) file. */
+  start: number;
+  end: number;
+}
+
 /** The layout a header implies, validated: grid dims, channels, sample type, data range. */
-function layout(h: NiftiHeader, file: string, maxVoxels: number): { dims: [number, number, number]; channels: number; type: SampleType; components: number; start: number; end: number } {
+function layout(h: NiftiHeader, file: string, maxVoxels: number): NiftiLayout {
   const fail = (msg: string): never => {
     throw new VolumeFormatError(`${file}: ${msg}`, { file });
   };
@@ -260,20 +274,13 @@ export async function decodeNifti(bytes: Uint8Array, params: DecodeNiftiParams =
     });
   }
   const h = parseNiftiHeader(raw, file);
-  const lay = layout(h, file, maxVoxels);
+  const plan = planNifti(h, file, maxVoxels);
+  const { lay } = plan;
   if (lay.start > raw.byteLength) fail(`vox_offset ${lay.start} lies beyond the end of the file (${raw.byteLength} bytes)`);
   if (lay.end > raw.byteLength) fail(`voxel data [${lay.start}, ${lay.end}) runs past the end of the file (${raw.byteLength} bytes; truncated)`);
   const n = lay.dims[0] * lay.dims[1] * lay.dims[2];
   const samples = decodeSamples(raw, lay.start, (lay.end - lay.start) / SAMPLE_BYTES[lay.type], lay.type, h.littleEndian);
-  const warnings: string[] = [];
-  let slope = h.sclSlope;
-  let inter = h.sclInter;
-  if (lay.components > 1 || slope === 0 || !Number.isFinite(slope)) {
-    slope = 1;
-    inter = 0;
-  } else if (!Number.isFinite(inter)) {
-    fail(`scl_slope is ${slope} but scl_inter is ${inter}`);
-  }
+  const { slope, inter } = plan;
   const comps = lay.components;
   // RGB voxels are interleaved per voxel; other channels are whole blocks, one after another.
   const read =
@@ -285,21 +292,50 @@ export async function decodeNifti(bytes: Uint8Array, params: DecodeNiftiParams =
       : slope === 1 && inter === 0
         ? (p: number): number => samples[p]!
         : (p: number): number => samples[p]! * slope + inter;
+  return gridToVolume({ ...plan.grid, read });
+}
+
+/** What a NIfTI header says of its voxels: where they lie, how to scale them, and the grid they make. */
+export interface NiftiPlan {
+  lay: NiftiLayout;
+  /** `scl_slope` and `scl_inter`, or 1 and 0 where they do not apply. */
+  slope: number;
+  inter: number;
+  /** The file grid and what to carry to the volume (`gridToVolume` without `read`). */
+  grid: Omit<GridToVolumeParams, 'read'>;
+}
+
+/** Plan the decoding of a header (validated: layout, scaling, affine), before any voxel is read. */
+export function planNifti(h: NiftiHeader, file: string, maxVoxels: number): NiftiPlan {
+  const lay = layout(h, file, maxVoxels);
+  let slope = h.sclSlope;
+  let inter = h.sclInter;
+  if (lay.components > 1 || slope === 0 || !Number.isFinite(slope)) {
+    slope = 1;
+    inter = 0;
+  } else if (!Number.isFinite(inter)) {
+    throw new VolumeFormatError(`${file}: scl_slope is ${slope} but scl_inter is ${inter}`, { file });
+  }
+  const warnings: string[] = [];
   const { affine, from } = niftiAffine(h, lay.dims);
   if ((h.sformCode > 0 && from !== 'sform') || (h.qformCode > 0 && from === 'pixdim')) {
     warnings.push(`the ${h.sformCode > 0 ? 'sform' : 'qform'} is not finite or has a zero-length axis: the geometry comes from ${from === 'qform' ? 'the qform' : 'pixdim'}`);
   }
-  return gridToVolume({
-    dims: lay.dims,
-    channels: lay.channels,
-    affine,
-    read,
-    source: {
-      format: 'nifti',
-      file,
-      channels: comps > 1 ? 'rgb' : lay.channels > 1 ? 'nifti-4d' : 'single',
-      nifti: { version: h.version, datatype: h.datatype, sformCode: h.sformCode, qformCode: h.qformCode, affineFrom: from, xyztUnits: h.xyztUnits },
-      warnings,
+  return {
+    lay,
+    slope,
+    inter,
+    grid: {
+      dims: lay.dims,
+      channels: lay.channels,
+      affine,
+      source: {
+        format: 'nifti',
+        file,
+        channels: lay.components > 1 ? 'rgb' : lay.channels > 1 ? 'nifti-4d' : 'single',
+        nifti: { version: h.version, datatype: h.datatype, sformCode: h.sformCode, qformCode: h.qformCode, affineFrom: from, xyztUnits: h.xyztUnits },
+        warnings,
+      },
     },
-  });
+  };
 }

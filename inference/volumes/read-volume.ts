@@ -6,7 +6,8 @@
  * Budgets (`converters/budgets.ts`): a folder or zip holds at most `volumeFiles` slices; a zip's
  * entries are held, by their declared sizes and before any is inflated, against
  * `unpackedEntryBytes` each, `unpackedTotalBytes` together and `compressionRatio`; a `.nii.gz`
- * against the first and the last.
+ * against the first and the last. A NIfTI file is read as a stream (`readNiftiFile`): its bytes
+ * and what they inflate to are never held whole.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -20,6 +21,7 @@ import { looksLikeGzip } from './gunzip.js';
 import { decodeDicomSeries, type NamedBytes } from './read-dicom.js';
 import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff } from './read-image-stack.js';
 import { decodeNifti, looksLikeNifti } from './read-nifti.js';
+import { looksLikeNiftiFile, readNiftiFile } from './read-nifti-file.js';
 import { decodeNpy, looksLikeNpy } from './read-npy.js';
 import { decodeRaw, type RawLayout } from './read-raw.js';
 import { VOLUME_LIMITS, type Vec3, type Volume, type VolumeFormat } from './volume.js';
@@ -188,5 +190,7 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
     if (files.length === 0) throw new VolumeFormatError(`${input}: folder is empty`, { file: input });
     return decodeFileSet(files, input, params);
   }
+  // a NIfTI is read as a stream, straight into the volume (see read-nifti-file.ts)
+  if ((params.format === undefined || params.format === 'nifti') && (await looksLikeNiftiFile(input))) return readNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets });
   return decodeBytes(await readFileBytes(input), input, { ...params, file: params.file ?? basename(input) });
 }

@@ -15,6 +15,8 @@ import type { Affine, Volume } from './volume.js';
 /** The typed arrays that can be written, and their NIfTI datatype codes. */
 export type NiftiArray = Float32Array | Float64Array | Uint8Array | Int8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
 
+const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 function datatypeOf(a: NiftiArray): { code: number; bits: number } {
   if (a instanceof Float32Array) return { code: 16, bits: 32 };
   if (a instanceof Float64Array) return { code: 64, bits: 64 };
@@ -101,19 +103,16 @@ export function encodeNifti(params: EncodeNiftiParams): Uint8Array {
   if (params.affine.length !== 16 || !params.affine.every(Number.isFinite)) throw new InvalidArgumentError("'affine' must be 16 finite numbers (row-major 4x4)");
   let dims: number[] = [w, h, d];
   let affine = params.affine;
-  let values: NiftiArray = data;
+  let grid: Volume['source']['grid'];
   let codes = { sform: 1, qform: 1 };
   const like = params.like;
   if (like !== undefined) {
-    const grid = like.source.grid;
     const [ld, lh, lw] = like.shape.slice(1);
     if (ld !== d || lh !== h || lw !== w) throw new InvalidArgumentError(`'like' has the grid [${ld}, ${lh}, ${lw}] but 'data' is [${d}, ${h}, ${w}]; resample the output back to the input grid first`);
     if (like.affine.some((v, i) => Math.abs(v - params.affine[i]!) > 1e-4 * Math.max(1, Math.abs(v)))) throw new InvalidArgumentError("'affine' differs from the affine of 'like': the output is not on the input's grid");
+    grid = like.source.grid;
     if (grid !== undefined) {
       if (canonicalShape(grid).some((n, a) => n !== [d, h, w][a])) throw new InvalidArgumentError("'like.source.grid' does not match 'like.shape'");
-      const Ctor = data.constructor as new (n: number) => NiftiArray;
-      values = new Ctor(data.length);
-      reorientToGrid(grid, data, values, c);
       dims = [...grid.dims];
       affine = grid.affine;
     }
@@ -121,9 +120,11 @@ export function encodeNifti(params: EncodeNiftiParams): Uint8Array {
     if (nifti !== undefined && nifti.sformCode > 0) codes = { sform: nifti.sformCode, qform: nifti.qformCode > 0 ? nifti.qformCode : nifti.sformCode };
   }
   if (dims.some((n) => n > 32767) || c > 32767) throw new UnsupportedError(`dimensions [${dims.join(', ')}, ${c}] exceed NIfTI-1's 32767`);
-  const { code, bits } = datatypeOf(values);
-  const header = new Uint8Array(352);
-  const v = new DataView(header.buffer);
+  const { code, bits } = datatypeOf(data);
+  // one buffer, header then voxels, written in place (the voxels are not copied twice)
+  const out = new Uint8Array(352 + data.byteLength);
+  const header = out.subarray(0, 352);
+  const v = new DataView(out.buffer, 0, 352);
   v.setInt32(0, 348, true);
   const dim = [c > 1 ? 4 : 3, ...dims, c, 1, 1, 1];
   dim.forEach((x, i) => v.setInt16(40 + 2 * i, x, true));
@@ -147,22 +148,27 @@ export function encodeNifti(params: EncodeNiftiParams): Uint8Array {
   for (let r = 0; r < 3; r++) v.setFloat32(268 + 4 * r, affine[r * 4 + 3]!, true);
   for (let i = 0; i < 12; i++) v.setFloat32(280 + 4 * i, affine[i]!, true);
   header.set([0x6e, 0x2b, 0x31, 0], 344); // 'n+1\0'
-  const body = new Uint8Array(values.byteLength);
-  const bv = new DataView(body.buffer);
+  const Ctor = data.constructor as new (buffer: ArrayBuffer, offset: number, length: number) => NiftiArray;
   const size = bits / 8;
-  const put: (o: number, x: number) => void =
-    code === 16 ? (o, x) => bv.setFloat32(o, x, true)
-    : code === 64 ? (o, x) => bv.setFloat64(o, x, true)
-    : code === 2 ? (o, x) => bv.setUint8(o, x)
-    : code === 256 ? (o, x) => bv.setInt8(o, x)
-    : code === 4 ? (o, x) => bv.setInt16(o, x, true)
-    : code === 512 ? (o, x) => bv.setUint16(o, x, true)
-    : code === 8 ? (o, x) => bv.setInt32(o, x, true)
-    : (o, x) => bv.setUint32(o, x, true);
-  for (let i = 0; i < values.length; i++) put(i * size, values[i]!);
-  const out = new Uint8Array(352 + body.byteLength);
-  out.set(header);
-  out.set(body, 352);
+  if (HOST_LE) {
+    const body = new Ctor(out.buffer, 352, data.length);
+    if (grid !== undefined) reorientToGrid(grid, data, body, c);
+    else body.set(data);
+  } else {
+    const values = grid === undefined ? data : new (data.constructor as new (n: number) => NiftiArray)(data.length);
+    if (grid !== undefined) reorientToGrid(grid, data, values, c);
+    const bv = new DataView(out.buffer, 352);
+    const put: (o: number, x: number) => void =
+      code === 16 ? (o, x) => bv.setFloat32(o, x, true)
+      : code === 64 ? (o, x) => bv.setFloat64(o, x, true)
+      : code === 2 ? (o, x) => bv.setUint8(o, x)
+      : code === 256 ? (o, x) => bv.setInt8(o, x)
+      : code === 4 ? (o, x) => bv.setInt16(o, x, true)
+      : code === 512 ? (o, x) => bv.setUint16(o, x, true)
+      : code === 8 ? (o, x) => bv.setInt32(o, x, true)
+      : (o, x) => bv.setUint32(o, x, true);
+    for (let i = 0; i < values.length; i++) put(i * size, values[i]!);
+  }
   return params.gzip ? new Uint8Array(gzipSync(out)) : out;
 }
 

@@ -240,12 +240,14 @@ export interface paths {
          *     with its affine and sform/qform codes: uint8 labels (`output=labels`, the default), or
          *     with `output=probabilities` the softmax probabilities, float32, one volume per class along
          *     the 4th dimension; classes x voxels of that answer are bounded by `budgets.outputVoxels`.
-         *     Sliding windows (`patch`, `overlap`) blend with MONAI's Gaussian importance map. What the input
-         *     and its options make is bounded: the preprocessed network input (after `size` or
-         *     `spacing`, channel replication and padding to `patch`) and the sliding windows hold at
-         *     most `budgets.outputVoxels` voxels, an archive of slices at most `budgets.volumeFiles`
-         *     files and `budgets.unpacked*` bytes; past a budget the answer is 413 LIMIT_EXCEEDED
-         *     naming it. A volume with NaN or infinite voxels, or without a usable geometry, is 422.
+         *     Sliding windows (`patch`, `overlap`) blend with MONAI's Gaussian importance map, plane by
+         *     plane: they never make the preprocessed input or the per-class scores whole. What the input
+         *     and its options make is bounded: the network input of a run without windows (after `size`
+         *     or `spacing` and channel replication), all the sliding windows together, their blend
+         *     accumulator (classes x window depth x the volume's height and width) and kept
+         *     probabilities each hold at most `budgets.outputVoxels` voxels, an archive of slices at
+         *     most `budgets.volumeFiles` files and `budgets.unpacked*` bytes; past a budget the answer
+         *     is 413 LIMIT_EXCEEDED naming it. A volume with NaN or infinite voxels, or without a usable geometry, is 422.
          */
         post: operations["inferCheckpoint"];
         delete?: never;

@@ -80,7 +80,8 @@ export function checkpointRoutes(s: Services): Router {
     if (!accept) throw httpError('NOT_ACCEPTABLE', 'answers are application/json, application/gzip (.nii.gz), application/octet-stream (.nii) or image/png');
     const probabilities = req.query['output'] === 'probabilities';
     const model = await checkpointModel(s, id);
-    const options = inferOptions(req.query as Record<string, unknown>);
+    const nifti = accept === 'application/gzip' || accept === 'application/octet-stream';
+    const options = { ...inferOptions(req.query as Record<string, unknown>), keep: nifti && probabilities ? ('probabilities' as const) : ('labels' as const) };
     const budgets = s.cfg.budgets;
     const bytes = await readBody(req, s.cfg.server.maxVolumeBytes, (limit, declared) => httpError('PAYLOAD_TOO_LARGE', `the volume${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes (server.maxVolumeBytes)`));
     const { volume, prepared } = await s.fence.run(
@@ -111,12 +112,11 @@ export function checkpointRoutes(s: Services): Router {
       });
       return;
     }
-    const nifti = accept === 'application/gzip' || accept === 'application/octet-stream';
     if (nifti && !result.labels) throw httpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
     const activation = result.labels ? undefined : await activationFeatures(s.engine, model, result, volume, options, { input: prepared.volume, fence: s.fence, budgets });
     const as = !nifti ? 'png' : probabilities ? 'probabilities' : 'nifti';
     const gzip = accept === 'application/gzip';
-    const answer = await s.fence.run(RENDER_ANSWER, { volume, as, labels: result.labels, scores: result.output, names: result.classNames, activation, gzip, budgets }, { what: `the ${as} answer` });
+    const answer = await s.fence.run(RENDER_ANSWER, { volume, as, labels: result.labels, probabilities: result.probabilities, scores: result.output, names: result.classNames, activation, gzip, budgets }, { what: `the ${as} answer` });
     if (nifti) {
       const name = `${probabilities ? 'probabilities' : 'labels'}.nii${gzip ? '.gz' : ''}`;
       res.type(accept).set('Content-Disposition', `attachment; filename="${name}"`).send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));

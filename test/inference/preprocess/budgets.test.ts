@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DEFAULT_BUDGETS } from '../../../converters/budgets.js';
-import { AcsHubError } from '../../../converters/errors.js';
+import { AcsHubError, LimitExceededError } from '../../../converters/errors.js';
 import { checkOutputVoxels, matchChannels, padOrCrop, resample, resampleSize, slidingWindow, type WindowOutput } from '../../../inference/preprocess/index.js';
 import type { Volume } from '../../../inference/volumes/index.js';
 
@@ -91,6 +91,34 @@ test('sliding windows: window count, all windows together and the assembled outp
   };
   await assert.rejects(slidingWindow({ volume: v, windowSize: [8, 8, 8], overlap: 0.5, run: wide, budgets: { outputVoxels: 81_919 } }), refusedBy('outputVoxels', "windows' 20-channel outputs"));
   assert.equal(runs, 1, 'refused when the first answer tells the channel count, before assembling');
-  // a volume smaller than the window is padded: the padded volume is budgeted too
+  // a volume smaller than the window is padded (virtually): its windows over the padded grid are budgeted
   await assert.rejects(slidingWindow({ volume: volume([1, 2, 2, 2]), windowSize: [64, 64, 64], run: identity, budgets: { outputVoxels: 64 ** 3 - 1 } }), refusedBy('outputVoxels', 'padding'));
+});
+
+test('sliding windows: the blend ring is budgeted before it is allocated, and a sink spares the assembled output', async () => {
+  const v = volume([1, 40, 64, 64]);
+  let runs = 0;
+  const wide = async (batch: Float32Array, shape: readonly number[]): Promise<WindowOutput> => {
+    runs++;
+    return { data: new Float32Array(shape[0]! * 20 * 512), shape: [shape[0]!, 20, 8, 8, 8] };
+  };
+  const params = { volume: v, windowSize: [8, 8, 8], overlap: 0, batchSize: 16, run: wide };
+  const sink = (shape: readonly number[]) => {
+    assert.deepEqual(shape, [20, 40, 64, 64]);
+    return () => undefined;
+  };
+  // the ring: 20 classes x 8 planes x 64 x 64 = 655,360 voxels
+  await assert.rejects(slidingWindow({ ...params, sink, budgets: { outputVoxels: 655_359 } }), refusedBy('outputVoxels', "blending the windows' 20-channel outputs over 8 planes of 64x64", '655360'));
+  assert.equal(runs, 1, 'refused when the first batch tells the channel count');
+  const streamed = await slidingWindow({ ...params, sink, budgets: { outputVoxels: 655_360 } });
+  assert.equal(streamed.kind, 'planes');
+  // assembled, the output is 20 x 40 x 64 x 64 = 3,276,800 voxels
+  runs = 0;
+  await assert.rejects(slidingWindow({ ...params, budgets: { outputVoxels: 655_360 } }), refusedBy('outputVoxels', "assembling the windows' 20-channel outputs", '3276800'));
+  assert.equal(runs, 1);
+  // a sink may refuse too, before the ring is allocated
+  await assert.rejects(
+    slidingWindow({ ...params, sink: () => { throw new LimitExceededError('kept probabilities: over the budget (budgets.outputVoxels)'); } }),
+    refusedBy('outputVoxels', 'kept probabilities'),
+  );
 });

@@ -27,7 +27,7 @@ test('inference golden: NIfTI CT volume -> read, preprocess, ACS network -> the 
     const result = await infer(engine, model, volume);
     assert.equal(result.kind, 'classification');
     assert.deepEqual(result.steps, ['window lung [-1000,400] -> [0, 1]', 'normalise mean [0.449] std [0.226]']);
-    assertClose(result.output.data, expected.logits, { rtol: 1e-4, atol: 1e-4 * Math.max(...expected.logits.map(Math.abs)), what: 'logits' });
+    assertClose(result.output.data!, expected.logits, { rtol: 1e-4, atol: 1e-4 * Math.max(...expected.logits.map(Math.abs)), what: 'logits' });
     assert.equal(result.topK![0]!.index, expected.logits.indexOf(Math.max(...expected.logits)));
   } finally {
     await engine.close();

@@ -1,0 +1,162 @@
+/**
+ * A NIfTI file (`.nii` or `.nii.gz`) read from disk as a stream: each voxel goes to its place in
+ * the canonical volume as it is read (and inflated), so that neither the file's bytes nor what
+ * they inflate to are ever held whole: a 512x512x300 int16 CT holds its 315 MB float32 volume
+ * and a megabyte of stream, not the 69 MB file and its 157 MB of samples besides. The same
+ * checks, budgets (`unpackedEntryBytes`, `compressionRatio`), values and messages as
+ * `decodeNifti`; RGB images, whose samples interleave their channels, are decoded whole by it.
+ */
+import { open } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { InvalidArgumentError } from '../../converters/errors.js';
+import { readFileBytes } from '../../converters/io.js';
+import { VolumeFormatError } from './errors.js';
+import { canonicalGrid, type CanonicalGrid } from './grid-volume.js';
+import { checkInflated, looksLikeGzip } from './gunzip.js';
+import { decodeNifti, looksLikeNifti, parseNiftiHeader, planNifti, type DecodeNiftiParams, type NiftiPlan } from './read-nifti.js';
+import { decodeSamples, SAMPLE_BYTES } from './samples.js';
+import { VOLUME_LIMITS, type Volume } from './volume.js';
+
+/** Does the file start like a NIfTI, plain or gzipped? (`readVolume` reads any gzip as NIfTI.) */
+export async function looksLikeNiftiFile(path: string): Promise<boolean> {
+  const handle = await open(path, 'r');
+  try {
+    const head = new Uint8Array(4);
+    const { bytesRead } = await handle.read(head, 0, 4, 0);
+    return looksLikeGzip(head.subarray(0, bytesRead)) || looksLikeNifti(head.subarray(0, bytesRead));
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes file-order samples into canonical places, across chunk boundaries. */
+function scatter(plan: NiftiPlan, g: CanonicalGrid, out: Float32Array, littleEndian: boolean): (bytes: Uint8Array) => void {
+  const { lay, slope, inter } = plan;
+  const [ni, nj, nk] = lay.dims;
+  const [s0, s1, s2] = g.steps;
+  const per = ni * nj * nk;
+  const size = SAMPLE_BYTES[lay.type];
+  const scaled = slope !== 1 || inter !== 0;
+  const carry = new Uint8Array(size);
+  let carried = 0;
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  let c = 0;
+  let dst = g.start;
+  const put = (values: ArrayLike<number>, m: number): void => {
+    for (let t = 0; t < m; t++) {
+      out[dst] = scaled ? values[t]! * slope + inter : values[t]!;
+      if (++i < ni) {
+        dst += s0;
+        continue;
+      }
+      i = 0;
+      if (++j === nj) {
+        j = 0;
+        if (++k === nk) {
+          k = 0;
+          c++;
+        }
+      }
+      dst = c * per + g.start + j * s1 + k * s2;
+    }
+  };
+  return (bytes) => {
+    let o = 0;
+    if (carried > 0) {
+      o = Math.min(size - carried, bytes.byteLength);
+      carry.set(bytes.subarray(0, o), carried);
+      carried += o;
+      if (carried < size) return;
+      put(decodeSamples(carry, 0, 1, lay.type, littleEndian), 1);
+      carried = 0;
+    }
+    const m = Math.floor((bytes.byteLength - o) / size);
+    if (m > 0) put(decodeSamples(bytes, o, m, lay.type, littleEndian), m);
+    o += m * size;
+    carry.set(bytes.subarray(o), 0);
+    carried = bytes.byteLength - o;
+  };
+}
+
+/** Read a `.nii` or `.nii.gz` file into a canonical volume (see the module comment). */
+export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}): Promise<Volume> {
+  const file = params.file ?? path;
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  if (!(maxVoxels > 0)) throw new InvalidArgumentError(`'maxVoxels' must be positive, got ${maxVoxels}`);
+  const fail = (msg: string): never => {
+    throw new VolumeFormatError(`${file}: ${msg}`, { file });
+  };
+  const handle = await open(path, 'r');
+  let raw: Readable;
+  let packed: number;
+  let gz: boolean;
+  try {
+    packed = (await handle.stat()).size;
+    const magic = new Uint8Array(2);
+    await handle.read(magic, 0, 2, 0);
+    gz = looksLikeGzip(magic);
+    raw = createReadStream('', { fd: handle, start: 0, highWaterMark: 1 << 20 });
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  const source: Readable = gz ? raw.pipe(createGunzip({ chunkSize: 1 << 20 })) : raw;
+  if (gz) raw.on('error', (err) => source.destroy(err));
+  let head: Buffer[] = [];
+  let headLength = 0;
+  let plan: NiftiPlan | undefined;
+  let grid: CanonicalGrid | undefined;
+  let out: Float32Array | undefined;
+  let feed: ((bytes: Uint8Array) => void) | undefined;
+  let pos = 0;
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      let bytes: Uint8Array = chunk;
+      if (plan === undefined) {
+        head.push(chunk);
+        headLength += chunk.byteLength;
+        const joined = Buffer.concat(head, headLength);
+        if (joined.byteLength < 4) continue;
+        if (!looksLikeNifti(joined)) parseNiftiHeader(joined, file);
+        const v = new DataView(joined.buffer, joined.byteOffset, joined.byteLength);
+        if (joined.byteLength < (v.getInt32(0, true) === 540 || v.getInt32(0, false) === 540 ? 540 : 348)) continue;
+        const h = parseNiftiHeader(joined, file);
+        plan = planNifti(h, file, maxVoxels);
+        const { lay } = plan;
+        if (lay.components > 1) break;
+        if (gz) checkInflated(lay.end, packed, file, params.budgets);
+        else if (lay.start > packed) fail(`vox_offset ${lay.start} lies beyond the end of the file (${packed} bytes)`);
+        else if (lay.end > packed) fail(`voxel data [${lay.start}, ${lay.end}) runs past the end of the file (${packed} bytes; truncated)`);
+        grid = canonicalGrid(plan.grid);
+        out = new Float32Array(lay.channels * lay.dims[0] * lay.dims[1] * lay.dims[2]);
+        feed = scatter(plan, grid, out, h.littleEndian);
+        bytes = joined;
+        head = [];
+      }
+      const { start, end } = plan.lay;
+      const from = Math.max(0, start - pos);
+      const to = Math.min(bytes.byteLength, end - pos);
+      if (from < to) feed!(bytes.subarray(from, to));
+      pos += bytes.byteLength;
+      if (pos >= end) break;
+    }
+  } catch (err) {
+    if (err instanceof Error && 'code' in err && String((err as { code: unknown }).code).startsWith('Z_')) fail(`gzip stream is corrupt (${err.message})`);
+    throw err;
+  } finally {
+    source.destroy();
+    raw.destroy();
+  }
+  if (plan === undefined) {
+    if (gz) fail(`gzip stream ends after ${headLength} bytes, before the header is complete`);
+    parseNiftiHeader(Buffer.concat(head, headLength), file);
+    return fail(`file is ${headLength} bytes, shorter than its header (truncated)`);
+  }
+  if (plan.lay.components > 1) return decodeNifti(await readFileBytes(path), { ...params, file });
+  if (pos < plan.lay.end) fail(gz ? `gzip stream inflates to ${pos} bytes, fewer than the ${plan.lay.end} the header implies (truncated)` : `voxel data [${plan.lay.start}, ${plan.lay.end}) runs past the end of the file (${pos} bytes; truncated)`);
+  return grid!.volume(out!);
+}
