@@ -4,7 +4,7 @@
  *   1. FCN-ResNet50 (torchvision's architecture) and the public PyTorch U-Net (widths 64 to
  *      1024, ConvTranspose up-convolutions padded to their skip connections), each from its
  *      architecture template with seeded random weights, at 96^3 and 128^3: median ms, GFLOP/s
- *      from the card's multiply-adds (2 FLOPs each), and the process's peak RSS after the case.
+ *      from the card's multiply-adds (2 FLOPs each), and the peak RSS of the case's own process.
  *   2. A 256x256x160 CT (synthetic, int16 NIfTI) end to end: read, window, normalise, sliding
  *      windows of 96^3 with overlap 0.25 and Gaussian blending, labels and probabilities back
  *      on the input grid as NIfTI: wall time per stage and peak RSS. With the full-size U-Net
@@ -14,6 +14,8 @@
  *   npm run bench:segmentation   (BENCH_THREADS=2 BENCH_RUNS=3; BENCH_SIZES=96,128;
  *                                 BENCH_CT_MODEL=unet|fcn; BENCH_SKIP_FCN=1)
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { convert, type ConvertResult } from '../converters/convert.js';
 import { specializeModel } from '../converters/graph/specialize.js';
@@ -92,13 +94,26 @@ async function endToEnd(name: string, label: string): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  console.log(`segmentation bench: onnxruntime-node cpu, ${THREADS} threads, median of ${RUNS} runs (figures from a shared, loaded machine unless said otherwise)\n`);
-  console.log('| network | input | ms | GMACs | GFLOP/s | peak RSS MiB |');
-  console.log('|---|---|---|---|---|---|');
-  for (const size of SIZES) await timeNetwork('unet', 'U-Net (Pytorch-UNet, seeded)', size);
-  if (process.env['BENCH_SKIP_FCN'] !== '1') for (const size of SIZES) await timeNetwork('fcn', 'FCN-ResNet50 (seeded)', size);
-  await endToEnd(CT_MODEL, CT_MODEL === 'fcn' ? 'FCN-ResNet50' : 'U-Net');
+/** Run one case of this bench in a process of its own, so that its peak RSS is its own. */
+async function inChild(...args: string[]): Promise<void> {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--case', ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  if (code !== 0) throw new Error(`bench case ${args.join(' ')} exited with ${code}`);
 }
 
-await main();
+async function main(): Promise<void> {
+  console.log(`segmentation bench: onnxruntime-node cpu, ${THREADS} threads, median of ${RUNS} runs, each case in a process of its own (figures from a shared, loaded machine unless said otherwise)\n`);
+  console.log('| network | input | ms | GMACs | GFLOP/s | peak RSS MiB |');
+  console.log('|---|---|---|---|---|---|');
+  for (const size of SIZES) await inChild('unet', String(size));
+  if (process.env['BENCH_SKIP_FCN'] !== '1') for (const size of SIZES) await inChild('fcn', String(size));
+  await inChild('ct', CT_MODEL);
+}
+
+const at = process.argv.indexOf('--case');
+if (at < 0) await main();
+else {
+  const [what, arg] = process.argv.slice(at + 1);
+  if (what === 'ct') await endToEnd(arg!, arg === 'fcn' ? 'FCN-ResNet50' : 'U-Net');
+  else await timeNetwork(what!, what === 'fcn' ? 'FCN-ResNet50 (seeded)' : 'U-Net (Pytorch-UNet, seeded)', Number(arg));
+}
