@@ -17,18 +17,18 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { convert, type ConvertResult } from '../../converters/convert.js';
 import { loadSource } from '../../converters/convert-file.js';
-import { inferShapes } from '../../converters/graph/shapes.js';
 import { encodeOutput } from '../../converters/outputs.js';
 import { loadCatalogue } from '../../zoo/catalogue.js';
 import { detTensor, ROOT, tempDir } from '../helpers.js';
 import { PYTHON, PYTHON_SETUP_HINT } from '../python.js';
 import { runGraph } from './goldens/goldens.js';
+import { assertCaseResult, checkModelPy, smallestSize, writeCase, type CheckCase } from './model-py-check.js';
 
 const exec = promisify(execFile);
 
@@ -73,21 +73,6 @@ async function architectures(bound: number): Promise<{ arch: string; family: str
   return chosen.sort((a, b) => a.params - b.params);
 }
 
-function smallestSize(result: ConvertResult): [number, number, number] {
-  const g = result.graph;
-  const fits = (s: [number, number, number]) => {
-    try {
-      const facts = inferShapes(g, { [g.inputs[0]!.name]: [3, result.card.input.channels, ...s] });
-      return g.nodes.every((n) => n.outputs.every((o) => facts.get(o)?.shape.every((d) => d > 0) ?? true));
-    } catch {
-      return false;
-    }
-  };
-  const size = SIZES.find(fits);
-  assert.ok(size, `no size of ${JSON.stringify(SIZES)} runs`);
-  return size;
-}
-
 /**
  * The converted graph for onnxruntime: in memory, or for a network past protobuf's 2 GiB
  * (regnet_y_128gf) the model.onnx the hub writes, with its weights as external data.
@@ -100,19 +85,6 @@ async function onnxOf(result: ConvertResult, dir: string): Promise<ConvertResult
   return join(dir, 'model.onnx');
 }
 
-interface CaseResult {
-  name: string;
-  error?: string;
-  missing_from_model: string[];
-  params: number;
-  param_count_ok: boolean;
-  compare: { ok: boolean; why?: string; worst?: { index: number; actual: number; expected: number } };
-  tensors?: number;
-  no_grad?: string[];
-  zero_grad?: string[];
-  train?: { batchnorms: number; finite: boolean; updated: number };
-}
-
 test('model.py of every catalogue architecture (seeded weights, from its .pth) loads strictly, matches onnxruntime and trains', async (t) => {
   const dir = await tempDir(t);
   const archs = await architectures(maxParams());
@@ -121,7 +93,7 @@ test('model.py of every catalogue architecture (seeded weights, from its .pth) l
   await exec(PYTHON, [join(ROOT, 'tools', 'model_py', 'catalogue_weights.py'), join(dir, 'weights-job.json')], { timeout: 900_000 }).catch((err: Error & { stderr?: string }) => {
     assert.fail(`${PYTHON} tools/model_py/catalogue_weights.py failed (${PYTHON_SETUP_HINT}): ${err.message}\n${err.stderr ?? ''}`);
   });
-  const cases = [];
+  const cases: CheckCase[] = [];
   for (const { arch, family } of archs) {
     const pth = join(dir, `${arch}.pth`);
     const { source } = await loadSource(pth);
@@ -130,7 +102,8 @@ test('model.py of every catalogue architecture (seeded weights, from its .pth) l
     const result = convert(source, { mode: 'acs', ...(family === 'vgg' ? { head: 5 } : {}) });
     assert.equal(result.card.architecture.arch, arch, `${arch}.pth is recognised as ${arch}`);
     await rm(pth);
-    const size = smallestSize(result);
+    const size = smallestSize(result, SIZES, 3);
+    assert.ok(size, `${arch} runs at none of ${JSON.stringify(SIZES)}`);
     // Three samples: with two, train-mode BatchNorm over a 1x1x1 map gives non-finite gradients
     // in some networks, torchvision's own 2D regnet_y_128gf at 10x11 included.
     const shape = [3, 3, ...size];
@@ -138,11 +111,7 @@ test('model.py of every catalogue architecture (seeded weights, from its .pth) l
     const at = join(dir, arch);
     await mkdir(at, { recursive: true });
     const expected = await runGraph(await onnxOf(result, at), input, shape);
-    for (const format of ['py', 'safetensors'] as const) {
-      for (const [name, chunks] of encodeOutput(result, format, join(at, `model.${format}`))) await writeFile(name, Buffer.concat(chunks));
-    }
-    await writeFile(join(at, 'input.f32'), input);
-    await writeFile(join(at, 'expected.f32'), expected.data);
+    await writeCase(at, result, input, expected.data, ['safetensors']);
     cases.push({
       name: `${arch} (acs) at ${size.join('x')}`,
       model: join(at, 'model.py'),
@@ -153,26 +122,10 @@ test('model.py of every catalogue architecture (seeded weights, from its .pth) l
       checks: ['train'],
     });
   }
-  const job = join(dir, 'check.json');
-  const out = join(dir, 'check-results.json');
-  await writeFile(job, JSON.stringify({ cases, threads: 1 }));
-  await exec(PYTHON, [join(ROOT, 'tools', 'model_py', 'check_model_py.py'), job, out], { timeout: 900_000, maxBuffer: 16 * 1024 * 1024 }).catch((err: Error & { stderr?: string }) => {
-    assert.fail(`${PYTHON} tools/model_py/check_model_py.py failed (${PYTHON_SETUP_HINT}): ${err.message}\n${err.stderr ?? ''}`);
-  });
-  const results = (JSON.parse(await readFile(out, 'utf8')) as { cases: CaseResult[] }).cases;
+  const results = (await checkModelPy(dir, 'check', cases, undefined, 900_000)).cases;
   assert.equal(results.length, cases.length);
   const byName = new Map(results.map((r) => [r.name, r]));
   for (const c of cases) {
-    await t.test(c.name, () => {
-      const r = byName.get(c.name)!;
-      assert.equal(r.error, undefined, r.error);
-      assert.deepEqual(r.missing_from_model, [], 'every tensor of the checkpoint is in the model');
-      assert.ok(r.param_count_ok, `parameters: ${r.params}, converted: ${c.param_count}`);
-      assert.ok(r.compare.ok, `output: ${r.compare.why ?? `element ${r.compare.worst!.index} is ${r.compare.worst!.actual}, expected ${r.compare.worst!.expected} (rtol 1e-4)`}`);
-      assert.deepEqual(r.no_grad, [], 'parameters without a finite gradient');
-      assert.ok(r.zero_grad!.length <= 0.1 * r.tensors!, `all-zero gradients: ${r.zero_grad!.join(', ')}`);
-      assert.ok(r.train!.finite, 'train-mode output is finite');
-      assert.equal(r.train!.updated, r.train!.batchnorms, 'every BatchNorm updated its running statistics');
-    });
+    await t.test(c.name, () => assertCaseResult(c, byName.get(c.name)!));
   }
 });

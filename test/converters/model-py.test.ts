@@ -12,28 +12,21 @@
  * synthetic 3D task lowers the loss.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { convert, type ConvertResult, type Mode } from '../../converters/convert.js';
 import { loadSource } from '../../converters/convert-file.js';
 import { UnsupportedError } from '../../converters/errors.js';
 import { GraphBuilder } from '../../converters/graph/builder.js';
 import { A, type Attr, type Graph } from '../../converters/graph/ir.js';
-import { inferShapes } from '../../converters/graph/shapes.js';
 import { generateModelPy } from '../../converters/model-py/generate-model-py.js';
 import { encodeOutput } from '../../converters/outputs.js';
 import type { StateDict, Tensor } from '../../converters/tensor.js';
-import { cli, detTensor, fixture, ROOT, tempDir } from '../helpers.js';
-import { PYTHON, PYTHON_SETUP_HINT } from '../python.js';
+import { cli, detTensor, fixture, tempDir } from '../helpers.js';
 import { templateEntry, templateWeights } from './arch/template-weights.js';
+import { assertCaseResult, checkModelPy, smallestSize as smallestSizeOf, writeCase, type CheckCase } from './model-py-check.js';
 import { FAMILIES, loadFamily, loadOutputs, runGraph } from './goldens/goldens.js';
-
-const exec = promisify(execFile);
-
-const CHECKER = join(ROOT, 'tools', 'model_py', 'check_model_py.py');
 
 /** Input sizes whose three sides share no factor, smallest first; a family takes the first it can run. */
 const SIZES: [number, number, number][] = [
@@ -42,59 +35,9 @@ const SIZES: [number, number, number][] = [
   [33, 35, 37],
 ];
 
-interface CheckCase {
-  name: string;
-  model: string;
-  /** model.safetensors, loaded with safetensors.torch.load_file. */
-  weights: string;
-  /** model.pth of the same conversion, which must hold the very same tensors. */
-  pth: string;
-  input: { file: string; shape: number[] };
-  expected: { file: string; shape: readonly number[] };
-  param_count: number;
-  rtol?: number;
-  checks: ('trace' | 'train')[];
-}
-
-interface CaseResult {
-  name: string;
-  error?: string;
-  missing_from_model: string[];
-  /** Tensors whose name, dtype or values differ between model.safetensors and model.pth. */
-  pth_differs: string[];
-  params: number;
-  param_count_ok: boolean;
-  compare: { ok: boolean; why?: string; worst?: { index: number; actual: number; expected: number }; max_abs_diff?: number };
-  /** Parameter tensors. */
-  tensors?: number;
-  no_grad?: string[];
-  zero_grad?: string[];
-  trace?: { ok: boolean; max_abs_diff: number };
-  train?: { batchnorms: number; finite: boolean; updated: number };
-}
-
-/** The files of one case: model.py, model.safetensors, model.pth, the input and the expected output. */
-async function writeCase(dir: string, result: ConvertResult, input: Float32Array, expected: Float32Array): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  for (const format of ['py', 'safetensors', 'pth'] as const) {
-    for (const [name, chunks] of encodeOutput(result, format, join(dir, `model.${format}`))) await writeFile(name, Buffer.concat(chunks));
-  }
-  await writeFile(join(dir, 'input.f32'), input);
-  await writeFile(join(dir, 'expected.f32'), expected);
-}
-
-/** The first size of SIZES at which every value of the 3D graph has a non-empty shape. */
+/** The first size of SIZES at which every value of the 3D graph has a non-empty shape (else the largest). */
 function smallestSize(result: ConvertResult): [number, number, number] {
-  const g = result.graph;
-  const fits = (s: [number, number, number]) => {
-    try {
-      const facts = inferShapes(g, { [g.inputs[0]!.name]: [2, result.card.input.channels, ...s] });
-      return g.nodes.every((n) => n.outputs.every((o) => facts.get(o)?.shape.every((d) => d > 0) ?? true));
-    } catch {
-      return false;
-    }
-  };
-  return SIZES.find(fits) ?? SIZES[SIZES.length - 1]!;
+  return smallestSizeOf(result, SIZES, 2) ?? SIZES[SIZES.length - 1]!;
 }
 
 async function familyCases(dir: string): Promise<CheckCase[]> {
@@ -413,23 +356,6 @@ async function cliCase(dir: string): Promise<CheckCase> {
   };
 }
 
-/** Run the checker on `cases` (and a fine-tuning job) in a python3 process of its own. */
-async function check(dir: string, name: string, cases: CheckCase[], train?: Record<string, unknown>): Promise<CheckResults> {
-  const job = join(dir, `${name}.json`);
-  const out = join(dir, `${name}-results.json`);
-  await writeFile(job, JSON.stringify({ cases, train, threads: 1 }));
-  await exec(PYTHON, [CHECKER, job, out], { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 }).catch((err: Error & { stderr?: string }) => {
-    assert.fail(`${PYTHON} ${CHECKER} failed (PyTorch and safetensors are needed): ${err.message}\n${err.stderr ?? ''}\n${PYTHON_SETUP_HINT}`);
-  });
-  return JSON.parse(await readFile(out, 'utf8')) as CheckResults;
-}
-
-interface CheckResults {
-  torch: string;
-  cases: CaseResult[];
-  train?: { before: number; after: number; error?: string };
-}
-
 test('model.py of every golden family and mode is the converted network in PyTorch (loads strictly, matches model.onnx, trains, traces)', async (t) => {
   const dir = await tempDir(t);
   // Two checker processes, the first one running while the second one's cases are made.
@@ -438,7 +364,7 @@ test('model.py of every golden family and mode is the converted network in PyTor
   const { source } = await loadSource(fixture('goldens', 'resnet18', 'model.pth'));
   await writeCase(trainDir, convert(source, { mode: 'acs', inChannels: 1, head: 2 }), new Float32Array(0), new Float32Array(0));
   const train = { model: join(trainDir, 'model.py'), weights: join(trainDir, 'model.safetensors'), shape: [8, 1, 16, 16, 16], classes: 2, steps: 20, lr: 0.01 };
-  const first = check(dir, 'layers', layers, train);
+  const first = checkModelPy(dir, 'layers', layers, train);
   first.catch(() => undefined);
   const families = [
     ...(await familyCases(dir)),
@@ -449,29 +375,13 @@ test('model.py of every golden family and mode is the converted network in PyTor
     await unetCase(dir),
     await cliCase(dir),
   ];
-  const [a, b] = await Promise.all([first, check(dir, 'families', families)]);
+  const [a, b] = await Promise.all([first, checkModelPy(dir, 'families', families)]);
   const cases = [...layers, ...families];
   const results = [...a.cases, ...b.cases];
   assert.equal(results.length, cases.length);
   const byName = new Map(results.map((r) => [r.name, r]));
   for (const c of cases) {
-    await t.test(c.name, () => {
-      const r = byName.get(c.name)!;
-      assert.equal(r.error, undefined, r.error);
-      assert.deepEqual(r.missing_from_model, [], 'every tensor of the checkpoint is in the model');
-      assert.deepEqual(r.pth_differs, [], 'model.pth holds the tensors of model.safetensors');
-      assert.ok(r.param_count_ok, `parameters: ${r.params}, converted: ${c.param_count}`);
-      assert.ok(r.compare.ok, `output: ${r.compare.why ?? `element ${r.compare.worst!.index} is ${r.compare.worst!.actual}, expected ${r.compare.worst!.expected} (rtol 1e-4)`}`);
-      if (c.checks.includes('train')) {
-        assert.deepEqual(r.no_grad, [], 'parameters without a finite gradient');
-        // A gradient can be zero by design: soft_w_core of a 1x1 conv (its three views are
-        // one), the bias of a BatchNorm whose shift a later train-mode BatchNorm removes.
-        assert.ok(r.zero_grad!.length <= 0.1 * r.tensors!, `all-zero gradients: ${r.zero_grad!.join(', ')}`);
-        assert.ok(r.train!.finite, 'train-mode output is finite');
-        assert.equal(r.train!.updated, r.train!.batchnorms, 'every BatchNorm updated its running statistics');
-      }
-      if (c.checks.includes('trace')) assert.ok(r.trace!.ok, `torch.jit.trace gives another output (max diff ${r.trace!.max_abs_diff})`);
-    });
+    await t.test(c.name, () => assertCaseResult(c, byName.get(c.name)!));
   }
   await t.test('SGD on a synthetic 3D task lowers the loss (resnet18, acs, 1 channel, 2 classes)', () => {
     assert.equal(a.train!.error, undefined, a.train!.error);
