@@ -10,7 +10,7 @@
  *
  * The architectures come from zoo/catalogue.json itself, so a new entry is covered by this test.
  * Those of up to ACS_HUB_MODEL_PY_MAX_PARAMS parameters (default 12 M) are checked, with the
- * smallest member of every family that has none under the bound (VGG, Wide ResNet), so each
+ * smallest member of every family that has none under the bound (VGG, ConvNeXt, FCN...), so each
  * family of the catalogue is run at a size of its own: the larger members of a family differ
  * only in depth and width. `ACS_HUB_MODEL_PY_MAX_PARAMS=all` checks every architecture (several
  * GB of weights; minutes); `ACS_HUB_MODEL_PY_ARCHS=a,b` checks those architectures only.
