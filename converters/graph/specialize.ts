@@ -19,7 +19,7 @@ import { decodeOnnx, encodeOnnx } from '../formats/onnx.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
 import { A, attrInt, attrInts, attrString, consumersOf, graphFromModel, graphToModel, type Graph, type Node } from './ir.js';
-import { FOLD_IN, FOLD_OUT } from './lower-conv.js';
+import { FOLD_IN, FOLD_OUT, type SpatialAxis } from './lower-conv.js';
 import { inferShapes } from './shapes.js';
 
 /** What the specialisation did. */
@@ -43,6 +43,19 @@ export interface SpecializeOptions {
   pointwise?: boolean;
   /** A pooling after a channel Concat applied to each part first (a smaller Concat). @default true */
   pools?: boolean;
+  /**
+   * A max pooling after a folded view (the ACS stem's) done in the folded layout: the in-plane
+   * axes by a 2D pooling on the convolution's blocked output, then the folded axis, so that
+   * the transpose back moves the pooled (smaller) tensor. Needs `pools`. @default true
+   */
+  foldedPools?: boolean;
+  /** The channel block of onnxruntime's blocked kernels, to which a folded pooled view's output channels are padded. @default 8 */
+  channelBlock?: number;
+  /**
+   * Where a strided folded view keeps every s-th plane: after the fold (a contiguous slice of
+   * the transposed volume) or before it (a strided slice). @default 'after-fold'
+   */
+  planes?: 'after-fold' | 'before-fold';
 }
 
 /** Unary activations that may move before the reshape. */
@@ -55,6 +68,7 @@ interface Candidate {
   x: [number, number, number, number, number];
   y: [number, number, number, number, number];
   weight: Tensor;
+  bias?: Tensor;
   stride: number;
   pads: number[];
   dilations: number[];
@@ -89,6 +103,7 @@ function candidate(n: Node, g: Graph, shapes: Map<string, { shape: number[] }>, 
     x: x as Candidate['x'],
     y: y as Candidate['y'],
     weight,
+    bias: n.inputs[2] ? g.initializers.get(n.inputs[2]) : undefined,
     stride: strides[0]!,
     pads,
     dilations: attrInts(n, 'dilations', [1, 1, 1])!,
@@ -111,6 +126,18 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
   for (const i of graph.inputs) em.reserve(i.name);
 
   const views = { axial: 0, coronal: 0, sagittal: 0, pointwise: 0 };
+  // A folded view whose only reader is a Concat that is max-pooled is pooled while folded;
+  // poolBeforeConcat then takes its pooled value as that part.
+  const pooledConcats = o.pools === false ? new Map<Node, Node>() : concatPools(graph.nodes, outputs);
+  const poolOfPart = new Map<string, { pool: Node; shape: number[] }>();
+  if (o.foldedPools !== false) {
+    for (const [cat, pool] of pooledConcats) {
+      const shape = shapes.get(pool.outputs[0]!)?.shape;
+      if (pool.op !== 'MaxPool' || !shape || shape.length !== 5 || !separablePool(pool)) continue;
+      for (const x of cat.inputs) if ((consumers.get(x) ?? []).length === 1) poolOfPart.set(x, { pool, shape });
+    }
+  }
+  const prePooled = new Map<string, string>();
   const moved = new Set<Node>();
   const nodes: Node[] = [];
   for (const n of graph.nodes) {
@@ -125,11 +152,12 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
     if (act) moved.add(act);
     const final = act ? act.outputs[0]! : n.outputs[0]!;
     const start = em.nodes.length;
-    rewrite(em, n, c, act, final);
+    const pooledPart = rewrite(em, n, c, act, final, poolOfPart.get(final), o);
+    if (pooledPart) prePooled.set(final, pooledPart);
     nodes.push(...em.nodes.slice(start));
     views[c.axis === 'pointwise' ? 'pointwise' : (['axial', 'coronal', 'sagittal'] as const)[c.axis]]++;
   }
-  const pooled = o.pools === false ? nodes : poolBeforeConcat(nodes, outputs, em);
+  const pooled = o.pools === false ? nodes : poolBeforeConcat(nodes, pooledConcats, prePooled, em);
   const initializers = new Map(graph.initializers);
   for (const [k, t] of em.initializers) initializers.set(k, t);
   const used = new Set(pooled.flatMap((n) => n.inputs));
@@ -137,36 +165,75 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
   return { graph: { ...graph, nodes: pooled, initializers }, views };
 }
 
-/**
- * Pooling works channel by channel, so pooling a channel Concat is the Concat of the pooled
- * parts: the copy then moves the pooled (smaller) tensors. The ACS stem is such a place
- * (three views, concatenated, max-pooled).
- */
-function poolBeforeConcat(nodes: Node[], outputs: Set<string>, em: Emitter): Node[] {
+/** `data` followed by zeros up to `n` values (itself when it has `n`). */
+function grow(data: Float32Array, n: number): Float32Array {
+  if (data.length === n) return data;
+  const out = new Float32Array(n);
+  out.set(data);
+  return out;
+}
+
+/** Channel Concats (not graph outputs) whose one reader is a pooling, with that pooling. */
+function concatPools(nodes: Node[], outputs: Set<string>): Map<Node, Node> {
   const consumers = consumersOf(nodes);
-  const replaced = new Map<Node, Node[]>();
-  const dropped = new Set<Node>();
+  const found = new Map<Node, Node>();
   for (const cat of nodes) {
     if (cat.op !== 'Concat' || attrInt(cat, 'axis', 0) !== 1 || outputs.has(cat.outputs[0]!)) continue;
     const users = consumers.get(cat.outputs[0]!) ?? [];
     const pool = users[0];
     if (users.length !== 1 || !pool || (pool.op !== 'MaxPool' && pool.op !== 'AveragePool') || pool.outputs.length !== 1) continue;
-    const parts = cat.inputs.map((x, i) => em.op(pool.op, [x], pool.attrs, `${pool.name}/part${i}`));
+    found.set(cat, pool);
+  }
+  return found;
+}
+
+/** A 3D max pooling that can be done one group of axes at a time (a max of maxes). */
+function separablePool(pool: Node): boolean {
+  return (
+    attrString(pool, 'auto_pad', 'NOTSET') === 'NOTSET' &&
+    attrInts(pool, 'kernel_shape', [])!.length === 3 &&
+    (attrInts(pool, 'dilations', [1, 1, 1])!).every((d) => d === 1)
+  );
+}
+
+/**
+ * Pooling works channel by channel, so pooling a channel Concat is the Concat of the pooled
+ * parts: the copy then moves the pooled (smaller) tensors. The ACS stem is such a place
+ * (three views, concatenated, max-pooled). `prePooled` holds parts a folded view already
+ * pooled (see `rewrite`).
+ */
+function poolBeforeConcat(nodes: Node[], pooledConcats: Map<Node, Node>, prePooled: Map<string, string>, em: Emitter): Node[] {
+  const replaced = new Map<Node, Node[]>();
+  const dropped = new Set<Node>();
+  for (const [cat, pool] of pooledConcats) {
+    const first = em.nodes.length;
+    const parts = cat.inputs.map((x, i) => prePooled.get(x) ?? em.op(pool.op, [x], pool.attrs, `${pool.name}/part${i}`));
     const concat: Node = { ...cat, name: em.unique(`${cat.name}/pooled`), inputs: parts, outputs: [pool.outputs[0]!] };
-    replaced.set(cat, [...em.nodes.slice(em.nodes.length - parts.length), concat]);
+    replaced.set(cat, [...em.nodes.slice(first), concat]);
     dropped.add(pool);
   }
   return nodes.flatMap((n) => (dropped.has(n) ? [] : (replaced.get(n) ?? [n])));
 }
 
-function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, final: string): void {
+/**
+ * Write the 2D form of one view; its value is `final`. Given a max pooling that reads the
+ * view (through a Concat) and a folded view, the pooled part is written instead, under a new
+ * name, which is returned.
+ */
+function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, final: string, pooling: { pool: Node; shape: number[] } | undefined, o: SpecializeOptions): string | undefined {
   const [, C, D, H, W] = c.x;
   const [, O, Do, Ho, Wo] = c.y;
   const [, I, ...k] = c.weight.shape as [number, number, number, number, number];
   const axis = c.axis;
   const kernel2d = axis === 'pointwise' ? [1, 1] : k.filter((_, i) => i !== axis);
-  const w = em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [c.weight.shape[0]!, I, ...kernel2d], data: c.weight.data });
+  // A view pooled while folded gets whole blocks of output channels (zero filters), so that
+  // onnxruntime pools the blocked output in place.
+  const pooled = pooling !== undefined && axis !== 'pointwise' && !(c.stride === 1 && axis !== 0);
+  const block = o.channelBlock ?? 8;
+  const padded = pooled ? Math.ceil(O / block) * block : O;
+  const w = em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [padded, I, ...kernel2d], data: grow(c.weight.data as Float32Array, padded * I * kernel2d[0]! * kernel2d[1]!) });
   const bias = n.inputs[2] ? [n.inputs[2]] : [];
+  if (c.bias && padded !== O) bias[0] = em.constant(`${n.inputs[2]}/2d`, { dtype: 'F32', shape: [padded], data: grow(c.bias!.data as Float32Array, padded) });
   const hint = n.name;
   const [pd0, ph0, pw0, pd1, ph1, pw1] = c.pads as [number, number, number, number, number, number];
   const [dd, dh, dw] = c.dilations as [number, number, number];
@@ -196,11 +263,12 @@ function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, fina
     // (the planes a unit kernel with that stride reads).
     fold = axis;
     const dims = [D, H, W];
-    if (s !== 1) {
-      x = em.op('Slice', [x, em.ints([0]), em.ints([dims[axis]!]), em.ints([2 + axis]), em.ints([s])], {}, `${hint}/planes`);
-      dims[axis] = Math.ceil(dims[axis]! / s);
-    }
-    const t = em.op('Transpose', [x], { perm: A.ints(FOLD_IN[axis]) }, `${hint}/fold`);
+    const beforeFold = s !== 1 && o.planes === 'before-fold';
+    if (beforeFold) x = em.op('Slice', [x, em.ints([0]), em.ints([dims[axis]!]), em.ints([2 + axis]), em.ints([s])], {}, `${hint}/planes`);
+    let t = em.op('Transpose', [x], { perm: A.ints(FOLD_IN[axis]) }, `${hint}/fold`);
+    // After the fold the planes are whole blocks next to the batch: a contiguous copy.
+    if (s !== 1 && !beforeFold) t = em.op('Slice', [t, em.ints([0]), em.ints([dims[axis]!]), em.ints([1]), em.ints([s])], {}, `${hint}/planes`);
+    if (s !== 1) dims[axis] = Math.ceil(dims[axis]! / s);
     const rest = dims.filter((_, i) => i !== axis);
     x = em.op('Reshape', [t, em.ints([-1, C, ...rest])], {}, `${hint}/flat`);
     const p = [[pd0, pd1], [ph0, ph1], [pw0, pw1]].filter((_, i) => i !== axis);
@@ -218,12 +286,50 @@ function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, fina
     group: A.int(c.group),
   }, `${hint}/2d`);
   if (act) y = em.op(act.op, [y], act.attrs, `${act.name}/2d`);
+  if (fold !== undefined && pooling && pooled) return foldedPool(em, y, fold, [Do, Ho, Wo][fold]!, O, padded, pooling, hint);
   if (fold !== undefined) {
     const r = em.op('Reshape', [y, em.ints(back)], {}, `${hint}/unflat`);
     em.node('Transpose', `${hint}/unfold`, [r], [final], { perm: A.ints(FOLD_OUT[fold]) });
   } else {
     em.node('Reshape', `${hint}/unflat`, [y, em.ints(back)], [final], {});
   }
+  return undefined;
+}
+
+/**
+ * A 3D max pooling of a folded view's output [N*F, O', a, b] (F: the folded axis; O' the
+ * output channels, padded to a whole block), done in two steps: the two in-plane axes by a
+ * 2D pooling, which onnxruntime runs on the convolution's blocked output before converting
+ * it back, then, once the (smaller) pooled tensor is moved back and the padding channels are
+ * dropped, the folded axis by a 3D pooling with unit extents elsewhere. A max over the window
+ * is the max over its planes of the max over each plane, padding excluded either way, so the
+ * result is the 3D pooling's.
+ */
+function foldedPool(em: Emitter, y: string, fold: SpatialAxis, folded: number, O: number, padded: number, pooling: { pool: Node; shape: number[] }, hint: string): string {
+  const { pool, shape } = pooling;
+  const kernel = attrInts(pool, 'kernel_shape', [])!;
+  const strides = attrInts(pool, 'strides', [1, 1, 1])!;
+  const pads = attrInts(pool, 'pads', [0, 0, 0, 0, 0, 0])!;
+  const ceil = A.int(attrInt(pool, 'ceil_mode', 0));
+  const [i, j] = ([0, 1, 2] as SpatialAxis[]).filter((a) => a !== fold) as [SpatialAxis, SpatialAxis];
+  const out = shape.slice(2);
+  const name = `${pool.name}/${hint.split('/').pop()}`;
+  const plane = em.op('MaxPool', [y], {
+    kernel_shape: A.ints([kernel[i]!, kernel[j]!]),
+    strides: A.ints([strides[i]!, strides[j]!]),
+    pads: A.ints([pads[i]!, pads[j]!, pads[i + 3]!, pads[j + 3]!]),
+    ceil_mode: ceil,
+  }, `${name}/plane`);
+  let t = em.op('Reshape', [plane, em.ints([-1, folded, padded, out[i]!, out[j]!])], {}, `${name}/unflat`);
+  t = em.op('Transpose', [t], { perm: A.ints(FOLD_OUT[fold]) }, `${name}/unfold`);
+  if (padded !== O) t = em.op('Slice', [t, em.ints([0]), em.ints([O]), em.ints([1])], {}, `${name}/channels`);
+  const unit = (v: number, a: number) => (a === fold ? v : 1);
+  return em.op('MaxPool', [t], {
+    kernel_shape: A.ints(kernel.map(unit)),
+    strides: A.ints(strides.map(unit)),
+    pads: A.ints(pads.map((v, k) => (k % 3 === fold ? v : 0))),
+    ceil_mode: ceil,
+  }, `${name}/across`);
 }
 
 /**

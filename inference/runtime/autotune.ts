@@ -24,14 +24,27 @@ export interface Candidate {
   specialize: SpecializeOptions | false;
 }
 
-/** The candidates, the engine's default first. */
+/**
+ * The candidates, the engine's default first: the fold of every view or only the stride-1 ones,
+ * 1x1x1 kernels as 2D ones or not, the stem's pooling done while folded (its output channels
+ * padded to blocks of 8, or of 16 where onnxruntime's blocked kernels use 16) or after the fold
+ * back, and the general graph.
+ */
 export const CANDIDATES: readonly Candidate[] = [
   { name: 'specialized', specialize: {} },
+  { name: 'specialized-pointwise', specialize: { pointwise: true } },
+  { name: 'specialized-block16', specialize: { channelBlock: 16 } },
+  { name: 'specialized-unfolded-pools', specialize: { foldedPools: false, planes: 'before-fold' } },
   { name: 'specialized-stride1', specialize: { strided: false } },
   { name: 'specialized-stride1-no-pools', specialize: { strided: false, pools: false } },
-  { name: 'specialized-pointwise', specialize: { pointwise: true } },
   { name: 'general', specialize: false },
 ];
+
+/**
+ * The version of what the candidates make: part of every decision key, so that decisions
+ * measured on graphs this version no longer makes are measured again.
+ */
+export const CANDIDATES_VERSION = 2;
 
 /** The candidate of a stored name (undefined for a name this version no longer makes). */
 export function candidateNamed(name: string): Candidate | undefined {
@@ -85,9 +98,9 @@ export function machineKey(device: string, threads: number): MachineKey {
   return { cpu: cpuFeatures(), onnxruntime: ort.env.versions.common ?? 'unknown', device, threads };
 }
 
-/** The decision key: 32 hex digits of the sha256 of machine, model and input shape. */
+/** The decision key: 32 hex digits of the sha256 of the candidates' version, machine, model and input shape. */
 export function decisionKey(machine: MachineKey, model: string, shape: readonly number[]): string {
-  const text = JSON.stringify([machine.cpu, machine.onnxruntime, machine.device, machine.threads, model, shape]);
+  const text = JSON.stringify([CANDIDATES_VERSION, machine.cpu, machine.onnxruntime, machine.device, machine.threads, model, shape]);
   return createHash('sha256').update(text).digest('hex').slice(0, 32);
 }
 
