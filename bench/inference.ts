@@ -1,9 +1,12 @@
 /**
- * bench/inference: ACS networks on onnxruntime-node against the same networks with dense 3x3x3
- * kernels (i3d) in the same engine, and against the same ACS networks in PyTorch (this
- * repository's own plain-torch reference, Debian's python3-torch), all on this machine with
- * the same thread count, side by side in one run. Then the table of ACS lowerings tried, the
- * gain of batching, and the cost of running sessions in the engine's worker thread.
+ * bench/inference: ACS networks through the inference engine (autotuned) against the MatMul
+ * practical peak, against the files users download (specialised for the size and as is) in
+ * plain onnxruntime, against the same networks with dense 3x3x3 kernels (i3d) in the same
+ * engine, and against the same ACS networks in PyTorch (this repository's own plain-torch
+ * reference, Debian's python3-torch), all on this machine with the same thread count, side by
+ * side in one run. Then onnxruntime's profile of where the time goes, the table of ACS
+ * lowerings tried, the gain of batching, and the cost of running sessions in the engine's
+ * worker thread.
  *
  * Then what the engine's autotuning measured and chose (`inference/runtime/autotune.ts`).
  *
@@ -13,14 +16,17 @@
  *                                       GPU or provider is there)
  */
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { convert, type ConvertOptions } from '../converters/convert.js';
 import { encodeOnnx } from '../converters/formats/onnx.js';
-import { graphToModel } from '../converters/graph/ir.js';
+import { A, graphToModel } from '../converters/graph/ir.js';
 import { specializeModel, type SpecializeOptions } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
+import { specializeOnnxFile } from '../converters/specialize-file.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
 import { CANDIDATES, cpuFeatures } from '../inference/runtime/autotune.js';
 import { bundledDevices, createSession, DEVICES, type Device } from '../inference/runtime/providers.js';
@@ -64,10 +70,11 @@ function stateDict(arch: Case['arch']): StateDict {
  * what the engine does to a model before it runs it (the default), `false` runs the
  * downloadable model.onnx as it is.
  */
-async function measure(c: Case, options: ConvertOptions, specialize: SpecializeOptions | false = {}, device: Device = DEVICE): Promise<{ ms: number; macs: number; device: string }> {
+async function measure(c: Case, options: ConvertOptions, specialize: SpecializeOptions | false | 'download' = {}, device: Device = DEVICE): Promise<{ ms: number; macs: number; device: string }> {
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { ...options, inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
   let bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
-  if (specialize) bytes = specializeModel(bytes, [1, c.channels, c.size, c.size, c.size], specialize).bytes;
+  if (specialize === 'download') bytes = specializeOnnxFile({ bytes, size: [c.size, c.size, c.size], channels: c.channels }).bytes;
+  else if (specialize) bytes = specializeModel(bytes, [1, c.channels, c.size, c.size, c.size], specialize).bytes;
   const created = await createSession(bytes, { device, threads: THREADS });
   const session = created.session;
   const n = c.channels * c.size ** 3;
@@ -85,6 +92,94 @@ async function measure(c: Case, options: ConvertOptions, specialize: SpecializeO
   await session.release();
   times.sort((a, b) => a - b);
   return { ms: times[Math.floor(times.length / 2)]!, macs: result.card.multiplyAdds.converted, device: created.device };
+}
+
+/** Median latency (ms) through the inference engine, autotuned, and the graph it chose. */
+async function measureEngine(c: Case): Promise<{ ms: number; macs: number; chosen: string }> {
+  const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
+  const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+  let chosen = 'n/a';
+  const engine = new InferenceEngine({ device: DEVICE, threads: THREADS, autotune: { runs: 3, maxMs: 60_000 }, onLoad: (i) => (chosen = i.choice?.candidate ?? 'n/a') });
+  const shape = [1, c.channels, c.size, c.size, c.size];
+  const data = new Float32Array(c.channels * c.size ** 3);
+  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.001);
+  const model = { key: c.name, bytes: bytes.byteLength, load: async () => bytes };
+  await engine.run(model, { data, shape });
+  await engine.run(model, { data, shape });
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await engine.run(model, { data, shape });
+    times.push(performance.now() - t0);
+  }
+  await engine.close();
+  times.sort((a, b) => a - b);
+  return { ms: times[Math.floor(times.length / 2)]!, macs: result.card.multiplyAdds.converted, chosen };
+}
+
+/** What onnxruntime's blocked 2D convolution reaches by itself: two chained 3x3 convolutions, 64 channels, 32 planes of 32x32. */
+async function convRate(): Promise<number> {
+  const [b, ch, hw] = [32, 64, 32];
+  const weight = (seed: number) => ({ dtype: 'F32' as const, shape: [ch, ch, 3, 3], data: new Float32Array(ch * ch * 9).map((_, i) => Math.sin(i + seed) * 0.01) });
+  const conv = (x: string, w: string, y: string) => ({ name: y, op: 'Conv', domain: '', inputs: [x, w], outputs: [y], attrs: { kernel_shape: A.ints([3, 3]), pads: A.ints([1, 1, 1, 1]) } });
+  const graph = {
+    name: 'conv',
+    opset: 17,
+    metadata: {},
+    inputs: [{ name: 'x', dtype: 'F32' as const, shape: [b, ch, hw, hw] }],
+    outputs: [{ name: 'z', dtype: 'F32' as const, shape: [b, ch, hw, hw] }],
+    initializers: new Map([['w1', weight(1)], ['w2', weight(2)]]),
+    nodes: [conv('x', 'w1', 'y'), conv('y', 'w2', 'z')],
+  };
+  const { session } = await createSession(encodeOnnx(graphToModel(graph)), { device: DEVICE, threads: THREADS });
+  const x = new ort.Tensor('float32', new Float32Array(b * ch * hw * hw).fill(0.5), [b, ch, hw, hw]);
+  await session.run({ x });
+  const ts: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const t0 = performance.now();
+    await session.run({ x });
+    ts.push(performance.now() - t0);
+  }
+  await session.release();
+  return (2 * 2 * b * ch * ch * 9 * hw * hw) / (Math.min(...ts) / 1000) / 1e9;
+}
+
+/**
+ * Where the engine's time goes for one network: onnxruntime's own profile of the graph the
+ * engine runs by default, summed by operator (convolutions against the layout changes around
+ * them: blocked-layout reorders, folds, plane slices, Concats).
+ */
+async function whereTheTimeGoes(c: Case): Promise<void> {
+  const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inputSize: [c.size, c.size, c.size] });
+  const bytes = specializeModel(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), [1, c.channels, c.size, c.size, c.size]).bytes;
+  const dir = mkdtempSync(join(os.tmpdir(), 'acs-hub-profile-'));
+  try {
+    const { session } = await createSession(bytes, { device: DEVICE, threads: THREADS, profilePrefix: join(dir, 'run') });
+    const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', new Float32Array(c.channels * c.size ** 3).fill(0.5), [1, c.channels, c.size, c.size, c.size]) };
+    const runs = 3;
+    for (let i = 0; i < runs; i++) await session.run(feeds);
+    session.endProfiling();
+    await session.release();
+    const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+    if (!file) return console.log('(no profile written)');
+    const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { cat?: string; name: string; dur: number; args?: { op_name?: string } }[];
+    const byOp = new Map<string, number>();
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+      const op = e.args?.op_name ?? '?';
+      const group = op === 'Conv' || op === 'FusedConv' ? 'Conv' : op;
+      byOp.set(group, (byOp.get(group) ?? 0) + e.dur);
+    }
+    // The first run is onnxruntime's warm-up; the profile holds all three.
+    const total = [...byOp.values()].reduce((a, b) => a + b, 0);
+    const rows = [['operator', 'ms per run', 'share']];
+    for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).filter(([, us]) => us / total >= 0.005)) rows.push([op, (us / runs / 1000).toFixed(1), `${((100 * us) / total).toFixed(1)}%`]);
+    console.log(`where the time goes (${c.name}, the engine's default graph, onnxruntime's profile of ${runs} runs):`);
+    table(rows);
+    console.log('ReorderInput/ReorderOutput: onnxruntime converting to and from its blocked layout around each 2D convolution.\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function pytorch(cases: Case[]): Map<string, number> {
@@ -175,22 +270,25 @@ async function gpuTable(device: Device): Promise<void> {
 
 /** What the engine's autotuning measures and keeps, for ResNet-18 at 64^3 and 128^3. */
 async function autotuneTable(): Promise<void> {
-  const rows = [['network', ...CANDIDATES.map((c) => `${c.name} ms`), 'chosen']];
+  const rows = [['network', ...CANDIDATES.map((c) => `${c.name} ms`), 'run-off ms', 'chosen']];
   for (const c of [CASES[0]!, CASES[1]!]) {
     const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs' });
     const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
     let chosen = '';
     let timings: Record<string, number> = {};
+    let runOff = 'none';
     const engine = new InferenceEngine({ device: DEVICE, threads: THREADS, autotune: { runs: Math.max(3, Math.ceil(RUNS / 2)), maxMs: 600_000 }, onLoad: (i) => {
       chosen = i.choice?.candidate ?? '';
       timings = i.choice?.timings ?? {};
+      if (i.choice?.runOff) runOff = Object.entries(i.choice.runOff).map(([k, ms]) => `${k} ${ms.toFixed(1)}`).join(' / ');
     } });
     const shape = [1, c.channels, c.size, c.size, c.size];
     await engine.run({ key: c.name, bytes: bytes.byteLength, load: async () => bytes }, { data: new Float32Array(c.channels * c.size ** 3), shape });
     await engine.close();
-    rows.push([c.name, ...CANDIDATES.map((k) => (timings[k.name] === undefined ? 'n/a' : timings[k.name]!.toFixed(1))), chosen]);
+    rows.push([c.name, ...CANDIDATES.map((k) => (timings[k.name] === undefined ? 'n/a' : timings[k.name]!.toFixed(1))), runOff, chosen]);
   }
-  console.log('autotune (the engine measures its candidate graphs once per machine, model and size, and keeps the fastest):');
+  console.log('autotune (the engine measures its candidate graphs once per machine, model and size; one faster than the default');
+  console.log('is kept if it beats the default again, by 2%, in a run-off of alternating runs):');
   table(rows);
   console.log('');
 }
@@ -199,29 +297,40 @@ async function main(): Promise<void> {
   if (DEVICE !== 'cpu') return gpuTable(DEVICE);
   console.log(`bench/inference: onnxruntime-node ${ort.env.versions.common}, device ${DEVICE}, ${THREADS} threads, median of ${RUNS} runs`);
   console.log(`CPU: ${cpuLine()}`);
-  console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${(await gemmPeak()).toFixed(0)} GFLOP/s here\n`);
-  const rows = [['network', 'ACS ms', 'ACS GFLOP/s', 'model.onnx as is ms', 'i3d ms', 'i3d GFLOP/s', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / ACS']];
+  const peak = await gemmPeak();
+  console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${peak.toFixed(0)} GFLOP/s here`);
+  console.log(`onnxruntime's own blocked 2D convolution (two chained 3x3, 64 channels, 32x32x32): ${(await convRate()).toFixed(0)} GFLOP/s\n`);
+  const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
   const torch = pytorch(CASES);
   for (const c of CASES) {
-    const acs = await measure(c, { mode: 'acs' });
-    const i3d = await measure(c, { mode: 'i3d' });
+    const acs = await measureEngine(c);
+    const sized = await measure(c, { mode: 'acs' }, 'download');
     const plain = await measure(c, { mode: 'acs' }, false);
+    const i3d = await measure(c, { mode: 'i3d' });
     const pt = torch.get(c.name);
+    const rate = (2 * acs.macs) / (acs.ms / 1000) / 1e9;
     rows.push([
-      `${c.name}${acs.device !== DEVICE ? ` (${acs.device})` : ''}`,
+      c.name,
       acs.ms.toFixed(1),
-      gflops(acs.macs, acs.ms),
+      rate.toFixed(1),
+      `${((100 * rate) / peak).toFixed(0)}%`,
+      acs.chosen,
+      sized.ms.toFixed(1),
+      `${(sized.ms / acs.ms).toFixed(2)}x`,
       plain.ms.toFixed(1),
+      `${(plain.ms / acs.ms).toFixed(2)}x`,
       i3d.ms.toFixed(1),
-      gflops(i3d.macs, i3d.ms),
       `${(i3d.ms / acs.ms).toFixed(2)}x`,
       pt === undefined ? 'n/a' : pt.toFixed(0),
       pt === undefined ? 'n/a' : `${(pt / acs.ms).toFixed(1)}x`,
     ]);
   }
   table(rows);
-  console.log('GFLOP/s = 2 x multiply-adds counted from the graph / latency. ACS and i3d as the engine runs them (specialised');
-  console.log('for the input size); "model.onnx as is" is the downloadable file run directly.\n');
+  console.log('GFLOP/s = 2 x multiply-adds counted from the graph / latency; % of the MatMul peak above. "engine": the inference');
+  console.log('engine as the server and the CLI run it (autotuned: "chosen" is the graph it kept; through its worker thread).');
+  console.log('"model.onnx ?size=": the file `GET .../model.onnx?size=D,H,W` and `convert --specialize` give, in a plain');
+  console.log('onnxruntime session; "as is": the general file. i3d: dense 3x3x3 kernels in the same engine.\n');
+  await whereTheTimeGoes(CASES[1]!);
   console.log('ACS lowerings (ResNet-18):');
   const lowerings: [string, ConvertOptions['fuse'], ConvertOptions['lowering'], SpecializeOptions | false][] = [
     ['three Conv3D + Concat per layer, BatchNorm and ReLU after the Concat', false, 'conv3d', false],
@@ -230,7 +339,9 @@ async function main(): Promise<void> {
     ['  (instead: every view transposed into the batch, 2D Conv (NCHWc) per view)', true, 'fold2d', false],
     ['+ specialised for the input size: stride-1 views as 2D Convs', true, 'conv3d', { strided: false, pools: false }],
     ['+ the stem\'s MaxPool applied to each view before the Concat', true, 'conv3d', { strided: false }],
-    ['+ strided views sliced and folded into the batch: 2D Convs   = engine', true, 'conv3d', {}],
+    ['+ strided views sliced and folded into the batch: 2D Convs', true, 'conv3d', { foldedPools: false, planes: 'before-fold' }],
+    ['+ their planes kept after the fold (a contiguous slice)', true, 'conv3d', { foldedPools: false }],
+    ['+ the stem pooled while folded (blocked channels, 2D pooling)  = engine default', true, 'conv3d', {}],
     ['  (+ 1x1x1 convolutions as 2D 1x1 ones too)', true, 'conv3d', { pointwise: true }],
   ];
   const lrows = [['lowering', '1x3x64^3 ms', 'GFLOP/s', '1x3x128^3 ms', 'GFLOP/s']];

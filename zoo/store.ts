@@ -323,6 +323,8 @@ export interface LoweringRecord {
   readonly candidate: string;
   /** Median milliseconds of each candidate measured. */
   readonly timings: Readonly<Record<string, number>>;
+  /** Medians of the run-off between the fastest of the first pass and the default, when there was one. */
+  readonly runOff?: Readonly<Record<string, number>>;
   /** When it was measured (ISO 8601). */
   readonly decidedAt: string;
 }

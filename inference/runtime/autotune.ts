@@ -8,7 +8,8 @@
  *
  * Measuring is bounded: each candidate gets `runs` timed runs after one warm-up, and once
  * `maxMs` have been spent no further candidate is tried (the engine's default graph is always
- * tried first, so a choice always exists).
+ * tried first, so a choice always exists). A candidate other than the default must then beat
+ * it again in a run-off of alternating runs, by a margin, to be kept.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -55,6 +56,8 @@ export function candidateNamed(name: string): Candidate | undefined {
 export interface Choice {
   candidate: string;
   timings: Record<string, number>;
+  /** The medians of the run-off between the fastest of the first pass and the default, when there was one (ms). */
+  runOff?: Record<string, number>;
   /** When the decision was made (ISO 8601). */
   decidedAt: string;
 }
@@ -71,6 +74,12 @@ export interface AutotuneParams {
   runs?: number;
   /** Milliseconds of measuring after which no further candidate is tried. @default 20000 */
   maxMs?: number;
+  /**
+   * A candidate other than the default is kept only if, in a run-off against the default
+   * (their runs alternating, `2 * runs` each), its median is below the default's by this
+   * fraction. @default 0.02
+   */
+  margin?: number;
 }
 
 /** The CPU's features: the `flags` line of /proc/cpuinfo where there is one, else the CPU model; and the architecture. */
@@ -112,9 +121,17 @@ export interface Trial {
 
 /**
  * Time the candidates with `time` (which builds the candidate's session, runs it once to warm
- * up, then `runs` times, and returns the median) within the bounds, and choose the fastest.
+ * up, then `runs` times, and returns the median) within the bounds; then, when the fastest is
+ * not the default, let the two run in turn with `runOff` (both sessions live, their runs
+ * alternating, so that a machine whose speed drifts, as shared ones do, slows both alike) and
+ * keep the other one only if it beats the default there by `margin`. One pass of a few runs
+ * each on a noisy machine otherwise picks graphs that are not faster.
  */
-export async function chooseFastest(time: (c: Candidate, runs: number) => Promise<number>, p: AutotuneParams = {}): Promise<Choice> {
+export async function chooseFastest(
+  time: (c: Candidate, runs: number) => Promise<number>,
+  p: AutotuneParams = {},
+  runOff?: (a: Candidate, b: Candidate, runs: number) => Promise<[number, number]>,
+): Promise<Choice> {
   const runs = p.runs ?? 3;
   const maxMs = p.maxMs ?? 20000;
   const t0 = performance.now();
@@ -128,11 +145,26 @@ export async function chooseFastest(time: (c: Candidate, runs: number) => Promis
     } catch {
       continue; // A candidate that cannot be built or run is simply not chosen.
     }
-    timings[c.name] = Math.round(ms * 100) / 100;
+    timings[c.name] = round(ms);
     if (!best || ms < best.ms) best = { candidate: c.name, ms };
   }
-  return { candidate: best?.candidate ?? CANDIDATES[0]!.name, timings, decidedAt: new Date().toISOString() };
+  const fallback = CANDIDATES[0]!;
+  const decidedAt = () => new Date().toISOString();
+  if (!best) return { candidate: fallback.name, timings, decidedAt: decidedAt() };
+  if (!runOff || best.candidate === fallback.name || timings[fallback.name] === undefined) return { candidate: best.candidate, timings, decidedAt: decidedAt() };
+  const challenger = candidateNamed(best.candidate)!;
+  let a: number;
+  let b: number;
+  try {
+    [a, b] = await runOff(challenger, fallback, 2 * runs);
+  } catch {
+    return { candidate: fallback.name, timings, decidedAt: decidedAt() };
+  }
+  const candidate = a < b * (1 - (p.margin ?? 0.02)) ? challenger.name : fallback.name;
+  return { candidate, timings, runOff: { [challenger.name]: round(a), [fallback.name]: round(b) }, decidedAt: decidedAt() };
 }
+
+const round = (ms: number) => Math.round(ms * 100) / 100;
 
 /** Decisions kept in this process only (when there is no store). */
 export function memoryDecisions(): Decisions {

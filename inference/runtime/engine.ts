@@ -179,9 +179,14 @@ export class InferenceEngine {
           log('lowering for %s at %s: %s (kept decision %s)', modelKey, shape.join('x'), known.candidate, key);
           return known;
         }
-        const measured = await chooseFastest((c, runs) => this.trial(modelKey, bytes, shape, c, runs), this.params.autotune === true ? {} : this.params.autotune || {});
-        const timings = Object.entries(measured.timings).map(([k, ms]) => `${k} ${ms} ms`).join(', ');
-        log('lowering for %s at %s: %s (measured: %s; decision %s)', modelKey, shape.join('x'), measured.candidate, timings, key);
+        const measured = await chooseFastest(
+          (c, runs) => this.trial(modelKey, bytes, shape, c, runs),
+          this.params.autotune === true ? {} : this.params.autotune || {},
+          (a, b, runs) => this.runOff(bytes, shape, a, b, runs),
+        );
+        const list = (t: Record<string, number>) => Object.entries(t).map(([k, ms]) => `${k} ${ms} ms`).join(', ');
+        const runOff = measured.runOff ? `; run-off: ${list(measured.runOff)}` : '';
+        log('lowering for %s at %s: %s (measured: %s%s; decision %s)', modelKey, shape.join('x'), measured.candidate, list(measured.timings), runOff, key);
         await this.decisions.put(key, measured);
         return measured;
       })();
@@ -189,6 +194,30 @@ export class InferenceEngine {
       choice.catch(() => this.choices.delete(key));
     }
     return choice;
+  }
+
+  /** Median times of two candidates, both loaded, warmed up, then run in turn `runs` times each. */
+  private async runOff(bytes: Uint8Array | string, shape: number[], a: Candidate, b: Candidate, runs: number): Promise<[number, number]> {
+    const created = [] as CreatedWorkerSession[];
+    try {
+      for (const c of [a, b]) created.push(await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined));
+      const n = shape.reduce((x, y) => x * y, 1);
+      const feeds = (s: CreatedWorkerSession) => ({ [s.session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
+      for (const s of created) await s.session.run(feeds(s));
+      const times: [number[], number[]] = [[], []];
+      for (let i = 0; i < runs; i++) {
+        for (const k of [0, 1] as const) {
+          const input = feeds(created[k]!);
+          const t0 = performance.now();
+          await created[k]!.session.run(input);
+          times[k].push(performance.now() - t0);
+        }
+      }
+      const median = (t: number[]) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]!;
+      return [median(times[0]), median(times[1])];
+    } finally {
+      for (const s of created) await s.session.release();
+    }
   }
 
   /** Median time of `runs` runs of one candidate (after a warm-up run), on a zero input. */

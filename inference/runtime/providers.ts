@@ -22,6 +22,8 @@ export interface SessionParams {
   threads?: number;
   /** Let worker threads spin while waiting for work (lower latency, but burns cores). @default false */
   spinning?: boolean;
+  /** Write onnxruntime's profile of the runs to `<profilePrefix>_<time>.json` (bench/). */
+  profilePrefix?: string;
 }
 
 /** A created session and the provider it really got. */
@@ -51,6 +53,7 @@ function sessionOptions(device: Device, p: SessionParams): ort.InferenceSession.
     interOpNumThreads: 1,
     logSeverityLevel: 3,
     extra: { session: { intra_op: { allow_spinning: p.spinning ? '1' : '0' } } },
+    ...(p.profilePrefix ? { enableProfiling: true, profileFilePrefix: p.profilePrefix } : {}),
   };
 }
 

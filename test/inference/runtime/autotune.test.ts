@@ -12,7 +12,7 @@ import { convert } from '../../../converters/convert.js';
 import { readCheckpointFile } from '../../../converters/formats/index.js';
 import { concatChunks } from '../../../converters/io.js';
 import { encodeOutput } from '../../../converters/outputs.js';
-import { CANDIDATES, chooseFastest, cpuFeatures, decisionKey, machineKey, type Choice } from '../../../inference/runtime/autotune.js';
+import { CANDIDATES, chooseFastest, cpuFeatures, decisionKey, machineKey, type Candidate, type Choice } from '../../../inference/runtime/autotune.js';
 import { InferenceEngine, type EngineParams, type ModelSource } from '../../../inference/runtime/engine.js';
 import { openLocalStorage } from '../../../zoo/storage/local.js';
 import { loweringDecisions, readLoweringDecision, writeLoweringDecision } from '../../../zoo/store.js';
@@ -75,7 +75,15 @@ test('autotune: measured once per model and size, kept in the store, reused afte
     assert.equal(kept.candidate, a.loads[0]!.choice!.candidate);
     assert.deepEqual(Object.keys(kept.timings).sort(), CANDIDATES.map((c) => c.name).sort());
     const fastest = Object.entries(kept.timings).sort((x, y) => x[1] - y[1])[0]![0];
-    assert.equal(kept.candidate, fastest, 'the fastest candidate is kept');
+    const byDefault = CANDIDATES[0]!.name;
+    if (fastest === byDefault) {
+      assert.equal(kept.candidate, byDefault, 'the fastest candidate is kept');
+      assert.equal(kept.runOff, undefined, 'no run-off when the default is the fastest');
+    } else {
+      assert.deepEqual(Object.keys(kept.runOff ?? {}).sort(), [fastest, byDefault].sort(), 'the fastest met the default in a run-off');
+      const won = kept.runOff![fastest]! < kept.runOff![byDefault]! * 0.98;
+      assert.equal(kept.candidate, won ? fastest : byDefault, 'the run-off decides');
+    }
     await a.engine.close();
 
     const b = engineWith({ autotune: { runs: 1 }, decisions: loweringDecisions(storage) });
@@ -137,6 +145,31 @@ test('autotune: off, nothing is measured or stored; the default specialised grap
     assert.equal(await readLoweringDecision(storage, decisionKey(machineKey('cpu', 1), 'tiny', shape)), undefined);
     await e.engine.close();
   });
+});
+
+test('autotune: a candidate faster in the first pass is kept only if it beats the default in the run-off', async () => {
+  const [byDefault, other] = [CANDIDATES[0]!, CANDIDATES[2]!];
+  const firstPass = async (c: Candidate) => (c.name === other.name ? 8 : 10);
+  const met: string[] = [];
+  const runOff = (a: number, b: number) => async (x: Candidate, y: Candidate, runs: number): Promise<[number, number]> => {
+    met.push(`${x.name} vs ${y.name} x${runs}`);
+    return [a, b];
+  };
+  const fluke = await chooseFastest(firstPass, { runs: 3 }, runOff(9.9, 10));
+  assert.deepEqual(met, [`${other.name} vs ${byDefault.name} x6`], 'the fastest meets the default, twice the runs each');
+  assert.equal(fluke.candidate, byDefault.name, 'within the 2% margin the default stays');
+  assert.deepEqual(fluke.runOff, { [other.name]: 9.9, [byDefault.name]: 10 });
+  assert.equal((await chooseFastest(firstPass, { runs: 3 }, runOff(9, 10))).candidate, other.name, 'a clear win in the run-off is kept');
+  assert.equal((await chooseFastest(firstPass, { runs: 3, margin: 0.2 }, runOff(9, 10))).candidate, byDefault.name, 'the margin is a setting');
+  const failing = await chooseFastest(firstPass, {}, async () => {
+    throw new Error('out of memory');
+  });
+  assert.equal(failing.candidate, byDefault.name, 'a run-off that fails keeps the default');
+  met.length = 0;
+  const plain = await chooseFastest(async (c) => (c.name === byDefault.name ? 1 : 2), {}, runOff(1, 1));
+  assert.equal(plain.candidate, byDefault.name);
+  assert.deepEqual(met, [], 'no run-off when the default is the fastest');
+  assert.equal(plain.runOff, undefined);
 });
 
 test('autotune: the measuring budget, failing candidates, keys and hostile store records', async () => {
