@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { convert, type ConvertOptions } from '../converters/convert.js';
 import { encodeOnnx } from '../converters/formats/onnx.js';
-import { A, graphToModel } from '../converters/graph/ir.js';
+import { A, graphToModel, type Graph } from '../converters/graph/ir.js';
 import { specializeModel, type SpecializeOptions } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
@@ -116,19 +116,11 @@ async function measureTrio(c: Case): Promise<{ engine: number; sized: number; pl
     await run();
     await run();
   }
-  const times: number[][] = runs.map(() => []);
-  for (let i = 0; i < RUNS; i++) {
-    for (const [k, run] of runs.entries()) {
-      const t0 = performance.now();
-      await run();
-      times[k]!.push(performance.now() - t0);
-    }
-  }
+  const [engineMs, sizedMs, plainMs] = (await alternate(...runs)) as [number, number, number];
   await engine.close();
   await sized.release();
   await plain.release();
-  const median = (t: number[]) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]!;
-  return { engine: median(times[0]!), sized: median(times[1]!), plain: median(times[2]!), macs: result.card.multiplyAdds.converted, chosen };
+  return { engine: engineMs, sized: sizedMs, plain: plainMs, macs: result.card.multiplyAdds.converted, chosen };
 }
 
 /** What onnxruntime's blocked 2D convolution reaches by itself: two chained 3x3 convolutions, 64 channels, 32 planes of 32x32. */
@@ -145,17 +137,7 @@ async function convRate(): Promise<number> {
     initializers: new Map([['w1', weight(1)], ['w2', weight(2)]]),
     nodes: [conv('x', 'w1', 'y'), conv('y', 'w2', 'z')],
   };
-  const { session } = await createSession(encodeOnnx(graphToModel(graph)), { device: DEVICE, threads: THREADS });
-  const x = new ort.Tensor('float32', new Float32Array(b * ch * hw * hw).fill(0.5), [b, ch, hw, hw]);
-  await session.run({ x });
-  const ts: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    const t0 = performance.now();
-    await session.run({ x });
-    ts.push(performance.now() - t0);
-  }
-  await session.release();
-  return (2 * 2 * b * ch * ch * 9 * hw * hw) / (Math.min(...ts) / 1000) / 1e9;
+  return bestRate(graph, new ort.Tensor('float32', new Float32Array(b * ch * hw * hw).fill(0.5), [b, ch, hw, hw]), 2 * 2 * b * ch * ch * 9 * hw * hw);
 }
 
 /**
@@ -230,17 +212,22 @@ async function gemmPeak(device: Device = DEVICE): Promise<number> {
     initializers: new Map([['b', { dtype: 'F32' as const, shape: [n, n], data: new Float32Array(n * n).fill(1e-3) }]]),
     nodes: [{ name: 'mm', op: 'MatMul', domain: '', inputs: ['a', 'b'], outputs: ['c'], attrs: {} }],
   };
+  return bestRate(graph, new ort.Tensor('float32', new Float32Array(n * n).fill(1), [n, n]), 2 * n ** 3, device);
+}
+
+/** GFLOP/s of a one-input graph doing `flops`: the best of 7 runs after a warm-up. */
+async function bestRate(graph: Graph, input: ort.Tensor, flops: number, device: Device = DEVICE): Promise<number> {
   const { session } = await createSession(encodeOnnx(graphToModel(graph)), { device, threads: THREADS });
-  const a = new ort.Tensor('float32', new Float32Array(n * n).fill(1), [n, n]);
-  await session.run({ a });
+  const feeds = { [graph.inputs[0]!.name]: input };
+  await session.run(feeds);
   const ts: number[] = [];
   for (let i = 0; i < 7; i++) {
     const t0 = performance.now();
-    await session.run({ a });
+    await session.run(feeds);
     ts.push(performance.now() - t0);
   }
   await session.release();
-  return (2 * n ** 3) / (Math.min(...ts) / 1000) / 1e9;
+  return flops / (Math.min(...ts) / 1000) / 1e9;
 }
 
 /** The CPU, as the decisions key it: model name and instruction-set features of interest. */
@@ -389,7 +376,7 @@ async function workerHop(): Promise<void> {
     await engine.prepare(model);
     const runDirect = () => session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', data, shape) });
     await runDirect();
-    const [direct, viaWorker] = await alternate(runDirect, () => engine.run(model, { data, shape }));
+    const [direct, viaWorker] = (await alternate(runDirect, () => engine.run(model, { data, shape }))) as [number, number];
     await session.release();
     let turns = 0;
     let spinning = true;
@@ -407,19 +394,17 @@ async function workerHop(): Promise<void> {
   table(rows);
 }
 
-/** Median times of two functions run in turn. */
-async function alternate(a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<[number, number]> {
-  const ta: number[] = [];
-  const tb: number[] = [];
+/** Median times of functions run in turn, `RUNS` rounds. */
+async function alternate(...fns: (() => Promise<unknown>)[]): Promise<number[]> {
+  const times: number[][] = fns.map(() => []);
   for (let i = 0; i < RUNS; i++) {
-    for (const [fn, ts] of [[a, ta], [b, tb]] as const) {
+    for (const [k, fn] of fns.entries()) {
       const t0 = performance.now();
       await fn();
-      ts.push(performance.now() - t0);
+      times[k]!.push(performance.now() - t0);
     }
   }
-  const median = (ts: number[]) => ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)]!;
-  return [median(ta), median(tb)];
+  return times.map((ts) => ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)]!);
 }
 
 /** Four volumes of one shape: one batched run against four runs. */

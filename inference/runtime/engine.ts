@@ -198,49 +198,39 @@ export class InferenceEngine {
 
   /** Median times of two candidates, both loaded, warmed up, then run in turn `runs` times each. */
   private async runOff(bytes: Uint8Array | string, shape: number[], a: Candidate, b: Candidate, runs: number): Promise<[number, number]> {
-    const created = [] as CreatedWorkerSession[];
-    try {
-      for (const c of [a, b]) created.push(await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined));
-      const n = shape.reduce((x, y) => x * y, 1);
-      const feeds = (s: CreatedWorkerSession) => ({ [s.session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
-      for (const s of created) await s.session.run(feeds(s));
-      const times: [number[], number[]] = [[], []];
-      for (let i = 0; i < runs; i++) {
-        for (const k of [0, 1] as const) {
-          const input = feeds(created[k]!);
-          const t0 = performance.now();
-          await created[k]!.session.run(input);
-          times[k].push(performance.now() - t0);
-        }
-      }
-      const median = (t: number[]) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]!;
-      return [median(times[0]), median(times[1])];
-    } finally {
-      for (const s of created) await s.session.release();
-    }
+    return (await this.time(bytes, shape, [a, b], runs)) as [number, number];
   }
 
   /** Median time of `runs` runs of one candidate (after a warm-up run), on a zero input. */
   private async trial(modelKey: string, bytes: Uint8Array | string, shape: number[], c: Candidate, runs: number): Promise<number> {
-    const created = await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined);
+    const [ms] = (await this.time(bytes, shape, [c], runs)) as [number];
+    this.params.onTrial?.({ key: modelKey, candidate: c.name, ms, runs });
+    return ms;
+  }
+
+  /**
+   * Median times of candidates' sessions on a zero input: all loaded, each run once to warm up,
+   * then run in turn `runs` times each; released after.
+   */
+  private async time(bytes: Uint8Array | string, shape: number[], candidates: Candidate[], runs: number): Promise<number[]> {
+    const created: CreatedWorkerSession[] = [];
     try {
-      const { session } = created;
-      const n = shape.reduce((a, b) => a * b, 1);
-      const feeds = () => ({ [session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
-      await session.run(feeds());
-      const times: number[] = [];
+      for (const c of candidates) created.push(await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined));
+      const n = shape.reduce((x, y) => x * y, 1);
+      const feeds = (s: CreatedWorkerSession) => ({ [s.session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
+      for (const s of created) await s.session.run(feeds(s));
+      const times: number[][] = created.map(() => []);
       for (let i = 0; i < runs; i++) {
-        const input = feeds();
-        const t0 = performance.now();
-        await session.run(input);
-        times.push(performance.now() - t0);
+        for (const [k, s] of created.entries()) {
+          const input = feeds(s);
+          const t0 = performance.now();
+          await s.session.run(input);
+          times[k]!.push(performance.now() - t0);
+        }
       }
-      times.sort((a, b) => a - b);
-      const ms = times[Math.floor(times.length / 2)]!;
-      this.params.onTrial?.({ key: modelKey, candidate: c.name, ms, runs });
-      return ms;
+      return times.map((t) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]!);
     } finally {
-      await created.session.release();
+      for (const s of created) await s.session.release();
     }
   }
 
