@@ -15,7 +15,7 @@ import { infer, type InferOptions, type InferResult } from '../inference/runtime
 import { activationMap } from '../inference/runtime/cam.js';
 import { DEVICES, type Device } from '../inference/runtime/providers.js';
 import { readRawArray } from '../inference/runtime/raw-input.js';
-import { encodeNpy, readVolume, type Vec3 } from '../inference/volumes/index.js';
+import { encodeNpy, geometryOf, isSpooled, loadPlaneVolume, openVolume, readVolume, type SpooledVolume, type Vec3 } from '../inference/volumes/index.js';
 import { renderAnswer } from '../inference/runtime/render-answer.js';
 import { stat } from 'node:fs/promises';
 import type { LoadedModel } from '../inference/runtime/pipeline.js';
@@ -187,6 +187,7 @@ export async function runInfer(argv: string[]): Promise<void> {
       if (i.fallback) printErr(`acs-hub: ${i.fallback}; running on cpu\n`);
     },
   });
+  let spooled: SpooledVolume | undefined;
   try {
     if (values.raw) {
       const raw = await readRawArray(input);
@@ -197,13 +198,18 @@ export async function runInfer(argv: string[]): Promise<void> {
       else process.stdout.write(`${JSON.stringify({ output: { shape: first.shape }, input: { shape: raw.shape } })}\n`);
       return;
     }
-    const volume = await readVolume(input, { seriesInstanceUid: values.series, budgets: cfg.budgets });
+    // Sliding windows read a NIfTI a plane at a time from a copy on disk: it is never held whole.
+    const read = { seriesInstanceUid: values.series, budgets: cfg.budgets };
+    const volume = options.patch ? await openVolume(input, read) : await readVolume(input, read);
+    spooled = isSpooled(volume) ? volume : undefined;
     const result = await infer(engine, model, volume, options, cfg.budgets);
+    /** The volume in memory, for the previews (a spooled one is read whole for them). */
+    const whole = async () => (isSpooled(volume) ? loadPlaneVolume(volume) : volume);
     if ((probsOut !== undefined || previewOut !== undefined) && !result.labels) throw new UsageError('--probabilities and --preview are for segmentation networks; this one is a classifier');
     const device = engine.loaded.get(model.source.key)?.device ?? 'cpu';
     const json = answer(result, { model: model.card?.architecture.arch ?? modelPath, device, volume: { file: input, shape: volume.shape, spacing: volume.spacing } });
-    const segmentation = (as: 'nifti' | 'probabilities' | 'png', path: string) =>
-      renderAnswer({ volume, as, labels: result.labels, probabilities: result.probabilities, scores: result.output, names: result.classNames, gzip: /\.gz$/i.test(path), budgets: cfg.budgets });
+    const segmentation = async (as: 'nifti' | 'probabilities' | 'png', path: string) =>
+      renderAnswer({ volume: as === 'png' ? await whole() : { ...geometryOf(volume), shape: volume.shape }, as, labels: result.labels, probabilities: result.probabilities, scores: result.output, names: result.classNames, gzip: /\.gz$/i.test(path), budgets: cfg.budgets });
     if (!out) {
       printOut(`${JSON.stringify(json, null, 2)}\n`);
     } else if (/\.json$/i.test(out)) {
@@ -217,9 +223,10 @@ export async function runInfer(argv: string[]): Promise<void> {
     } else if (result.labels) {
       await writeChunksAtomic(out, [await segmentation('png', out)]);
     } else {
-      const heat = await activationMap(engine, model, result, volume, options, { budgets: cfg.budgets });
+      const shown = await whole();
+      const heat = await activationMap(engine, model, result, shown, options, { budgets: cfg.budgets });
       const overlay = heat ? { kind: 'heatmap' as const, data: heat, range: [0, 1] as const } : undefined;
-      await writeChunksAtomic(out, [await renderPreview({ volume, overlay })]);
+      await writeChunksAtomic(out, [await renderPreview({ volume: shown, overlay })]);
     }
     if (probsOut !== undefined) {
       await writeChunksAtomic(probsOut, [await segmentation('probabilities', probsOut)]);
@@ -231,6 +238,7 @@ export async function runInfer(argv: string[]): Promise<void> {
     }
     if (out) printErr(`wrote ${out} (${result.kind}${result.topK ? `: ${result.topK[0]?.label ?? `class ${result.topK[0]?.index}`} ${(100 * (result.topK[0]?.probability ?? 0)).toFixed(1)}%` : ''})\n`);
   } finally {
+    await spooled?.close();
     await engine.close();
     await decisionStore?.close();
   }

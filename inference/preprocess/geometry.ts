@@ -44,11 +44,13 @@ export function checkOutputVoxels(shape: readonly number[], what: string, budget
  * (scale and offset given in `[d, h, w]` order).
  */
 export function regrid<V extends MaybeGeometry>(v: V, data: Float32Array, shape: [number, number, number, number], scale: Vec3, offset: Vec3): V {
-  const out: MaybeGeometry = { ...v, data, shape };
-  if (v.affine !== undefined) {
-    const m = [scale[2], 0, 0, offset[2], 0, scale[1], 0, offset[1], 0, 0, scale[0], offset[0], 0, 0, 0, 1];
-    (out as { affine: Affine }).affine = multiplyAffine(v.affine, m);
-  }
-  if (v.spacing !== undefined) (out as { spacing: Vec3 }).spacing = [v.spacing[0] * scale[0], v.spacing[1] * scale[1], v.spacing[2] * scale[2]];
-  return out as V;
+  return { ...v, data, shape, ...regridGeometry(v, scale, offset) };
+}
+
+/** The affine and spacing `regrid` gives a new grid (those the volume has). */
+export function regridGeometry(v: { readonly spacing?: Vec3; readonly affine?: Affine }, scale: Vec3, offset: Vec3): { affine?: Affine; spacing?: Vec3 } {
+  const out: { affine?: Affine; spacing?: Vec3 } = {};
+  if (v.affine !== undefined) out.affine = multiplyAffine(v.affine, [scale[2], 0, 0, offset[2], 0, scale[1], 0, offset[1], 0, 0, scale[0], offset[0], 0, 0, 0, 1]);
+  if (v.spacing !== undefined) out.spacing = [v.spacing[0] * scale[0], v.spacing[1] * scale[1], v.spacing[2] * scale[2]];
+  return out;
 }

@@ -4,6 +4,7 @@
  * per-channel mean/std normalisation. All return a new volume; geometry is untouched.
  */
 import { InvalidArgumentError } from '../../converters/errors.js';
+import type { PlaneSource } from '../volumes/plane-source.js';
 import type { VolumeArray } from '../volumes/volume.js';
 import { checkVolume } from './geometry.js';
 
@@ -98,6 +99,78 @@ export function percentileBounds(volume: VolumeArray, percentiles: readonly [num
     const sorted = volume.data.slice(g * size, (g + 1) * size).sort();
     los.push(percentile(sorted, plo));
     his.push(percentile(sorted, phi));
+  }
+  return { lo: Array.from({ length: c }, (_, i) => los[groups === 1 ? 0 : i]!), hi: Array.from({ length: c }, (_, i) => his[groups === 1 ? 0 : i]!) };
+}
+
+/** The float32 bit pattern as an unsigned key in the order of the values (-0 before +0, as a sort puts them). */
+function orderKey(bits: number): number {
+  return bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
+}
+
+function keyValue(key: number): number {
+  const bits = new Uint32Array([key & 0x80000000 ? (key & 0x7fffffff) >>> 0 : ~key >>> 0]);
+  return new Float32Array(bits.buffer)[0]!;
+}
+
+/**
+ * `percentileBounds` of a volume read a plane at a time, equal to it: the same order statistics,
+ * found without sorting (or holding) the volume by two passes over its planes, the first counting
+ * the values by the high 16 bits of their order key, the second, within the bins that hold the
+ * ranks wanted, by the low 16. Holds one plane and two tables of 65536 counts per rank. The
+ * volume must hold finite values only.
+ */
+export async function percentileBoundsOfPlanes(source: PlaneSource, percentiles: readonly [number, number], perChannel = true): Promise<{ lo: number[]; hi: number[] }> {
+  const [plo, phi] = percentiles;
+  if (!(plo >= 0 && phi <= 100 && plo < phi)) throw new InvalidArgumentError(`'percentiles' must satisfy 0 <= lo < hi <= 100, got [${plo}, ${phi}]`);
+  const [c, d, h, w] = source.shape;
+  const groups = perChannel ? c : 1;
+  const plane = new Float32Array(h * w);
+  const bits = new Uint32Array(plane.buffer);
+  const each = async (g: number, visit: (key: number) => void): Promise<void> => {
+    for (let ci = groups === 1 ? 0 : g; ci < (groups === 1 ? c : g + 1); ci++) {
+      for (let z = 0; z < d; z++) {
+        await source.readPlane(ci, z, plane, 0);
+        for (let i = 0; i < bits.length; i++) visit(orderKey(bits[i]!));
+      }
+    }
+  };
+  const los: number[] = [];
+  const his: number[] = [];
+  for (let g = 0; g < groups; g++) {
+    const n = (c / groups) * d * h * w;
+    const ranks = [plo, phi].flatMap((p) => {
+      const a = Math.floor((p / 100) * (n - 1));
+      return [a, Math.min(a + 1, n - 1)];
+    });
+    const high = new Float64Array(65536);
+    await each(g, (key) => high[key >>> 16]!++);
+    // for each rank: its bin of high bits and its rank within the bin
+    const bins = ranks.map((r) => {
+      let below = 0;
+      let b = 0;
+      while (below + high[b]! <= r) below += high[b++]!;
+      return { bin: b, rank: r - below };
+    });
+    const wanted = [...new Set(bins.map((b) => b.bin))];
+    const low = wanted.map(() => new Float64Array(65536));
+    await each(g, (key) => {
+      const t = wanted.indexOf(key >>> 16);
+      if (t >= 0) low[t]![key & 0xffff]!++;
+    });
+    const values = bins.map(({ bin, rank }) => {
+      const counts = low[wanted.indexOf(bin)]!;
+      let below = 0;
+      let b = 0;
+      while (below + counts[b]! <= rank) below += counts[b++]!;
+      return keyValue(((bin << 16) | b) >>> 0);
+    });
+    const at = (p: number, v0: number, v1: number) => {
+      const pos = (p / 100) * (n - 1);
+      return v0 + (v1 - v0) * (pos - Math.floor(pos));
+    };
+    los.push(at(plo, values[0]!, values[1]!));
+    his.push(at(phi, values[2]!, values[3]!));
   }
   return { lo: Array.from({ length: c }, (_, i) => los[groups === 1 ? 0 : i]!), hi: Array.from({ length: c }, (_, i) => his[groups === 1 ? 0 : i]!) };
 }

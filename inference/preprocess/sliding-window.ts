@@ -20,7 +20,10 @@
  * applied to each window as it is cut, so the preprocessed volume is never held whole either.
  * Besides the volume and what the `sink` keeps, a dense output holds `slidingWindowBytes` (the
  * ring, one batch of windows and one of outputs); a vector output holds one batch and `K` sums.
- * The result is the same, bit for bit, as blending into a whole-volume accumulator.
+ * The result is the same, bit for bit, as blending into a whole-volume accumulator. A volume
+ * read a plane at a time (`PlaneSource`, such as a spooled NIfTI) is read once, in order, into a
+ * ring of the planes one batch of windows spans (`inputRingPlanes`: the window's depth for one
+ * window a batch), so that the input is not held whole either.
  *
  * Bounded by `budgets.slidingWindows`, the number of windows (of network runs), and by
  * `budgets.outputVoxels`: the windows of all the batches together (all channels), the ring, and
@@ -29,6 +32,7 @@
  */
 import { budgetSetting, resolveBudgets, type Budgets } from '../../converters/budgets.js';
 import { InvalidArgumentError, LimitExceededError, UnsupportedError } from '../../converters/errors.js';
+import { inMemory, type PlaneSource } from '../volumes/plane-source.js';
 import type { Vec3, VolumeArray } from '../volumes/volume.js';
 import { applyChannelMap, checkChannelMaps, type ChannelMap } from './channel-map.js';
 import { checkOutputVoxels, checkSize, checkVolume } from './geometry.js';
@@ -43,8 +47,11 @@ export interface WindowOutput {
 
 /** Options of `slidingWindow`. */
 export interface SlidingWindowParams {
-  /** `[C, D, H, W]`: the network's input, or its source when `channels` is given. */
-  volume: VolumeArray;
+  /**
+   * `[C, D, H, W]`: the network's input, or its source when `channels` is given; in memory, or
+   * planes read on demand (through a ring of the planes the windows of a batch span).
+   */
+  volume: VolumeArray | PlaneSource;
   /**
    * The network's input channels as per-voxel maps of `volume`'s channels, applied to each
    * window as it is cut (see `channel-map.ts`). @default `volume`'s channels as they are
@@ -148,6 +155,22 @@ export function checkWindowCount(grid: readonly number[], window: readonly numbe
   return windows;
 }
 
+/**
+ * The planes of the input a batch of windows spans at most: those `slidingWindow` holds of a
+ * volume read a plane at a time (`grid` is the volume's `[D, H, W]`, before padding). The
+ * windows of a batch start on at most `1 + ceil((n - 1) / windowsPerPlane)` window planes, one
+ * step apart.
+ */
+export function inputRingPlanes(p: { grid: readonly number[]; window: readonly number[]; overlap?: number | readonly number[]; batchSize?: number }): number {
+  const win = checkSize(p.window, 'window');
+  const grid = checkSize(p.grid, 'grid');
+  const ov = typeof p.overlap === 'number' || p.overlap === undefined ? Array<number>(3).fill(p.overlap ?? 0.25) : [...p.overlap];
+  const padded = grid.map((n, a) => Math.max(n, win[a]!));
+  const perZ = windowStarts(padded[1]!, win[1], ov[1]!).length * windowStarts(padded[2]!, win[2], ov[2]!).length;
+  const stepD = Math.max(1, Math.floor(win[0] * (1 - ov[0]!)));
+  return Math.min(grid[0], win[0] + stepD * Math.ceil(((p.batchSize ?? 1) - 1) / perZ));
+}
+
 /** Parameters of `slidingWindowBytes`. */
 export interface SlidingWindowBytesParams {
   /** The volume's `[D, H, W]`. */
@@ -162,10 +185,15 @@ export interface SlidingWindowBytesParams {
   kind?: 'dense' | 'vector';
   /** @default 1 */
   batchSize?: number;
+  /** Channels of a volume read a plane at a time (absent: a volume in memory): its ring of planes is counted. */
+  streamedChannels?: number;
+  /** @default 0.25 */
+  overlap?: number;
 }
 
 /**
  * The bytes `slidingWindow` itself holds at most, beside the volume and what the `sink` keeps:
+ * for a volume read a plane at a time, its ring of input planes (`inputRingPlanes`);
  * for a dense output the ring (`K x wd x H x W` float32 and the `wd x H x W` weight sums, over
  * the padded grid), the plane cropped back from padding (`K x H x W`), and the Gaussian weights
  * of one window; for both kinds one batch of windows in and one batch of outputs out, each
@@ -181,7 +209,8 @@ export function slidingWindowBytes(p: SlidingWindowBytesParams): { slab: number;
   const planes = win[0] * hp * wp;
   const slab = dense ? 4 * ((p.classes + 1) * planes + (hp !== h || wp !== w ? p.classes * h * w : 0) + per) : 4 * p.classes;
   const batch = 2 * 4 * n * (p.channels * per + p.classes * (dense ? per : 1));
-  return { slab, batch, total: slab + batch };
+  const ring = p.streamedChannels === undefined ? 0 : 4 * p.streamedChannels * inputRingPlanes({ grid: p.grid, window: win, overlap: p.overlap, batchSize: n }) * h * w;
+  return { slab: slab + ring, batch, total: slab + ring + batch };
 }
 
 /** Tile, run and reassemble; see the module comment. */
@@ -189,7 +218,10 @@ export function slidingWindow(params: SlidingWindowParams & { sink?: undefined }
 /** Tile, run and hand the finished planes to `params.sink`; see the module comment. */
 export function slidingWindow(params: SlidingWindowParams): Promise<SlidingWindowResult>;
 export async function slidingWindow(params: SlidingWindowParams): Promise<SlidingWindowResult> {
-  checkVolume(params.volume);
+  const volume = params.volume;
+  if (inMemory(volume)) checkVolume(volume);
+  else if (!(volume.shape[0] > 0 && Number.isSafeInteger(volume.shape[0]))) throw new InvalidArgumentError(`'volume.shape' must be [C, D, H, W] of positive integers, got [${volume.shape.join(', ')}]`);
+  else checkSize(volume.shape.slice(1), 'volume.shape');
   const win = checkSize(params.windowSize, 'windowSize');
   const ov = typeof params.overlap === 'number' || params.overlap === undefined ? Array<number>(3).fill(params.overlap ?? 0.25) : [...params.overlap];
   if (ov.length !== 3 || !ov.every((o) => o >= 0 && o < 1)) throw new InvalidArgumentError(`'overlap' must be in [0, 1), got ${JSON.stringify(params.overlap)}`);
@@ -200,7 +232,7 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
   const sigmaScale = params.sigmaScale ?? 0.125;
   if (!(sigmaScale > 0)) throw new InvalidArgumentError(`'sigmaScale' must be positive, got ${sigmaScale}`);
   const maps = params.channels;
-  const [cs, d0, h0, w0] = params.volume.shape;
+  const [cs, d0, h0, w0] = volume.shape;
   if (maps) checkChannelMaps(maps, cs);
   const c = maps ? maps.length : cs;
 
@@ -216,7 +248,24 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
   const start = (i: number): Vec3 => [axes[0][Math.floor(i / (axes[1].length * axes[2].length))]!, axes[1][Math.floor(i / axes[2].length) % axes[1].length]!, axes[2][i % axes[2].length]!];
   const weights = windowWeights(win, blend, sigmaScale);
 
-  const src = params.volume.data;
+  // Planes read on demand go through a ring of the planes one batch of windows spans.
+  const ringPlanes = inMemory(volume) ? 0 : inputRingPlanes({ grid, window: win, overlap: ov, batchSize });
+  if (ringPlanes > 0) checkOutputVoxels([cs, ringPlanes, h0, w0], `reading [${volume.shape.join(', ')}] through a ring of ${ringPlanes} planes`, params.budgets);
+  const src = inMemory(volume) ? volume.data : new Float32Array(cs * ringPlanes * h0 * w0);
+  const planeOf = ringPlanes > 0 ? (sc: number, z: number) => sc * ringPlanes + (z % ringPlanes) : (sc: number, z: number) => sc * d0 + z;
+  const used = [...new Set(maps ? maps.map((m) => m.source) : Array.from({ length: cs }, (_, i) => i))];
+  let loaded = 0; // the planes before it are read (those of the last ringPlanes still in the ring)
+  /** Read into the ring the planes a batch of windows touches, from the first to the last. */
+  const load = async (group: readonly Vec3[]): Promise<void> => {
+    if (ringPlanes === 0) return;
+    const lo = Math.max(0, group[0]![0] - off[0]);
+    const hi = Math.min(d0, group[group.length - 1]![0] - off[0] + win[0]);
+    if (hi - lo > ringPlanes || lo < loaded - ringPlanes) throw new Error(`sliding window: planes ${lo} to ${hi - 1} do not fit the ring of ${ringPlanes} planes read up to ${loaded - 1}`);
+    for (let z = Math.max(loaded, lo); z < hi; z++) {
+      for (const sc of used) await (volume as PlaneSource).readPlane(sc, z, src, planeOf(sc, z) * h0 * w0);
+    }
+    loaded = Math.max(loaded, hi);
+  };
   const padValue = params.padValue ?? 0;
   /** Cut the window at padded `(z0, y0, x0)` into `buf` as item `n`. */
   const cut = (buf: Float32Array, n: number, [z0, y0, x0]: Vec3): void => {
@@ -226,7 +275,7 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
     const b = Math.min(win[2], w0 - xs);
     for (let ci = 0; ci < c; ci++) {
       const map = maps?.[ci];
-      const base = (map ? map.source : ci) * d0;
+      const sc = map ? map.source : ci;
       for (let z = 0; z < win[0]; z++) {
         const zs = z0 + z - off[0];
         for (let y = 0; y < win[1]; y++, o += win[2]) {
@@ -237,7 +286,7 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
           }
           if (a > 0) buf.fill(padValue, o, o + a);
           if (b < win[2]) buf.fill(padValue, o + b, o + win[2]);
-          const at = ((base + zs) * h0 + ys) * w0 + xs;
+          const at = (planeOf(sc, zs) * h0 + ys) * w0 + xs;
           if (map) applyChannelMap(map, src, at + a, buf, o + a, b - a);
           else buf.set(src.subarray(at + a, at + b), o + a);
         }
@@ -298,6 +347,7 @@ export async function slidingWindow(params: SlidingWindowParams): Promise<Slidin
     const count = Math.min(batchSize, windows - b);
     const group = Array.from({ length: count }, (_, n) => start(b + n));
     const batch = count === full ? batchBuffer : new Float32Array(count * c * per);
+    await load(group);
     group.forEach((at, n) => cut(batch, n, at));
     const out = await params.run(batch, [count, c, win[0], win[1], win[2]]);
     const s = out.shape;

@@ -4,19 +4,21 @@
  * volumes larger than the network's input), and the answer: top-k classes, a feature
  * vector, or a label volume on the input's grid.
  *
- * Memory: a whole-volume run holds the network's input and output whole. Sliding windows hold
- * the volume as read (or resampled) and cut each window from it through the per-voxel steps, and
- * finish a segmentation plane by plane into its labels, so what they hold beyond the volume and
- * the output is bounded by the window, the classes and one plane's size
- * (`windowedInferenceBytes` states the bound).
+ * Memory: a whole-volume run holds the network's input and output whole. Sliding windows cut
+ * each window through the per-voxel steps from the volume as read (or resampled), and finish a
+ * segmentation plane by plane into its labels. A volume kept on disk (`SpooledVolume`, from
+ * `spoolNiftiFile`) is read a plane at a time, resampled a plane at a time when asked, and its
+ * percentiles found in two passes, so that it is never held whole either: what such a run holds
+ * beyond the output is bounded by the window, the classes and one plane's size, whatever the
+ * volume's depth (`windowedInferenceBytes` states the bound).
  */
 import type { Budgets } from '../../converters/budgets.js';
 import type { Card } from '../../converters/convert.js';
 import { InvalidArgumentError } from '../../converters/errors.js';
 import { checkSize } from '../preprocess/geometry.js';
-import { channelSources, checkChannelMaps, checkOutputVoxels, checkWindowCount, mapChannels, percentileBounds, resample, resampleSize, slidingWindow, slidingWindowBytes, windowBounds, CT_WINDOWS, type ChannelMap, type SlabUse } from '../preprocess/index.js';
+import { channelSources, checkChannelMaps, checkOutputVoxels, checkWindowCount, mapChannels, percentileBounds, percentileBoundsOfPlanes, resample, resamplePlanes, resampleSize, slidingWindow, slidingWindowBytes, windowBounds, CT_WINDOWS, type ChannelMap, type SlabUse } from '../preprocess/index.js';
 import { classProbabilities, featureVector, labelsFromScores, topK, type ClassScore, type LabelMap } from '../predictions/index.js';
-import { VolumeFormatError, type Vec3, type Volume } from '../volumes/index.js';
+import { isSpooled, loadPlaneVolume, VolumeFormatError, type PlaneVolume, type SpooledVolume, type Vec3, type Volume } from '../volumes/index.js';
 import type { FloatTensor, InferenceEngine, ModelSource } from './engine.js';
 import { collectDense, type DenseKeep, type DenseOutput } from './dense-output.js';
 import { InferenceFailedError } from './errors.js';
@@ -84,11 +86,15 @@ export interface InferResult {
   ms: { preprocess: number; network: number };
 }
 
-const isCt = (v: Volume) => v.modality === 'CT' || (v.modality === undefined && minOf(v.data) < -500);
+/**
+ * Is the volume a CT (its intensities in HU, so a CT window applies)? Its modality says, or,
+ * where it does not, its least value (air is -1000 HU) on the volume as read.
+ */
+const isCt = (modality: string | undefined, min: () => number) => modality === 'CT' || (modality === undefined && min() < -500);
 
 function minOf(a: Float32Array): number {
   let m = Infinity;
-  for (let i = 0; i < a.length; i += 97) m = Math.min(m, a[i]!);
+  for (let i = 0; i < a.length; i++) if (a[i]! < m) m = a[i]!;
   return m;
 }
 
@@ -99,30 +105,36 @@ export type ModelFacts = Pick<LoadedModel, 'channels' | 'card'>;
  * Refuse a volume holding NaN or infinite voxels: they would pass through every step and come
  * out of the network as a non-finite answer.
  */
-function checkFinite(volume: Volume): void {
-  const data = volume.data;
+function checkFinite(volume: Volume | SpooledVolume): void {
   let bad = 0;
-  let first = -1;
-  for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i]!)) {
-      if (first < 0) first = i;
-      bad++;
+  let first: { index: number; value: number } | undefined;
+  if (isSpooled(volume)) {
+    bad = volume.spool.nonFinite;
+    first = volume.spool.firstNonFinite;
+  } else {
+    const data = volume.data;
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i]!)) {
+        first ??= { index: i, value: data[i]! };
+        bad++;
+      }
     }
   }
-  if (bad === 0) return;
-  const [, d, h, w] = volume.shape;
-  const at = [Math.floor(first / (d * h * w)), Math.floor(first / (h * w)) % d, Math.floor(first / w) % h, first % w];
+  if (bad === 0 || first === undefined) return;
+  const [c, d, h, w] = volume.shape;
+  const i = first.index;
+  const at = [Math.floor(i / (d * h * w)), Math.floor(i / (h * w)) % d, Math.floor(i / w) % h, i % w];
   const file = volume.source.file;
   throw new VolumeFormatError(
-    `${file}: ${bad} of ${data.length} voxels are not finite numbers (NaN or infinite; the first, ${data[first]}, at [c, d, h, w] = [${at.join(', ')}]); replace them, with the background value say, before inference`,
+    `${file}: ${bad} of ${c * d * h * w} voxels are not finite numbers (NaN or infinite; the first, ${first.value}, at [c, d, h, w] = [${at.join(', ')}]); replace them, with the background value say, before inference`,
     { file },
   );
 }
 
 /** The network's input as a plan: a volume, and the per-voxel maps that make each input channel of it. */
-export interface InputPlan {
+export interface InputPlan<S = Volume> {
   /** The volume as read, or resampled when asked. */
-  source: Volume;
+  source: S;
   /** One map per input channel (intensity, replication, normalisation); absent: `source` is fed as it is (`raw`). */
   channels?: readonly ChannelMap[];
   /** What the preprocessing does, in order. */
@@ -130,18 +142,12 @@ export interface InputPlan {
 }
 
 /**
- * Plan the preprocessing of a volume for a model: resample it (when asked), then the per-voxel
- * steps as `ChannelMap`s. Before any step runs, the planned network input is held against the
- * budgets: for a whole-volume run the input itself (resampled size, the model's channels) against
- * `budgets.outputVoxels`; for sliding windows (`o.patch`), which never make the input whole, the
- * windows against `budgets.slidingWindows` and all their voxels together against
- * `budgets.outputVoxels`. A volume with NaN or infinite voxels is refused (422).
+ * Hold the planned network input against the budgets, before any step runs: for a whole-volume
+ * run the input itself (resampled size, the model's channels) against `budgets.outputVoxels`;
+ * for sliding windows (`o.patch`), which never make the input whole, the windows against
+ * `budgets.slidingWindows` and all their voxels together against `budgets.outputVoxels`.
  */
-export function planInput(volume: Volume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): InputPlan {
-  checkFinite(volume);
-  const steps: string[] = [];
-  let v = volume;
-  if (o.raw) return { source: v, steps: ['raw: fed as stored'] };
+function checkPlanned(v: Omit<Volume, 'data'>, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): void {
   const resized = o.size || o.spacing ? resampleSize(v, { size: o.size, spacing: o.spacing }) : ([v.shape[1], v.shape[2], v.shape[3]] as Vec3);
   const what = `${v.source.file}: preprocessing [${v.shape.join(', ')}] for a ${model.channels}-channel network`;
   if (o.patch) {
@@ -154,22 +160,36 @@ export function planInput(volume: Volume, model: ModelFacts, o: InferOptions, bu
   } else {
     checkOutputVoxels([Math.max(v.shape[0], model.channels), ...resized], what, budgets);
   }
-  if (o.size || o.spacing) {
-    v = resample({ volume: v, size: o.size, spacing: o.spacing, mode: 'trilinear', budgets });
-    steps.push(`resample to ${v.shape.slice(1).join('x')} (spacing ${v.spacing.map((s) => s.toFixed(2)).join(', ')} mm)`);
-  }
-  const c = v.shape[0];
-  let intensity: ChannelMap['intensity'][] = Array<undefined>(c).fill(undefined);
-  if (o.window === 'none') steps.push('no intensity window');
-  else if (o.window !== undefined || isCt(v)) {
+}
+
+const resampleStep = (v: Omit<Volume, 'data'>) => `resample to ${v.shape.slice(1).join('x')} (spacing ${v.spacing.map((s) => s.toFixed(2)).join(', ')} mm)`;
+
+/** The intensity step: a CT window, none, or percentiles still to be found. */
+type IntensityChoice = { kind: 'window'; lo: number; hi: number; step: string } | { kind: 'none' } | { kind: 'percentiles' };
+
+const PERCENTILES: [number, number] = [0.5, 99.5];
+
+function chooseIntensity(o: InferOptions, ct: () => boolean): IntensityChoice {
+  if (o.window === 'none') return { kind: 'none' };
+  if (o.window !== undefined || ct()) {
     const window = o.window ?? 'lung';
     const [lo, hi] = windowBounds(window);
-    intensity = intensity.map(() => ({ lo, hi, range: [0, 1] }));
-    steps.push(`window ${Array.isArray(window) ? `[${window.join(', ')}]` : `${String(window)} ${JSON.stringify(CT_WINDOWS[window as keyof typeof CT_WINDOWS])}`} -> [0, 1]`);
+    return { kind: 'window', lo, hi, step: `window ${Array.isArray(window) ? `[${window.join(', ')}]` : `${String(window)} ${JSON.stringify(CT_WINDOWS[window as keyof typeof CT_WINDOWS])}`} -> [0, 1]` };
+  }
+  return { kind: 'percentiles' };
+}
+
+/** The channel maps and their steps, once the intensity bounds are known (`bounds` for percentiles). */
+function finishPlan<S extends { readonly shape: readonly number[] }>(v: S, model: ModelFacts, o: InferOptions, steps: string[], choice: IntensityChoice, bounds?: { lo: number[]; hi: number[] }): InputPlan<S> {
+  const c = v.shape[0]!;
+  let intensity: ChannelMap['intensity'][] = Array<undefined>(c).fill(undefined);
+  if (choice.kind === 'none') steps.push('no intensity window');
+  else if (choice.kind === 'window') {
+    intensity = intensity.map(() => ({ lo: choice.lo, hi: choice.hi, range: [0, 1] }));
+    steps.push(choice.step);
   } else {
-    const { lo, hi } = percentileBounds(v, [0.5, 99.5]);
-    intensity = intensity.map((_, i) => ({ lo: lo[i]!, hi: hi[i]!, range: [0, 1] }));
-    steps.push('scale percentiles [0.5, 99.5] -> [0, 1]');
+    intensity = intensity.map((_, i) => ({ lo: bounds!.lo[i]!, hi: bounds!.hi[i]!, range: [0, 1] }));
+    steps.push(`scale percentiles [${PERCENTILES.join(', ')}] -> [0, 1]`);
   }
   if (c !== model.channels) steps.push(`channels ${c} -> ${model.channels}`);
   const sources = channelSources(c, model.channels);
@@ -182,6 +202,44 @@ export function planInput(volume: Volume, model: ModelFacts, o: InferOptions, bu
   checkChannelMaps(channels, c);
   steps.push(`normalise mean [${mean.join(', ')}] std [${std.join(', ')}]`);
   return { source: v, channels, steps };
+}
+
+/**
+ * Plan the preprocessing of a volume for a model: resample it (when asked), then the per-voxel
+ * steps as `ChannelMap`s. Before any step runs, the planned network input is held against the
+ * budgets (`checkPlanned`). A volume with NaN or infinite voxels is refused (422).
+ */
+export function planInput(volume: Volume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): InputPlan {
+  checkFinite(volume);
+  if (o.raw) return { source: volume, steps: ['raw: fed as stored'] };
+  checkPlanned(volume, model, o, budgets);
+  const steps: string[] = [];
+  let v = volume;
+  if (o.size || o.spacing) {
+    v = resample({ volume: v, size: o.size, spacing: o.spacing, mode: 'trilinear', budgets });
+    steps.push(resampleStep(v));
+  }
+  const choice = chooseIntensity(o, () => isCt(volume.modality, () => minOf(volume.data)));
+  return finishPlan(v, model, o, steps, choice, choice.kind === 'percentiles' ? percentileBounds(v, PERCENTILES) : undefined);
+}
+
+/**
+ * `planInput` for a volume kept on disk, equal to it: the resampled volume is read a plane at a
+ * time as well (`resamplePlanes`), the CT test and the finite check use what the spool counted,
+ * and percentiles are found in two passes over the planes (`percentileBoundsOfPlanes`).
+ */
+export async function planSpooledInput(volume: SpooledVolume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): Promise<InputPlan<PlaneVolume>> {
+  checkFinite(volume);
+  if (o.raw) return { source: volume, steps: ['raw: fed as stored'] };
+  checkPlanned(volume, model, o, budgets);
+  const steps: string[] = [];
+  let v: PlaneVolume = volume;
+  if (o.size || o.spacing) {
+    v = resamplePlanes({ volume: v, size: o.size, spacing: o.spacing, mode: 'trilinear' });
+    steps.push(resampleStep(v));
+  }
+  const choice = chooseIntensity(o, () => isCt(volume.modality, () => volume.spool.min));
+  return finishPlan(v, model, o, steps, choice, choice.kind === 'percentiles' ? await percentileBoundsOfPlanes(v, PERCENTILES) : undefined);
 }
 
 /**
@@ -200,8 +258,8 @@ export function preprocess(volume: Volume, model: ModelFacts, o: InferOptions, b
 export interface PreparedInput {
   /** The network's input (a whole-volume run). */
   volume?: Volume;
-  /** The source of the windows and the per-voxel maps of each input channel (sliding windows). */
-  windows?: { source: Volume; channels: readonly ChannelMap[] };
+  /** The source of the windows (in memory, or read a plane at a time) and the per-voxel maps of each input channel (sliding windows). */
+  windows?: { source: Volume | PlaneVolume; channels: readonly ChannelMap[] };
   /** What the preprocessing did, in order. */
   steps: string[];
   ms: number;
@@ -214,6 +272,21 @@ export function prepareInput(volume: Volume, model: ModelFacts, o: InferOptions,
   if (o.patch && plan.channels) return { windows: { source: plan.source, channels: plan.channels }, steps: plan.steps, ms: performance.now() - t0 };
   const input = plan.channels ? mapChannels({ volume: plan.source, channels: plan.channels, budgets }) : plan.source;
   return { volume: input, steps: plan.steps, ms: performance.now() - t0 };
+}
+
+/**
+ * `prepareInput` for a volume kept on disk: sliding windows read it a plane at a time, so it is
+ * never held whole; a whole-volume run (no `o.patch`, or `raw`) needs it in memory, and reads it.
+ */
+export async function prepareSpooledInput(volume: SpooledVolume, model: ModelFacts, o: InferOptions, budgets?: Partial<Budgets>): Promise<PreparedInput> {
+  const t0 = performance.now();
+  if (o.patch && !o.raw) {
+    const plan = await planSpooledInput(volume, model, o, budgets);
+    return { windows: { source: plan.source, channels: plan.channels! }, steps: plan.steps, ms: performance.now() - t0 };
+  }
+  if (!o.raw) checkPlanned(volume, model, o, budgets);
+  const prepared = prepareInput(await loadPlaneVolume(volume), model, o, budgets);
+  return { ...prepared, ms: performance.now() - t0 };
 }
 
 /** Parameters of `windowedInferenceBytes`. */
@@ -233,13 +306,22 @@ export interface WindowedInferenceBytesParams {
   keep?: DenseKeep;
   /** @default 1 */
   batchSize?: number;
+  /** @default 0.25 */
+  overlap?: number;
+  /** The volume is kept on disk and read a plane at a time (`SpooledVolume`). @default false */
+  spooled?: boolean;
 }
+
+/** What finding percentiles over planes holds: one plane, and five tables of 65536 counts. */
+const PERCENTILE_PASS_BYTES = 5 * 65536 * 8;
 
 /**
  * The bound, in bytes, on what one sliding-window inference holds beside the model's own
  * session (the onnxruntime session's weights and its working memory for one batch):
  *
- *     the volume as read (float32, C x D x H x W x 4; and its resampled copy, when resampling)
+ *     the volume as read (float32, C x D x H x W x 4; and its resampled copy, when resampling);
+ *     for a volume kept on disk, none of it: its ring of input planes instead (counted in
+ *     `slidingWindowBytes`), two planes as read when resampling, and the percentile pass
  *   + the output: labels (1 byte a voxel up to 256 classes, else 2), and the probabilities or
  *     scores when kept (K x D x H x W x 4), on the network's grid
  *   + `slidingWindowBytes`: the ring K x wd x H x W x 4 (and its weight sums), one batch of
@@ -254,10 +336,10 @@ export function windowedInferenceBytes(p: WindowedInferenceBytesParams): { input
   const [c, ...read] = p.volume as [number, number, number, number];
   const grid = p.resampled ?? read;
   const voxels = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-  const input = 4 * c * (voxels(read) + (p.resampled ? voxels(grid) : 0));
+  const input = p.spooled ? (p.resampled ? 2 * 4 * read[1]! * read[2]! : 0) + 4 * grid[1]! * grid[2]! + PERCENTILE_PASS_BYTES : 4 * c * (voxels(read) + (p.resampled ? voxels(grid) : 0));
   const keep = p.keep ?? 'labels';
   const output = p.kind === 'vector' ? 4 * p.classes : voxels(grid) * ((p.classes <= 256 ? 1 : 2) + (keep === 'labels' ? 0 : 4 * p.classes));
-  const windows = slidingWindowBytes({ grid, window: p.window, channels: p.channels, classes: p.classes, kind: p.kind, batchSize: p.batchSize }).total;
+  const windows = slidingWindowBytes({ grid, window: p.window, channels: p.channels, classes: p.classes, kind: p.kind, batchSize: p.batchSize, overlap: p.overlap, ...(p.spooled ? { streamedChannels: c } : {}) }).total;
   return { input, output, windows, total: input + output + windows };
 }
 
@@ -270,11 +352,12 @@ export function windowedInferenceBytes(p: WindowedInferenceBytesParams): { input
 export async function infer(
   engine: InferenceEngine,
   model: LoadedModel,
-  volume: Volume,
+  volume: Volume | SpooledVolume,
   o: InferOptions = {},
   budgets?: Partial<Budgets>,
-  prepared: PreparedInput = prepareInput(volume, model, o, budgets),
+  prepared?: PreparedInput,
 ): Promise<InferResult> {
+  prepared ??= isSpooled(volume) ? await prepareSpooledInput(volume, model, o, budgets) : prepareInput(volume, model, o, budgets);
   const steps = [...prepared.steps];
   const t1 = performance.now();
   const run = (data: Float32Array, shape: readonly number[]) => engine.run(model.source, { data, shape: [...shape] });
@@ -306,7 +389,7 @@ export async function infer(
     input = { shape: [1, channels.length, ...grid.map((n, a) => Math.max(n, patch[a]!))], spacing: source.spacing };
     steps.push(`sliding windows ${patch.join('x')} (overlap ${o.overlap ?? 0.25}, ${result.windows} windows)`);
   } else {
-    const v = prepared.volume ?? preprocess(volume, model, o, budgets).volume;
+    const v = prepared.volume ?? preprocess(isSpooled(volume) ? await loadPlaneVolume(volume) : volume, model, o, budgets).volume;
     input = { shape: [1, ...v.shape], spacing: v.spacing };
     const out = first(await run(v.data, input.shape));
     const bad = out.data.findIndex((x) => !Number.isFinite(x));

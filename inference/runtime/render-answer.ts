@@ -19,8 +19,8 @@ import { classActivation, type Activation } from './cam.js';
 
 /** Parameters of `renderAnswer`. */
 export interface RenderAnswerParams {
-  /** The volume as read: the answer is on its grid. */
-  volume: Volume;
+  /** The volume as read: the answer is on its grid. Its voxels are needed only for a preview. */
+  volume: Volume | Omit<Volume, 'data'>;
   /** Labels as NIfTI, probabilities as a 4D float32 NIfTI (one volume per class), or a PNG preview. */
   as: 'nifti' | 'probabilities' | 'png';
   /** A segmentation's labels, on the network's output grid. */
@@ -67,6 +67,7 @@ export async function renderAnswer(p: RenderAnswerParams): Promise<Uint8Array> {
   let overlay: PreviewOverlay | undefined;
   if (labels) overlay = { kind: 'labels', data: labels, names: p.names };
   else if (p.activation) overlay = { kind: 'heatmap', data: classActivation(p.activation.weights, p.activation.featureMap, [d, h, w]), range: [0, 1] };
+  if (!('data' in volume)) throw new InvalidArgumentError("a preview draws the volume: 'volume' needs its voxels");
   return renderPreview({ volume, overlay });
 }
 

@@ -17,6 +17,7 @@ import { canonicalGrid, type CanonicalGrid } from './grid-volume.js';
 import { checkInflated, looksLikeGzip } from './gunzip.js';
 import { decodeNifti, looksLikeNifti, parseNiftiHeader, planNifti, type DecodeNiftiParams, type NiftiPlan } from './read-nifti.js';
 import { decodeSamples, SAMPLE_BYTES } from './samples.js';
+import { geometryOf, spoolVolume, type SpooledVolume, type SpoolWriter } from './plane-source.js';
 import { VOLUME_LIMITS, type Volume } from './volume.js';
 
 /** Does the file start like a NIfTI, plain or gzipped? (`readVolume` reads any gzip as NIfTI.) */
@@ -82,8 +83,20 @@ function scatter(plan: NiftiPlan, g: CanonicalGrid, out: Float32Array, littleEnd
   };
 }
 
-/** Read a `.nii` or `.nii.gz` file into a canonical volume (see the module comment). */
-export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}): Promise<Volume> {
+/** What `streamNifti` found: the header's plan and the canonical grid, or a file to decode whole. */
+type Streamed = { kind: 'voxels'; plan: NiftiPlan; grid: CanonicalGrid } | { kind: 'interleaved' } | { kind: 'declined' };
+
+/**
+ * Stream a NIfTI file's voxel bytes, in file order, to the feeder `begin` makes once the header
+ * is read and checked (budgets, truncation, the gzip's ratio); `begin` may decline the voxels
+ * (nothing more is read). RGB images (`interleaved`) are not streamed: the caller decodes them
+ * whole.
+ */
+async function streamNifti(
+  path: string,
+  params: DecodeNiftiParams,
+  begin: (plan: NiftiPlan, grid: CanonicalGrid, littleEndian: boolean) => ((bytes: Uint8Array) => void | Promise<void>) | undefined,
+): Promise<Streamed> {
   const file = params.file ?? path;
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
   if (!(maxVoxels > 0)) throw new InvalidArgumentError(`'maxVoxels' must be positive, got ${maxVoxels}`);
@@ -110,8 +123,7 @@ export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}
   let headLength = 0;
   let plan: NiftiPlan | undefined;
   let grid: CanonicalGrid | undefined;
-  let out: Float32Array | undefined;
-  let feed: ((bytes: Uint8Array) => void) | undefined;
+  let feed: ((bytes: Uint8Array) => void | Promise<void>) | undefined;
   let pos = 0;
   try {
     for await (const chunk of source as AsyncIterable<Buffer>) {
@@ -132,15 +144,15 @@ export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}
         else if (lay.start > packed) fail(`vox_offset ${lay.start} lies beyond the end of the file (${packed} bytes)`);
         else if (lay.end > packed) fail(`voxel data [${lay.start}, ${lay.end}) runs past the end of the file (${packed} bytes; truncated)`);
         grid = canonicalGrid(plan.grid);
-        out = new Float32Array(lay.channels * lay.dims[0] * lay.dims[1] * lay.dims[2]);
-        feed = scatter(plan, grid, out, h.littleEndian);
+        feed = begin(plan, grid, h.littleEndian);
+        if (feed === undefined) return { kind: 'declined' };
         bytes = joined;
         head = [];
       }
       const { start, end } = plan.lay;
       const from = Math.max(0, start - pos);
       const to = Math.min(bytes.byteLength, end - pos);
-      if (from < to) feed!(bytes.subarray(from, to));
+      if (from < to) await feed!(bytes.subarray(from, to));
       pos += bytes.byteLength;
       if (pos >= end) break;
     }
@@ -156,7 +168,110 @@ export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}
     parseNiftiHeader(Buffer.concat(head, headLength), file);
     return fail(`file is ${headLength} bytes, shorter than its header (truncated)`);
   }
-  if (plan.lay.components > 1) return decodeNifti(await readFileBytes(path), { ...params, file });
+  if (plan.lay.components > 1) return { kind: 'interleaved' };
   if (pos < plan.lay.end) fail(gz ? `gzip stream inflates to ${pos} bytes, fewer than the ${plan.lay.end} the header implies (truncated)` : `voxel data [${plan.lay.start}, ${plan.lay.end}) runs past the end of the file (${pos} bytes; truncated)`);
-  return grid!.volume(out!);
+  return { kind: 'voxels', plan, grid: grid! };
+}
+
+/** Read a `.nii` or `.nii.gz` file into a canonical volume (see the module comment). */
+export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}): Promise<Volume> {
+  let out: Float32Array | undefined;
+  const streamed = await streamNifti(path, params, (plan, grid, littleEndian) => {
+    const { lay } = plan;
+    out = new Float32Array(lay.channels * lay.dims[0] * lay.dims[1] * lay.dims[2]);
+    return scatter(plan, grid, out, littleEndian);
+  });
+  if (streamed.kind !== 'voxels') return decodeNifti(await readFileBytes(path), { ...params, file: params.file ?? path });
+  return streamed.grid.volume(out!);
+}
+
+/** Parameters of `spoolNiftiFile`. */
+export interface SpoolNiftiParams extends DecodeNiftiParams {
+  /** The folder of the spool file (see `spoolVolume`). @default os.tmpdir() */
+  dir?: string;
+}
+
+/**
+ * Read a `.nii` or `.nii.gz` file into a volume on disk (`spoolVolume`), a plane at a time: when
+ * the file's slices are the canonical axial planes (its third axis runs along `d`, as a CT's
+ * does), each file slice is decoded, put in canonical order and written as it arrives, so that
+ * at most one slice of samples and one canonical plane are held, whatever the volume's size.
+ * Any other layout (a sagittal or coronal acquisition, RGB) is read whole (`readNiftiFile`) and
+ * then written out plane by plane. The same values as `readNiftiFile`, bit for bit.
+ */
+export async function spoolNiftiFile(path: string, params: SpoolNiftiParams = {}): Promise<SpooledVolume> {
+  let writer: SpoolWriter | undefined;
+  try {
+    const streamed = await streamNifti(path, params, (plan, grid, littleEndian) => {
+      if (grid.grid.axes[2] !== 2) return undefined;
+      return planeFeeder(plan, grid, littleEndian, (c, z, plane) => writer!.writePlane(c, z, plane), async () => {
+        writer = await spoolVolume({ shape: grid.shape, dir: params.dir });
+      });
+    });
+    if (streamed.kind === 'voxels') {
+      return writer!.finish(geometryOf(streamed.grid.volume(new Float32Array(0))));
+    }
+    const volume = await readNiftiFile(path, params);
+    writer = await spoolVolume({ shape: volume.shape, dir: params.dir });
+    const [c, d, h, w] = volume.shape;
+    for (let ci = 0; ci < c; ci++) for (let z = 0; z < d; z++) await writer.writePlane(ci, z, volume.data.subarray((ci * d + z) * h * w, (ci * d + z + 1) * h * w));
+    return writer.finish(geometryOf(volume));
+  } catch (err) {
+    await writer?.abort();
+    throw err;
+  }
+}
+
+/**
+ * Collects a file's samples one slice (`k`) at a time and hands each over as the canonical plane
+ * it is, for a grid whose `k` axis is the canonical `d` axis.
+ */
+function planeFeeder(
+  plan: NiftiPlan,
+  g: CanonicalGrid,
+  littleEndian: boolean,
+  put: (c: number, z: number, plane: Float32Array) => Promise<void>,
+  open: () => Promise<void>,
+): (bytes: Uint8Array) => Promise<void> {
+  const { lay, slope, inter } = plan;
+  const [ni, nj, nk] = lay.dims;
+  const [, , h, w] = g.shape;
+  const n = h * w;
+  const [s0, s1, s2] = g.steps;
+  const local = g.start % n;
+  const zStart = (g.start - local) / n;
+  const zStep = s2 / n;
+  const size = SAMPLE_BYTES[lay.type];
+  const scaled = slope !== 1 || inter !== 0;
+  const slice = new Uint8Array(ni * nj * size);
+  const plane = new Float32Array(n);
+  let filled = 0;
+  let k = 0;
+  let c = 0;
+  let opened = false;
+  return async (bytes) => {
+    if (!opened) {
+      await open();
+      opened = true;
+    }
+    let o = 0;
+    while (o < bytes.byteLength) {
+      const m = Math.min(slice.byteLength - filled, bytes.byteLength - o);
+      slice.set(bytes.subarray(o, o + m), filled);
+      filled += m;
+      o += m;
+      if (filled < slice.byteLength) break;
+      const values = decodeSamples(slice, 0, ni * nj, lay.type, littleEndian);
+      for (let j = 0, t = 0; j < nj; j++) {
+        let dst = local + j * s1;
+        for (let i = 0; i < ni; i++, t++, dst += s0) plane[dst] = scaled ? values[t]! * slope + inter : values[t]!;
+      }
+      await put(c, zStart + k * zStep, plane);
+      filled = 0;
+      if (++k === nk) {
+        k = 0;
+        c++;
+      }
+    }
+  };
 }

@@ -21,7 +21,8 @@ import { looksLikeGzip } from './gunzip.js';
 import { decodeDicomSeries, type NamedBytes } from './read-dicom.js';
 import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff } from './read-image-stack.js';
 import { decodeNifti, looksLikeNifti } from './read-nifti.js';
-import { looksLikeNiftiFile, readNiftiFile } from './read-nifti-file.js';
+import { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile } from './read-nifti-file.js';
+import type { SpooledVolume } from './plane-source.js';
 import { decodeNpy, looksLikeNpy } from './read-npy.js';
 import { decodeRaw, type RawLayout } from './read-raw.js';
 import { VOLUME_LIMITS, type Vec3, type Volume, type VolumeFormat } from './volume.js';
@@ -193,4 +194,16 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
   // a NIfTI is read as a stream, straight into the volume (see read-nifti-file.ts)
   if ((params.format === undefined || params.format === 'nifti') && (await looksLikeNiftiFile(input))) return readNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets });
   return decodeBytes(await readFileBytes(input), input, { ...params, file: params.file ?? basename(input) });
+}
+
+/**
+ * `readVolume` for sliding windows: a NIfTI file is kept on disk and read a plane at a time
+ * (`spoolNiftiFile`), so that it is never held whole; anything else is read as `readVolume`
+ * reads it. Close a spooled volume when done with it.
+ */
+export async function openVolume(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<Volume | SpooledVolume> {
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  const nifti = (params.format === undefined || params.format === 'nifti') && (await stat(input)).isFile() && (await looksLikeNiftiFile(input));
+  if (nifti) return spoolNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets, ...(params.dir !== undefined ? { dir: params.dir } : {}) });
+  return readVolume(input, params);
 }

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { encodeOnnx } from '../../../converters/formats/onnx.js';
 import { A, graphToModel, type Graph } from '../../../converters/graph/ir.js';
 import { InferenceEngine } from '../../../inference/runtime/engine.js';
 import { loadModelFile, modelFromBytes } from '../../../inference/runtime/model-file.js';
-import { infer, preprocess, prepareInput, type InferOptions, type LoadedModel } from '../../../inference/runtime/pipeline.js';
+import { infer, preprocess, prepareInput, prepareSpooledInput, type InferOptions, type LoadedModel } from '../../../inference/runtime/pipeline.js';
 import { classProbabilities, labelsFromScores } from '../../../inference/predictions/index.js';
-import type { Vec3, Volume } from '../../../inference/volumes/index.js';
-import { fixture, prng } from '../../helpers.js';
+import { encodeNifti, readNiftiFile, spoolNiftiFile, type Vec3, type Volume } from '../../../inference/volumes/index.js';
+import { fixture, prng, tempDir } from '../../helpers.js';
 import { assertSameBits, wholeVolumeBlend } from '../whole-volume.js';
 
 /** A CT-like volume of 64 x 200 x 180 voxels (HU): air, a body, two lungs, a spine, noise. */
@@ -110,4 +113,68 @@ test('kept probabilities or scores are held against budgets.outputVoxels before 
     });
   }
   await assert.rejects(infer(engine, seg8, volume, o, { outputVoxels: 9_000_000 }), /blending the windows' 8-channel outputs over 32 planes of 200x180: \[8, 32, 200, 180\] is 9216000 voxels.*budgets\.outputVoxels/);
+});
+
+test('a NIfTI kept on disk and read a plane at a time gives what the volume read whole gives: labels, probabilities and steps, with a CT window, and resampled with percentiles; whole-volume runs read it whole', async (t) => {
+  const dir = await tempDir(t);
+  const spoolDir = join(dir, 'spool');
+  await mkdir(spoolDir);
+  const source = ct();
+  // slices stored from the top, rows flipped (LPS): the spool writes its planes out of order
+  const affine = [-0.8, 0, 0, 100, 0, -0.8, 0, 90, 0, 0, -2, 120, 0, 0, 0, 1];
+  const ctPath = join(dir, 'ct.nii.gz');
+  await writeFile(ctPath, gzipSync(encodeNifti({ data: source.data, shape: source.shape, affine })));
+  // the same anatomy in unitless values (an MR, say): percentiles, not a CT window
+  const mrPath = join(dir, 'mr.nii');
+  await writeFile(mrPath, encodeNifti({ data: source.data.map((v) => (v + 1000) / 7), shape: source.shape, affine }));
+  const cases: { what: string; path: string; o: InferOptions }[] = [
+    { what: 'CT, abdomen window', path: ctPath, o: { ...options, keep: 'probabilities' } },
+    { what: 'MR, resampled, percentiles', path: mrPath, o: { ...options, window: undefined, spacing: [2.5, 1, 1.1], keep: 'probabilities' } },
+  ];
+  for (const { what, path, o } of cases) {
+    const whole = await readNiftiFile(path);
+    const spooled = await spoolNiftiFile(path, { dir: spoolDir });
+    try {
+      const prepared = await prepareSpooledInput(spooled, model, o);
+      assert.equal(prepared.volume, undefined, `${what}: the input is never made whole`);
+      assert.equal('data' in prepared.windows!.source, false, `${what}: the windows are cut from planes read on demand`);
+      const expected = await infer(engine, model, whole, o);
+      const got = await infer(engine, model, spooled, o);
+      assert.deepEqual(got.steps, expected.steps, what);
+      assert.ok(got.steps.some((s) => s.startsWith(o.window ? 'window abdomen' : 'scale percentiles')), `${what}: ${got.steps.join('; ')}`);
+      assert.deepEqual(got.input, expected.input, what);
+      assert.deepEqual(got.labels!.shape, expected.labels!.shape, what);
+      assert.deepEqual(got.labels!.data, expected.labels!.data, `${what}: labels`);
+      assert.ok(new Set(got.labels!.data).size >= 2, `${what}: more than one class`);
+      assertSameBits(got.probabilities!.data, expected.probabilities!.data, `${what}: probabilities`);
+      // without windows the network takes the whole volume: read whole, the same answer
+      const o2: InferOptions = { window: o.window, mean: o.mean, std: o.std, size: [16, 48, 48] };
+      const a = await infer(engine, model, spooled, o2);
+      const b = await infer(engine, model, whole, o2);
+      assert.deepEqual(a.steps, b.steps, `${what}: whole-volume steps`);
+      assert.deepEqual(a.labels!.data, b.labels!.data, `${what}: whole-volume labels`);
+    } finally {
+      await spooled.close();
+    }
+  }
+  assert.deepEqual(await readdir(spoolDir), []);
+});
+
+test('non-finite voxels in a spooled volume are refused with the message the volume read whole gets', async (t) => {
+  const dir = await tempDir(t);
+  const data = Float32Array.from({ length: 6 * 20 * 20 }, (_, i) => (i === 1234 || i === 2000 ? NaN : i % 50));
+  const path = join(dir, 'nan.nii');
+  await writeFile(path, encodeNifti({ data, shape: [1, 6, 20, 20], affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1] }));
+  const o: InferOptions = { ...options, patch: [4, 8, 8] };
+  const expected = await infer(engine, model, await readNiftiFile(path), o).then(() => assert.fail('read whole: not refused'), (err: Error) => err.message);
+  assert.match(expected, /2 of 2400 voxels are not finite numbers/);
+  const spooled = await spoolNiftiFile(path);
+  try {
+    await assert.rejects(infer(engine, model, spooled, o), (err: Error & { code?: string }) => {
+      assert.equal(err.message, expected);
+      return true;
+    });
+  } finally {
+    await spooled.close();
+  }
 });

@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { percentileBounds, percentileBoundsOfPlanes, resample, resamplePlanes, inputRingPlanes, slidingWindow, type ChannelMap, type WindowOutput } from '../../../inference/preprocess/index.js';
+import { encodeNifti, memoryPlanes, readAllPlanes, readNiftiFile, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type Volume } from '../../../inference/volumes/index.js';
+import { prng, tempDir } from '../../helpers.js';
+import { assertSameBits } from '../whole-volume.js';
+
+/** What a spooled volume has besides its planes: the same as the volume read whole. */
+function assertSameGeometry(spooled: PlaneVolume, whole: Volume, what: string): void {
+  assert.deepEqual(spooled.shape, whole.shape, `${what}: shape`);
+  assert.deepEqual(spooled.spacing, whole.spacing, `${what}: spacing`);
+  assert.deepEqual(spooled.affine, whole.affine, `${what}: affine`);
+  assert.deepEqual(spooled.source, whole.source, `${what}: source`);
+  assert.equal(spooled.modality, whole.modality, `${what}: modality`);
+}
+
+const AFFINES: Record<string, number[]> = {
+  'axial RAS': [0.8, 0, 0, -10, 0, 0.8, 0, 5, 0, 0, 2, 30, 0, 0, 0, 1],
+  'axial LPS (w and h flipped)': [-0.7, 0, 0, 100, 0, -0.7, 0, 90, 0, 0, 1, -40, 0, 0, 0, 1],
+  'axial, slices from the top (d flipped)': [0.7, 0, 0, 0, 0, 0.7, 0, 0, 0, 0, -1.5, 60, 0, 0, 0, 1],
+  'axial, rows and columns swapped': [0, -0.9, 0, 0, 0.9, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1],
+  'coronal (read whole)': [-0.8, 0, 0, 20, 0, 0, 1.5, -10, 0, -1.2, 0, 30, 0, 0, 0, 1],
+  'sagittal (read whole)': [0, 0, 1.2, 0, 0.9, 0, 0, 0, 0, -0.9, 0, 0, 0, 0, 0, 1],
+};
+
+test('a NIfTI spooled to disk gives, plane by plane, the values, geometry and source readNiftiFile gives, in every orientation, type, channel count and compression; its file is gone from the folder', async (t) => {
+  const dir = await tempDir(t);
+  const spoolDir = join(dir, 'spool');
+  await import('node:fs/promises').then((fs) => fs.mkdir(spoolDir));
+  const r = prng(11);
+  const cases: { name: string; data: NiftiArray; shape: [number, number, number, number] }[] = [
+    // 2 channels of 9x70x61 float64: 600 KB a channel, 8-byte samples across the stream's chunks
+    { name: 'float64 4D', data: Float64Array.from({ length: 2 * 9 * 70 * 61 }, () => r() * 2000 - 1000), shape: [2, 9, 70, 61] },
+    { name: 'int16', data: Int16Array.from({ length: 17 * 33 * 40 }, () => Math.round(r() * 3000 - 1024)), shape: [1, 17, 33, 40] },
+    { name: 'float32 with NaN and infinities', data: Float32Array.from({ length: 5 * 12 * 13 }, (_, i) => (i === 700 ? NaN : i === 31 ? -Infinity : i === 400 ? Infinity : r() * 10 - 3)), shape: [1, 5, 12, 13] },
+  ];
+  let n = 0;
+  for (const c of cases) {
+    for (const [orientation, affine] of Object.entries(AFFINES)) {
+      for (const gz of [false, true]) {
+        const what = `${c.name}, ${orientation}, ${gz ? '.nii.gz' : '.nii'}`;
+        const path = join(dir, `v${n++}.nii${gz ? '.gz' : ''}`);
+        const bytes = encodeNifti({ data: c.data, shape: c.shape, affine });
+        await writeFile(path, gz ? gzipSync(bytes) : bytes);
+        const whole = await readNiftiFile(path, { file: 'v.nii' });
+        const spooled = await spoolNiftiFile(path, { file: 'v.nii', dir: spoolDir });
+        try {
+          assert.deepEqual(await readdir(spoolDir), [], `${what}: no file left in the folder`);
+          assertSameGeometry(spooled, whole, what);
+          assertSameBits(await readAllPlanes(spooled), whole.data, what);
+          // the counts the pipeline asks of a whole volume
+          let min = Infinity;
+          let bad = 0;
+          let first: { index: number; value: number } | undefined;
+          whole.data.forEach((v, i) => {
+            if (!Number.isFinite(v)) {
+              bad++;
+              first ??= { index: i, value: v };
+            } else if (v < min) min = v;
+          });
+          assert.equal(spooled.spool.min, min, `${what}: min`);
+          assert.equal(spooled.spool.nonFinite, bad, `${what}: non-finite voxels`);
+          assert.deepEqual(spooled.spool.firstNonFinite, first, `${what}: the first non-finite voxel`);
+          assert.equal(spooled.spool.bytes, 4 * whole.data.length);
+        } finally {
+          await spooled.close();
+        }
+        await assert.rejects(spooled.readPlane(0, 0, new Float32Array(spooled.shape[2] * spooled.shape[3]), 0), /closed/, `${what}: no read after close`);
+      }
+    }
+  }
+  assert.equal(n, 36);
+});
+
+test('a truncated, corrupt or over-budget NIfTI is refused by the spooling reader as by readNiftiFile, and leaves nothing behind', async (t) => {
+  const dir = await tempDir(t);
+  const spoolDir = join(dir, 'spool');
+  await import('node:fs/promises').then((fs) => fs.mkdir(spoolDir));
+  const data = Float32Array.from({ length: 20 * 50 * 50 }, (_, i) => i % 777);
+  const bytes = encodeNifti({ data, shape: [1, 20, 50, 50], affine: AFFINES['axial RAS']! });
+  const gz = gzipSync(bytes);
+  const corrupt = Buffer.from(gz);
+  corrupt.fill(0x55, 2000, 2100);
+  const files = {
+    'truncated.nii': bytes.subarray(0, bytes.byteLength - 4000),
+    'truncated.nii.gz': gz.subarray(0, Math.floor(gz.byteLength / 2)),
+    'corrupt.nii.gz': corrupt,
+    'header only.nii': bytes.subarray(0, 200),
+  };
+  for (const [name, b] of Object.entries(files)) {
+    const path = join(dir, name);
+    await writeFile(path, b);
+    const expected = await readNiftiFile(path, { file: name }).then(() => assert.fail(`${name}: readNiftiFile read it`), (err: Error) => err);
+    await assert.rejects(spoolNiftiFile(path, { file: name, dir: spoolDir }), (err: Error) => {
+      assert.equal(err.message, expected.message, name);
+      assert.equal((err as { code?: unknown }).code, (expected as { code?: unknown }).code, name);
+      return true;
+    });
+    assert.deepEqual(await readdir(spoolDir), [], `${name}: nothing left behind`);
+  }
+  // the gzip budget: a bomb is refused before any plane is written
+  const path = join(dir, 'bomb.nii.gz');
+  await writeFile(path, gzipSync(encodeNifti({ data: new Float32Array(200 * 200 * 200), shape: [1, 200, 200, 200], affine: AFFINES['axial RAS']! })));
+  await assert.rejects(spoolNiftiFile(path, { dir: spoolDir, budgets: { compressionRatio: 50 } }), /compressionRatio/);
+  assert.deepEqual(await readdir(spoolDir), []);
+});
+
+test('a spool refuses planes outside the volume, written twice or never', async () => {
+  const w = await spoolVolume({ shape: [1, 2, 3, 4] });
+  await assert.rejects(w.writePlane(0, 2, new Float32Array(12)), /outside/);
+  await assert.rejects(w.writePlane(1, 0, new Float32Array(12)), /outside/);
+  await assert.rejects(w.writePlane(0, 0, new Float32Array(11)), /12 values/);
+  await w.writePlane(0, 0, new Float32Array(12));
+  await assert.rejects(w.writePlane(0, 0, new Float32Array(12)), /twice/);
+  assert.throws(() => w.finish({ spacing: [1, 1, 1], affine: [], source: { format: 'raw', file: 'x', channels: 'single', warnings: [] } }), /\(0, 1\) was never written/);
+  await w.abort();
+});
+
+test('percentiles over planes equal the sorted percentiles of the volume: negative and positive values, ties, signed zeros, one value, per channel and together', async () => {
+  const r = prng(5);
+  const volumes: { what: string; data: Float32Array; shape: [number, number, number, number] }[] = [
+    { what: 'uniform', data: Float32Array.from({ length: 2 * 7 * 11 * 13 }, () => r() * 4000 - 1000), shape: [2, 7, 11, 13] },
+    { what: 'ties and signed zeros', data: Float32Array.from({ length: 3 * 5 * 6 * 7 }, (_, i) => [-0, 0, 1, -1, 0.5, 1e-30, -1e30][i % 7]! * (i % 3 === 0 ? 1 : 2)), shape: [3, 5, 6, 7] },
+    { what: 'CT in HU', data: Float32Array.from({ length: 9 * 20 * 20 }, () => Math.round(r() < 0.4 ? -1000 : r() * 1400 - 200)), shape: [1, 9, 20, 20] },
+    { what: 'one voxel', data: Float32Array.of(-3.25), shape: [1, 1, 1, 1] },
+  ];
+  for (const v of volumes) {
+    for (const p of [[0.5, 99.5], [0, 100], [25, 75], [10, 10.000001]] as [number, number][]) {
+      for (const perChannel of [true, false]) {
+        const expected = percentileBounds(v, p, perChannel);
+        const got = await percentileBoundsOfPlanes(memoryPlanes(v), p, perChannel);
+        assert.deepEqual(got, expected, `${v.what}, percentiles [${p.join(', ')}], ${perChannel ? 'per channel' : 'together'}`);
+      }
+    }
+  }
+  await assert.rejects(percentileBoundsOfPlanes(memoryPlanes(volumes[0]!), [50, 50]), /0 <= lo < hi <= 100/);
+});
+
+test('resampling a volume a plane at a time gives what resample gives, bit for bit, with its geometry, reading each input plane at most twice', async () => {
+  const r = prng(8);
+  const [c, d, h, w] = [2, 11, 13, 9];
+  const volume: Volume = {
+    data: Float32Array.from({ length: c * d * h * w }, () => r() * 100),
+    shape: [c, d, h, w],
+    spacing: [2, 0.9, 1.1],
+    affine: [1.1, 0, 0, 3, 0, 0.9, 0, -4, 0, 0, 2, 7, 0, 0, 0, 1],
+    source: { format: 'nifti', file: 'v.nii', channels: 'nifti-4d', warnings: [] },
+  };
+  for (const mode of ['trilinear', 'nearest'] as const) {
+    for (const target of [{ size: [23, 6, 9] }, { size: [5, 26, 17] }, { size: [11, 13, 9] }, { spacing: [0.7, 2.5, 1] as [number, number, number] }]) {
+      const what = `${mode} to ${JSON.stringify(target)}`;
+      const expected = resample({ volume, mode, ...target });
+      let reads = 0;
+      const planes = memoryPlanes(volume);
+      const source: PlaneVolume = { ...volume, readPlane: (ci, z, into, at) => (reads++, planes.readPlane(ci, z, into, at)) };
+      delete (source as { data?: unknown }).data;
+      const got = resamplePlanes({ volume: source, mode, ...target });
+      assert.deepEqual(got.shape, expected.shape, what);
+      assertSameBits(await readAllPlanes(got), expected.data, what);
+      assert.deepEqual(got.affine, expected.affine, `${what}: affine`);
+      assert.deepEqual(got.spacing, expected.spacing, `${what}: spacing`);
+      assert.ok(reads <= 2 * c * d, `${what}: ${reads} plane reads for ${c * d} planes`);
+      assert.equal('spool' in got, false);
+    }
+  }
+});
+
+/** A plane source that counts its reads, and how far apart the planes read are. */
+function counting(volume: { data: Float32Array; shape: [number, number, number, number] }) {
+  const inner = memoryPlanes(volume);
+  const reads: number[] = [];
+  const source: PlaneSource = {
+    shape: volume.shape,
+    readPlane: (c, z, into, at) => {
+      reads.push(c * volume.shape[1] + z);
+      return inner.readPlane(c, z, into, at);
+    },
+  };
+  return { source, reads };
+}
+
+test('sliding windows over a volume read a plane at a time: the same outputs bit for bit as over the volume in memory, every plane read once and in order, through a ring of inputRingPlanes planes', async () => {
+  const r = prng(21);
+  const cases: { shape: [number, number, number, number]; window: [number, number, number]; overlap: number; batch: number }[] = [
+    { shape: [1, 40, 20, 22], window: [8, 10, 10], overlap: 0.25, batch: 1 },
+    { shape: [2, 33, 17, 19], window: [8, 8, 8], overlap: 0.5, batch: 3 },
+    { shape: [1, 30, 12, 12], window: [6, 12, 12], overlap: 0.4, batch: 7 },
+    { shape: [1, 5, 30, 9], window: [8, 8, 12], overlap: 0.25, batch: 2 }, // padded along D and W
+    { shape: [3, 21, 9, 9], window: [4, 9, 9], overlap: 0, batch: 4 },
+  ];
+  for (const c of cases) {
+    const data = Float32Array.from({ length: c.shape.reduce((a, b) => a * b, 1) }, () => r() * 500 - 200);
+    const volume = { data, shape: c.shape };
+    const maps: ChannelMap[] = [0, 1, 2].map((i) => ({ source: i % c.shape[0], intensity: { lo: -100, hi: 200 + i, range: [0, 1] }, mean: 0.1 * i, std: 0.5 }));
+    for (const kind of ['dense', 'vector'] as const) {
+      const what = `${JSON.stringify(c)}, ${kind}`;
+      // a "network" whose output depends on every input value of the window
+      const run = async (batch: Float32Array, shape: readonly number[]): Promise<WindowOutput> => {
+        const [n, ch] = shape as [number, number];
+        const per = batch.length / n;
+        if (kind === 'vector') return { data: Float32Array.from({ length: n * 2 }, (_, i) => batch.subarray(Math.floor(i / 2) * per, (Math.floor(i / 2) + 1) * per).reduce((a, b, j) => a + b * ((j % 5) + (i % 2)), 0)), shape: [n, 2] };
+        const out = new Float32Array(n * 2 * (per / ch));
+        for (let i = 0; i < n; i++) for (let j = 0; j < per / ch; j++) for (let k = 0; k < 2; k++) out[(i * 2 + k) * (per / ch) + j] = batch[i * per + j]! * (k + 1) + batch[i * per + (per - 1 - j)]!;
+        return { data: out, shape: [n, 2, ...c.window] };
+      };
+      const params = { channels: maps, windowSize: c.window, overlap: c.overlap, batchSize: c.batch, run };
+      const expected = await slidingWindow({ ...params, volume });
+      const { source, reads } = counting(volume);
+      const got = await slidingWindow({ ...params, volume: source });
+      assert.equal(got.kind, expected.kind, what);
+      assertSameBits(got.data as Float32Array, expected.data as Float32Array, what);
+      const used = [...new Set(maps.map((m) => m.source))].length;
+      assert.equal(reads.length, used * c.shape[1], `${what}: each plane of each channel used read once`);
+      assert.deepEqual([...new Set(reads)].length, reads.length, `${what}: no plane read twice`);
+      assert.ok(inputRingPlanes({ grid: c.shape.slice(1), window: c.window, overlap: c.overlap, batchSize: c.batch }) <= c.shape[1], what);
+    }
+  }
+});
+
+test('the ring of input planes is one window deep for one window a batch, and never deeper than the volume', () => {
+  assert.equal(inputRingPlanes({ grid: [300, 512, 512], window: [96, 96, 96] }), 96);
+  // 6 x 6 windows a plane of windows: a batch of 7 spans two window planes, a step (72) apart
+  assert.equal(inputRingPlanes({ grid: [300, 512, 512], window: [96, 96, 96], batchSize: 7 }), 96 + 72);
+  assert.equal(inputRingPlanes({ grid: [40, 512, 512], window: [96, 96, 96], batchSize: 50 }), 40);
+});
