@@ -1,6 +1,6 @@
 /**
  * bench/large-volume: a 512x512x300 CT through sliding windows, in memory that does not grow with
- * the volume beyond the volume and the output themselves.
+ * the volume beyond the output itself: the CT is kept on disk and read a plane at a time.
  *
  * Synthesises int16 CT NIfTIs (.nii.gz, 0.7 x 0.7 x 1 mm) of 512x512x300, of half its depth, and
  * of one window, in a temporary folder (removed afterwards), converts two networks with seeded
@@ -11,9 +11,10 @@
  * labels as .nii.gz on the input's grid. For each it prints the wall time, the peak RSS, and the
  * bound the code states beside it: the session (the peak RSS of the same command on the
  * one-window volume: Node, the model, the onnxruntime session running one window), plus the most
- * of the three phases (`windowedInferenceBytes` for the inference; reading: the float32 volume
- * and the stream's chunks, `readNiftiFile`; writing: the volume, the labels, their NIfTI and its
- * gzip), plus what V8 may leave uncollected: buffers nothing refers to any more are freed when
+ * of the three phases (`windowedInferenceBytes` of a spooled volume for the inference: no input
+ * but its ring of planes; reading: one file slice of int16 samples, one float32 plane and the
+ * stream's chunks, `spoolNiftiFile`; writing: the labels, their NIfTI and its gzip), plus what V8
+ * may leave uncollected: buffers nothing refers to any more are freed when
  * the external memory of a thread grows 64 MiB past its level at the last collection, so up to
  * 64 MiB in each of the two threads (the main one, the engine's worker).
  *
@@ -133,20 +134,20 @@ async function main(): Promise<void> {
           continue;
         }
         const n = vi * vj * vk;
-        const held = windowedInferenceBytes({ volume: [1, ...grid], window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind });
-        const read = 4 * n + 2 * MiB;
+        const held = windowedInferenceBytes({ volume: [1, ...grid], window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind, overlap: OVERLAP, spooled: true });
+        const read = (2 + 4) * vi * vj + 2 * MiB;
         const write = net.kind === 'dense' ? held.input + held.output + 2 * (n + 352) : 0;
         const bound = session + Math.max(held.total, read, write) + GC_SLACK;
-        const { slab, batch } = slidingWindowBytes({ grid, window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind });
+        const { slab, batch } = slidingWindowBytes({ grid, window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind, overlap: OVERLAP, streamedChannels: 1 });
         const networkS = run.json?.ms ? (run.json.ms.network / 1000).toFixed(1) : '';
         const budget = env['ACS_HUB_BUDGET_OUTPUT_VOXELS'] ? ` (outputVoxels ${env['ACS_HUB_BUDGET_OUTPUT_VOXELS']})` : '';
         console.log(
-          `| ${net.label}${budget} | ${v.dims.join('x')} | ${windows} | ${run.wallS.toFixed(1)} | ${networkS} | ${mib(run.peakRss)} | ${mib(bound)} | ${mib(session)} | ${mib(held.input)} | ${mib(held.output)} | ${mib(net.kind === 'dense' ? slab : 0)} | ${mib(batch)} | ${mib(read)} | ${mib(run.peakRss - held.input - held.output)} |`,
+          `| ${net.label}${budget} | ${v.dims.join('x')} | ${windows} | ${run.wallS.toFixed(1)} | ${networkS} | ${mib(run.peakRss)} | ${mib(bound)} | ${mib(session)} | ${mib(held.input)} | ${mib(held.output)} | ${mib(slab)} | ${mib(batch)} | ${mib(read)} | ${mib(run.peakRss - held.input - held.output)} |`,
         );
         if (run.peakRss > bound) console.log(`  ! the peak RSS of ${v.dims.join('x')} is over the stated bound by ${mib(run.peakRss - bound)} MiB`);
       }
     }
-    console.log('\nbound = session + the most of: inference (input + output + ring + batch, windowedInferenceBytes), reading (the float32 volume and 2 MiB of stream), writing (input, labels, their NIfTI and its gzip) + 128 MiB that V8 may leave uncollected (64 MiB in each of two threads)');
+    console.log('\nbound = session + the most of: inference (input: none, the volume is read a plane at a time; output; ring: the input planes a window spans and, for a segmentation, the blend accumulator; batch; windowedInferenceBytes), reading (one slice of samples, one float32 plane and 2 MiB of stream), writing (labels, their NIfTI and its gzip) + 128 MiB that V8 may leave uncollected (64 MiB in each of two threads)');
   } finally {
     if (process.env['BENCH_KEEP'] === '1') console.log(`kept ${dir}`);
     else await rm(dir, { recursive: true, force: true });

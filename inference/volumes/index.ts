@@ -7,7 +7,7 @@ export * from './volume.js';
 export * from './errors.js';
 export { openVolume, readVolume, type ReadVolumeParams } from './read-volume.js';
 export { decodeNifti, parseNiftiHeader, type DecodeNiftiParams, type NiftiHeader } from './read-nifti.js';
-export { readNiftiFile, spoolNiftiFile, type SpoolNiftiParams } from './read-nifti-file.js';
+export { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile, type SpoolNiftiParams } from './read-nifti-file.js';
 export * from './plane-source.js';
 export { decodeDicomSeries, type DecodeDicomSeriesParams, type NamedBytes } from './read-dicom.js';
 export { parseDicom, TRANSFER_SYNTAXES } from './dicom-parse.js';

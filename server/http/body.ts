@@ -24,11 +24,11 @@ function declaredLength(req: Request, limit: number, tooLarge: TooLarge = payloa
   return n;
 }
 
-function limiter(limit: number, hash?: ReturnType<typeof createHash>): Transform & { bytes: number } {
+function limiter(limit: number, hash?: ReturnType<typeof createHash>, tooLarge: TooLarge = payloadTooLarge): Transform & { bytes: number } {
   const t = new Transform({
     transform(chunk: Buffer, _e, cb) {
       t.bytes += chunk.length;
-      if (t.bytes > limit) return cb(httpError('PAYLOAD_TOO_LARGE', `the body is over the limit of ${limit} bytes`));
+      if (t.bytes > limit) return cb(tooLarge(limit));
       hash?.update(chunk);
       cb(null, chunk);
     },
@@ -110,10 +110,10 @@ export function readBody(req: Request, limit: number, tooLarge: TooLarge = paylo
 }
 
 /** Stream a body into `path` while hashing it; the file is removed on any failure. */
-export async function bodyToFile(req: Request, path: string, limit: number): Promise<{ size: number; sha256: string }> {
-  declaredLength(req, limit);
+export async function bodyToFile(req: Request, path: string, limit: number, tooLarge: TooLarge = payloadTooLarge): Promise<{ size: number; sha256: string }> {
+  declaredLength(req, limit, tooLarge);
   const hash = createHash('sha256');
-  const count = limiter(limit, hash);
+  const count = limiter(limit, hash, tooLarge);
   try {
     await pipeline(req, count, createWriteStream(path, { flags: 'wx' }));
   } catch (err) {

@@ -1,12 +1,16 @@
 /** Converted checkpoints: card, files, downloads, and inference on an uploaded volume. */
 import { Router } from 'express';
-import { infer, type InferOptions } from '../../inference/runtime/pipeline.js';
+import { mkdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { readFileBytes } from '../../converters/io.js';
+import { infer, type InferOptions, type PreparedInput } from '../../inference/runtime/pipeline.js';
 import { PREPARE_VOLUME } from '../../inference/runtime/prepare-volume.js';
 import { RENDER_ANSWER } from '../../inference/runtime/render-answer.js';
-import type { Vec3 } from '../../inference/volumes/index.js';
+import { geometryOf, isSpooled, loadPlaneVolume, looksLikeNiftiFile, spoolNiftiFile, type SpooledVolume, type Vec3, type Volume } from '../../inference/volumes/index.js';
 import { listCheckpoints, loadCheckpoint } from '../../zoo/store.js';
 import { httpError } from '../errors.js';
-import { readBody } from '../http/body.js';
+import { bodyToFile, readBody, type TooLarge } from '../http/body.js';
 import { sendStoredFile } from '../http/download.js';
 import { param } from '../http/params.js';
 import { checkpointModel } from '../models.js';
@@ -83,46 +87,71 @@ export function checkpointRoutes(s: Services): Router {
     const nifti = accept === 'application/gzip' || accept === 'application/octet-stream';
     const options = { ...inferOptions(req.query as Record<string, unknown>), keep: nifti && probabilities ? ('probabilities' as const) : ('labels' as const) };
     const budgets = s.cfg.budgets;
-    const bytes = await readBody(req, s.cfg.server.maxVolumeBytes, (limit, declared) => httpError('PAYLOAD_TOO_LARGE', `the volume${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes (server.maxVolumeBytes)`));
-    const { volume, prepared } = await s.fence.run(
-      PREPARE_VOLUME,
-      {
-        bytes,
-        read: { file: 'volume', seriesInstanceUid: typeof req.query['series'] === 'string' ? req.query['series'] : undefined },
-        model: { channels: model.channels, card: model.card },
-        options,
-        budgets,
-      },
-      { what: 'volume' },
-    );
-    const result = await infer(s.engine, model, volume, options, budgets, prepared);
-    s.metrics.inference.observe({ kind: result.kind }, result.ms.network / 1000);
-    if (accept === 'application/json') {
-      res.json({
-        kind: result.kind,
-        ...(result.topK ? { topK: result.topK } : {}),
-        ...(result.features ? { features: result.features } : {}),
-        ...(result.labels ? { labels: { shape: [...result.labels.shape], classes: [...new Set(result.labels.data)].sort((a, b) => a - b) } } : {}),
-        output: { shape: result.output.shape },
-        input: { shape: result.input.shape, spacing: result.input.spacing },
-        volume: { shape: volume.shape, spacing: volume.spacing },
-        device: s.engine.loaded.get(id)?.device ?? 'cpu',
-        preprocessing: result.steps,
-        ms: { preprocess: Math.round(result.ms.preprocess), network: Math.round(result.ms.network) },
-      });
-      return;
+    const tooLarge: TooLarge = (limit, declared) => httpError('PAYLOAD_TOO_LARGE', `the volume${declared === undefined ? '' : ` of ${declared} bytes`} is over the limit of ${limit} bytes (server.maxVolumeBytes)`);
+    const prepare = (bytes: Uint8Array) =>
+      s.fence.run(
+        PREPARE_VOLUME,
+        {
+          bytes,
+          read: { file: 'volume', seriesInstanceUid: typeof req.query['series'] === 'string' ? req.query['series'] : undefined },
+          model: { channels: model.channels, card: model.card },
+          options,
+          budgets,
+        },
+        { what: 'volume' },
+      );
+    let volume: Volume | SpooledVolume;
+    let prepared: PreparedInput | undefined;
+    if (options.patch && !options.raw) {
+      // Sliding windows: the body goes to disk, and a NIfTI is kept there and read a plane at a
+      // time, so that neither the body nor the volume is ever held whole.
+      const dir = join(s.stagingDir, 'volumes');
+      await mkdir(dir, { recursive: true });
+      const tmp = join(dir, `${randomBytes(8).toString('hex')}.part`);
+      try {
+        await bodyToFile(req, tmp, s.cfg.server.maxVolumeBytes, tooLarge);
+        if (await looksLikeNiftiFile(tmp)) volume = await spoolNiftiFile(tmp, { file: 'volume', budgets, dir });
+        else ({ volume, prepared } = await prepare(await readFileBytes(tmp)));
+      } finally {
+        await rm(tmp, { force: true });
+      }
+    } else {
+      ({ volume, prepared } = await prepare(await readBody(req, s.cfg.server.maxVolumeBytes, tooLarge)));
     }
-    if (nifti && !result.labels) throw httpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
-    const activation = result.labels ? undefined : await activationFeatures(s.engine, model, result, volume, options, { input: prepared.volume, fence: s.fence, budgets });
-    const as = !nifti ? 'png' : probabilities ? 'probabilities' : 'nifti';
-    const gzip = accept === 'application/gzip';
-    const answer = await s.fence.run(RENDER_ANSWER, { volume, as, labels: result.labels, probabilities: result.probabilities, scores: result.output, names: result.classNames, activation, gzip, budgets }, { what: `the ${as} answer` });
-    if (nifti) {
-      const name = `${probabilities ? 'probabilities' : 'labels'}.nii${gzip ? '.gz' : ''}`;
-      res.type(accept).set('Content-Disposition', `attachment; filename="${name}"`).send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
-      return;
+    try {
+      /** The volume in memory, for a preview (a spooled one is read whole for it). */
+      const whole = async () => (isSpooled(volume) ? loadPlaneVolume(volume) : volume);
+      const result = await infer(s.engine, model, volume, options, budgets, prepared);
+      s.metrics.inference.observe({ kind: result.kind }, result.ms.network / 1000);
+      if (accept === 'application/json') {
+        res.json({
+          kind: result.kind,
+          ...(result.topK ? { topK: result.topK } : {}),
+          ...(result.features ? { features: result.features } : {}),
+          ...(result.labels ? { labels: { shape: [...result.labels.shape], classes: [...new Set(result.labels.data)].sort((a, b) => a - b) } } : {}),
+          output: { shape: result.output.shape },
+          input: { shape: result.input.shape, spacing: result.input.spacing },
+          volume: { shape: volume.shape, spacing: volume.spacing },
+          device: s.engine.loaded.get(id)?.device ?? 'cpu',
+          preprocessing: result.steps,
+          ms: { preprocess: Math.round(result.ms.preprocess), network: Math.round(result.ms.network) },
+        });
+        return;
+      }
+      if (nifti && !result.labels) throw httpError('NOT_ACCEPTABLE', 'this network is a classifier: it gives no volume; ask for application/json');
+      const activation = result.labels ? undefined : await activationFeatures(s.engine, model, result, await whole(), options, { input: prepared?.volume, fence: s.fence, budgets });
+      const as = !nifti ? 'png' : probabilities ? 'probabilities' : 'nifti';
+      const gzip = accept === 'application/gzip';
+      const answer = await s.fence.run(RENDER_ANSWER, { volume: as === 'png' ? await whole() : { ...geometryOf(volume), shape: volume.shape }, as, labels: result.labels, probabilities: result.probabilities, scores: result.output, names: result.classNames, activation, gzip, budgets }, { what: `the ${as} answer` });
+      if (nifti) {
+        const name = `${probabilities ? 'probabilities' : 'labels'}.nii${gzip ? '.gz' : ''}`;
+        res.type(accept).set('Content-Disposition', `attachment; filename="${name}"`).send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
+        return;
+      }
+      res.type('image/png').send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
+    } finally {
+      if (isSpooled(volume)) await volume.close();
     }
-    res.type('image/png').send(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
   });
   return r;
 }
