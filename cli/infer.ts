@@ -61,8 +61,9 @@ Options:
   --size D,H,W          resample to this size first
   --spacing D,H,W       resample to this voxel spacing (mm) first
   --patch D,H,W         sliding windows of this size with overlap blending, in bounded memory:
-                        each window is preprocessed as it is cut, and a segmentation is finished
-                        plane by plane into its labels
+                        a NIfTI is kept on disk and read a plane at a time, each window is
+                        preprocessed as it is cut, and a segmentation is finished plane by plane
+                        into its labels
   --overlap F           sliding window overlap (default 0.25)
   --mean A,B,C --std A,B,C  normalisation (default: the card's, else ImageNet's)
   --device NAME         cpu (default), webgpu, cuda or tensorrt; falls back to cpu with a note
