@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { percentileBounds, percentileBoundsOfPlanes, resample, resamplePlanes, inputRingPlanes, slidingWindow, type ChannelMap, type WindowOutput } from '../../../inference/preprocess/index.js';
 import { encodeNifti, memoryPlanes, readAllPlanes, readNiftiFile, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type Volume } from '../../../inference/volumes/index.js';
-import { prng, tempDir } from '../../helpers.js';
+import { fixture, prng, tempDir } from '../../helpers.js';
 import { assertSameBits } from '../whole-volume.js';
 
 /** What a spooled volume has besides its planes: the same as the volume read whole. */
@@ -225,4 +225,29 @@ test('the ring of input planes is one window deep for one window a batch, and ne
   // 6 x 6 windows a plane of windows: a batch of 7 spans two window planes, a step (72) apart
   assert.equal(inputRingPlanes({ grid: [300, 512, 512], window: [96, 96, 96], batchSize: 7 }), 96 + 72);
   assert.equal(inputRingPlanes({ grid: [40, 512, 512], window: [96, 96, 96], batchSize: 50 }), 40);
+});
+
+test('every NIfTI fixture, plain and hostile: the spooling reader gives what readNiftiFile gives, the same volume or the same error', async (t) => {
+  const spoolDir = await tempDir(t);
+  let n = 0;
+  for (const dir of [fixture('volumes'), fixture('volumes', 'hostile')]) {
+    for (const name of (await readdir(dir)).filter((f) => /\.nii(\.gz)?$/.test(f))) {
+      const path = join(dir, name);
+      const whole = await readNiftiFile(path, { file: name }).catch((err: Error & { code?: unknown }) => ({ code: err.code, message: err.message }));
+      const spooled = await spoolNiftiFile(path, { file: name, dir: spoolDir }).catch((err: Error & { code?: unknown }) => ({ code: err.code, message: err.message }));
+      if (!('data' in whole) || !('readPlane' in spooled)) {
+        assert.deepEqual('readPlane' in spooled ? 'a volume' : spooled, 'data' in whole ? 'a volume' : whole, `${name}: the same outcome`);
+      } else {
+        try {
+          assertSameGeometry(spooled, whole, name);
+          assertSameBits(await readAllPlanes(spooled), whole.data, name);
+        } finally {
+          await spooled.close();
+        }
+      }
+      assert.deepEqual(await readdir(spoolDir), [], `${name}: nothing left behind`);
+      n++;
+    }
+  }
+  assert.ok(n >= 20, `${n} files`);
 });
