@@ -13,7 +13,8 @@
  * one-window volume: Node, the model, the onnxruntime session running one window), plus the most
  * of the three phases (`windowedInferenceBytes` of a spooled volume for the inference: no input
  * but its ring of planes; reading: one file slice of int16 samples, one float32 plane and the
- * stream's chunks, `spoolNiftiFile`; writing: the labels, their NIfTI and its gzip), plus what V8
+ * stream's chunks, `spoolNiftiFile`, and for the same CT stored in sagittal slices one more
+ * float32 slice and a block of 64 MiB of planes gathered from them; writing: the labels, their NIfTI and its gzip), plus what V8
  * may leave uncollected: buffers nothing refers to any more are freed when
  * the external memory of a thread grows 64 MiB past its level at the last collection, so up to
  * 64 MiB in each of the two threads (the main one, the engine's worker).
@@ -34,6 +35,7 @@ import { encodeOutput } from '../converters/outputs.js';
 import type { StateDict } from '../converters/tensor.js';
 import { slidingWindowBytes, windowStarts } from '../inference/preprocess/index.js';
 import { windowedInferenceBytes } from '../inference/runtime/pipeline.js';
+import { SPOOL_BLOCK_BYTES } from '../inference/volumes/read-nifti-file.js';
 import { resnetStateDict, syntheticCt, templateStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
@@ -99,14 +101,14 @@ async function main(): Promise<void> {
     const half = Math.max(WINDOW, Math.round(nk / 2));
     console.log(`large-volume bench: acs-hub infer in a child process, onnxruntime-node cpu, ${THREADS} threads, windows ${WINDOW}^3, overlap ${OVERLAP}, Gaussian blending`);
     console.log('(figures from a shared machine, loaded by other work while they were taken: times are indicative, peak RSS is not affected)\n');
-    const volumes: { name: string; dims: [number, number, number]; path: string; bytes: number }[] = [];
-    for (const [name, dims] of [['one window', [WINDOW, WINDOW, WINDOW]], ['half', [ni, nj, half]], ['full', [ni, nj, nk]]] as const) {
+    const volumes: { name: string; dims: [number, number, number]; stored: 'axial' | 'sagittal'; path: string; bytes: number }[] = [];
+    for (const [name, dims, stored] of [['one window', [WINDOW, WINDOW, WINDOW], 'axial'], ['half', [ni, nj, half], 'axial'], ['full', [ni, nj, nk], 'axial'], ['full, sagittal slices', [ni, nj, nk], 'sagittal']] as const) {
       const t0 = performance.now();
-      const bytes = syntheticCt(dims, [0.7, 0.7, 1]);
-      const path = join(dir, `ct-${dims.join('x')}.nii.gz`);
+      const bytes = syntheticCt(dims, [0.7, 0.7, 1], stored);
+      const path = join(dir, `ct-${dims.join('x')}-${stored}.nii.gz`);
       await writeFile(path, bytes);
-      volumes.push({ name, dims: [...dims], path, bytes: bytes.byteLength });
-      console.log(`synthesised ${dims.join('x')} int16 CT: ${mib(bytes.byteLength)} MiB .nii.gz in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      volumes.push({ name, dims: [...dims], stored, path, bytes: bytes.byteLength });
+      console.log(`synthesised ${dims.join('x')} int16 CT in ${stored} slices: ${mib(bytes.byteLength)} MiB .nii.gz in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
     console.log('\n| network | volume | windows | wall s | network s | peak RSS MiB | bound MiB | session | input | output | ring | batch | read | peak - input - output |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
@@ -135,19 +137,20 @@ async function main(): Promise<void> {
         }
         const n = vi * vj * vk;
         const held = windowedInferenceBytes({ volume: [1, ...grid], window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind, overlap: OVERLAP, spooled: true });
-        const read = (2 + 4) * vi * vj + 2 * MiB;
+        // axial slices: one slice of samples and one float32 plane; sagittal: a slice (samples and float32) and a block of planes
+        const read = v.stored === 'axial' ? (2 + 4) * vi * vj + 2 * MiB : (2 + 4 + 4) * vj * vk + SPOOL_BLOCK_BYTES + 2 * MiB;
         const write = net.kind === 'dense' ? held.input + held.output + 2 * (n + 352) : 0;
         const bound = session + Math.max(held.total, read, write) + GC_SLACK;
         const { slab, batch } = slidingWindowBytes({ grid, window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind, overlap: OVERLAP, streamedChannels: 1 });
         const networkS = run.json?.ms ? (run.json.ms.network / 1000).toFixed(1) : '';
         const budget = env['ACS_HUB_BUDGET_OUTPUT_VOXELS'] ? ` (outputVoxels ${env['ACS_HUB_BUDGET_OUTPUT_VOXELS']})` : '';
         console.log(
-          `| ${net.label}${budget} | ${v.dims.join('x')} | ${windows} | ${run.wallS.toFixed(1)} | ${networkS} | ${mib(run.peakRss)} | ${mib(bound)} | ${mib(session)} | ${mib(held.input)} | ${mib(held.output)} | ${mib(slab)} | ${mib(batch)} | ${mib(read)} | ${mib(run.peakRss - held.input - held.output)} |`,
+          `| ${net.label}${budget} | ${v.dims.join('x')}${v.stored === 'axial' ? '' : ` (${v.stored})`} | ${windows} | ${run.wallS.toFixed(1)} | ${networkS} | ${mib(run.peakRss)} | ${mib(bound)} | ${mib(session)} | ${mib(held.input)} | ${mib(held.output)} | ${mib(slab)} | ${mib(batch)} | ${mib(read)} | ${mib(run.peakRss - held.input - held.output)} |`,
         );
         if (run.peakRss > bound) console.log(`  ! the peak RSS of ${v.dims.join('x')} is over the stated bound by ${mib(run.peakRss - bound)} MiB`);
       }
     }
-    console.log('\nbound = session + the most of: inference (input: none, the volume is read a plane at a time; output; ring: the input planes a window spans and, for a segmentation, the blend accumulator; batch; windowedInferenceBytes), reading (one slice of samples, one float32 plane and 2 MiB of stream), writing (labels, their NIfTI and its gzip) + 128 MiB that V8 may leave uncollected (64 MiB in each of two threads)');
+    console.log('\nbound = session + the most of: inference (input: none, the volume is read a plane at a time; output; ring: the input planes a window spans and, for a segmentation, the blend accumulator; batch; windowedInferenceBytes), reading (one slice of samples, one float32 plane and 2 MiB of stream; for sagittal slices a float32 slice and a block of 64 MiB of planes as well), writing (labels, their NIfTI and its gzip) + 128 MiB that V8 may leave uncollected (64 MiB in each of two threads)');
   } finally {
     if (process.env['BENCH_KEEP'] === '1') console.log(`kept ${dir}`);
     else await rm(dir, { recursive: true, force: true });

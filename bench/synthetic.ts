@@ -170,7 +170,7 @@ export function templateStateDict(name: string, seed = 50): StateDict {
  * A synthetic CT as a gzipped int16 NIfTI of `dims` = `[ni, nj, nk]` voxels of `spacing` mm
  * (i, j, k): air, a body ellipse, two lungs, a spine, and noise as a scanner's.
  */
-export function syntheticCt(dims: readonly [number, number, number] = [256, 256, 160], spacing: readonly [number, number, number] = [0.7, 0.7, 2]): Uint8Array {
+export function syntheticCt(dims: readonly [number, number, number] = [256, 256, 160], spacing: readonly [number, number, number] = [0.7, 0.7, 2], stored: 'axial' | 'sagittal' = 'axial'): Uint8Array {
   const [ni, nj, nk] = dims;
   const data = new Int16Array(ni * nj * nk);
   const noise = seededRandom(7);
@@ -188,5 +188,10 @@ export function syntheticCt(dims: readonly [number, number, number] = [256, 256,
   }
   const [si, sj, sk] = spacing;
   const affine = [-si, 0, 0, (ni * si) / 2, 0, -sj, 0, (nj * sj) / 2, 0, 0, sk, (-nk * sk) / 2, 0, 0, 0, 1];
-  return encodeNifti({ data, shape: [nk, nj, ni], affine, gzip: true });
+  if (stored === 'axial') return encodeNifti({ data, shape: [nk, nj, ni], affine, gzip: true });
+  // the same image in sagittal slices: the file's i runs along j, its j along k, its k along i
+  const sagittal = new Int16Array(data.length);
+  for (let k = 0; k < nk; k++) for (let j = 0; j < nj; j++) for (let i = 0; i < ni; i++) sagittal[(i * nk + k) * nj + j] = data[(k * nj + j) * ni + i]!;
+  const moved = [0, 0, -si, (ni * si) / 2, -sj, 0, 0, (nj * sj) / 2, 0, sk, 0, (-nk * sk) / 2, 0, 0, 0, 1];
+  return encodeNifti({ data: sagittal, shape: [ni, nk, nj], affine: moved, gzip: true });
 }

@@ -187,29 +187,56 @@ export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}
 
 /** Parameters of `spoolNiftiFile`. */
 export interface SpoolNiftiParams extends DecodeNiftiParams {
-  /** The folder of the spool file (see `spoolVolume`). @default os.tmpdir() */
+  /** The folder of the spool files (see `spoolVolume`). @default os.tmpdir() */
   dir?: string;
+  /** Most bytes of canonical planes gathered at once from a file whose slices are not axial. @default 64 MiB */
+  blockBytes?: number;
 }
 
+/** The default of `SpoolNiftiParams.blockBytes`. */
+export const SPOOL_BLOCK_BYTES = 64 * 1024 * 1024;
+
 /**
- * Read a `.nii` or `.nii.gz` file into a volume on disk (`spoolVolume`), a plane at a time: when
- * the file's slices are the canonical axial planes (its third axis runs along `d`, as a CT's
- * does), each file slice is decoded, put in canonical order and written as it arrives, so that
- * at most one slice of samples and one canonical plane are held, whatever the volume's size.
- * Any other layout (a sagittal or coronal acquisition, RGB) is read whole (`readNiftiFile`) and
- * then written out plane by plane. The same values as `readNiftiFile`, bit for bit.
+ * Read a `.nii` or `.nii.gz` file into a volume on disk (`spoolVolume`), holding at most one
+ * file slice and a bounded block of planes, whatever the volume's size. The file is decoded one
+ * slice (`k`) at a time. When its slices are the canonical axial planes (its third axis runs
+ * along `d`, as a CT's does), each slice is put in canonical order and written as it arrives.
+ * Otherwise (a sagittal or coronal acquisition) the slices go first, decoded, to a scratch file
+ * in the file's own order, then the canonical planes are gathered from it a block at a time
+ * (`blockBytes`) and written. RGB images, whose samples interleave their channels, are read
+ * whole (`decodeNifti`). The same values as `readNiftiFile`, bit for bit.
  */
 export async function spoolNiftiFile(path: string, params: SpoolNiftiParams = {}): Promise<SpooledVolume> {
   let writer: SpoolWriter | undefined;
+  let scratch: SpoolWriter | undefined;
+  let scratchVolume: SpooledVolume | undefined;
   try {
+    let g: CanonicalGrid | undefined;
+    let dims: readonly [number, number, number] = [0, 0, 0];
     const streamed = await streamNifti(path, params, (plan, grid, littleEndian) => {
-      if (grid.grid.axes[2] !== 2) return undefined;
-      return planeFeeder(plan, grid, littleEndian, (c, z, plane) => writer!.writePlane(c, z, plane), async () => {
-        writer = await spoolVolume({ shape: grid.shape, dir: params.dir });
+      g = grid;
+      dims = plan.lay.dims;
+      const axial = grid.grid.axes[2] === 2;
+      const [ni, nj, nk] = plan.lay.dims;
+      const plane = new Float32Array(axial ? grid.shape[2] * grid.shape[3] : 0);
+      return sliceFeeder(plan, littleEndian, async (c, k, slice) => {
+        if (axial) {
+          writer ??= await spoolVolume({ shape: grid.shape, dir: params.dir });
+          await writer.writePlane(c, axialPlane(grid, k), toCanonicalPlane(grid, slice, plane));
+        } else {
+          // the file's own order: [C, nk, nj, ni], a slice a plane
+          scratch ??= await spoolVolume({ shape: [plan.lay.channels, nk, nj, ni], dir: params.dir });
+          await scratch.writePlane(c, k, slice);
+        }
       });
     });
+    if (streamed.kind === 'voxels' && writer) return writer.finish(geometryOf(g!.volume(new Float32Array(0))));
     if (streamed.kind === 'voxels') {
-      return writer!.finish(geometryOf(streamed.grid.volume(new Float32Array(0))));
+      const geometry = geometryOf(g!.volume(new Float32Array(0)));
+      scratchVolume = scratch!.finish({ ...geometry });
+      writer = await spoolVolume({ shape: g!.shape, dir: params.dir });
+      await gatherPlanes(g!, dims, scratchVolume, writer, params.blockBytes ?? SPOOL_BLOCK_BYTES);
+      return writer.finish(geometry);
     }
     const volume = await readNiftiFile(path, params);
     writer = await spoolVolume({ shape: volume.shape, dir: params.dir });
@@ -219,54 +246,93 @@ export async function spoolNiftiFile(path: string, params: SpoolNiftiParams = {}
   } catch (err) {
     await writer?.abort();
     throw err;
+  } finally {
+    await (scratchVolume?.close() ?? scratch?.abort());
+  }
+}
+
+/** The canonical plane file slice `k` is, for a grid whose `k` axis is the canonical `d` axis. */
+function axialPlane(g: CanonicalGrid, k: number): number {
+  const n = g.shape[2] * g.shape[3];
+  const local = g.start % n;
+  return (g.start - local) / n + k * (g.steps[2] / n);
+}
+
+/** A file slice (`ni x nj`, i fastest) put in the canonical order of its plane, for an axial grid. */
+function toCanonicalPlane(g: CanonicalGrid, slice: Float32Array, plane: Float32Array): Float32Array {
+  const n = plane.length;
+  const [s0, s1] = g.steps;
+  const [ni, nj] = g.grid.dims;
+  const local = g.start % n;
+  for (let j = 0, t = 0; j < nj; j++) {
+    let dst = local + j * s1;
+    for (let i = 0; i < ni; i++, t++, dst += s0) plane[dst] = slice[t]!;
+  }
+  return plane;
+}
+
+/**
+ * Gather the canonical planes of a grid whose `d` axis is the file's `i` or `j` axis from its
+ * slices (`scratch`, `[C, nk, nj, ni]` in file order), a block of planes at a time: for each
+ * block, the file indices along that axis it covers are a contiguous range, read from every
+ * slice (only those rows, for `j`), each voxel put in its canonical place.
+ */
+async function gatherPlanes(g: CanonicalGrid, dims: readonly [number, number, number], scratch: SpooledVolume, writer: SpoolWriter, blockBytes: number): Promise<void> {
+  const [c, d, h, w] = g.shape;
+  const n = h * w;
+  const [ni, nj, nk] = dims;
+  const [s0, s1, s2] = g.steps;
+  const axis = g.grid.axes[2];
+  const block = Math.max(1, Math.min(d, Math.floor(blockBytes / (4 * n))));
+  const planes = new Float32Array(block * n);
+  const slice = new Float32Array(ni * nj);
+  for (let ci = 0; ci < c; ci++) {
+    for (let d0 = 0; d0 < d; d0 += block) {
+      const d1 = Math.min(d, d0 + block);
+      for (let k = 0; k < nk; k++) {
+        await scratch.readPlane(ci, k, slice, 0);
+        for (let j = 0; j < nj; j++) {
+          let dst = g.start + j * s1 + k * s2;
+          if (axis === 1) {
+            const z = Math.floor(dst / n);
+            if (z < d0 || z >= d1) continue;
+          }
+          for (let i = 0, t = j * ni; i < ni; i++, t++, dst += s0) {
+            const z = Math.floor(dst / n);
+            if (z >= d0 && z < d1) planes[(z - d0) * n + (dst - z * n)] = slice[t]!;
+          }
+        }
+      }
+      for (let z = d0; z < d1; z++) await writer.writePlane(ci, z, planes.subarray((z - d0) * n, (z - d0 + 1) * n));
+    }
   }
 }
 
 /**
- * Collects a file's samples one slice (`k`) at a time and hands each over as the canonical plane
- * it is, for a grid whose `k` axis is the canonical `d` axis.
+ * Collects a file's samples one slice (`k`) at a time, decodes and scales them, and hands each
+ * slice over (`ni x nj` float32, i fastest; valid during the call), channel by channel.
  */
-function planeFeeder(
-  plan: NiftiPlan,
-  g: CanonicalGrid,
-  littleEndian: boolean,
-  put: (c: number, z: number, plane: Float32Array) => Promise<void>,
-  open: () => Promise<void>,
-): (bytes: Uint8Array) => Promise<void> {
+function sliceFeeder(plan: NiftiPlan, littleEndian: boolean, put: (c: number, k: number, slice: Float32Array) => Promise<void>): (bytes: Uint8Array) => Promise<void> {
   const { lay, slope, inter } = plan;
   const [ni, nj, nk] = lay.dims;
-  const [, , h, w] = g.shape;
-  const n = h * w;
-  const [s0, s1, s2] = g.steps;
-  const local = g.start % n;
-  const zStart = (g.start - local) / n;
-  const zStep = s2 / n;
   const size = SAMPLE_BYTES[lay.type];
   const scaled = slope !== 1 || inter !== 0;
-  const slice = new Uint8Array(ni * nj * size);
-  const plane = new Float32Array(n);
+  const bytesIn = new Uint8Array(ni * nj * size);
+  const slice = new Float32Array(ni * nj);
   let filled = 0;
   let k = 0;
   let c = 0;
-  let opened = false;
   return async (bytes) => {
-    if (!opened) {
-      await open();
-      opened = true;
-    }
     let o = 0;
     while (o < bytes.byteLength) {
-      const m = Math.min(slice.byteLength - filled, bytes.byteLength - o);
-      slice.set(bytes.subarray(o, o + m), filled);
+      const m = Math.min(bytesIn.byteLength - filled, bytes.byteLength - o);
+      bytesIn.set(bytes.subarray(o, o + m), filled);
       filled += m;
       o += m;
-      if (filled < slice.byteLength) break;
-      const values = decodeSamples(slice, 0, ni * nj, lay.type, littleEndian);
-      for (let j = 0, t = 0; j < nj; j++) {
-        let dst = local + j * s1;
-        for (let i = 0; i < ni; i++, t++, dst += s0) plane[dst] = scaled ? values[t]! * slope + inter : values[t]!;
-      }
-      await put(c, zStart + k * zStep, plane);
+      if (filled < bytesIn.byteLength) break;
+      const values = decodeSamples(bytesIn, 0, ni * nj, lay.type, littleEndian);
+      for (let t = 0; t < slice.length; t++) slice[t] = scaled ? values[t]! * slope + inter : values[t]!;
+      await put(c, k, slice);
       filled = 0;
       if (++k === nk) {
         k = 0;
