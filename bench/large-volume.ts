@@ -35,7 +35,7 @@ import { encodeOutput } from '../converters/outputs.js';
 import type { StateDict } from '../converters/tensor.js';
 import { slidingWindowBytes, windowStarts } from '../inference/preprocess/index.js';
 import { windowedInferenceBytes } from '../inference/runtime/pipeline.js';
-import { SPOOL_BLOCK_BYTES } from '../inference/volumes/read-nifti-file.js';
+import { SPOOL_BLOCK_BYTES } from '../inference/volumes/index.js';
 import { resnetStateDict, syntheticCt, templateStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);

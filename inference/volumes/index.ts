@@ -5,10 +5,11 @@
  */
 export * from './volume.js';
 export * from './errors.js';
-export { openVolume, readVolume, type ReadVolumeParams } from './read-volume.js';
+export { openVolume, readVolume, spoolDicomFolder, type ReadVolumeParams } from './read-volume.js';
 export { decodeNifti, parseNiftiHeader, type DecodeNiftiParams, type NiftiHeader } from './read-nifti.js';
 export { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile, type SpoolNiftiParams } from './read-nifti-file.js';
 export * from './plane-source.js';
+export { SPOOL_BLOCK_BYTES, spoolGrid, spoolWhole, type GridSpool, type SpoolGridParams } from './spool-grid.js';
 export { decodeDicomSeries, type DecodeDicomSeriesParams, type NamedBytes } from './read-dicom.js';
 export { parseDicom, TRANSFER_SYNTAXES } from './dicom-parse.js';
 export { decodeNpy, parseNpyHeader, type DecodeNpyParams } from './read-npy.js';

@@ -13,7 +13,7 @@ import { resolveBudgets, type Budgets } from '../../converters/budgets.js';
 import { InvalidArgumentError, LimitExceededError } from '../../converters/errors.js';
 import { getNumbers, getString, firstItem, looksLikeDicom, parseDicom, TAGS, type DicomDataset, type DicomFile } from './dicom-parse.js';
 import { MixedSeriesError, VolumeFormatError, VolumeUnsupportedError } from './errors.js';
-import { gridToVolume } from './grid-volume.js';
+import { gridToVolume, type GridToVolumeParams } from './grid-volume.js';
 import { decodeSamples, type SampleType } from './samples.js';
 import { VOLUME_LIMITS, type Vec3, type Volume } from './volume.js';
 
@@ -41,7 +41,8 @@ export interface DecodeDicomSeriesParams {
 
 interface Frame {
   file: string;
-  ds: DicomFile;
+  /** Which of the series' files holds it. */
+  index: number;
   pixelOffset: number;
   position: Vec3 | undefined;
   instance: number;
@@ -49,10 +50,11 @@ interface Frame {
   intercept: number;
 }
 
-interface SeriesFile {
+/** One image file of a series: its name, its series, and its dataset (parsed again on each call, or kept). */
+export interface SeriesFile {
   name: string;
-  ds: DicomFile;
   uid: string;
+  load: () => DicomFile;
 }
 
 const cross = (a: readonly number[], b: readonly number[]): Vec3 => [a[1]! * b[2]! - a[2]! * b[1]!, a[2]! * b[0]! - a[0]! * b[2]!, a[0]! * b[1]! - a[1]! * b[0]!];
@@ -90,34 +92,60 @@ export function decodeDicomSeries(params: DecodeDicomSeriesParams): Volume {
     if (!looksLikeDicom(f.bytes)) continue;
     const ds = parseDicom(f.bytes, { file: f.name, maxInflatedBytes: Math.min(2 ** 31, resolveBudgets(params.budgets).unpackedEntryBytes, maxVoxels * 8 + (1 << 26)) });
     if (!ds.elements.has(TAGS.PixelData)) continue;
-    images.push({ name: f.name, ds, uid: getString(ds, TAGS.SeriesInstanceUID) ?? '' });
+    images.push({ name: f.name, load: () => ds, uid: getString(ds, TAGS.SeriesInstanceUID) ?? '' });
   }
   if (images.length === 0) {
     throw new VolumeFormatError(`${source}: no DICOM image among its ${params.files.length} files (looked for 'DICM' at byte 128 and pixel data)`, { file: source });
   }
+  const series = planSeries(chooseSeries(images, source, params.seriesInstanceUid), source, maxVoxels, tolerance);
+  const [cols, rows, n] = series.dims;
+  const per = rows * cols;
+  const values = new Float32Array(n * per);
+  let k = 0;
+  for (const slice of series.slices()) values.set(slice, per * k++);
+  return gridToVolume({ ...series.grid, read: (p) => values[p]! });
+}
+
+/** The image files of the series asked for, or of the only one (several need a choice). */
+export function chooseSeries(images: readonly SeriesFile[], source: string, seriesInstanceUid: string | undefined): SeriesFile[] {
   const bySeries = new Map<string, SeriesFile[]>();
   for (const im of images) bySeries.set(im.uid, [...(bySeries.get(im.uid) ?? []), im]);
   let chosen: SeriesFile[];
   const list = [...bySeries.entries()].map(([uid, fs]) => {
-    const description = getString(fs[0]!.ds, TAGS.SeriesDescription);
+    const description = getString(fs[0]!.load(), TAGS.SeriesDescription);
     return { uid, files: fs.length, ...(description ? { description } : {}) };
   });
   const describe = list.map((s) => `${s.uid || '(no SeriesInstanceUID)'} (${s.files} files${s.description ? `, "${s.description}"` : ''})`).join(', ');
-  if (params.seriesInstanceUid !== undefined) {
-    const fs = bySeries.get(params.seriesInstanceUid);
-    if (fs === undefined) throw new InvalidArgumentError(`${source}: no series ${params.seriesInstanceUid}; it holds ${describe}`);
+  if (seriesInstanceUid !== undefined) {
+    const fs = bySeries.get(seriesInstanceUid);
+    if (fs === undefined) throw new InvalidArgumentError(`${source}: no series ${seriesInstanceUid}; it holds ${describe}`);
     chosen = fs;
   } else if (bySeries.size > 1) {
     throw new MixedSeriesError(`${source}: holds ${bySeries.size} series; choose one by its SeriesInstanceUID: ${describe}`, { series: list });
   } else {
-    chosen = images;
+    chosen = [...images];
   }
-  return assemble(chosen, source, maxVoxels, tolerance);
+  return chosen;
 }
 
-function assemble(files: SeriesFile[], source: string, maxVoxels: number, tolerance: number): Volume {
+/** A series laid out: its file grid and geometry, and its frames in order, decoded a slice at a time. */
+export interface SeriesPlan {
+  /** `[cols, rows, frames]`: the file grid, i fastest. */
+  dims: [number, number, number];
+  /** The grid, its geometry and its provenance (`gridToVolume` without `read`). */
+  grid: Omit<GridToVolumeParams, 'read'>;
+  /** The frames in order along the slice normal, each rescaled (`cols x rows` float32, valid until the next). */
+  slices(): Generator<Float32Array>;
+}
+
+/**
+ * Lay a series out from its files' headers (each dataset loaded once, not kept): sizes, the
+ * frames' order along the slice normal, their gaps, the affine. The pixels are decoded later, a
+ * frame at a time, by `slices()` (which loads each file again).
+ */
+export function planSeries(files: readonly SeriesFile[], source: string, maxVoxels: number, tolerance: number): SeriesPlan {
   const first = files[0]!;
-  const f0 = first.ds;
+  const f0 = first.load();
   const rows = one(f0, TAGS.Rows, first.name, true)!;
   const cols = one(f0, TAGS.Columns, first.name, true)!;
   const bits = one(f0, TAGS.BitsAllocated, first.name, true)!;
@@ -135,8 +163,8 @@ function assemble(files: SeriesFile[], source: string, maxVoxels: number, tolera
   let iop: number[] | undefined;
   let pixelSpacing: number[] | undefined;
   let total = 0;
-  for (const f of files) {
-    const ds = f.ds;
+  for (const [index, f] of files.entries()) {
+    const ds = index === 0 ? f0 : f.load();
     for (const [tag, want] of [[TAGS.Rows, rows], [TAGS.Columns, cols], [TAGS.BitsAllocated, bits]] as const) {
       const got = one(ds, tag, f.name, true);
       if (got !== want) throw new VolumeFormatError(`${f.name}: attribute ${tag.toString(16).padStart(8, '0')} is ${got}, but ${first.name} has ${want}; a series must share its image size`, { file: f.name });
@@ -174,7 +202,7 @@ function assemble(files: SeriesFile[], source: string, maxVoxels: number, tolera
       const slope = lookup(ds, fg, TAGS.PixelValueTransformationSequence, TAGS.RescaleSlope)?.[0] ?? 1;
       const intercept = lookup(ds, fg, TAGS.PixelValueTransformationSequence, TAGS.RescaleIntercept)?.[0] ?? 0;
       if (!Number.isFinite(slope) || !Number.isFinite(intercept)) throw new VolumeFormatError(`${f.name}: RescaleSlope/RescaleIntercept are not numbers`, { file: f.name });
-      frames.push({ file: f.name, ds, pixelOffset: pix.offset + k * frameBytes, position: position as Vec3 | undefined, instance: instance + k / nFrames, slope, intercept });
+      frames.push({ file: f.name, index, pixelOffset: pix.offset + k * frameBytes, position: position as Vec3 | undefined, instance: instance + k / nFrames, slope, intercept });
     }
   }
   const ps = pixelSpacing ?? [1, 1];
@@ -221,41 +249,48 @@ function assemble(files: SeriesFile[], source: string, maxVoxels: number, tolera
   ];
   const affine = [...lps[0]!.map((v) => -v), ...lps[1]!.map((v) => -v), ...lps[2]!, 0, 0, 0, 1];
   const per = rows * cols;
-  const values = new Float32Array(frames.length * per);
   const mask = 2 ** stored;
   const half = 2 ** (stored - 1);
-  frames.forEach((f, k) => {
-    const s = decodeSamples(f.ds.bytes, f.pixelOffset, per, type, f.ds.littleEndian);
-    const base = k * per;
-    for (let i = 0; i < per; i++) {
-      let v = s[i]! % mask;
-      if (signed && v >= half) v -= mask;
-      values[base + i] = v * f.slope + f.intercept;
-    }
-  });
   const photometric = getString(f0, TAGS.PhotometricInterpretation);
   if (photometric === 'MONOCHROME1') warnings.push('MONOCHROME1: higher values display darker; values are kept as stored');
   const modality = getString(f0, TAGS.Modality);
   const description = getString(f0, TAGS.SeriesDescription);
-  return gridToVolume({
+  function* slices(): Generator<Float32Array> {
+    const slice = new Float32Array(per);
+    let loaded: { index: number; ds: DicomFile } = { index: 0, ds: f0 };
+    for (const f of frames) {
+      if (loaded.index !== f.index) loaded = { index: f.index, ds: files[f.index]!.load() };
+      const s = decodeSamples(loaded.ds.bytes, f.pixelOffset, per, type, loaded.ds.littleEndian);
+      for (let i = 0; i < per; i++) {
+        let v = s[i]! % mask;
+        if (signed && v >= half) v -= mask;
+        slice[i] = v * f.slope + f.intercept;
+      }
+      yield slice;
+    }
+  }
+  return {
     dims: [cols, rows, frames.length],
-    channels: 1,
-    affine,
-    read: (p) => values[p]!,
-    source: {
-      format: 'dicom',
-      file: source,
-      channels: 'single',
-      dicom: {
-        seriesInstanceUid: first.uid,
-        ...(description ? { seriesDescription: description } : {}),
-        transferSyntaxUid: f0.transferSyntaxUid,
-        files: files.length,
-        frames: frames.length,
-        rescaled: frames.some((f) => f.slope !== 1 || f.intercept !== 0),
+    slices,
+    grid: {
+      dims: [cols, rows, frames.length],
+      channels: 1,
+      affine,
+      source: {
+        format: 'dicom',
+        file: source,
+        channels: 'single',
+        dicom: {
+          seriesInstanceUid: first.uid,
+          ...(description ? { seriesDescription: description } : {}),
+          transferSyntaxUid: f0.transferSyntaxUid,
+          files: files.length,
+          frames: frames.length,
+          rescaled: frames.some((f) => f.slope !== 1 || f.intercept !== 0),
+        },
+        warnings,
       },
-      warnings,
+      ...(modality ? { modality } : {}),
     },
-    ...(modality ? { modality } : {}),
-  });
+  };
 }

@@ -17,7 +17,8 @@ import { canonicalGrid, type CanonicalGrid } from './grid-volume.js';
 import { checkInflated, looksLikeGzip } from './gunzip.js';
 import { decodeNifti, looksLikeNifti, parseNiftiHeader, planNifti, type DecodeNiftiParams, type NiftiPlan } from './read-nifti.js';
 import { decodeSamples, SAMPLE_BYTES } from './samples.js';
-import { geometryOf, spoolVolume, type SpooledVolume, type SpoolWriter } from './plane-source.js';
+import type { SpooledVolume } from './plane-source.js';
+import { spoolGrid, spoolWhole, type GridSpool } from './spool-grid.js';
 import { VOLUME_LIMITS, type Volume } from './volume.js';
 
 /** Does the file start like a NIfTI, plain or gzipped? (`readVolume` reads any gzip as NIfTI.) */
@@ -189,122 +190,32 @@ export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}
 export interface SpoolNiftiParams extends DecodeNiftiParams {
   /** The folder of the spool files (see `spoolVolume`). @default os.tmpdir() */
   dir?: string;
-  /** Most bytes of canonical planes gathered at once from a file whose slices are not axial. @default 64 MiB */
+  /** Most bytes of canonical planes gathered at once from a file whose slices are not axial (`spoolGrid`). @default SPOOL_BLOCK_BYTES (64 MiB) */
   blockBytes?: number;
 }
 
-/** The default of `SpoolNiftiParams.blockBytes`. */
-export const SPOOL_BLOCK_BYTES = 64 * 1024 * 1024;
-
 /**
  * Read a `.nii` or `.nii.gz` file into a volume on disk (`spoolVolume`), holding at most one
- * file slice and a bounded block of planes, whatever the volume's size. The file is decoded one
- * slice (`k`) at a time. When its slices are the canonical axial planes (its third axis runs
- * along `d`, as a CT's does), each slice is put in canonical order and written as it arrives.
- * Otherwise (a sagittal or coronal acquisition) the slices go first, decoded, to a scratch file
- * in the file's own order, then the canonical planes are gathered from it a block at a time
- * (`blockBytes`) and written. RGB images, whose samples interleave their channels, are read
- * whole (`decodeNifti`). The same values as `readNiftiFile`, bit for bit.
+ * file slice and a bounded block of planes, whatever the volume's size: the file is decoded one
+ * slice (`k`) at a time and each slice handed to `spoolGrid` as it arrives. RGB images, whose
+ * samples interleave their channels, are read whole (`decodeNifti`). The same values as
+ * `readNiftiFile`, bit for bit.
  */
 export async function spoolNiftiFile(path: string, params: SpoolNiftiParams = {}): Promise<SpooledVolume> {
-  let writer: SpoolWriter | undefined;
-  let scratch: SpoolWriter | undefined;
-  let scratchVolume: SpooledVolume | undefined;
+  let spool: GridSpool | undefined;
   try {
-    let g: CanonicalGrid | undefined;
-    let dims: readonly [number, number, number] = [0, 0, 0];
-    const streamed = await streamNifti(path, params, (plan, grid, littleEndian) => {
-      g = grid;
-      dims = plan.lay.dims;
-      const axial = grid.grid.axes[2] === 2;
-      const [ni, nj, nk] = plan.lay.dims;
-      const plane = new Float32Array(axial ? grid.shape[2] * grid.shape[3] : 0);
-      return sliceFeeder(plan, littleEndian, async (c, k, slice) => {
-        if (axial) {
-          writer ??= await spoolVolume({ shape: grid.shape, dir: params.dir });
-          await writer.writePlane(c, axialPlane(grid, k), toCanonicalPlane(grid, slice, plane));
-        } else {
-          // the file's own order: [C, nk, nj, ni], a slice a plane
-          scratch ??= await spoolVolume({ shape: [plan.lay.channels, nk, nj, ni], dir: params.dir });
-          await scratch.writePlane(c, k, slice);
-        }
-      });
-    });
-    if (streamed.kind === 'voxels' && writer) return writer.finish(geometryOf(g!.volume(new Float32Array(0))));
-    if (streamed.kind === 'voxels') {
-      const geometry = geometryOf(g!.volume(new Float32Array(0)));
-      scratchVolume = scratch!.finish({ ...geometry });
-      writer = await spoolVolume({ shape: g!.shape, dir: params.dir });
-      await gatherPlanes(g!, dims, scratchVolume, writer, params.blockBytes ?? SPOOL_BLOCK_BYTES);
-      return writer.finish(geometry);
-    }
+    const streamed = await streamNifti(path, params, (plan, grid, littleEndian) =>
+      sliceFeeder(plan, littleEndian, async (c, k, slice) => {
+        spool ??= await spoolGrid({ grid, dims: plan.lay.dims, dir: params.dir, blockBytes: params.blockBytes });
+        await spool.put(c, k, slice);
+      }),
+    );
+    if (streamed.kind === 'voxels') return await spool!.finish();
     const volume = await readNiftiFile(path, params);
-    writer = await spoolVolume({ shape: volume.shape, dir: params.dir });
-    const [c, d, h, w] = volume.shape;
-    for (let ci = 0; ci < c; ci++) for (let z = 0; z < d; z++) await writer.writePlane(ci, z, volume.data.subarray((ci * d + z) * h * w, (ci * d + z + 1) * h * w));
-    return writer.finish(geometryOf(volume));
+    return await spoolWhole(volume, params.dir);
   } catch (err) {
-    await writer?.abort();
+    await spool?.abort();
     throw err;
-  } finally {
-    await (scratchVolume?.close() ?? scratch?.abort());
-  }
-}
-
-/** The canonical plane file slice `k` is, for a grid whose `k` axis is the canonical `d` axis. */
-function axialPlane(g: CanonicalGrid, k: number): number {
-  const n = g.shape[2] * g.shape[3];
-  const local = g.start % n;
-  return (g.start - local) / n + k * (g.steps[2] / n);
-}
-
-/** A file slice (`ni x nj`, i fastest) put in the canonical order of its plane, for an axial grid. */
-function toCanonicalPlane(g: CanonicalGrid, slice: Float32Array, plane: Float32Array): Float32Array {
-  const n = plane.length;
-  const [s0, s1] = g.steps;
-  const [ni, nj] = g.grid.dims;
-  const local = g.start % n;
-  for (let j = 0, t = 0; j < nj; j++) {
-    let dst = local + j * s1;
-    for (let i = 0; i < ni; i++, t++, dst += s0) plane[dst] = slice[t]!;
-  }
-  return plane;
-}
-
-/**
- * Gather the canonical planes of a grid whose `d` axis is the file's `i` or `j` axis from its
- * slices (`scratch`, `[C, nk, nj, ni]` in file order), a block of planes at a time: for each
- * block, the file indices along that axis it covers are a contiguous range, read from every
- * slice (only those rows, for `j`), each voxel put in its canonical place.
- */
-async function gatherPlanes(g: CanonicalGrid, dims: readonly [number, number, number], scratch: SpooledVolume, writer: SpoolWriter, blockBytes: number): Promise<void> {
-  const [c, d, h, w] = g.shape;
-  const n = h * w;
-  const [ni, nj, nk] = dims;
-  const [s0, s1, s2] = g.steps;
-  const axis = g.grid.axes[2];
-  const block = Math.max(1, Math.min(d, Math.floor(blockBytes / (4 * n))));
-  const planes = new Float32Array(block * n);
-  const slice = new Float32Array(ni * nj);
-  for (let ci = 0; ci < c; ci++) {
-    for (let d0 = 0; d0 < d; d0 += block) {
-      const d1 = Math.min(d, d0 + block);
-      for (let k = 0; k < nk; k++) {
-        await scratch.readPlane(ci, k, slice, 0);
-        for (let j = 0; j < nj; j++) {
-          let dst = g.start + j * s1 + k * s2;
-          if (axis === 1) {
-            const z = Math.floor(dst / n);
-            if (z < d0 || z >= d1) continue;
-          }
-          for (let i = 0, t = j * ni; i < ni; i++, t++, dst += s0) {
-            const z = Math.floor(dst / n);
-            if (z >= d0 && z < d1) planes[(z - d0) * n + (dst - z * n)] = slice[t]!;
-          }
-        }
-      }
-      for (let z = d0; z < d1; z++) await writer.writePlane(ci, z, planes.subarray((z - d0) * n, (z - d0 + 1) * n));
-    }
   }
 }
 

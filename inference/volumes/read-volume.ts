@@ -9,20 +9,23 @@
  * against the first and the last. A NIfTI file is read as a stream (`readNiftiFile`): its bytes
  * and what they inflate to are never held whole.
  */
+import { readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../../converters/budgets.js';
 import { CheckpointFormatError, InvalidArgumentError, LimitExceededError } from '../../converters/errors.js';
 import { ZipReader, looksLikeZip, type ZipEntry } from '../../converters/formats/zip.js';
 import { readFileBytes } from '../../converters/io.js';
-import { looksLikeDicom } from './dicom-parse.js';
+import { getString, looksLikeDicom, parseDicom, TAGS, type DicomFile } from './dicom-parse.js';
 import { VolumeFormatError } from './errors.js';
 import { looksLikeGzip } from './gunzip.js';
-import { decodeDicomSeries, type NamedBytes } from './read-dicom.js';
+import { chooseSeries, decodeDicomSeries, planSeries, type NamedBytes, type SeriesFile } from './read-dicom.js';
 import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff } from './read-image-stack.js';
 import { decodeNifti, looksLikeNifti } from './read-nifti.js';
 import { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile } from './read-nifti-file.js';
 import type { SpooledVolume } from './plane-source.js';
+import { canonicalGrid } from './grid-volume.js';
+import { spoolGrid } from './spool-grid.js';
 import { decodeNpy, looksLikeNpy } from './read-npy.js';
 import { decodeRaw, type RawLayout } from './read-raw.js';
 import { VOLUME_LIMITS, type Vec3, type Volume, type VolumeFormat } from './volume.js';
@@ -197,13 +200,58 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
 }
 
 /**
- * `readVolume` for sliding windows: a NIfTI file is kept on disk and read a plane at a time
- * (`spoolNiftiFile`), so that it is never held whole; anything else is read as `readVolume`
- * reads it. Close a spooled volume when done with it.
+ * `readVolume` for sliding windows, in memory that does not grow with the volume: a NIfTI file
+ * (`spoolNiftiFile`) and a folder of DICOM files (`spoolDicomFolder`) are kept on disk and read
+ * a plane at a time; anything else (an archive, PNG or TIFF slices, NumPy, raw) is read as
+ * `readVolume` reads it, whole. Close a spooled volume when done with it.
  */
 export async function openVolume(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<Volume | SpooledVolume> {
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
-  const nifti = (params.format === undefined || params.format === 'nifti') && (await stat(input)).isFile() && (await looksLikeNiftiFile(input));
-  if (nifti) return spoolNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets, ...(params.dir !== undefined ? { dir: params.dir } : {}) });
+  const dir = params.dir !== undefined ? { dir: params.dir } : {};
+  const info = await stat(input);
+  if (info.isFile() && (params.format === undefined || params.format === 'nifti') && (await looksLikeNiftiFile(input))) return spoolNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets, ...dir });
+  if (info.isDirectory() && (params.format === undefined || params.format === 'dicom')) {
+    const spooled = await spoolDicomFolder(input, params);
+    if (spooled) return spooled;
+  }
   return readVolume(input, params);
+}
+
+/**
+ * A folder's DICOM series kept on disk, holding one file at a time: each file is read once for
+ * its header (its pixels dropped), the series laid out from the headers (`planSeries`), then each
+ * file read again, in slice order, for its pixels, and every frame handed to `spoolGrid`. The
+ * same volume as `readVolume` of the folder, bit for bit; `undefined` when the folder holds no
+ * DICOM image (`readVolume` reads it then, or says why not).
+ */
+export async function spoolDicomFolder(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  const tolerance = params.sliceSpacingTolerance ?? 0.1;
+  if (!(tolerance >= 0)) throw new InvalidArgumentError(`'sliceSpacingTolerance' must be >= 0, got ${tolerance}`);
+  const maxInflatedBytes = Math.min(2 ** 31, resolveBudgets(params.budgets).unpackedEntryBytes, maxVoxels * 8 + (1 << 26));
+  const images: SeriesFile[] = [];
+  for (const path of await listFolder(input, resolveBudgets(params.budgets).volumeFiles)) {
+    const bytes = await readFileBytes(path);
+    if (!looksLikeDicom(bytes)) continue;
+    const ds = parseDicom(bytes, { file: path, maxInflatedBytes });
+    if (!ds.elements.has(TAGS.PixelData)) continue;
+    const size = bytes.byteLength;
+    const load = (): DicomFile => {
+      const again = readFileSync(path);
+      if (again.byteLength !== size) throw new VolumeFormatError(`${path}: changed while it was read (${size} bytes, then ${again.byteLength})`, { file: path });
+      return parseDicom(again, { file: path, maxInflatedBytes });
+    };
+    images.push({ name: path, uid: getString(ds, TAGS.SeriesInstanceUID) ?? '', load });
+  }
+  if (images.length === 0) return undefined;
+  const series = planSeries(chooseSeries(images, input, params.seriesInstanceUid), input, maxVoxels, tolerance);
+  const spool = await spoolGrid({ grid: canonicalGrid(series.grid), dims: series.dims, ...(params.dir !== undefined ? { dir: params.dir } : {}) });
+  try {
+    let k = 0;
+    for (const slice of series.slices()) await spool.put(0, k++, slice);
+    return await spool.finish();
+  } catch (err) {
+    await spool.abort();
+    throw err;
+  }
 }

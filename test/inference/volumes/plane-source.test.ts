@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { percentileBounds, percentileBoundsOfPlanes, resample, resamplePlanes, inputRingPlanes, slidingWindow, type ChannelMap, type WindowOutput } from '../../../inference/preprocess/index.js';
-import { encodeNifti, memoryPlanes, readAllPlanes, readNiftiFile, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type Volume } from '../../../inference/volumes/index.js';
+import { ZipReader } from '../../../converters/formats/zip.js';
+import { encodeNifti, isSpooled, loadPlaneVolume, memoryPlanes, openVolume, readAllPlanes, readNiftiFile, readVolume, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type SpooledVolume, type Volume } from '../../../inference/volumes/index.js';
 import { fixture, prng, tempDir } from '../../helpers.js';
 import { assertSameBits } from '../whole-volume.js';
 
@@ -253,4 +254,59 @@ test('every NIfTI fixture, plain and hostile: the spooling reader gives what rea
     }
   }
   assert.ok(n >= 20, `${n} files`);
+});
+
+/** The outcome of opening: the volume (its planes read whole), or the error's code and message. */
+async function opened(open: () => Promise<Volume | SpooledVolume>): Promise<{ volume: Volume; spooled: boolean } | { code: unknown; message: string }> {
+  try {
+    const v = await open();
+    if (!isSpooled(v)) return { volume: v, spooled: false };
+    try {
+      return { volume: await loadPlaneVolume(v), spooled: true };
+    } finally {
+      await v.close();
+    }
+  } catch (err) {
+    return { code: (err as { code?: unknown }).code, message: (err as Error).message };
+  }
+}
+
+test('a folder of DICOM files opened for sliding windows is kept on disk, one file at a time, and gives what readVolume gives: axial, coronal, deflated, big-endian and enhanced series, a choice among series, hostile files; PNG slices are read as before', async (t) => {
+  const dir = await tempDir(t);
+  const spoolDir = join(dir, 'spool');
+  await mkdir(spoolDir);
+  const folders: { name: string; path: string; params?: { seriesInstanceUid?: string } }[] = [];
+  for (const name of ['ct_series', 'ct_deflated', 'mr_bigendian', 'mixed_series', 'png_slices']) folders.push({ name, path: fixture('volumes', name) });
+  // the coronal series of the zip, as a folder
+  const zip = new ZipReader(await readFile(fixture('volumes', 'coronal_implicit.zip')), 'coronal_implicit.zip');
+  const coronal = join(dir, 'coronal');
+  await mkdir(coronal);
+  for (const e of zip.entries.filter((e) => !e.name.endsWith('/'))) await writeFile(join(coronal, e.name.split('/').pop()!), zip.read(e));
+  folders.push({ name: 'coronal (from the zip)', path: coronal });
+  // one enhanced multi-frame file, and each hostile DICOM file alone in a folder
+  for (const name of ['enhanced_ct.dcm', ...(await readdir(fixture('volumes', 'hostile'))).filter((f) => f.endsWith('.dcm'))]) {
+    const folder = join(dir, name.replace('.dcm', ''));
+    await mkdir(folder);
+    const from = name === 'enhanced_ct.dcm' ? fixture('volumes', name) : fixture('volumes', 'hostile', name);
+    await writeFile(join(folder, 'IM0000'), await readFile(from));
+    folders.push({ name, path: folder });
+  }
+  const mixed = await readVolume(fixture('volumes', 'mixed_series')).catch((err: { series?: { uid: string }[] }) => err.series!);
+  assert.ok(Array.isArray(mixed) && mixed.length === 2, 'the mixed folder holds two series');
+  folders.push({ name: 'mixed_series, the second series', path: fixture('volumes', 'mixed_series'), params: { seriesInstanceUid: (mixed as { uid: string }[])[1]!.uid } });
+  let spooledCount = 0;
+  for (const f of folders) {
+    const expected = await opened(() => readVolume(f.path, f.params));
+    const got = await opened(() => openVolume(f.path, { ...f.params, dir: spoolDir }));
+    if ('volume' in expected && 'volume' in got) {
+      assertSameBits(got.volume.data, expected.volume.data, f.name);
+      const { data: _a, ...restGot } = got.volume;
+      const { data: _b, ...restExpected } = expected.volume;
+      assert.deepEqual(restGot, restExpected, `${f.name}: shape, geometry and source`);
+      assert.equal(got.spooled, expected.volume.source.format === 'dicom', `${f.name}: spooled when DICOM`);
+      if (got.spooled) spooledCount++;
+    } else assert.deepEqual(got, expected, `${f.name}: the same error`);
+    assert.deepEqual(await readdir(spoolDir), [], `${f.name}: nothing left behind`);
+  }
+  assert.ok(spooledCount >= 6, `${spooledCount} series spooled`);
 });
