@@ -195,3 +195,85 @@ export function syntheticCt(dims: readonly [number, number, number] = [256, 256,
   const moved = [0, 0, -si, (ni * si) / 2, -sj, 0, 0, (nj * sj) / 2, 0, sk, 0, (-nk * sk) / 2, 0, 0, 0, 1];
   return encodeNifti({ data: sagittal, shape: [ni, nk, nj], affine: moved, gzip: true });
 }
+
+/** One element of explicit VR little endian: tag, VR, value (padded to an even length). */
+function dicomElement(group: number, element: number, vr: string, value: Uint8Array | string): Uint8Array {
+  let bytes = typeof value === 'string' ? new TextEncoder().encode(value) : value;
+  if (bytes.byteLength % 2 === 1) {
+    const padded = new Uint8Array(bytes.byteLength + 1);
+    padded.set(bytes);
+    padded[bytes.byteLength] = vr === 'UI' ? 0 : 0x20;
+    bytes = padded;
+  }
+  const long = ['OB', 'OW', 'OF', 'SQ', 'UT', 'UN'].includes(vr);
+  const head = new DataView(new ArrayBuffer(long ? 12 : 8));
+  head.setUint16(0, group, true);
+  head.setUint16(2, element, true);
+  head.setUint8(4, vr.charCodeAt(0));
+  head.setUint8(5, vr.charCodeAt(1));
+  if (long) head.setUint32(8, bytes.byteLength, true);
+  else head.setUint16(6, bytes.byteLength, true);
+  const out = new Uint8Array(head.byteLength + bytes.byteLength);
+  out.set(new Uint8Array(head.buffer));
+  out.set(bytes, head.byteLength);
+  return out;
+}
+
+const us = (n: number) => new Uint8Array(new Uint16Array([n]).buffer);
+
+/**
+ * `syntheticCt`'s image as a DICOM series (explicit VR little endian, one file an axial slice,
+ * int16 HU, LPS geometry), the files' bytes in slice order.
+ */
+export function syntheticCtDicom(dims: readonly [number, number, number] = [256, 256, 160], spacing: readonly [number, number, number] = [0.7, 0.7, 2]): Uint8Array[] {
+  const [ni, nj, nk] = dims;
+  const [si, sj, sk] = spacing;
+  const noise = seededRandom(7);
+  const uid = '1.2.826.0.1.3680043.10.1.1';
+  const files: Uint8Array[] = [];
+  for (let k = 0; k < nk; k++) {
+    const pixels = new Int16Array(ni * nj);
+    for (let j = 0; j < nj; j++) {
+      for (let i = 0; i < ni; i++) {
+        const x = (i - ni / 2) / (ni * 0.43), y = (j - nj / 2) / (nj * 0.3125);
+        let v = -1000;
+        if (x * x + y * y < 1) v = 40;
+        if (((Math.abs(x) - 0.45) / 0.3) ** 2 + (y / 0.6) ** 2 < 1) v = -850;
+        if (x * x / 0.01 + ((y + 0.6) / 0.12) ** 2 < 1) v = 700;
+        pixels[j * ni + i] = v + Math.round((noise() - 0.5) * 40);
+      }
+    }
+    const syntax = dicomElement(0x0002, 0x0010, 'UI', '1.2.840.10008.1.2.1');
+    const metaLength = dicomElement(0x0002, 0x0000, 'UL', new Uint8Array(new Uint32Array([syntax.byteLength]).buffer));
+    const elements = [
+      new Uint8Array(128),
+      new TextEncoder().encode('DICM'),
+      metaLength,
+      syntax,
+      dicomElement(0x0008, 0x0060, 'CS', 'CT'),
+      dicomElement(0x0020, 0x000e, 'UI', uid),
+      dicomElement(0x0020, 0x0013, 'IS', String(k + 1)),
+      dicomElement(0x0020, 0x0032, 'DS', `${(-ni * si) / 2}\\${(-nj * sj) / 2}\\${k * sk}`),
+      dicomElement(0x0020, 0x0037, 'DS', '1\\0\\0\\0\\1\\0'),
+      dicomElement(0x0028, 0x0002, 'US', us(1)),
+      dicomElement(0x0028, 0x0004, 'CS', 'MONOCHROME2'),
+      dicomElement(0x0028, 0x0010, 'US', us(nj)),
+      dicomElement(0x0028, 0x0011, 'US', us(ni)),
+      dicomElement(0x0028, 0x0030, 'DS', `${sj}\\${si}`),
+      dicomElement(0x0028, 0x0100, 'US', us(16)),
+      dicomElement(0x0028, 0x0101, 'US', us(16)),
+      dicomElement(0x0028, 0x0103, 'US', us(1)),
+      dicomElement(0x0028, 0x1052, 'DS', '0'),
+      dicomElement(0x0028, 0x1053, 'DS', '1'),
+      dicomElement(0x7fe0, 0x0010, 'OW', new Uint8Array(pixels.buffer)),
+    ];
+    const out = new Uint8Array(elements.reduce((n, e) => n + e.byteLength, 0));
+    let o = 0;
+    for (const e of elements) {
+      out.set(e, o);
+      o += e.byteLength;
+    }
+    files.push(out);
+  }
+  return files;
+}
