@@ -5,7 +5,9 @@
 import type { Logger } from 'pino';
 import type { HubConfig } from './config.js';
 import { stagingDir } from './config.js';
+import { workerUnavailable } from '../converters/fence/errors.js';
 import { WorkerFence, type Fence } from '../converters/fence/fence.js';
+import { RunQueue } from '../converters/fence/queue.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
 import type { Device } from '../inference/runtime/providers.js';
 import { loadCatalogue, type Catalogue } from '../zoo/catalogue.js';
@@ -27,6 +29,12 @@ export interface Services {
   engine: InferenceEngine;
   /** Where decoding, preprocessing and conversion of inputs run. */
   fence: Fence;
+  /**
+   * Volumes for sliding windows, read to disk and spooled there (not in the fence): as many at
+   * once as the fence has workers, `fence.maxPending` waiting; past that a request is refused
+   * (503, retry later) before its body is read.
+   */
+  volumes: RunQueue;
   /** Get or convert, record, count: the one place conversions are made. */
   hub: HubService;
   jobs: JobRegistry;
@@ -111,6 +119,12 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
     catalogue,
     engine,
     fence,
+    volumes: new RunQueue({
+      concurrency: cfg.fence.workers,
+      maxPending: cfg.fence.maxPending,
+      what: 'volumes',
+      refuse: (message) => workerUnavailable(`every reader of volumes is busy and ${message}`),
+    }),
     hub,
     jobs,
     metrics,

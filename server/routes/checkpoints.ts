@@ -104,17 +104,19 @@ export function checkpointRoutes(s: Services): Router {
     let prepared: PreparedInput | undefined;
     if (options.patch && !options.raw) {
       // Sliding windows: the body goes to disk, and a NIfTI is kept there and read a plane at a
-      // time, so that neither the body nor the volume is ever held whole.
+      // time, so that neither the body nor the volume is ever held whole; a bounded number at once.
       const dir = join(s.stagingDir, 'volumes');
       await mkdir(dir, { recursive: true });
       const tmp = join(dir, `${randomBytes(8).toString('hex')}.part`);
-      try {
-        await bodyToFile(req, tmp, s.cfg.server.maxVolumeBytes, tooLarge);
-        if (await looksLikeNiftiFile(tmp)) volume = await spoolNiftiFile(tmp, { file: 'volume', budgets, dir });
-        else ({ volume, prepared } = await prepare(await readFileBytes(tmp)));
-      } finally {
-        await rm(tmp, { force: true });
-      }
+      ({ volume, prepared } = await s.volumes.run(0, async () => {
+        try {
+          await bodyToFile(req, tmp, s.cfg.server.maxVolumeBytes, tooLarge);
+          if (await looksLikeNiftiFile(tmp)) return { volume: await spoolNiftiFile(tmp, { file: 'volume', budgets, dir }), prepared: undefined };
+          return await prepare(await readFileBytes(tmp));
+        } finally {
+          await rm(tmp, { force: true });
+        }
+      }));
     } else {
       ({ volume, prepared } = await prepare(await readBody(req, s.cfg.server.maxVolumeBytes, tooLarge)));
     }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import request from 'supertest';
@@ -7,7 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import { stagingDir } from '../../server/config.js';
 import { encodeNpy } from '../../inference/volumes/index.js';
 import { ctNifti, fixture, prng } from '../helpers.js';
-import { finishedJob, testHub, type TestHub } from './hub.js';
+import { finishedJob, listeningHub, testHub, type TestHub } from './hub.js';
 
 let t: TestHub;
 let id: string;
@@ -74,4 +75,47 @@ test('infer with sliding windows: a truncated or corrupt NIfTI, non-finite voxel
   const big = await infer(noise, query).expect(413);
   assert.match(big.body.detail, /over the limit of 300000 bytes \(server\.maxVolumeBytes\)/);
   await stagingIsEmpty('refused bodies');
+});
+
+test('volumes for sliding windows are read a bounded number at once: one reading, one waiting, the next refused 503 before its body is read; then the waiting one and a new one are served', async (t) => {
+  const busy = await listeningHub(t, { fence: { workers: 1, maxPending: 1 } });
+  const weights = await readFile(fixture('goldens', 'resnet18', 'model.pth'));
+  const up = await request(busy.hub.app).post('/v1/uploads?filename=resnet18.pth').set('Content-Type', 'application/octet-stream').send(weights).expect(201);
+  const job = await request(busy.hub.app).post('/v1/conversions').send({ source: { upload: up.body.id }, mode: 'acs', options: { inChannels: 1 } }).expect(202);
+  const checkpoint = (await finishedJob(busy.hub.app, job.body.id as string))['checkpointId'] as string;
+  const path = `/v1/checkpoints/${checkpoint}/infer?patch=16%2C16%2C16`;
+  const gz = ctNifti(24);
+  // the first request sends half its body and waits: it holds the only reader
+  const first = httpRequest(`${busy.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream', Accept: 'application/json', 'Content-Length': String(gz.byteLength) } });
+  const firstAnswer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    first.on('response', (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    first.on('error', reject);
+  });
+  first.write(gz.subarray(0, gz.byteLength >> 1));
+  const queue = busy.hub.services.volumes;
+  const until = async (what: string, ok: () => boolean | Promise<boolean>) => {
+    for (let i = 0; i < 500 && !(await ok()); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.ok(await ok(), what);
+  };
+  const staging = join(stagingDir(busy.cfg), 'volumes');
+  await until('the first body is being written', async () => (await readdir(staging).catch(() => [])).length === 1);
+  // the second waits for it; the third finds no place
+  const send = () => request(busy.url).post(path).set('Content-Type', 'application/octet-stream').set('Accept', 'application/json').send(gz);
+  const second = send().then((r) => r);
+  await until('the second request waits', () => queue.pending === 1);
+  const refused = await request(busy.hub.app).post(path).set('Content-Type', 'application/octet-stream').set('Accept', 'application/json').send(gz);
+  assert.equal(refused.status, 503, JSON.stringify(refused.body));
+  assert.equal(refused.body.code, 'WORKER_UNAVAILABLE');
+  assert.match(refused.body.detail, /every reader of volumes is busy and 1 volumes are already waiting; retry later/);
+  first.end(gz.subarray(gz.byteLength >> 1));
+  const done = await firstAnswer;
+  assert.equal(done.status, 200, done.body);
+  assert.equal(JSON.parse(done.body).kind, 'classification');
+  assert.equal((await second).status, 200, 'the waiting one is served next');
+  // the reader is free again
+  assert.equal((await send()).status, 200);
 });
