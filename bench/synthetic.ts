@@ -166,12 +166,8 @@ export function templateStateDict(name: string, seed = 50): StateDict {
   return sd;
 }
 
-/**
- * A synthetic CT as a gzipped int16 NIfTI of `dims` = `[ni, nj, nk]` voxels of `spacing` mm
- * (i, j, k): air, a body ellipse, two lungs, a spine, and noise as a scanner's.
- */
-export function syntheticCt(dims: readonly [number, number, number] = [256, 256, 160], spacing: readonly [number, number, number] = [0.7, 0.7, 2], stored: 'axial' | 'sagittal' = 'axial'): Uint8Array {
-  const [ni, nj, nk] = dims;
+/** The synthetic CT's image: air, a body, two lungs and a spine in HU with noise, `[nk, nj, ni]` int16 (i fastest). */
+function ctImage([ni, nj, nk]: readonly [number, number, number]): Int16Array {
   const data = new Int16Array(ni * nj * nk);
   const noise = seededRandom(7);
   for (let k = 0; k < nk; k++) {
@@ -186,6 +182,16 @@ export function syntheticCt(dims: readonly [number, number, number] = [256, 256,
       }
     }
   }
+  return data;
+}
+
+/**
+ * A synthetic CT as a gzipped int16 NIfTI of `dims` = `[ni, nj, nk]` voxels of `spacing` mm
+ * (i, j, k): air, a body ellipse, two lungs, a spine, and noise as a scanner's.
+ */
+export function syntheticCt(dims: readonly [number, number, number] = [256, 256, 160], spacing: readonly [number, number, number] = [0.7, 0.7, 2], stored: 'axial' | 'sagittal' = 'axial'): Uint8Array {
+  const [ni, nj, nk] = dims;
+  const data = ctImage(dims);
   const [si, sj, sk] = spacing;
   const affine = [-si, 0, 0, (ni * si) / 2, 0, -sj, 0, (nj * sj) / 2, 0, 0, sk, (-nk * sk) / 2, 0, 0, 0, 1];
   if (stored === 'axial') return encodeNifti({ data, shape: [nk, nj, ni], affine, gzip: true });
@@ -228,21 +234,11 @@ const us = (n: number) => new Uint8Array(new Uint16Array([n]).buffer);
 export function syntheticCtDicom(dims: readonly [number, number, number] = [256, 256, 160], spacing: readonly [number, number, number] = [0.7, 0.7, 2]): Uint8Array[] {
   const [ni, nj, nk] = dims;
   const [si, sj, sk] = spacing;
-  const noise = seededRandom(7);
   const uid = '1.2.826.0.1.3680043.10.1.1';
+  const image = ctImage(dims);
   const files: Uint8Array[] = [];
   for (let k = 0; k < nk; k++) {
-    const pixels = new Int16Array(ni * nj);
-    for (let j = 0; j < nj; j++) {
-      for (let i = 0; i < ni; i++) {
-        const x = (i - ni / 2) / (ni * 0.43), y = (j - nj / 2) / (nj * 0.3125);
-        let v = -1000;
-        if (x * x + y * y < 1) v = 40;
-        if (((Math.abs(x) - 0.45) / 0.3) ** 2 + (y / 0.6) ** 2 < 1) v = -850;
-        if (x * x / 0.01 + ((y + 0.6) / 0.12) ** 2 < 1) v = 700;
-        pixels[j * ni + i] = v + Math.round((noise() - 0.5) * 40);
-      }
-    }
+    const pixels = image.slice(k * ni * nj, (k + 1) * ni * nj);
     const syntax = dicomElement(0x0002, 0x0010, 'UI', '1.2.840.10008.1.2.1');
     const metaLength = dicomElement(0x0002, 0x0000, 'UL', new Uint8Array(new Uint32Array([syntax.byteLength]).buffer));
     const elements = [
