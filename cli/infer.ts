@@ -15,7 +15,7 @@ import { infer, type InferOptions, type InferResult } from '../inference/runtime
 import { activationMap } from '../inference/runtime/cam.js';
 import { DEVICES, type Device } from '../inference/runtime/providers.js';
 import { readRawArray } from '../inference/runtime/raw-input.js';
-import { encodeNpy, geometryOf, isSpooled, loadPlaneVolume, openVolume, readVolume, type SpooledVolume, type Vec3 } from '../inference/volumes/index.js';
+import { encodeNpy, geometryOf, isSpooled, openVolume, readVolume, wholeVolume, type SpooledVolume, type Vec3 } from '../inference/volumes/index.js';
 import { renderAnswer } from '../inference/runtime/render-answer.js';
 import { stat } from 'node:fs/promises';
 import type { LoadedModel } from '../inference/runtime/pipeline.js';
@@ -204,8 +204,7 @@ export async function runInfer(argv: string[]): Promise<void> {
     const volume = options.patch ? await openVolume(input, read) : await readVolume(input, read);
     spooled = isSpooled(volume) ? volume : undefined;
     const result = await infer(engine, model, volume, options, cfg.budgets);
-    /** The volume in memory, for the previews (a spooled one is read whole for them). */
-    const whole = async () => (isSpooled(volume) ? loadPlaneVolume(volume) : volume);
+    const whole = wholeVolume(volume);
     if ((probsOut !== undefined || previewOut !== undefined) && !result.labels) throw new UsageError('--probabilities and --preview are for segmentation networks; this one is a classifier');
     const device = engine.loaded.get(model.source.key)?.device ?? 'cpu';
     const json = answer(result, { model: model.card?.architecture.arch ?? modelPath, device, volume: { file: input, shape: volume.shape, spacing: volume.spacing } });

@@ -226,14 +226,16 @@ function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, fina
   const [, I, ...k] = c.weight.shape as [number, number, number, number, number];
   const axis = c.axis;
   const kernel2d = axis === 'pointwise' ? [1, 1] : k.filter((_, i) => i !== axis);
+  // Stride-1 coronal and sagittal views are reshapes; the others are folded into the batch.
+  const folds = axis !== 'pointwise' && (c.stride !== 1 || axis === 0);
   // A view pooled while folded gets whole blocks of output channels (zero filters), so that
   // onnxruntime pools the blocked output in place.
-  const pooled = pooling !== undefined && axis !== 'pointwise' && !(c.stride === 1 && axis !== 0);
+  const pooled = folds ? pooling : undefined;
   const block = o.channelBlock ?? 8;
   const padded = pooled ? Math.ceil(O / block) * block : O;
   const w = em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [padded, I, ...kernel2d], data: grow(c.weight.data as Float32Array, padded * I * kernel2d[0]! * kernel2d[1]!) });
   const bias = n.inputs[2] ? [n.inputs[2]] : [];
-  if (c.bias && padded !== O) bias[0] = em.constant(`${n.inputs[2]}/2d`, { dtype: 'F32', shape: [padded], data: grow(c.bias!.data as Float32Array, padded) });
+  if (c.bias && padded !== O) bias[0] = em.constant(`${n.inputs[2]}/2d`, { dtype: 'F32', shape: [padded], data: grow(c.bias.data as Float32Array, padded) });
   const hint = n.name;
   const [pd0, ph0, pw0, pd1, ph1, pw1] = c.pads as [number, number, number, number, number, number];
   const [dd, dh, dw] = c.dilations as [number, number, number];
@@ -286,7 +288,7 @@ function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, fina
     group: A.int(c.group),
   }, `${hint}/2d`);
   if (act) y = em.op(act.op, [y], act.attrs, `${act.name}/2d`);
-  if (fold !== undefined && pooling && pooled) return foldedPool(em, y, fold, [Do, Ho, Wo][fold]!, O, padded, pooling, hint);
+  if (fold !== undefined && pooled) return foldedPool(em, y, fold, [Do, Ho, Wo][fold]!, O, padded, pooled, hint);
   if (fold !== undefined) {
     const r = em.op('Reshape', [y, em.ints(back)], {}, `${hint}/unflat`);
     em.node('Transpose', `${hint}/unfold`, [r], [final], { perm: A.ints(FOLD_OUT[fold]) });

@@ -389,7 +389,8 @@ export async function infer(
     input = { shape: [1, channels.length, ...grid.map((n, a) => Math.max(n, patch[a]!))], spacing: source.spacing };
     steps.push(`sliding windows ${patch.join('x')} (overlap ${o.overlap ?? 0.25}, ${result.windows} windows)`);
   } else {
-    const v = prepared.volume ?? preprocess(isSpooled(volume) ? await loadPlaneVolume(volume) : volume, model, o, budgets).volume;
+    const v = prepared.volume;
+    if (!v) throw new InvalidArgumentError("'prepared' holds neither the network's input nor its windows");
     input = { shape: [1, ...v.shape], spacing: v.spacing };
     const out = first(await run(v.data, input.shape));
     const bad = out.data.findIndex((x) => !Number.isFinite(x));

@@ -83,6 +83,15 @@ export async function loadPlaneVolume(v: PlaneVolume): Promise<Volume> {
   return { ...geometryOf(v), shape: v.shape, data: await readAllPlanes(v) };
 }
 
+/**
+ * The volume in memory, for the steps that draw it (previews): a spooled one is read whole on
+ * the first call and kept for the next; one in memory is itself.
+ */
+export function wholeVolume(v: Volume | SpooledVolume): () => Promise<Volume> {
+  let loaded: Promise<Volume> | undefined;
+  return () => (loaded ??= isSpooled(v) ? loadPlaneVolume(v) : Promise.resolve(v as Volume));
+}
+
 /** Parameters of `spoolVolume`. */
 export interface SpoolVolumeParams {
   /** `[C, D, H, W]`. */

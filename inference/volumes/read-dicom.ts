@@ -81,18 +81,33 @@ function one(ds: DicomFile, tag: number, file: string, required: boolean): numbe
 /** A slice step only when it is one (a thickness of 0 says nothing). */
 const positive = (v: number | undefined): number | undefined => (v !== undefined && v > 0 ? v : undefined);
 
-/** Decode the chosen series of a set of DICOM files. */
-export function decodeDicomSeries(params: DecodeDicomSeriesParams): Volume {
-  const source = params.source ?? 'dicom series';
+/** The limits a series is read within, from the options of `decodeDicomSeries`. */
+export function seriesLimits(params: Pick<DecodeDicomSeriesParams, 'maxVoxels' | 'sliceSpacingTolerance' | 'budgets'>): { maxVoxels: number; tolerance: number; maxInflatedBytes: number } {
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
   const tolerance = params.sliceSpacingTolerance ?? 0.1;
   if (!(tolerance >= 0)) throw new InvalidArgumentError(`'sliceSpacingTolerance' must be >= 0, got ${tolerance}`);
+  return { maxVoxels, tolerance, maxInflatedBytes: Math.min(2 ** 31, resolveBudgets(params.budgets).unpackedEntryBytes, maxVoxels * 8 + (1 << 26)) };
+}
+
+/**
+ * A file of a series, when it is a DICOM image (`DICM`, pixel data): its series, and its dataset
+ * (`load`, or this one parse kept when `load` is not given); `undefined` for any other file.
+ */
+export function seriesFile(name: string, bytes: Uint8Array, maxInflatedBytes: number, load?: () => DicomFile): SeriesFile | undefined {
+  if (!looksLikeDicom(bytes)) return undefined;
+  const ds = parseDicom(bytes, { file: name, maxInflatedBytes });
+  if (!ds.elements.has(TAGS.PixelData)) return undefined;
+  return { name, uid: getString(ds, TAGS.SeriesInstanceUID) ?? '', load: load ?? (() => ds) };
+}
+
+/** Decode the chosen series of a set of DICOM files. */
+export function decodeDicomSeries(params: DecodeDicomSeriesParams): Volume {
+  const source = params.source ?? 'dicom series';
+  const { maxVoxels, tolerance, maxInflatedBytes } = seriesLimits(params);
   const images: SeriesFile[] = [];
   for (const f of params.files) {
-    if (!looksLikeDicom(f.bytes)) continue;
-    const ds = parseDicom(f.bytes, { file: f.name, maxInflatedBytes: Math.min(2 ** 31, resolveBudgets(params.budgets).unpackedEntryBytes, maxVoxels * 8 + (1 << 26)) });
-    if (!ds.elements.has(TAGS.PixelData)) continue;
-    images.push({ name: f.name, load: () => ds, uid: getString(ds, TAGS.SeriesInstanceUID) ?? '' });
+    const image = seriesFile(f.name, f.bytes, maxInflatedBytes);
+    if (image) images.push(image);
   }
   if (images.length === 0) {
     throw new VolumeFormatError(`${source}: no DICOM image among its ${params.files.length} files (looked for 'DICM' at byte 128 and pixel data)`, { file: source });

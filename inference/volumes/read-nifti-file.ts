@@ -1,9 +1,10 @@
 /**
- * A NIfTI file (`.nii` or `.nii.gz`) read from disk as a stream: each voxel goes to its place in
- * the canonical volume as it is read (and inflated), so that neither the file's bytes nor what
- * they inflate to are ever held whole: a 512x512x300 int16 CT holds its 315 MB float32 volume
- * and a megabyte of stream, not the 69 MB file and its 157 MB of samples besides. The same
- * checks, budgets (`unpackedEntryBytes`, `compressionRatio`), values and messages as
+ * A NIfTI file (`.nii` or `.nii.gz`) read from disk as a stream, decoded a slice at a time as it
+ * is read (and inflated): `readNiftiFile` puts each slice in its canonical places, so that
+ * neither the file's bytes nor what they inflate to are ever held whole (a 512x512x300 int16 CT
+ * holds its 315 MB float32 volume, one slice and a megabyte of stream, not the 69 MB file and its
+ * 157 MB of samples besides); `spoolNiftiFile` hands each slice to a volume on disk instead. The
+ * same checks, budgets (`unpackedEntryBytes`, `compressionRatio`), values and messages as
  * `decodeNifti`; RGB images, whose samples interleave their channels, are decoded whole by it.
  */
 import { open } from 'node:fs/promises';
@@ -31,57 +32,6 @@ export async function looksLikeNiftiFile(path: string): Promise<boolean> {
   } finally {
     await handle.close();
   }
-}
-
-/** Writes file-order samples into canonical places, across chunk boundaries. */
-function scatter(plan: NiftiPlan, g: CanonicalGrid, out: Float32Array, littleEndian: boolean): (bytes: Uint8Array) => void {
-  const { lay, slope, inter } = plan;
-  const [ni, nj, nk] = lay.dims;
-  const [s0, s1, s2] = g.steps;
-  const per = ni * nj * nk;
-  const size = SAMPLE_BYTES[lay.type];
-  const scaled = slope !== 1 || inter !== 0;
-  const carry = new Uint8Array(size);
-  let carried = 0;
-  let i = 0;
-  let j = 0;
-  let k = 0;
-  let c = 0;
-  let dst = g.start;
-  const put = (values: ArrayLike<number>, m: number): void => {
-    for (let t = 0; t < m; t++) {
-      out[dst] = scaled ? values[t]! * slope + inter : values[t]!;
-      if (++i < ni) {
-        dst += s0;
-        continue;
-      }
-      i = 0;
-      if (++j === nj) {
-        j = 0;
-        if (++k === nk) {
-          k = 0;
-          c++;
-        }
-      }
-      dst = c * per + g.start + j * s1 + k * s2;
-    }
-  };
-  return (bytes) => {
-    let o = 0;
-    if (carried > 0) {
-      o = Math.min(size - carried, bytes.byteLength);
-      carry.set(bytes.subarray(0, o), carried);
-      carried += o;
-      if (carried < size) return;
-      put(decodeSamples(carry, 0, 1, lay.type, littleEndian), 1);
-      carried = 0;
-    }
-    const m = Math.floor((bytes.byteLength - o) / size);
-    if (m > 0) put(decodeSamples(bytes, o, m, lay.type, littleEndian), m);
-    o += m * size;
-    carry.set(bytes.subarray(o), 0);
-    carried = bytes.byteLength - o;
-  };
 }
 
 /** What `streamNifti` found: the header's plan and the canonical grid, or a file to decode whole. */
@@ -177,10 +127,18 @@ async function streamNifti(
 /** Read a `.nii` or `.nii.gz` file into a canonical volume (see the module comment). */
 export async function readNiftiFile(path: string, params: DecodeNiftiParams = {}): Promise<Volume> {
   let out: Float32Array | undefined;
-  const streamed = await streamNifti(path, params, (plan, grid, littleEndian) => {
-    const { lay } = plan;
-    out = new Float32Array(lay.channels * lay.dims[0] * lay.dims[1] * lay.dims[2]);
-    return scatter(plan, grid, out, littleEndian);
+  const streamed = await streamNifti(path, params, (plan, g, littleEndian) => {
+    const [ni, nj, nk] = plan.lay.dims;
+    const per = ni * nj * nk;
+    const [s0, s1, s2] = g.steps;
+    const volume = (out = new Float32Array(plan.lay.channels * per));
+    // each slice, as it is decoded, into its canonical places
+    return sliceFeeder(plan, littleEndian, async (c, k, slice) => {
+      for (let j = 0, t = 0; j < nj; j++) {
+        let dst = c * per + g.start + j * s1 + k * s2;
+        for (let i = 0; i < ni; i++, t++, dst += s0) volume[dst] = slice[t]!;
+      }
+    });
   });
   if (streamed.kind !== 'voxels') return decodeNifti(await readFileBytes(path), { ...params, file: params.file ?? path });
   return streamed.grid.volume(out!);

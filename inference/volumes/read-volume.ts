@@ -16,10 +16,10 @@ import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../..
 import { CheckpointFormatError, InvalidArgumentError, LimitExceededError } from '../../converters/errors.js';
 import { ZipReader, looksLikeZip, type ZipEntry } from '../../converters/formats/zip.js';
 import { readFileBytes } from '../../converters/io.js';
-import { getString, looksLikeDicom, parseDicom, TAGS, type DicomFile } from './dicom-parse.js';
+import { looksLikeDicom, parseDicom, type DicomFile } from './dicom-parse.js';
 import { VolumeFormatError } from './errors.js';
 import { looksLikeGzip } from './gunzip.js';
-import { chooseSeries, decodeDicomSeries, planSeries, type NamedBytes, type SeriesFile } from './read-dicom.js';
+import { chooseSeries, decodeDicomSeries, planSeries, seriesFile, seriesLimits, type NamedBytes, type SeriesFile } from './read-dicom.js';
 import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff } from './read-image-stack.js';
 import { decodeNifti, looksLikeNifti } from './read-nifti.js';
 import { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile } from './read-nifti-file.js';
@@ -225,23 +225,19 @@ export async function openVolume(input: string, params: ReadVolumeParams & { dir
  * DICOM image (`readVolume` reads it then, or says why not).
  */
 export async function spoolDicomFolder(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
-  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
-  const tolerance = params.sliceSpacingTolerance ?? 0.1;
-  if (!(tolerance >= 0)) throw new InvalidArgumentError(`'sliceSpacingTolerance' must be >= 0, got ${tolerance}`);
-  const maxInflatedBytes = Math.min(2 ** 31, resolveBudgets(params.budgets).unpackedEntryBytes, maxVoxels * 8 + (1 << 26));
+  const { maxVoxels, tolerance, maxInflatedBytes } = seriesLimits(params);
   const images: SeriesFile[] = [];
   for (const path of await listFolder(input, resolveBudgets(params.budgets).volumeFiles)) {
     const bytes = await readFileBytes(path);
-    if (!looksLikeDicom(bytes)) continue;
-    const ds = parseDicom(bytes, { file: path, maxInflatedBytes });
-    if (!ds.elements.has(TAGS.PixelData)) continue;
     const size = bytes.byteLength;
+    // its dataset is not kept (nor its bytes): read again when its pixels are wanted
     const load = (): DicomFile => {
       const again = readFileSync(path);
       if (again.byteLength !== size) throw new VolumeFormatError(`${path}: changed while it was read (${size} bytes, then ${again.byteLength})`, { file: path });
       return parseDicom(again, { file: path, maxInflatedBytes });
     };
-    images.push({ name: path, uid: getString(ds, TAGS.SeriesInstanceUID) ?? '', load });
+    const image = seriesFile(path, bytes, maxInflatedBytes, load);
+    if (image) images.push(image);
   }
   if (images.length === 0) return undefined;
   const series = planSeries(chooseSeries(images, input, params.seriesInstanceUid), input, maxVoxels, tolerance);

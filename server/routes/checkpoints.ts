@@ -7,7 +7,7 @@ import { readFileBytes } from '../../converters/io.js';
 import { infer, type InferOptions, type PreparedInput } from '../../inference/runtime/pipeline.js';
 import { PREPARE_VOLUME } from '../../inference/runtime/prepare-volume.js';
 import { RENDER_ANSWER } from '../../inference/runtime/render-answer.js';
-import { geometryOf, isSpooled, loadPlaneVolume, looksLikeNiftiFile, spoolNiftiFile, type SpooledVolume, type Vec3, type Volume } from '../../inference/volumes/index.js';
+import { geometryOf, isSpooled, looksLikeNiftiFile, spoolNiftiFile, wholeVolume, type SpooledVolume, type Vec3, type Volume } from '../../inference/volumes/index.js';
 import { listCheckpoints, loadCheckpoint } from '../../zoo/store.js';
 import { httpError } from '../errors.js';
 import { bodyToFile, readBody, type TooLarge } from '../http/body.js';
@@ -121,8 +121,7 @@ export function checkpointRoutes(s: Services): Router {
       ({ volume, prepared } = await prepare(await readBody(req, s.cfg.server.maxVolumeBytes, tooLarge)));
     }
     try {
-      /** The volume in memory, for a preview (a spooled one is read whole for it). */
-      const whole = async () => (isSpooled(volume) ? loadPlaneVolume(volume) : volume);
+      const whole = wholeVolume(volume);
       const result = await infer(s.engine, model, volume, options, budgets, prepared);
       s.metrics.inference.observe({ kind: result.kind }, result.ms.network / 1000);
       if (accept === 'application/json') {
