@@ -1,8 +1,10 @@
 /**
  * ZIP archives: a reader (central directory, ZIP64, stored and deflated entries, every
- * offset checked against the archive size) and a writer of stored entries aligned the way
+ * offset checked against the archive size; over bytes in memory or over a file read at
+ * offsets) and a writer of stored entries aligned the way
  * `torch.save` aligns them (data at multiples of 64 bytes), with ZIP64 records when needed.
  */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32, inflateRawSync } from 'node:zlib';
 import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../budgets.js';
 import { CheckpointFormatError, LimitExceededError } from '../errors.js';
@@ -46,24 +48,123 @@ export function looksLikeZip(head: Uint8Array): boolean {
   return head.byteLength >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04;
 }
 
-/** A read-only ZIP archive over bytes held in memory. */
+/**
+ * Where an archive's bytes come from: memory, or a file read at offsets (`ZipReader.openFile`),
+ * so that an archive on disk is never held whole.
+ */
+export interface ZipSource {
+  readonly byteLength: number;
+  /** The bytes [start, end) of the archive; the caller keeps within `byteLength`. */
+  read(start: number, end: number): Uint8Array;
+  close?(): void;
+}
+
+function bytesSource(bytes: Uint8Array): ZipSource {
+  return { byteLength: bytes.byteLength, read: (start, end) => bytes.subarray(start, end) };
+}
+
+function fileSource(path: string): ZipSource {
+  const fd = openSync(path, 'r');
+  try {
+    const byteLength = fstatSync(fd).size;
+    return {
+      byteLength,
+      read(start, end) {
+        const out = Buffer.allocUnsafe(end - start);
+        let got = 0;
+        while (got < out.byteLength) {
+          const n = readSync(fd, out, got, out.byteLength - got, start + got);
+          if (n === 0) throw new CheckpointFormatError(`${path}: ends at byte ${start + got}, before the ${byteLength} bytes it had when opened`, { file: path });
+          got += n;
+        }
+        return out;
+      },
+      close: () => closeSync(fd),
+    };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/** Most bytes a central directory may take (it is read whole). */
+const MAX_CENTRAL_DIRECTORY_BYTES = 64 * 1024 * 1024;
+
+/** Little-endian fields of a piece of the archive that starts at byte `base`. */
+class Piece {
+  private readonly view: DataView;
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly base: number,
+    private readonly fail: (msg: string) => never,
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  private at(off: number, n: number): number {
+    const i = off - this.base;
+    if (i < 0 || i + n > this.bytes.byteLength) this.fail(`record at byte ${off} runs past the end of the archive`);
+    return i;
+  }
+
+  u16(off: number): number {
+    return this.view.getUint16(this.at(off, 2), true);
+  }
+
+  u32(off: number): number {
+    return this.view.getUint32(this.at(off, 4), true);
+  }
+
+  u64(off: number): number {
+    const v = this.view.getBigUint64(this.at(off, 8), true);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`64-bit field at byte ${off} is out of range`);
+    return Number(v);
+  }
+
+  text(off: number, n: number): string {
+    const i = this.at(off, n);
+    return new TextDecoder('utf-8').decode(this.bytes.subarray(i, i + n));
+  }
+}
+
+/**
+ * A read-only ZIP archive, over bytes held in memory or over a file (`ZipReader.openFile`:
+ * the central directory is read whole, each entry's data when it is read; `close` it).
+ */
 export class ZipReader {
   readonly entries: readonly ZipEntry[];
   private readonly byName: Map<string, ZipEntry>;
-  private readonly view: DataView;
+  private readonly source: ZipSource;
   private readonly budgets: Readonly<Budgets>;
-  /** Bytes inflated so far, for `budgets.unpackedTotalBytes` and the archive's ratio. */
+  /** Bytes inflated so far (each entry counted once), for `budgets.unpackedTotalBytes` and the archive's ratio. */
   private unpacked = 0;
+  private readonly counted = new Set<ZipEntry>();
 
   constructor(
-    private readonly bytes: Uint8Array,
+    bytes: Uint8Array | ZipSource,
     private readonly file = 'zip archive',
     private readonly limits: ZipLimits = {},
   ) {
     this.budgets = resolveBudgets(limits.budgets);
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.source = bytes instanceof Uint8Array ? bytesSource(bytes) : bytes;
     this.entries = this.readCentralDirectory();
     this.byName = new Map(this.entries.map((e) => [e.name, e]));
+  }
+
+  /** The archive at `path`, read at offsets as its entries are read; `close` it when done. */
+  static openFile(path: string, file = path, limits: ZipLimits = {}): ZipReader {
+    const source = fileSource(path);
+    try {
+      return new ZipReader(source, file, limits);
+    } catch (err) {
+      source.close?.();
+      throw err;
+    }
+  }
+
+  /** Let go of the file under an archive opened with `openFile` (nothing for one in memory). */
+  close(): void {
+    this.source.close?.();
   }
 
   private fail(msg: string): never {
@@ -74,80 +175,75 @@ export class ZipReader {
     throw new LimitExceededError(boundMessage(`${this.file}: ${msg}`, this.budgets.errorMessageChars));
   }
 
-  private u16(off: number): number {
-    if (off + 2 > this.bytes.byteLength) this.fail(`record at byte ${off} runs past the end of the archive`);
-    return this.view.getUint16(off, true);
-  }
-
-  private u32(off: number): number {
-    if (off + 4 > this.bytes.byteLength) this.fail(`record at byte ${off} runs past the end of the archive`);
-    return this.view.getUint32(off, true);
-  }
-
-  private u64(off: number): number {
-    if (off + 8 > this.bytes.byteLength) this.fail(`record at byte ${off} runs past the end of the archive`);
-    const v = this.view.getBigUint64(off, true);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`64-bit field at byte ${off} is out of range`);
-    return Number(v);
+  /** The bytes [start, end) as a piece, `end` held to the archive's length. */
+  private piece(start: number, end: number): Piece {
+    const clipped = Math.min(end, this.source.byteLength);
+    return new Piece(start < clipped ? this.source.read(start, clipped) : new Uint8Array(0), start, (msg) => this.fail(msg));
   }
 
   private readCentralDirectory(): ZipEntry[] {
-    const len = this.bytes.byteLength;
+    const len = this.source.byteLength;
+    // the end record, its comment, and the ZIP64 locator before it
+    const tailStart = Math.max(0, len - 22 - 0xffff - 20);
+    const tail = this.piece(tailStart, len);
     let eocd = -1;
     for (let i = len - 22; i >= Math.max(0, len - 22 - 0xffff); i--) {
-      if (this.view.getUint32(i, true) === SIG_EOCD) {
+      if (tail.u32(i) === SIG_EOCD) {
         eocd = i;
         break;
       }
     }
     if (eocd < 0) this.fail('no end-of-central-directory record (truncated or not a zip archive)');
-    let count = this.u16(eocd + 10);
-    let cdSize = this.u32(eocd + 12);
-    let cdOffset = this.u32(eocd + 16);
+    let count = tail.u16(eocd + 10);
+    let cdSize = tail.u32(eocd + 12);
+    let cdOffset = tail.u32(eocd + 16);
     if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
       const loc = eocd - 20;
-      if (loc < 0 || this.u32(loc) !== SIG_EOCD64_LOCATOR) this.fail('ZIP64 values without a ZIP64 locator');
-      const rec = this.u64(loc + 8);
-      if (this.u32(rec) !== SIG_EOCD64) this.fail(`no ZIP64 end-of-central-directory record at byte ${rec}`);
-      count = this.u64(rec + 32);
-      cdSize = this.u64(rec + 40);
-      cdOffset = this.u64(rec + 48);
+      if (loc < 0 || tail.u32(loc) !== SIG_EOCD64_LOCATOR) this.fail('ZIP64 values without a ZIP64 locator');
+      const recAt = tail.u64(loc + 8);
+      const rec = this.piece(recAt, recAt + 56);
+      if (rec.u32(recAt) !== SIG_EOCD64) this.fail(`no ZIP64 end-of-central-directory record at byte ${recAt}`);
+      count = rec.u64(recAt + 32);
+      cdSize = rec.u64(recAt + 40);
+      cdOffset = rec.u64(recAt + 48);
     }
     const maxEntries = this.limits.maxEntries ?? 1_000_000;
     if (count > maxEntries) this.exceeded(`${count} entries exceed the limit of ${maxEntries}`);
     if (cdOffset + cdSize > len) this.fail(`central directory [${cdOffset}, ${cdOffset + cdSize}) lies outside the archive (${len} bytes)`);
+    if (cdSize > MAX_CENTRAL_DIRECTORY_BYTES) this.exceeded(`central directory of ${cdSize} bytes is over the limit of ${MAX_CENTRAL_DIRECTORY_BYTES}`);
+    const cd = this.piece(cdOffset, cdOffset + cdSize);
+    const cdEnd = cdOffset + cdSize;
     const entries: ZipEntry[] = [];
     let p = cdOffset;
-    const decoder = new TextDecoder('utf-8');
     for (let i = 0; i < count; i++) {
-      if (this.u32(p) !== SIG_CENTRAL) this.fail(`central directory entry ${i} has a bad signature`);
-      const method = this.u16(p + 10);
-      const crc = this.u32(p + 16);
-      let compressedSize = this.u32(p + 20);
-      let size = this.u32(p + 24);
-      const nameLen = this.u16(p + 28);
-      const extraLen = this.u16(p + 30);
-      const commentLen = this.u16(p + 32);
-      let localOffset = this.u32(p + 42);
+      if (p + 46 > cdEnd || cd.u32(p) !== SIG_CENTRAL) this.fail(`central directory entry ${i} has a bad signature`);
+      const method = cd.u16(p + 10);
+      const crc = cd.u32(p + 16);
+      let compressedSize = cd.u32(p + 20);
+      let size = cd.u32(p + 24);
+      const nameLen = cd.u16(p + 28);
+      const extraLen = cd.u16(p + 30);
+      const commentLen = cd.u16(p + 32);
+      let localOffset = cd.u32(p + 42);
       const end = p + 46 + nameLen + extraLen + commentLen;
-      if (end > len) this.fail(`central directory entry ${i} runs past the end of the archive`);
-      const name = decoder.decode(this.bytes.subarray(p + 46, p + 46 + nameLen));
+      if (end > cdEnd) this.fail(`central directory entry ${i} runs past the end of the central directory (byte ${cdEnd})`);
+      const name = cd.text(p + 46, nameLen);
       let x = p + 46 + nameLen;
       const xEnd = x + extraLen;
       while (x + 4 <= xEnd) {
-        const id = this.u16(x);
-        const sz = this.u16(x + 2);
+        const id = cd.u16(x);
+        const sz = cd.u16(x + 2);
         if (id === 0x0001) {
           let q = x + 4;
           if (size === 0xffffffff) {
-            size = this.u64(q);
+            size = cd.u64(q);
             q += 8;
           }
           if (compressedSize === 0xffffffff) {
-            compressedSize = this.u64(q);
+            compressedSize = cd.u64(q);
             q += 8;
           }
-          if (localOffset === 0xffffffff) localOffset = this.u64(q);
+          if (localOffset === 0xffffffff) localOffset = cd.u64(q);
         }
         x += 4 + sz;
       }
@@ -172,6 +268,7 @@ export class ZipReader {
       const which = max === b.unpackedEntryBytes ? ` (${budgetSetting('unpackedEntryBytes')})` : '';
       this.exceeded(`entry '${e.name}' inflates to ${e.size} bytes, more than the limit of ${max}${which}`);
     }
+    if (this.counted.has(e)) return;
     const total = this.unpacked + e.size;
     if (total > b.unpackedTotalBytes) {
       this.exceeded(`entries inflate to more than ${b.unpackedTotalBytes} bytes in all (${budgetSetting('unpackedTotalBytes')})`);
@@ -179,27 +276,30 @@ export class ZipReader {
     if (e.size > RATIO_EXEMPT_BYTES && e.size > b.compressionRatio * e.compressedSize) {
       this.exceeded(`entry '${e.name}' inflates ${e.compressedSize} bytes to ${e.size}, a ratio over ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
     }
-    if (total > RATIO_EXEMPT_BYTES && total > b.compressionRatio * this.bytes.byteLength) {
-      this.exceeded(`entries inflate to ${total} bytes from an archive of ${this.bytes.byteLength}, a ratio over ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
+    const len = this.source.byteLength;
+    if (total > RATIO_EXEMPT_BYTES && total > b.compressionRatio * len) {
+      this.exceeded(`entries inflate to ${total} bytes from an archive of ${len}, a ratio over ${b.compressionRatio} (${budgetSetting('compressionRatio')})`);
     }
   }
 
   /** Byte range of an entry's (compressed) data, checked against the archive. */
   private dataRange(e: ZipEntry): [number, number] {
     const p = e.localOffset;
-    if (this.u32(p) !== SIG_LOCAL) this.fail(`entry '${e.name}' has no local header at byte ${p}`);
-    const start = p + 30 + this.u16(p + 26) + this.u16(p + 28);
+    const local = this.piece(p, p + 30);
+    if (local.u32(p) !== SIG_LOCAL) this.fail(`entry '${e.name}' has no local header at byte ${p}`);
+    const start = p + 30 + local.u16(p + 26) + local.u16(p + 28);
     const end = start + e.compressedSize;
-    if (end > this.bytes.byteLength) this.fail(`entry '${e.name}' data [${start}, ${end}) runs past the end of the archive (${this.bytes.byteLength} bytes)`);
+    const len = this.source.byteLength;
+    if (end > len) this.fail(`entry '${e.name}' data [${start}, ${end}) runs past the end of the archive (${len} bytes)`);
     return [start, end];
   }
 
   /**
-   * The bytes of an entry: a view into the archive for stored entries, inflated for deflated
-   * ones. Before inflating, the declared size is held to the budgets (per entry, in total, and
-   * the compression ratio of the entry and of the archive); while inflating, the output is
-   * cut at the declared size, so a header that lies about it gains nothing. `verify` checks
-   * the CRC-32.
+   * The bytes of an entry: the stored bytes (a view into an archive in memory), inflated for
+   * deflated ones. Before inflating, the declared size is held to the budgets (per entry, in
+   * total, and the compression ratio of the entry and of the archive; an entry read again is
+   * not counted twice); while inflating, the output is cut at the declared size, so a header
+   * that lies about it gains nothing. `verify` checks the CRC-32.
    */
   read(name: string | ZipEntry, options: { verify?: boolean } = {}): Uint8Array {
     const e = typeof name === 'string' ? this.byName.get(name) : name;
@@ -207,17 +307,20 @@ export class ZipReader {
     const [start, end] = this.dataRange(e);
     let data: Uint8Array;
     if (e.method === 0) {
-      data = this.bytes.subarray(start, end);
+      data = this.source.read(start, end);
     } else {
       this.checkUnpacked(e);
       try {
-        data = inflateRawSync(this.bytes.subarray(start, end), { maxOutputLength: Math.max(1, e.size) });
+        data = inflateRawSync(this.source.read(start, end), { maxOutputLength: Math.max(1, e.size) });
       } catch (err) {
         if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') this.fail(`entry '${e.name}' inflates to more than its declared ${e.size} bytes`);
         return this.fail(`entry '${e.name}' does not inflate (${(err as Error).message})`);
       }
       if (data.byteLength !== e.size) this.fail(`entry '${e.name}' inflates to ${data.byteLength} bytes, declared ${e.size}`);
-      this.unpacked += data.byteLength;
+      if (!this.counted.has(e)) {
+        this.counted.add(e);
+        this.unpacked += data.byteLength;
+      }
     }
     if (options.verify && crc32(data) >>> 0 !== e.crc32) this.fail(`entry '${e.name}' fails its CRC-32 check`);
     return data;
