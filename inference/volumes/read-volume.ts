@@ -10,7 +10,8 @@
  * and what they inflate to are never held whole.
  */
 import { readFileSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { basename, join } from 'node:path';
 import { boundMessage, budgetSetting, resolveBudgets, type Budgets } from '../../converters/budgets.js';
 import { CheckpointFormatError, InvalidArgumentError, LimitExceededError } from '../../converters/errors.js';
@@ -201,46 +202,63 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
 
 /**
  * `readVolume` for sliding windows, in memory that does not grow with the volume: a NIfTI file
- * (`spoolNiftiFile`) and a folder of DICOM files (`spoolDicomFolder`) are kept on disk and read
- * a plane at a time; anything else (an archive, PNG or TIFF slices, NumPy, raw) is read as
- * `readVolume` reads it, whole. Close a spooled volume when done with it.
+ * (`spoolNiftiFile`), and a folder or zip of DICOM files (`spoolDicomFolder`, `spoolDicomZip`)
+ * are kept on disk and read a plane at a time; anything else (PNG or TIFF slices, NumPy, raw, a
+ * single DICOM file) is read as `readVolume` reads it, whole. Close a spooled volume when done with it.
  */
 export async function openVolume(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<Volume | SpooledVolume> {
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
   const dir = params.dir !== undefined ? { dir: params.dir } : {};
   const info = await stat(input);
   if (info.isFile() && (params.format === undefined || params.format === 'nifti') && (await looksLikeNiftiFile(input))) return spoolNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets, ...dir });
-  if (info.isDirectory() && (params.format === undefined || params.format === 'dicom')) {
-    const spooled = await spoolDicomFolder(input, params);
+  if (params.format === undefined || params.format === 'dicom') {
+    const spooled = info.isDirectory() ? await spoolDicomFolder(input, params) : await spoolDicomZip(input, params);
     if (spooled) return spooled;
   }
   return readVolume(input, params);
 }
 
+async function looksLikeZipFile(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const head = new Uint8Array(4);
+    const { bytesRead } = await fh.read(head, 0, 4, 0);
+    return looksLikeZip(head.subarray(0, bytesRead));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A slice file read twice: once for its header, and later again for its pixels. */
+interface SliceFile {
+  name: string;
+  read(): Uint8Array;
+}
+
 /**
- * A folder's DICOM series kept on disk, holding one file at a time: each file is read once for
- * its header (its pixels dropped), the series laid out from the headers (`planSeries`), then each
- * file read again, in slice order, for its pixels, and every frame handed to `spoolGrid`. The
- * same volume as `readVolume` of the folder, bit for bit; `undefined` when the folder holds no
- * DICOM image (`readVolume` reads it then, or says why not).
+ * The chosen DICOM series of a set of files kept on disk, holding one file at a time: each file
+ * is read once for its header (its pixels dropped), the series laid out from the headers
+ * (`planSeries`), then each file read again, in slice order, for its pixels, and every frame
+ * handed to `spoolGrid`. `undefined` when no file is a DICOM image.
  */
-export async function spoolDicomFolder(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
+async function spoolDicomFiles(files: readonly SliceFile[], source: string, params: ReadVolumeParams & { dir?: string }): Promise<SpooledVolume | undefined> {
   const { maxVoxels, tolerance, maxInflatedBytes } = seriesLimits(params);
   const images: SeriesFile[] = [];
-  for (const path of await listFolder(input, resolveBudgets(params.budgets).volumeFiles)) {
-    const bytes = await readFileBytes(path);
+  for (const f of files) {
+    const bytes = f.read();
     const size = bytes.byteLength;
     // its dataset is not kept (nor its bytes): read again when its pixels are wanted
     const load = (): DicomFile => {
-      const again = readFileSync(path);
-      if (again.byteLength !== size) throw new VolumeFormatError(`${path}: changed while it was read (${size} bytes, then ${again.byteLength})`, { file: path });
-      return parseDicom(again, { file: path, maxInflatedBytes });
+      const again = f.read();
+      if (again.byteLength !== size) throw new VolumeFormatError(`${f.name}: changed while it was read (${size} bytes, then ${again.byteLength})`, { file: f.name });
+      return parseDicom(again, { file: f.name, maxInflatedBytes });
     };
-    const image = seriesFile(path, bytes, maxInflatedBytes, load);
+    const image = seriesFile(f.name, bytes, maxInflatedBytes, load);
     if (image) images.push(image);
+    await yieldToLoop(); // a server's other requests go on between files
   }
   if (images.length === 0) return undefined;
-  const series = planSeries(chooseSeries(images, input, params.seriesInstanceUid), input, maxVoxels, tolerance);
+  const series = planSeries(chooseSeries(images, source, params.seriesInstanceUid), source, maxVoxels, tolerance);
   const spool = await spoolGrid({ grid: canonicalGrid(series.grid), dims: series.dims, ...(params.dir !== undefined ? { dir: params.dir } : {}) });
   try {
     let k = 0;
@@ -248,6 +266,49 @@ export async function spoolDicomFolder(input: string, params: ReadVolumeParams &
     return await spool.finish();
   } catch (err) {
     await spool.abort();
+    throw err;
+  }
+}
+
+/**
+ * A folder's DICOM series kept on disk, one file in memory at a time (`spoolDicomFiles`): the
+ * same volume as `readVolume` of the folder, bit for bit; `undefined` when the folder holds no
+ * DICOM image (`readVolume` reads it then, or says why not).
+ */
+export async function spoolDicomFolder(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
+  const paths = await listFolder(input, resolveBudgets(params.budgets).volumeFiles);
+  return spoolDicomFiles(
+    paths.map((path) => ({ name: path, read: () => readFileSync(path) })),
+    input,
+    params,
+  );
+}
+
+/**
+ * A zip of DICOM files kept on disk: the archive is read at offsets, an entry at a time (its
+ * central directory whole), held to the same budgets as `readVolume` holds it, and its series
+ * spooled as `spoolDicomFiles` does. The same volume as `readVolume` of the archive, bit for
+ * bit; `undefined` when the file is no zip or no entry is a DICOM image.
+ */
+export async function spoolDicomZip(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
+  if (!(await looksLikeZipFile(input))) return undefined;
+  const b = resolveBudgets(params.budgets);
+  const file = params.file ?? input;
+  try {
+    const zip = ZipReader.openFile(input, file, { maxEntries: 3 * b.volumeFiles + 100, budgets: b });
+    try {
+      const entries = sliceEntries(zip);
+      checkZipBudgets(entries, file, b);
+      return await spoolDicomFiles(
+        entries.map((e) => ({ name: `${file}:${e.name}`, read: () => zip.read(e, { verify: true }) })),
+        file,
+        params,
+      );
+    } finally {
+      zip.close();
+    }
+  } catch (err) {
+    if (err instanceof CheckpointFormatError) throw new VolumeFormatError(err.message, { file, cause: err });
     throw err;
   }
 }

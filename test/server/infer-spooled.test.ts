@@ -6,8 +6,10 @@ import { after, before, test } from 'node:test';
 import request from 'supertest';
 import { gunzipSync } from 'node:zlib';
 import { stagingDir } from '../../server/config.js';
-import { encodeNpy } from '../../inference/volumes/index.js';
-import { ctNifti, fixture, prng } from '../helpers.js';
+import { encodeNifti, encodeNpy, readVolume } from '../../inference/volumes/index.js';
+import { encodeZip } from '../../converters/formats/zip.js';
+import { concatChunks } from '../../converters/io.js';
+import { ctNifti, deflatedZip, fixture, prng } from '../helpers.js';
 import { finishedJob, listeningHub, testHub, type TestHub } from './hub.js';
 
 let t: TestHub;
@@ -75,6 +77,49 @@ test('infer with sliding windows: a truncated or corrupt NIfTI, non-finite voxel
   const big = await infer(noise, query).expect(413);
   assert.match(big.body.detail, /over the limit of 300000 bytes \(server\.maxVolumeBytes\)/);
   await stagingIsEmpty('refused bodies');
+});
+
+test('infer with sliding windows on a zip of DICOM files: read from disk at offsets, an entry at a time, with the answer a NIfTI of the same volume gets; a zip bomb, a broken archive and too many files are refused by name, and nothing is left behind', async () => {
+  const folder = fixture('volumes', 'ct_series');
+  const entries = await Promise.all((await readdir(folder)).sort().map(async (name) => ({ name: `ct/${name}`, data: [await readFile(join(folder, name))] })));
+  const zip = Buffer.from(concatChunks(encodeZip(entries)));
+  const volume = await readVolume(zip, { file: 'ct.zip' });
+  const nii = encodeNifti({ data: volume.data, shape: volume.shape, affine: volume.affine, gzip: true });
+  const query = 'patch=16%2C16%2C16&overlap=0.5&topK=3';
+  // which reads go to the fence (a volume read whole, in a worker)
+  const fence = t.hub.services.fence;
+  const run = fence.run.bind(fence);
+  const fenced: string[] = [];
+  fence.run = ((task, input, opts) => {
+    fenced.push(opts?.what ?? '');
+    return run(task, input, opts);
+  }) as typeof fence.run;
+  let fromZip: request.Response;
+  try {
+    fromZip = await infer(zip, query);
+    assert.deepEqual(fenced, [], 'the zip is spooled, not read whole in the fence');
+    await infer(encodeNpy({ data: volume.data, shape: volume.shape.slice(1) }), query).expect(200);
+    assert.deepEqual(fenced, ['volume'], 'a NumPy body is read whole in the fence');
+  } finally {
+    fence.run = run;
+  }
+  assert.equal(fromZip.status, 200, JSON.stringify(fromZip.body));
+  await stagingIsEmpty('DICOM zip');
+  const fromNifti = await infer(nii, query).expect(200);
+  for (const key of ['kind', 'topK', 'output'] as const) assert.deepEqual(fromZip.body[key], fromNifti.body[key], key);
+  // a NIfTI keeps its spacing in float32
+  for (const key of ['input', 'volume'] as const) {
+    assert.deepEqual(fromZip.body[key].shape, fromNifti.body[key].shape, `${key} shape`);
+    fromZip.body[key].spacing.forEach((s: number, i: number) => assert.ok(Math.abs(s - fromNifti.body[key].spacing[i]) < 1e-6, `${key} spacing`));
+  }
+  assert.deepEqual(fromZip.body.volume.shape, volume.shape);
+  // each refusal names what it refused
+  const bomb = deflatedZip(Array.from({ length: 3 }, (_, k) => ({ name: `IM${k}.dcm`, data: new Uint8Array(2 * 1024 * 1024) })));
+  const refusedBomb = await infer(bomb, query).expect(413);
+  assert.match(refusedBomb.body.detail, /volume: entry 'IM0\.dcm' unpacks \d+ bytes to 2097152, a ratio over the budget/);
+  const cut = await infer(zip.subarray(0, zip.length - 30), query).expect(422);
+  assert.match(cut.body.detail, /volume: no end-of-central-directory record/);
+  await stagingIsEmpty('refused archives');
 });
 
 test('volumes for sliding windows are read a bounded number at once: one reading, one waiting, the next refused 503 before its body is read; then the waiting one and a new one are served', async (t) => {

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { percentileBounds, percentileBoundsOfPlanes, resample, resamplePlanes, inputRingPlanes, slidingWindow, type ChannelMap, type WindowOutput } from '../../../inference/preprocess/index.js';
-import { ZipReader } from '../../../converters/formats/zip.js';
+import { ZipReader, encodeZip } from '../../../converters/formats/zip.js';
+import { concatChunks } from '../../../converters/io.js';
 import { encodeNifti, isSpooled, loadPlaneVolume, memoryPlanes, openVolume, readAllPlanes, readNiftiFile, readVolume, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type SpooledVolume, type Volume } from '../../../inference/volumes/index.js';
-import { fixture, prng, tempDir } from '../../helpers.js';
+import { deflatedZip, fixture, prng, tempDir } from '../../helpers.js';
 import { assertSameBits } from '../whole-volume.js';
 
 /** What a spooled volume has besides its planes: the same as the volume read whole. */
@@ -309,4 +310,55 @@ test('a folder of DICOM files opened for sliding windows is kept on disk, one fi
     assert.deepEqual(await readdir(spoolDir), [], `${f.name}: nothing left behind`);
   }
   assert.ok(spooledCount >= 6, `${spooledCount} series spooled`);
+});
+
+test('a zip of DICOM files opened for sliding windows is read at offsets, one entry at a time, and gives what readVolume gives: stored and deflated, coronal, big-endian, a choice among series; budgets, bombs and broken archives refused alike; PNG slices read as before', async (t) => {
+  const dir = await tempDir(t);
+  const spoolDir = join(dir, 'spool');
+  await mkdir(spoolDir);
+  const entriesOf = async (folder: string) => Promise.all((await readdir(folder)).sort().map(async (name) => ({ name: `series/${name}`, data: await readFile(join(folder, name)) })));
+  const stored = (entries: { name: string; data: Uint8Array }[]) => concatChunks(encodeZip(entries.map((e) => ({ name: e.name, data: [e.data] }))));
+  const ct = await entriesOf(fixture('volumes', 'ct_series'));
+  const mixed = await entriesOf(fixture('volumes', 'mixed_series'));
+  const uids = await readVolume(fixture('volumes', 'mixed_series')).catch((err: { series?: { uid: string }[] }) => err.series!);
+  assert.ok(Array.isArray(uids) && uids.length === 2, 'the mixed folder holds two series');
+  const goodZip = stored(ct);
+  const crcBroken = Uint8Array.from(goodZip);
+  // the last byte of the last entry's pixels, just before the central directory: its CRC-32 fails
+  const cdOffset = Buffer.from(goodZip).readUInt32LE(goodZip.length - 22 + 16);
+  crcBroken[cdOffset - 1] = crcBroken[cdOffset - 1]! ^ 0xff;
+  const archives: { name: string; bytes: Uint8Array; params?: { seriesInstanceUid?: string; budgets?: { volumeFiles?: number } } }[] = [
+    { name: 'coronal_implicit.zip', bytes: await readFile(fixture('volumes', 'coronal_implicit.zip')) },
+    { name: 'ct_series, stored', bytes: goodZip },
+    { name: 'ct_deflated, deflated', bytes: deflatedZip(await entriesOf(fixture('volumes', 'ct_deflated'))) },
+    { name: 'mr_bigendian, deflated, with a folder entry and a resource fork', bytes: stored([{ name: 'series/', data: new Uint8Array(0) }, { name: '__MACOSX/._IM0', data: Uint8Array.of(1, 2) }, ...(await entriesOf(fixture('volumes', 'mr_bigendian')))]) },
+    { name: 'mixed_series, the second series', bytes: stored(mixed), params: { seriesInstanceUid: (uids as { uid: string }[])[1]!.uid } },
+    { name: 'mixed_series, no choice', bytes: stored(mixed) },
+    { name: 'png8_slices.zip', bytes: await readFile(fixture('volumes', 'png8_slices.zip')) },
+    { name: 'more files than volumeFiles', bytes: goodZip, params: { budgets: { volumeFiles: 5 } } },
+    { name: 'a bomb', bytes: deflatedZip(Array.from({ length: 3 }, (_, k) => ({ name: `IM${k}.dcm`, data: new Uint8Array(2 * 1024 * 1024) }))) },
+    { name: 'a CRC-32 that fails', bytes: crcBroken },
+    { name: 'cut short', bytes: goodZip.subarray(0, goodZip.length - 30) },
+    { name: 'no DICOM image', bytes: stored([{ name: 'notes.txt', data: new TextEncoder().encode('hello') }]) },
+  ];
+  let spooledCount = 0;
+  for (const a of archives) {
+    const path = join(dir, 'volume.zip');
+    await writeFile(path, a.bytes);
+    const expected = await opened(() => readVolume(path, a.params));
+    const got = await opened(() => openVolume(path, { ...a.params, dir: spoolDir }));
+    if ('volume' in expected && 'volume' in got) {
+      assertSameBits(got.volume.data, expected.volume.data, a.name);
+      const { data: _a, ...restGot } = got.volume;
+      const { data: _b, ...restExpected } = expected.volume;
+      assert.deepEqual(restGot, restExpected, `${a.name}: shape, geometry and source`);
+      assert.equal(got.spooled, expected.volume.source.format === 'dicom', `${a.name}: spooled when DICOM`);
+      if (got.spooled) spooledCount++;
+    } else {
+      assert.deepEqual(got, expected, `${a.name}: the same error`);
+      if (a.bytes === crcBroken) assert.match((got as { message: string }).message, /fails its CRC-32 check/);
+    }
+    assert.deepEqual(await readdir(spoolDir), [], `${a.name}: nothing left behind`);
+  }
+  assert.equal(spooledCount, 5);
 });
