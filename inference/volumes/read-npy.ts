@@ -181,14 +181,28 @@ export function checkSpacing(spacing: Vec3): Vec3 {
   return [...spacing];
 }
 
-/** Decode a `.npy` held in memory. */
-export function decodeNpy(bytes: Uint8Array, params: DecodeNpyParams = {}): Volume {
+/** The longest start of a `.npy` that holds any header `parseNpyHeader` accepts. */
+export const NPY_HEAD_BYTES = 12 + MAX_HEADER;
+
+/** A `.npy`'s volume: its header, the shape as `[C, D, H, W]` and the voxel count, its data checked to fit the file. */
+export interface NpyLayout {
+  header: NpyHeader;
+  shape: [number, number, number, number];
+  count: number;
+  channels: 'single' | 'array';
+}
+
+/**
+ * The volume a `.npy` holds, from the start of the file (`NPY_HEAD_BYTES` of it, or all of a
+ * shorter one) and its size: the errors `decodeNpy` gives for the header, the shape and a file
+ * too short for its data.
+ */
+export function npyLayout(head: Uint8Array, fileBytes: number, params: DecodeNpyParams = {}): NpyLayout {
   const file = params.file ?? 'npy';
-  const spacing = checkSpacing(params.spacing ?? [1, 1, 1]);
   const fail = (msg: string): never => {
     throw new VolumeFormatError(`${file}: ${msg}`, { file });
   };
-  const h = parseNpyHeader(bytes, file);
+  const h = parseNpyHeader(head, file);
   let shape4: [number, number, number, number];
   const s = h.shape;
   if (s.length === 2) shape4 = [1, 1, s[0]!, s[1]!];
@@ -198,7 +212,15 @@ export function decodeNpy(bytes: Uint8Array, params: DecodeNpyParams = {}): Volu
   else throw new VolumeUnsupportedError(`${file}: array of shape (${s.join(', ')}) is not a volume: expected (D, H, W), (C, D, H, W), (1, C, D, H, W) or one slice (H, W)`, { file });
   const n = checkVoxelCount(shape4, file, params.maxVoxels ?? VOLUME_LIMITS.maxVoxels, (msg) => fail(`shape: ${msg}`));
   const end = h.dataOffset + n * SAMPLE_BYTES[h.type];
-  if (end > bytes.byteLength) fail(`data of ${n} x ${h.descr} needs ${end - h.dataOffset} bytes after the header, the file has ${bytes.byteLength - h.dataOffset} (truncated)`);
+  if (end > fileBytes) fail(`data of ${n} x ${h.descr} needs ${end - h.dataOffset} bytes after the header, the file has ${fileBytes - h.dataOffset} (truncated)`);
+  return { header: h, shape: shape4, count: n, channels: s.length >= 4 ? 'array' : 'single' };
+}
+
+/** Decode a `.npy` held in memory. */
+export function decodeNpy(bytes: Uint8Array, params: DecodeNpyParams = {}): Volume {
+  const file = params.file ?? 'npy';
+  const spacing = checkSpacing(params.spacing ?? [1, 1, 1]);
+  const { header: h, shape: shape4, count: n, channels } = npyLayout(bytes, bytes.byteLength, params);
   const samples = decodeSamples(bytes, h.dataOffset, n, h.type, h.littleEndian);
   const data = new Float32Array(n);
   if (!h.fortranOrder || shape4.filter((d) => d > 1).length <= 1) {
@@ -214,6 +236,6 @@ export function decodeNpy(bytes: Uint8Array, params: DecodeNpyParams = {}): Volu
     shape: shape4,
     spacing,
     affine: spacingAffine(spacing),
-    source: { format: 'npy', file, channels: s.length >= 4 ? 'array' : 'single', warnings: [] },
+    source: { format: 'npy', file, channels, warnings: [] },
   };
 }

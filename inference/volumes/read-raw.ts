@@ -27,8 +27,18 @@ export interface DecodeRawParams extends RawLayout {
   maxVoxels?: number;
 }
 
-/** Decode raw samples with the caller's layout; the file must hold exactly `offset + count * size` bytes. */
-export function decodeRaw(bytes: Uint8Array, params: DecodeRawParams): Volume {
+/** A raw file's volume: the layout checked, the shape as `[C, D, H, W]` and the voxel count. */
+export interface CheckedRawLayout {
+  shape: [number, number, number, number];
+  count: number;
+  dtype: SampleType;
+  offset: number;
+  littleEndian: boolean;
+  channels: 'single' | 'array';
+}
+
+/** Check the caller's layout against a file of `fileBytes`: the errors `decodeRaw` gives. */
+export function rawLayout(fileBytes: number, params: DecodeRawParams): CheckedRawLayout {
   const file = params.file ?? 'raw';
   const dtype = params.dtype ?? 'float32';
   const offset = params.offset ?? 0;
@@ -42,11 +52,18 @@ export function decodeRaw(bytes: Uint8Array, params: DecodeRawParams): Volume {
     throw new InvalidArgumentError(`'shape': ${msg}`);
   });
   const need = offset + n * size;
-  if (bytes.byteLength !== need) {
-    throw new VolumeFormatError(`${file}: holds ${bytes.byteLength} bytes, but shape [${s.join(', ')}] of ${dtype} at offset ${offset} needs exactly ${need}`, { file });
+  if (fileBytes !== need) {
+    throw new VolumeFormatError(`${file}: holds ${fileBytes} bytes, but shape [${s.join(', ')}] of ${dtype} at offset ${offset} needs exactly ${need}`, { file });
   }
-  const samples = decodeSamples(bytes, offset, n, dtype, (params.endianness ?? 'little') === 'little');
+  return { shape, count: n, dtype, offset, littleEndian: (params.endianness ?? 'little') === 'little', channels: s.length === 4 ? 'array' : 'single' };
+}
+
+/** Decode raw samples with the caller's layout; the file must hold exactly `offset + count * size` bytes. */
+export function decodeRaw(bytes: Uint8Array, params: DecodeRawParams): Volume {
+  const file = params.file ?? 'raw';
+  const { shape, count, dtype, offset, littleEndian, channels } = rawLayout(bytes.byteLength, params);
+  const samples = decodeSamples(bytes, offset, count, dtype, littleEndian);
   const data = samples instanceof Float32Array ? samples : Float32Array.from(samples);
   const spacing = checkSpacing(params.spacing ?? [1, 1, 1]);
-  return { data, shape, spacing, affine: spacingAffine(spacing), source: { format: 'raw', file, channels: s.length === 4 ? 'array' : 'single', warnings: [] } };
+  return { data, shape, spacing, affine: spacingAffine(spacing), source: { format: 'raw', file, channels, warnings: [] } };
 }

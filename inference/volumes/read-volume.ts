@@ -27,6 +27,7 @@ import { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile } from './read-nifti-
 import type { SpooledVolume } from './plane-source.js';
 import { canonicalGrid } from './grid-volume.js';
 import { spoolGrid } from './spool-grid.js';
+import { spoolNpyFile, spoolRawFile } from './spool-samples.js';
 import { decodeNpy, looksLikeNpy } from './read-npy.js';
 import { decodeRaw, type RawLayout } from './read-raw.js';
 import { VOLUME_LIMITS, type Vec3, type Volume, type VolumeFormat } from './volume.js';
@@ -141,28 +142,39 @@ function readZip(bytes: Uint8Array, file: string, params: ReadVolumeParams): Nam
   }
 }
 
+/**
+ * A file's format from its first bytes (magic numbers), then from the caller's raw layout or the
+ * name's extension: `zip` for an archive of slices, `undefined` when nothing says.
+ */
+function detectFormat(head: Uint8Array, file: string, params: ReadVolumeParams): VolumeFormat | 'zip' | undefined {
+  const name = file.toLowerCase();
+  if (looksLikeGzip(head) || looksLikeNifti(head)) return 'nifti';
+  if (looksLikeNpy(head)) return 'npy';
+  if (looksLikeDicom(head)) return 'dicom';
+  if (looksLikeTiff(head)) return 'tiff';
+  if (looksLikePng(head)) return 'png';
+  if (looksLikeZip(head)) return 'zip';
+  if (params.raw !== undefined || name.endsWith('.raw')) return 'raw';
+  if (/\.nii(\.gz)?$/.test(name)) return 'nifti';
+  if (name.endsWith('.npy')) return 'npy';
+  if (name.endsWith('.dcm')) return 'dicom';
+  if (/\.tiff?$/.test(name)) return 'tiff';
+  return undefined;
+}
+
+/** The bytes `detectFormat` looks at: up to DICOM's magic, after its preamble. */
+const HEAD_BYTES = 132;
+
 /** Decode a single file's bytes, whatever its format. */
 async function decodeBytes(bytes: Uint8Array, file: string, params: ReadVolumeParams): Promise<Volume> {
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
   const spacing = params.spacing ? { spacing: params.spacing } : {};
-  const name = file.toLowerCase();
-  let format = params.format;
-  if (format === undefined) {
-    if (looksLikeGzip(bytes) || looksLikeNifti(bytes)) format = 'nifti';
-    else if (looksLikeNpy(bytes)) format = 'npy';
-    else if (looksLikeDicom(bytes)) format = 'dicom';
-    else if (looksLikeTiff(bytes)) format = 'tiff';
-    else if (looksLikePng(bytes)) format = 'png';
-    else if (looksLikeZip(bytes)) return decodeFileSet(readZip(bytes, file, params), file, params);
-    else if (params.raw !== undefined || name.endsWith('.raw')) format = 'raw';
-    else if (/\.nii(\.gz)?$/.test(name)) format = 'nifti';
-    else if (name.endsWith('.npy')) format = 'npy';
-    else if (name.endsWith('.dcm')) format = 'dicom';
-    else if (/\.tiff?$/.test(name)) format = 'tiff';
-    else {
-      throw new VolumeFormatError(`${file}: not a recognised volume (NIfTI .nii/.nii.gz, DICOM, NumPy .npy, TIFF, PNG, a zip of DICOM or PNG slices, or raw with a given shape)`, { file });
-    }
+  const detected = params.format ?? detectFormat(bytes, file, params);
+  if (detected === 'zip') return decodeFileSet(readZip(bytes, file, params), file, params);
+  if (detected === undefined) {
+    throw new VolumeFormatError(`${file}: not a recognised volume (NIfTI .nii/.nii.gz, DICOM, NumPy .npy, TIFF, PNG, a zip of DICOM or PNG slices, or raw with a given shape)`, { file });
   }
+  const format: VolumeFormat = detected;
   switch (format) {
     case 'nifti':
       return decodeNifti(bytes, { file, maxVoxels, budgets: params.budgets });
@@ -211,19 +223,26 @@ export async function openVolume(input: string, params: ReadVolumeParams & { dir
   const dir = params.dir !== undefined ? { dir: params.dir } : {};
   const info = await stat(input);
   if (info.isFile() && (params.format === undefined || params.format === 'nifti') && (await looksLikeNiftiFile(input))) return spoolNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets, ...dir });
-  if (params.format === undefined || params.format === 'dicom') {
-    const spooled = info.isDirectory() ? await spoolDicomFolder(input, params) : await spoolDicomZip(input, params);
-    if (spooled) return spooled;
+  let spooled: SpooledVolume | undefined;
+  if (info.isDirectory()) {
+    if (params.format === undefined || params.format === 'dicom') spooled = await spoolDicomFolder(input, params);
+  } else {
+    // the names and spacing readVolume gives these formats
+    const format = params.format ?? detectFormat(await headOf(input), input, params);
+    const spacing = params.spacing ? { spacing: params.spacing } : {};
+    if (format === 'zip' || format === 'dicom') spooled = await spoolDicomZip(input, params);
+    else if (format === 'npy') spooled = await spoolNpyFile(input, { file: input, maxVoxels, ...spacing, ...dir });
+    else if (format === 'raw' && params.raw !== undefined) spooled = await spoolRawFile(input, { ...params.raw, file: input, maxVoxels, ...spacing, ...dir });
   }
-  return readVolume(input, params);
+  return spooled ?? readVolume(input, params);
 }
 
-async function looksLikeZipFile(path: string): Promise<boolean> {
+async function headOf(path: string): Promise<Uint8Array> {
   const fh = await open(path, 'r');
   try {
-    const head = new Uint8Array(4);
-    const { bytesRead } = await fh.read(head, 0, 4, 0);
-    return looksLikeZip(head.subarray(0, bytesRead));
+    const head = new Uint8Array(HEAD_BYTES);
+    const { bytesRead } = await fh.read(head, 0, HEAD_BYTES, 0);
+    return head.subarray(0, bytesRead);
   } finally {
     await fh.close();
   }
@@ -291,7 +310,7 @@ export async function spoolDicomFolder(input: string, params: ReadVolumeParams &
  * bit; `undefined` when the file is no zip or no entry is a DICOM image.
  */
 export async function spoolDicomZip(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
-  if (!(await looksLikeZipFile(input))) return undefined;
+  if (!looksLikeZip(await headOf(input))) return undefined;
   const b = resolveBudgets(params.budgets);
   const file = params.file ?? input;
   try {

@@ -40,7 +40,7 @@ async function stagingIsEmpty(what: string): Promise<void> {
   assert.deepEqual(await readdir(dir).catch(() => []), [], `${what}: the staging folder is empty`);
 }
 
-test('infer with sliding windows on a NIfTI body: the body goes to disk and the volume is read a plane at a time, with the answer the same voxels in memory get (an .npy), and nothing left behind', async () => {
+test('infer with sliding windows on a NIfTI body: the body goes to disk and the volume is read a plane at a time, with the answer the same voxels get as an .npy, and nothing left behind', async () => {
   const n = 24;
   const gz = ctNifti(n);
   const values = new Float32Array(gunzipSync(gz).buffer.slice(352));
@@ -50,8 +50,8 @@ test('infer with sliding windows on a NIfTI body: the body goes to disk and the 
   assert.equal(first.status, 200, JSON.stringify(first.body));
   const spooled = first;
   await stagingIsEmpty('.nii.gz');
-  const inMemory = await infer(npy, query).expect(200);
-  for (const key of ['kind', 'topK', 'output', 'input', 'preprocessing'] as const) assert.deepEqual(spooled.body[key], inMemory.body[key], key);
+  const asNpy = await infer(npy, query).expect(200);
+  for (const key of ['kind', 'topK', 'output', 'input', 'preprocessing'] as const) assert.deepEqual(spooled.body[key], asNpy.body[key], key);
   assert.ok(spooled.body.preprocessing.some((s: string) => s.startsWith('sliding windows 16x16x16 (overlap 0.5, 8 windows)')), spooled.body.preprocessing.join('; '));
   assert.deepEqual(spooled.body.volume, { shape: [1, n, n, n], spacing: [1, 1, 1] });
   // a preview draws the volume: a spooled one is read whole for it
@@ -79,7 +79,7 @@ test('infer with sliding windows: a truncated or corrupt NIfTI, non-finite voxel
   await stagingIsEmpty('refused bodies');
 });
 
-test('infer with sliding windows on a zip of DICOM files: read from disk at offsets, an entry at a time, with the answer a NIfTI of the same volume gets; a zip bomb, a broken archive and too many files are refused by name, and nothing is left behind', async () => {
+test('infer with sliding windows on a zip of DICOM files or a NumPy array: read from disk at offsets, an entry or a plane at a time, with the answer a NIfTI of the same volume gets (PNG slices read whole); a zip bomb, a broken archive and too many files are refused by name, and nothing is left behind', async () => {
   const folder = fixture('volumes', 'ct_series');
   const entries = await Promise.all((await readdir(folder)).sort().map(async (name) => ({ name: `ct/${name}`, data: [await readFile(join(folder, name))] })));
   const zip = Buffer.from(concatChunks(encodeZip(entries)));
@@ -95,11 +95,14 @@ test('infer with sliding windows on a zip of DICOM files: read from disk at offs
     return run(task, input, opts);
   }) as typeof fence.run;
   let fromZip: request.Response;
+  let fromNpy: request.Response;
   try {
     fromZip = await infer(zip, query);
     assert.deepEqual(fenced, [], 'the zip is spooled, not read whole in the fence');
-    await infer(encodeNpy({ data: volume.data, shape: volume.shape.slice(1) }), query).expect(200);
-    assert.deepEqual(fenced, ['volume'], 'a NumPy body is read whole in the fence');
+    fromNpy = await infer(encodeNpy({ data: volume.data, shape: volume.shape.slice(1) }), query).expect(200);
+    assert.deepEqual(fenced, [], 'a NumPy array is spooled');
+    await infer(await readFile(fixture('volumes', 'png8_slices.zip')), query).expect(200);
+    assert.deepEqual(fenced, ['volume'], 'a zip of PNG slices is read whole in the fence');
   } finally {
     fence.run = run;
   }
@@ -107,6 +110,7 @@ test('infer with sliding windows on a zip of DICOM files: read from disk at offs
   await stagingIsEmpty('DICOM zip');
   const fromNifti = await infer(nii, query).expect(200);
   for (const key of ['kind', 'topK', 'output'] as const) assert.deepEqual(fromZip.body[key], fromNifti.body[key], key);
+  for (const key of ['kind', 'topK', 'output'] as const) assert.deepEqual(fromNpy.body[key], fromNifti.body[key], `the same voxels as an .npy: ${key}`);
   // a NIfTI keeps its spacing in float32
   for (const key of ['input', 'volume'] as const) {
     assert.deepEqual(fromZip.body[key].shape, fromNifti.body[key].shape, `${key} shape`);

@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { percentileBounds, percentileBoundsOfPlanes, resample, resamplePlanes, inputRingPlanes, slidingWindow, type ChannelMap, type WindowOutput } from '../../../inference/preprocess/index.js';
 import { ZipReader, encodeZip } from '../../../converters/formats/zip.js';
 import { concatChunks } from '../../../converters/io.js';
-import { encodeNifti, isSpooled, loadPlaneVolume, memoryPlanes, openVolume, readAllPlanes, readNiftiFile, readVolume, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type SpooledVolume, type Volume } from '../../../inference/volumes/index.js';
+import { encodeNifti, encodeNpy, isSpooled, parseNpyHeader, loadPlaneVolume, memoryPlanes, openVolume, readAllPlanes, readNiftiFile, readVolume, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type SpooledVolume, type Volume } from '../../../inference/volumes/index.js';
 import { deflatedZip, fixture, prng, tempDir } from '../../helpers.js';
 import { assertSameBits } from '../whole-volume.js';
 
@@ -361,4 +361,47 @@ test('a zip of DICOM files opened for sliding windows is read at offsets, one en
     assert.deepEqual(await readdir(spoolDir), [], `${a.name}: nothing left behind`);
   }
   assert.equal(spooledCount, 5);
+});
+
+test('NumPy and raw files opened for sliding windows are read at offsets, a plane at a time, and give what readVolume gives: every dtype, byte order and header version, channels, a spacing, a raw layout with an offset; Fortran order read whole; hostile and truncated files refused alike', async (t) => {
+  const dir = await tempDir(t);
+  const spoolDir = join(dir, 'spool');
+  await mkdir(spoolDir);
+  type Params = Parameters<typeof readVolume>[1];
+  const cases: { name: string; path: string; params?: Params; spooled: boolean }[] = [];
+  // one in Fortran order has planes that are not contiguous: read whole
+  for (const name of (await readdir(fixture('volumes'))).filter((f) => f.endsWith('.npy'))) {
+    const path = fixture('volumes', name);
+    cases.push({ name, path, spooled: !parseNpyHeader(await readFile(path), name).fortranOrder });
+  }
+  assert.equal(cases.filter((c) => !c.spooled).length, 2, 'two fixtures in Fortran order');
+  cases.push({ name: 'v2_cdhw.npy with a spacing', path: fixture('volumes', 'v2_cdhw.npy'), params: { spacing: [2, 0.75, 0.5] }, spooled: true });
+  cases.push({ name: 'volume_3x4x5.raw', path: fixture('volumes', 'volume_3x4x5.raw'), params: { raw: { shape: [3, 4, 5] } }, spooled: true });
+  cases.push({ name: 'cdhw_int16_be.bin', path: fixture('volumes', 'cdhw_int16_be.bin'), params: { raw: { shape: [2, 3, 4, 5], dtype: 'int16', endianness: 'big' } }, spooled: true });
+  for (const name of (await readdir(fixture('volumes', 'hostile'))).filter((f) => f.endsWith('.npy'))) cases.push({ name: `hostile ${name}`, path: fixture('volumes', 'hostile', name), spooled: false });
+  // a raw file behind a header of 7 bytes, float64 planes of 33x47 (odd offsets: unaligned reads)
+  const r = prng(5);
+  const values = Float64Array.from({ length: 2 * 6 * 33 * 47 }, () => r() * 4000 - 2000);
+  const withOffset = join(dir, 'offset.raw');
+  await writeFile(withOffset, Buffer.concat([Buffer.from('HEADER!'), Buffer.from(values.buffer)]));
+  cases.push({ name: 'raw with an offset', path: withOffset, params: { raw: { shape: [2, 6, 33, 47], dtype: 'float64', offset: 7 } }, spooled: true });
+  cases.push({ name: 'raw, a layout the file is too short for', path: withOffset, params: { raw: { shape: [2, 6, 33, 48], dtype: 'float64', offset: 7 } }, spooled: false });
+  cases.push({ name: 'raw without a layout', path: withOffset, spooled: false });
+  // a large .npy, truncated: its header promises more than the file holds
+  const big = encodeNpy({ data: Float32Array.from({ length: 5 * 40 * 50 }, () => r()), shape: [5, 40, 50] });
+  const truncated = join(dir, 'truncated.npy');
+  await writeFile(truncated, big.subarray(0, big.byteLength - 100));
+  cases.push({ name: 'a truncated .npy', path: truncated, spooled: false });
+  for (const c of cases) {
+    const expected = await opened(() => readVolume(c.path, c.params));
+    const got = await opened(() => openVolume(c.path, { ...c.params, dir: spoolDir }));
+    if ('volume' in expected && 'volume' in got) {
+      assertSameBits(got.volume.data, expected.volume.data, c.name);
+      const { data: _a, ...restGot } = got.volume;
+      const { data: _b, ...restExpected } = expected.volume;
+      assert.deepEqual(restGot, restExpected, `${c.name}: shape, geometry and source`);
+    } else assert.deepEqual(got, expected, `${c.name}: the same error`);
+    assert.equal('spooled' in got && got.spooled, c.spooled, `${c.name}: spooled`);
+    assert.deepEqual(await readdir(spoolDir), [], `${c.name}: nothing left behind`);
+  }
 });

@@ -1,0 +1,87 @@
+/**
+ * NumPy `.npy` files (C order) and raw files kept on disk for sliding windows: their samples are
+ * already the canonical `[C, D, H, W]` planes, so each plane is read from the file at its
+ * offset, converted to float32 and spooled (`spoolVolume`), one plane in memory at a time. The
+ * same volume, bit for bit, and the same errors as `decodeNpy` and `decodeRaw` of the file read
+ * whole.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { spoolVolume, type SpooledVolume } from './plane-source.js';
+import { checkSpacing, looksLikeNpy, npyLayout, NPY_HEAD_BYTES, spacingAffine, type DecodeNpyParams } from './read-npy.js';
+import { rawLayout, type DecodeRawParams } from './read-raw.js';
+import { decodeSamples, SAMPLE_BYTES, type SampleType } from './samples.js';
+import type { Volume } from './volume.js';
+
+/** Where a file's canonical planes lie. */
+interface SampleLayout {
+  shape: [number, number, number, number];
+  dataOffset: number;
+  type: SampleType;
+  littleEndian: boolean;
+}
+
+async function spoolSamples(fh: FileHandle, layout: SampleLayout, geometry: Omit<Volume, 'data' | 'shape'>, dir: string | undefined): Promise<SpooledVolume> {
+  const [c, d, h, w] = layout.shape;
+  const planeBytes = h * w * SAMPLE_BYTES[layout.type];
+  const writer = await spoolVolume({ shape: layout.shape, ...(dir !== undefined ? { dir } : {}) });
+  try {
+    const raw = Buffer.alloc(planeBytes);
+    const plane = new Float32Array(h * w);
+    for (let ci = 0; ci < c; ci++) {
+      for (let z = 0; z < d; z++) {
+        const at = layout.dataOffset + (ci * d + z) * planeBytes;
+        const { bytesRead } = await fh.read(raw, 0, planeBytes, at);
+        if (bytesRead !== planeBytes) throw new Error(`${geometry.source.file}: changed while it was read (plane (${ci}, ${z}) read ${bytesRead} of ${planeBytes} bytes at byte ${at})`);
+        plane.set(decodeSamples(raw, 0, h * w, layout.type, layout.littleEndian));
+        await writer.writePlane(ci, z, plane);
+      }
+    }
+    return writer.finish(geometry);
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+}
+
+async function headOf(fh: FileHandle, size: number): Promise<Uint8Array> {
+  const head = Buffer.alloc(Math.min(size, NPY_HEAD_BYTES));
+  const { bytesRead } = await fh.read(head, 0, head.byteLength, 0);
+  return head.subarray(0, bytesRead);
+}
+
+/**
+ * A `.npy` kept on disk; `undefined` for a file that is no `.npy`, and for one in Fortran order
+ * with more than one axis longer than 1 (its planes are not contiguous: `decodeNpy` reads it
+ * whole then).
+ */
+export async function spoolNpyFile(path: string, params: DecodeNpyParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
+  const file = params.file ?? path;
+  const spacing = checkSpacing(params.spacing ?? [1, 1, 1]);
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const head = await headOf(fh, size);
+    if (!looksLikeNpy(head)) return undefined;
+    const { header, shape, channels } = npyLayout(head, size, { ...params, file });
+    if (header.fortranOrder && shape.filter((n) => n > 1).length > 1) return undefined;
+    const geometry = { spacing, affine: spacingAffine(spacing), source: { format: 'npy' as const, file, channels, warnings: [] } };
+    return await spoolSamples(fh, { shape, dataOffset: header.dataOffset, type: header.type, littleEndian: header.littleEndian }, geometry, params.dir);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A raw file of the caller's layout kept on disk. */
+export async function spoolRawFile(path: string, params: DecodeRawParams & { dir?: string }): Promise<SpooledVolume> {
+  const file = params.file ?? path;
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const layout = rawLayout(size, { ...params, file });
+    const spacing = checkSpacing(params.spacing ?? [1, 1, 1]);
+    const geometry = { spacing, affine: spacingAffine(spacing), source: { format: 'raw' as const, file, channels: layout.channels, warnings: [] } };
+    return await spoolSamples(fh, { shape: layout.shape, dataOffset: layout.offset, type: layout.dtype, littleEndian: layout.littleEndian }, geometry, params.dir);
+  } finally {
+    await fh.close();
+  }
+}
