@@ -105,8 +105,8 @@ export function checkpointRoutes(s: Services): Router {
     let prepared: PreparedInput | undefined;
     if (options.patch && !options.raw) {
       // Sliding windows: the body goes to disk, and a NIfTI, a zip of DICOM files or a NumPy array
-      // is kept there and read a plane at a time, so that neither the body nor the volume is ever held whole; a
-      // bounded number at once.
+      // is kept there and read a plane at a time, so that neither the body nor the volume is ever
+      // held whole; a bounded number at once.
       const dir = join(s.stagingDir, 'volumes');
       await mkdir(dir, { recursive: true });
       const tmp = join(dir, `${randomBytes(8).toString('hex')}.part`);

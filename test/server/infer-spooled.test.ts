@@ -123,6 +123,10 @@ test('infer with sliding windows on a zip of DICOM files or a NumPy array: read 
   assert.match(refusedBomb.body.detail, /volume: entry 'IM0\.dcm' unpacks \d+ bytes to 2097152, a ratio over the budget/);
   const cut = await infer(zip.subarray(0, zip.length - 30), query).expect(422);
   assert.match(cut.body.detail, /volume: no end-of-central-directory record/);
+  const npyCut = await infer(await readFile(fixture('volumes', 'hostile', 'truncated.npy')), query).expect(422);
+  assert.match(npyCut.body.detail, /^volume: data of \d+ x <f4 needs \d+ bytes after the header, the file has \d+ \(truncated\)/);
+  const npyHuge = await infer(await readFile(fixture('volumes', 'hostile', 'huge_shape.npy')), query).expect(413);
+  assert.match(npyHuge.body.detail, /^volume: dimensions \[1, 100000, 100000, 100000\] hold more than the limit of \d+ voxels/);
   await stagingIsEmpty('refused archives');
 });
 
