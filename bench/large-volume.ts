@@ -3,7 +3,8 @@
  * the volume beyond the output itself: the CT is kept on disk and read a plane at a time.
  *
  * Synthesises int16 CT NIfTIs (.nii.gz, 0.7 x 0.7 x 1 mm) of 512x512x300, of half its depth, and
- * of one window, the full CT again in sagittal slices and as a folder of 300 DICOM files, in a
+ * of one window, the full CT again in sagittal slices, as a folder of 300 DICOM files, as a zip
+ * of them and as an int16 `.npy`, in a
  * temporary folder (removed afterwards), converts two networks with seeded
  * weights (no download): ACS ResNet-50 ending at its pooled features (the stem adapted to one
  * channel) and ACS DeepLabV3-MobileNetV3-Large (torchvision's architecture from its template,
@@ -16,7 +17,8 @@
  * but its ring of planes; reading: one file slice of int16 samples, one float32 plane and the
  * stream's chunks, `spoolNiftiFile`, and for the same CT stored in sagittal slices one more
  * float32 slice and a block of 64 MiB of planes gathered from them; for it as a folder of DICOM
- * files, `spoolDicomFolder`, two files' bytes, a slice and a plane; writing: the labels, their NIfTI and its gzip), plus what V8
+ * files, `spoolDicomFolder`, or a zip of them, `spoolDicomZip`, two files' bytes, a slice and a
+ * plane; writing: the labels, their NIfTI and its gzip), plus what V8
  * may leave uncollected: buffers nothing refers to any more are freed when
  * the external memory of a thread grows 64 MiB past its level at the last collection, so up to
  * 64 MiB in each of the two threads (the main one, the engine's worker).
@@ -27,18 +29,19 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_BUDGETS } from '../converters/budgets.js';
 import { convert, type ConvertOptions } from '../converters/convert.js';
+import { encodeZip } from '../converters/formats/zip.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
 import type { StateDict } from '../converters/tensor.js';
 import { slidingWindowBytes, windowStarts } from '../inference/preprocess/index.js';
 import { windowedInferenceBytes } from '../inference/runtime/pipeline.js';
 import { SPOOL_BLOCK_BYTES } from '../inference/volumes/index.js';
-import { resnetStateDict, syntheticCt, syntheticCtDicom, templateStateDict } from './synthetic.js';
+import { resnetStateDict, syntheticCt, syntheticCtDicom, syntheticCtNpy, templateStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
 const SIZE = (process.env['BENCH_SIZE'] ?? '512,512,300').split(',').map(Number) as [number, number, number];
@@ -103,24 +106,42 @@ async function main(): Promise<void> {
     const half = Math.max(WINDOW, Math.round(nk / 2));
     console.log(`large-volume bench: acs-hub infer in a child process, onnxruntime-node cpu, ${THREADS} threads, windows ${WINDOW}^3, overlap ${OVERLAP}, Gaussian blending`);
     console.log('(figures from a shared machine, loaded by other work while they were taken: times are indicative, peak RSS is not affected)\n');
-    const volumes: { name: string; dims: [number, number, number]; stored: 'axial' | 'sagittal' | 'DICOM'; path: string; bytes: number }[] = [];
-    for (const [name, dims, stored] of [['one window', [WINDOW, WINDOW, WINDOW], 'axial'], ['half', [ni, nj, half], 'axial'], ['full', [ni, nj, nk], 'axial'], ['full, sagittal slices', [ni, nj, nk], 'sagittal'], ['full, DICOM series', [ni, nj, nk], 'DICOM']] as const) {
+    const volumes: { name: string; dims: [number, number, number]; stored: 'axial' | 'sagittal' | 'DICOM' | 'DICOM zip' | 'npy'; path: string; bytes: number }[] = [];
+    const forms = [
+      ['one window', [WINDOW, WINDOW, WINDOW], 'axial'],
+      ['half', [ni, nj, half], 'axial'],
+      ['full', [ni, nj, nk], 'axial'],
+      ['full, sagittal slices', [ni, nj, nk], 'sagittal'],
+      ['full, DICOM series', [ni, nj, nk], 'DICOM'],
+      ['full, DICOM zip', [ni, nj, nk], 'DICOM zip'],
+      ['full, NumPy', [ni, nj, nk], 'npy'],
+    ] as const;
+    for (const [name, dims, stored] of forms) {
       const t0 = performance.now();
-      const path = join(dir, `ct-${dims.join('x')}-${stored}${stored === 'DICOM' ? '' : '.nii.gz'}`);
+      const path = join(dir, `ct-${dims.join('x')}-${stored.replace(' ', '-')}${{ DICOM: '', 'DICOM zip': '.zip', npy: '.npy', axial: '.nii.gz', sagittal: '.nii.gz' }[stored]}`);
       let bytes = 0;
-      if (stored === 'DICOM') {
-        await mkdir(path);
-        for (const [k, file] of syntheticCtDicom(dims, [0.7, 0.7, 1]).entries()) {
-          await writeFile(join(path, `IM${String(k).padStart(4, '0')}.dcm`), file);
-          bytes += file.byteLength;
+      if (stored === 'DICOM' || stored === 'DICOM zip') {
+        const files = syntheticCtDicom(dims, [0.7, 0.7, 1]).map((data, k) => ({ name: `IM${String(k).padStart(4, '0')}.dcm`, data }));
+        if (stored === 'DICOM') {
+          await mkdir(path);
+          for (const f of files) await writeFile(join(path, f.name), f.data);
+        } else {
+          const out = await open(path, 'w');
+          for (const chunk of encodeZip(files.map((f) => ({ name: `ct/${f.name}`, data: [f.data] })))) await out.write(chunk);
+          await out.close();
         }
+        bytes = (await stat(path)).isDirectory() ? files.reduce((a, f) => a + f.data.byteLength, 0) : (await stat(path)).size;
+      } else if (stored === 'npy') {
+        const file = syntheticCtNpy(dims);
+        await writeFile(path, file);
+        bytes = file.byteLength;
       } else {
         const file = syntheticCt(dims, [0.7, 0.7, 1], stored);
         await writeFile(path, file);
         bytes = file.byteLength;
       }
       volumes.push({ name, dims: [...dims], stored, path, bytes });
-      const what = stored === 'DICOM' ? `a folder of ${dims[2]} DICOM files` : `.nii.gz in ${stored} slices`;
+      const what = stored === 'DICOM' ? `a folder of ${dims[2]} DICOM files` : stored === 'DICOM zip' ? `a zip of ${dims[2]} DICOM files` : stored === 'npy' ? '.npy' : `.nii.gz in ${stored} slices`;
       console.log(`synthesised ${dims.join('x')} int16 CT: ${mib(bytes)} MiB, ${what}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
     console.log('\n| network | volume | windows | wall s | network s | peak RSS MiB | bound MiB | session | input | output | ring | batch | read | peak - input - output |');
@@ -152,7 +173,7 @@ async function main(): Promise<void> {
         const held = windowedInferenceBytes({ volume: [1, ...grid], window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind, overlap: OVERLAP, spooled: true });
         // axial slices: one slice of samples and one float32 plane; sagittal: a slice (samples and float32) and a block of
         // planes; DICOM: one file twice (the first one, kept for its header, and the one decoded), a float32 slice and a plane
-        const read = v.stored === 'axial' ? (2 + 4) * vi * vj + 2 * MiB : v.stored === 'sagittal' ? (2 + 4 + 4) * vj * vk + SPOOL_BLOCK_BYTES + 2 * MiB : (2 + 2 + 4 + 4) * vi * vj + 2 * MiB;
+        const read = v.stored === 'axial' || v.stored === 'npy' ? (2 + 4) * vi * vj + 2 * MiB : v.stored === 'sagittal' ? (2 + 4 + 4) * vj * vk + SPOOL_BLOCK_BYTES + 2 * MiB : (2 + 2 + 4 + 4) * vi * vj + 2 * MiB;
         const write = net.kind === 'dense' ? held.input + held.output + 2 * (n + 352) : 0;
         const bound = session + Math.max(held.total, read, write) + GC_SLACK;
         const { slab, batch } = slidingWindowBytes({ grid, window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind, overlap: OVERLAP, streamedChannels: 1 });
@@ -164,7 +185,7 @@ async function main(): Promise<void> {
         if (run.peakRss > bound) console.log(`  ! the peak RSS of ${v.dims.join('x')} is over the stated bound by ${mib(run.peakRss - bound)} MiB`);
       }
     }
-    console.log('\nbound = session + the most of: inference (input: none, the volume is read a plane at a time; output; ring: the input planes a window spans and, for a segmentation, the blend accumulator; batch; windowedInferenceBytes), reading (one slice of samples, one float32 plane and 2 MiB of stream; for sagittal slices a float32 slice and a block of 64 MiB of planes as well; for DICOM two files, a slice and a plane), writing (labels, their NIfTI and its gzip) + 128 MiB that V8 may leave uncollected (64 MiB in each of two threads)');
+    console.log('\nbound = session + the most of: inference (input: none, the volume is read a plane at a time; output; ring: the input planes a window spans and, for a segmentation, the blend accumulator; batch; windowedInferenceBytes), reading (one slice of samples, one float32 plane and 2 MiB of stream; for sagittal slices a float32 slice and a block of 64 MiB of planes as well; for DICOM, a folder or a zip, two files, a slice and a plane), writing (labels, their NIfTI and its gzip) + 128 MiB that V8 may leave uncollected (64 MiB in each of two threads)');
   } finally {
     if (process.env['BENCH_KEEP'] === '1') console.log(`kept ${dir}`);
     else await rm(dir, { recursive: true, force: true });

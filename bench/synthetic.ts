@@ -185,6 +185,21 @@ function ctImage([ni, nj, nk]: readonly [number, number, number]): Int16Array {
   return data;
 }
 
+/** The same synthetic CT as an int16 NumPy `.npy` of shape `(nk, nj, ni)`, C order (no geometry). */
+export function syntheticCtNpy(dims: readonly [number, number, number] = [256, 256, 160]): Uint8Array {
+  const [ni, nj, nk] = dims;
+  const data = ctImage(dims);
+  let header = `{'descr': '<i2', 'fortran_order': False, 'shape': (${nk}, ${nj}, ${ni}), }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  const head = new Uint8Array(10 + header.length);
+  head.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+  head.set(new TextEncoder().encode(header), 10);
+  const out = new Uint8Array(head.byteLength + data.byteLength);
+  out.set(head);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), head.byteLength);
+  return out;
+}
+
 /**
  * A synthetic CT as a gzipped int16 NIfTI of `dims` = `[ni, nj, nk]` voxels of `spacing` mm
  * (i, j, k): air, a body ellipse, two lungs, a spine, and noise as a scanner's.
