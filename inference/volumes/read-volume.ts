@@ -216,8 +216,8 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
  * `readVolume` for sliding windows, in memory that does not grow with the volume: a NIfTI file
  * (`spoolNiftiFile`), a folder or zip of DICOM files (`spoolDicomFolder`, `spoolDicomZip`), a
  * `.npy` and a raw file (`spoolNpyFile`, `spoolRawFile`) are kept on disk and read a plane at a
- * time; anything else (PNG or TIFF slices, a single DICOM file, a `.npy` in Fortran order) is read
- * as `readVolume` reads it, whole. Close a spooled volume when done with it.
+ * time; anything else (PNG or TIFF slices, a single DICOM file, a `.npy` in Fortran order with
+ * several channels) is read as `readVolume` reads it, whole. Close a spooled volume when done with it.
  */
 export async function openVolume(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<Volume | SpooledVolume> {
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;

@@ -1,15 +1,17 @@
 /**
- * NumPy `.npy` files (C order) and raw files kept on disk for sliding windows: their samples are
+ * NumPy `.npy` files and raw files kept on disk for sliding windows. In C order their samples are
  * already the canonical `[C, D, H, W]` planes, so each plane is read from the file at its
- * offset, converted to float32 and spooled (`spoolVolume`), one plane in memory at a time. The
- * same volume, bit for bit, and the same errors as `decodeNpy` and `decodeRaw` of the file read
- * whole.
+ * offset, converted to float32 and spooled (`spoolVolume`), one plane in memory at a time; a
+ * `.npy` in Fortran order goes through `spoolGrid` as a sagittal NIfTI does. The same volume, bit
+ * for bit, and the same errors as `decodeNpy` and `decodeRaw` of the file read whole.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { canonicalGrid } from './grid-volume.js';
 import { spoolVolume, type SpooledVolume } from './plane-source.js';
 import { checkSpacing, looksLikeNpy, npyLayout, NPY_HEAD_BYTES, spacingAffine, type DecodeNpyParams } from './read-npy.js';
 import { rawLayout, type DecodeRawParams } from './read-raw.js';
 import { decodeSamples, SAMPLE_BYTES, type SampleType } from './samples.js';
+import { spoolGrid } from './spool-grid.js';
 import type { Volume } from './volume.js';
 
 /** Where a file's canonical planes lie. */
@@ -50,9 +52,39 @@ async function headOf(fh: FileHandle, size: number): Promise<Uint8Array> {
 }
 
 /**
+ * A `.npy` in Fortran order, one channel (as NumPy saves an array nibabel gave): the first index
+ * runs fastest, so the file holds `W` slices of `D x H` samples, the layout of a sagittal NIfTI,
+ * and its canonical planes are gathered from a scratch file (`spoolGrid`) a block at a time.
+ */
+async function spoolFortranSamples(fh: FileHandle, layout: SampleLayout, geometry: Omit<Volume, 'data' | 'shape'>, dir: string | undefined): Promise<SpooledVolume> {
+  const [, d, h, w] = layout.shape;
+  const [sd, sh, sw] = geometry.spacing;
+  // file (i, j, k) = (d, h, w): i along z, j along y, k along x
+  const affine = [0, 0, sw, 0, 0, sh, 0, 0, sd, 0, 0, 0, 0, 0, 0, 1];
+  const grid = canonicalGrid({ dims: [d, h, w], channels: 1, affine, source: geometry.source });
+  const spool = await spoolGrid({ grid, dims: [d, h, w], ...(dir !== undefined ? { dir } : {}) });
+  try {
+    const sliceBytes = d * h * SAMPLE_BYTES[layout.type];
+    const raw = Buffer.alloc(sliceBytes);
+    const slice = new Float32Array(d * h);
+    for (let k = 0; k < w; k++) {
+      const at = layout.dataOffset + k * sliceBytes;
+      const { bytesRead } = await fh.read(raw, 0, sliceBytes, at);
+      if (bytesRead !== sliceBytes) throw new Error(`${geometry.source.file}: changed while it was read (slice ${k} read ${bytesRead} of ${sliceBytes} bytes at byte ${at})`);
+      slice.set(decodeSamples(raw, 0, d * h, layout.type, layout.littleEndian));
+      await spool.put(0, k, slice);
+    }
+    // the geometry decodeNpy gives (no file grid to undo: the array has no orientation)
+    return Object.assign(await spool.finish(), geometry);
+  } catch (err) {
+    await spool.abort();
+    throw err;
+  }
+}
+
+/**
  * A `.npy` kept on disk; `undefined` for a file that is no `.npy`, and for one in Fortran order
- * with more than one axis longer than 1 (its planes are not contiguous: `decodeNpy` reads it
- * whole then).
+ * with more than one channel (channel-interleaved samples: `decodeNpy` reads it whole then).
  */
 export async function spoolNpyFile(path: string, params: DecodeNpyParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
   const file = params.file ?? path;
@@ -63,9 +95,11 @@ export async function spoolNpyFile(path: string, params: DecodeNpyParams & { dir
     const head = await headOf(fh, size);
     if (!looksLikeNpy(head)) return undefined;
     const { header, shape, channels } = npyLayout(head, size, { ...params, file });
-    if (header.fortranOrder && shape.filter((n) => n > 1).length > 1) return undefined;
     const geometry = { spacing, affine: spacingAffine(spacing), source: { format: 'npy' as const, file, channels, warnings: [] } };
-    return await spoolSamples(fh, { shape, dataOffset: header.dataOffset, type: header.type, littleEndian: header.littleEndian }, geometry, params.dir);
+    const layout = { shape, dataOffset: header.dataOffset, type: header.type, littleEndian: header.littleEndian };
+    if (!header.fortranOrder || shape.filter((n) => n > 1).length <= 1) return await spoolSamples(fh, layout, geometry, params.dir);
+    if (shape[0] !== 1) return undefined;
+    return await spoolFortranSamples(fh, layout, geometry, params.dir);
   } finally {
     await fh.close();
   }

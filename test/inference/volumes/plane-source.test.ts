@@ -272,6 +272,24 @@ async function opened(open: () => Promise<Volume | SpooledVolume>): Promise<{ vo
   }
 }
 
+/**
+ * `openVolume` of a path against `readVolume` of it: the same volume (bits, shape, geometry and
+ * source) or the same error, and nothing left in the spool folder. Whether it was spooled, and
+ * the volume's format or the error's message.
+ */
+async function assertOpensAsRead(path: string, params: Parameters<typeof readVolume>[1], spoolDir: string, what: string): Promise<{ spooled: boolean; format?: string; message?: string }> {
+  const expected = await opened(() => readVolume(path, params));
+  const got = await opened(() => openVolume(path, { ...params, dir: spoolDir }));
+  if ('volume' in expected && 'volume' in got) {
+    assertSameBits(got.volume.data, expected.volume.data, what);
+    const { data: _a, ...restGot } = got.volume;
+    const { data: _b, ...restExpected } = expected.volume;
+    assert.deepEqual(restGot, restExpected, `${what}: shape, geometry and source`);
+  } else assert.deepEqual(got, expected, `${what}: the same error`);
+  assert.deepEqual(await readdir(spoolDir), [], `${what}: nothing left behind`);
+  return 'volume' in got ? { spooled: got.spooled, format: got.volume.source.format } : { spooled: false, message: got.message };
+}
+
 test('a folder of DICOM files opened for sliding windows is kept on disk, one file at a time, and gives what readVolume gives: axial, coronal, deflated, big-endian and enhanced series, a choice among series, hostile files; PNG slices are read as before', async (t) => {
   const dir = await tempDir(t);
   const spoolDir = join(dir, 'spool');
@@ -297,17 +315,9 @@ test('a folder of DICOM files opened for sliding windows is kept on disk, one fi
   folders.push({ name: 'mixed_series, the second series', path: fixture('volumes', 'mixed_series'), params: { seriesInstanceUid: (mixed as { uid: string }[])[1]!.uid } });
   let spooledCount = 0;
   for (const f of folders) {
-    const expected = await opened(() => readVolume(f.path, f.params));
-    const got = await opened(() => openVolume(f.path, { ...f.params, dir: spoolDir }));
-    if ('volume' in expected && 'volume' in got) {
-      assertSameBits(got.volume.data, expected.volume.data, f.name);
-      const { data: _a, ...restGot } = got.volume;
-      const { data: _b, ...restExpected } = expected.volume;
-      assert.deepEqual(restGot, restExpected, `${f.name}: shape, geometry and source`);
-      assert.equal(got.spooled, expected.volume.source.format === 'dicom', `${f.name}: spooled when DICOM`);
-      if (got.spooled) spooledCount++;
-    } else assert.deepEqual(got, expected, `${f.name}: the same error`);
-    assert.deepEqual(await readdir(spoolDir), [], `${f.name}: nothing left behind`);
+    const { spooled, format } = await assertOpensAsRead(f.path, f.params, spoolDir, f.name);
+    if (format !== undefined) assert.equal(spooled, format === 'dicom', `${f.name}: spooled when DICOM`);
+    if (spooled) spooledCount++;
   }
   assert.ok(spooledCount >= 6, `${spooledCount} series spooled`);
 });
@@ -345,42 +355,48 @@ test('a zip of DICOM files opened for sliding windows is read at offsets, one en
   for (const a of archives) {
     const path = join(dir, 'volume.zip');
     await writeFile(path, a.bytes);
-    const expected = await opened(() => readVolume(path, a.params));
-    const got = await opened(() => openVolume(path, { ...a.params, dir: spoolDir }));
-    if ('volume' in expected && 'volume' in got) {
-      assertSameBits(got.volume.data, expected.volume.data, a.name);
-      const { data: _a, ...restGot } = got.volume;
-      const { data: _b, ...restExpected } = expected.volume;
-      assert.deepEqual(restGot, restExpected, `${a.name}: shape, geometry and source`);
-      assert.equal(got.spooled, expected.volume.source.format === 'dicom', `${a.name}: spooled when DICOM`);
-      if (got.spooled) spooledCount++;
-    } else {
-      assert.deepEqual(got, expected, `${a.name}: the same error`);
-      if (a.bytes === crcBroken) assert.match((got as { message: string }).message, /fails its CRC-32 check/);
-    }
-    assert.deepEqual(await readdir(spoolDir), [], `${a.name}: nothing left behind`);
+    const { spooled, format, message } = await assertOpensAsRead(path, a.params, spoolDir, a.name);
+    if (format !== undefined) assert.equal(spooled, format === 'dicom', `${a.name}: spooled when DICOM`);
+    if (spooled) spooledCount++;
+    if (a.bytes === crcBroken) assert.match(message ?? '', /fails its CRC-32 check/);
   }
   assert.equal(spooledCount, 5);
 });
 
-test('NumPy and raw files opened for sliding windows are read at offsets, a plane at a time, and give what readVolume gives: every dtype, byte order and header version, channels, a spacing, a raw layout with an offset; Fortran order read whole; hostile and truncated files refused alike', async (t) => {
+test('NumPy and raw files opened for sliding windows are read at offsets, a plane at a time (Fortran order gathered a block of planes at a time), and give what readVolume gives: every dtype, byte order and header version, channels, a spacing, a raw layout with an offset; Fortran order with channels read whole; hostile and truncated files refused alike', async (t) => {
   const dir = await tempDir(t);
   const spoolDir = join(dir, 'spool');
   await mkdir(spoolDir);
-  type Params = Parameters<typeof readVolume>[1];
-  const cases: { name: string; path: string; params?: Params; spooled: boolean }[] = [];
-  // one in Fortran order has planes that are not contiguous: read whole
+  const cases: { name: string; path: string; params?: Parameters<typeof readVolume>[1]; spooled: boolean }[] = [];
+  const r = prng(5);
+  // in Fortran order, gathered as a sagittal NIfTI is; with channels (interleaved), read whole
   for (const name of (await readdir(fixture('volumes'))).filter((f) => f.endsWith('.npy'))) {
     const path = fixture('volumes', name);
-    cases.push({ name, path, spooled: !parseNpyHeader(await readFile(path), name).fortranOrder });
+    const header = parseNpyHeader(await readFile(path), name);
+    cases.push({ name, path, spooled: !(header.fortranOrder && header.shape.length === 4) });
   }
-  assert.equal(cases.filter((c) => !c.spooled).length, 2, 'two fixtures in Fortran order');
+  assert.equal(cases.filter((c) => !c.spooled).length, 1, 'one fixture in Fortran order with channels');
+  // Fortran order as NumPy saves nibabel's arrays: (33, 20, 27) int16 big-endian and float64, the first index fastest
+  for (const [descr, size, write] of [
+    ['>i2', 2, (b: Buffer, v: number, at: number) => b.writeInt16BE(v, at)],
+    ['<f8', 8, (b: Buffer, v: number, at: number) => b.writeDoubleLE(v / 7, at)],
+  ] as const) {
+    const [nd, nh, nw] = [33, 20, 27];
+    let header = `{'descr': '${descr}', 'fortran_order': True, 'shape': (${nd}, ${nh}, ${nw}), }`;
+    header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+    const data = Buffer.alloc(nd * nh * nw * size);
+    for (let i = 0; i < nd * nh * nw; i++) write(data, Math.round(r() * 4000 - 2000), i * size);
+    const path = join(dir, `fortran${descr.replace(/[<>]/, '')}.npy`);
+    const head = Buffer.alloc(10);
+    head.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+    await writeFile(path, Buffer.concat([head, Buffer.from(header, 'latin1'), data]));
+    cases.push({ name: `Fortran order ${descr}`, path, params: { spacing: [2, 0.75, 0.5] }, spooled: true });
+  }
   cases.push({ name: 'v2_cdhw.npy with a spacing', path: fixture('volumes', 'v2_cdhw.npy'), params: { spacing: [2, 0.75, 0.5] }, spooled: true });
   cases.push({ name: 'volume_3x4x5.raw', path: fixture('volumes', 'volume_3x4x5.raw'), params: { raw: { shape: [3, 4, 5] } }, spooled: true });
   cases.push({ name: 'cdhw_int16_be.bin', path: fixture('volumes', 'cdhw_int16_be.bin'), params: { raw: { shape: [2, 3, 4, 5], dtype: 'int16', endianness: 'big' } }, spooled: true });
   for (const name of (await readdir(fixture('volumes', 'hostile'))).filter((f) => f.endsWith('.npy'))) cases.push({ name: `hostile ${name}`, path: fixture('volumes', 'hostile', name), spooled: false });
   // a raw file behind a header of 7 bytes, float64 planes of 33x47 (odd offsets: unaligned reads)
-  const r = prng(5);
   const values = Float64Array.from({ length: 2 * 6 * 33 * 47 }, () => r() * 4000 - 2000);
   const withOffset = join(dir, 'offset.raw');
   await writeFile(withOffset, Buffer.concat([Buffer.from('HEADER!'), Buffer.from(values.buffer)]));
@@ -393,15 +409,7 @@ test('NumPy and raw files opened for sliding windows are read at offsets, a plan
   await writeFile(truncated, big.subarray(0, big.byteLength - 100));
   cases.push({ name: 'a truncated .npy', path: truncated, spooled: false });
   for (const c of cases) {
-    const expected = await opened(() => readVolume(c.path, c.params));
-    const got = await opened(() => openVolume(c.path, { ...c.params, dir: spoolDir }));
-    if ('volume' in expected && 'volume' in got) {
-      assertSameBits(got.volume.data, expected.volume.data, c.name);
-      const { data: _a, ...restGot } = got.volume;
-      const { data: _b, ...restExpected } = expected.volume;
-      assert.deepEqual(restGot, restExpected, `${c.name}: shape, geometry and source`);
-    } else assert.deepEqual(got, expected, `${c.name}: the same error`);
-    assert.equal('spooled' in got && got.spooled, c.spooled, `${c.name}: spooled`);
-    assert.deepEqual(await readdir(spoolDir), [], `${c.name}: nothing left behind`);
+    const { spooled } = await assertOpensAsRead(c.path, c.params, spoolDir, c.name);
+    assert.equal(spooled, c.spooled, `${c.name}: spooled`);
   }
 });
