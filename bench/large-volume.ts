@@ -17,7 +17,7 @@
  * but its ring of planes; reading: one file slice of int16 samples, one float32 plane and the
  * stream's chunks, `spoolNiftiFile`, and for the same CT stored in sagittal slices one more
  * float32 slice and a block of 64 MiB of planes gathered from them; for it as a folder of DICOM
- * files, `spoolDicomFolder`, or a zip of them, `spoolDicomZip`, two files' bytes, a slice and a
+ * files, `spoolSliceFolder`, or a zip of them, `spoolSliceZip`, two files' bytes, a slice and a
  * plane; writing: the labels, their NIfTI and its gzip), plus what V8
  * may leave uncollected: buffers nothing refers to any more are freed when
  * the external memory of a thread grows 64 MiB past its level at the last collection, so up to

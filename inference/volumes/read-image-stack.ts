@@ -8,6 +8,7 @@
 import sharp, { type Metadata } from 'sharp';
 import { LimitExceededError } from '../../converters/errors.js';
 import { VolumeFormatError } from './errors.js';
+import { spoolVolume, type SpooledVolume, type SpoolWriter } from './plane-source.js';
 import type { NamedBytes } from './read-dicom.js';
 import { checkSpacing, spacingAffine } from './read-npy.js';
 import { checkVoxelCount, VOLUME_LIMITS, type Vec3, type Volume, type VolumeFormat } from './volume.js';
@@ -126,23 +127,77 @@ export async function decodeTiffStack(bytes: Uint8Array, params: DecodeStackPara
   return stackVolume([img], 'tiff', file, params, []);
 }
 
-/** Decode PNG slices (sorted here by the natural order of their names); all must share one size. */
-export async function decodePngSlices(files: readonly NamedBytes[], params: DecodeStackParams & { source?: string } = {}): Promise<Volume> {
-  const source = params.source ?? 'png slices';
+/** A PNG slice by name, its bytes read when it is decoded. */
+export interface PngSliceFile {
+  name: string;
+  read(): Uint8Array | Promise<Uint8Array>;
+}
+
+/**
+ * Decode PNG slices one at a time, in the natural order of their names, each checked (one size
+ * for all, the voxels in all) and handed to `take` with its index and the slice count.
+ */
+async function eachPngSlice(files: readonly PngSliceFile[], source: string, maxVoxels: number, take: (img: Decoded, k: number, count: number) => Promise<void>): Promise<void> {
   if (files.length === 0) throw new VolumeFormatError(`${source}: no PNG files`, { file: source });
-  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
   const sorted = [...files].sort((a, b) => naturalCompare(a.name, b.name));
-  const slices: Decoded[] = [];
+  let first: Decoded | undefined;
   let total = 0;
-  for (const f of sorted) {
-    const img = await decodeImage(f.bytes, f.name, maxVoxels, false);
-    const first = slices[0];
+  for (const [k, f] of sorted.entries()) {
+    const img = await decodeImage(await f.read(), f.name, maxVoxels, false);
     if (first !== undefined && (img.width !== first.width || img.height !== first.height)) {
       throw new VolumeFormatError(`${f.name}: ${img.width} x ${img.height} differs from ${sorted[0]!.name} (${first.width} x ${first.height}); slices must share one size`, { file: f.name });
     }
     total += img.width * img.height;
     if (total > maxVoxels) throw new LimitExceededError(`${source}: slices hold more than the limit of ${maxVoxels} voxels`);
-    slices.push(img);
+    first ??= img;
+    await take(img, k, sorted.length);
   }
+}
+
+/** Decode PNG slices (sorted here by the natural order of their names); all must share one size. */
+export async function decodePngSlices(files: readonly NamedBytes[], params: DecodeStackParams & { source?: string } = {}): Promise<Volume> {
+  const source = params.source ?? 'png slices';
+  const slices: Decoded[] = [];
+  await eachPngSlice(
+    files.map((f) => ({ name: f.name, read: () => f.bytes })),
+    source,
+    params.maxVoxels ?? VOLUME_LIMITS.maxVoxels,
+    async (img) => {
+      slices.push(img);
+    },
+  );
   return stackVolume(slices, 'png', source, params, []);
+}
+
+/**
+ * PNG slices kept on disk for sliding windows: each file read and decoded when its turn comes,
+ * and its plane spooled (`spoolVolume`); the same volume, bit for bit, and the same errors as
+ * `decodePngSlices`.
+ */
+export async function spoolPngSlices(files: readonly PngSliceFile[], params: DecodeStackParams & { source?: string; dir?: string } = {}): Promise<SpooledVolume> {
+  const source = params.source ?? 'png slices';
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  let writer: SpoolWriter | undefined;
+  let shape: [number, number, number, number] = [1, 0, 0, 0];
+  let colour = false;
+  try {
+    await eachPngSlice(files, source, maxVoxels, async (img, k, count) => {
+      if (writer === undefined) {
+        shape = [1, count, img.height, img.width];
+        writer = await spoolVolume({ shape, ...(params.dir !== undefined ? { dir: params.dir } : {}) });
+      }
+      colour ||= img.colour;
+      await writer.writePlane(0, k, Float32Array.from(img.values));
+    });
+    // what stackVolume checks, in its order
+    const spacing = checkSpacing(params.spacing ?? [1, 1, 1]);
+    checkVoxelCount(shape.slice(1), source, maxVoxels, (msg) => {
+      throw new LimitExceededError(`${source}: ${msg}`);
+    });
+    const warnings = colour ? ['colour images reduced to luminance'] : [];
+    return writer!.finish({ spacing, affine: spacingAffine(spacing), source: { format: 'png', file: source, channels: 'single', warnings } });
+  } catch (err) {
+    await writer?.abort();
+    throw err;
+  }
 }

@@ -21,7 +21,7 @@ import { looksLikeDicom, parseDicom, type DicomFile } from './dicom-parse.js';
 import { VolumeFormatError } from './errors.js';
 import { looksLikeGzip } from './gunzip.js';
 import { chooseSeries, decodeDicomSeries, planSeries, seriesFile, seriesLimits, type NamedBytes, type SeriesFile } from './read-dicom.js';
-import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff } from './read-image-stack.js';
+import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff, spoolPngSlices } from './read-image-stack.js';
 import { decodeNifti, looksLikeNifti } from './read-nifti.js';
 import { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile } from './read-nifti-file.js';
 import type { SpooledVolume } from './plane-source.js';
@@ -214,10 +214,10 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
 
 /**
  * `readVolume` for sliding windows, in memory that does not grow with the volume: a NIfTI file
- * (`spoolNiftiFile`), a folder or zip of DICOM files (`spoolDicomFolder`, `spoolDicomZip`), a
- * `.npy` and a raw file (`spoolNpyFile`, `spoolRawFile`) are kept on disk and read a plane at a
- * time; anything else (PNG or TIFF slices, a single DICOM file, a `.npy` in Fortran order with
- * several channels) is read as `readVolume` reads it, whole. Close a spooled volume when done with it.
+ * (`spoolNiftiFile`), a folder or zip of DICOM files or PNG slices (`spoolSliceFolder`,
+ * `spoolSliceZip`), a `.npy` and a raw file (`spoolNpyFile`, `spoolRawFile`) are kept on disk and
+ * read a plane at a time; anything else (a TIFF stack, a single DICOM file, a `.npy` in Fortran
+ * order with several channels) is read as `readVolume` reads it, whole. Close a spooled volume when done with it.
  */
 export async function openVolume(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<Volume | SpooledVolume> {
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
@@ -226,12 +226,12 @@ export async function openVolume(input: string, params: ReadVolumeParams & { dir
   if (info.isFile() && (params.format === undefined || params.format === 'nifti') && (await looksLikeNiftiFile(input))) return spoolNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets, ...dir });
   let spooled: SpooledVolume | undefined;
   if (info.isDirectory()) {
-    if (params.format === undefined || params.format === 'dicom') spooled = await spoolDicomFolder(input, params);
+    if (params.format === undefined || params.format === 'dicom' || params.format === 'png') spooled = await spoolSliceFolder(input, params);
   } else {
     // the names and spacing readVolume gives these formats
     const format = params.format ?? detectFormat(await headOf(input), input, params);
     const spacing = params.spacing ? { spacing: params.spacing } : {};
-    if (format === 'zip' || format === 'dicom') spooled = await spoolDicomZip(input, params);
+    if (format === 'zip' || format === 'dicom' || format === 'png') spooled = await spoolSliceZip(input, params);
     else if (format === 'npy') spooled = await spoolNpyFile(input, { file: input, maxVoxels, ...spacing, ...dir });
     else if (format === 'raw' && params.raw !== undefined) spooled = await spoolRawFile(input, { ...params.raw, file: input, maxVoxels, ...spacing, ...dir });
   }
@@ -256,48 +256,68 @@ interface SliceFile {
 }
 
 /**
- * The chosen DICOM series of a set of files kept on disk, holding one file at a time: each file
- * is read once for its header (its pixels dropped), the series laid out from the headers
- * (`planSeries`), then each file read again, in slice order, for its pixels, and every frame
- * handed to `spoolGrid`. `undefined` when no file is a DICOM image.
+ * A set of slice files kept on disk, holding one file at a time, read as `decodeFileSet` reads
+ * the same files: DICOM when a file is DICOM (each file read once for its header, its pixels
+ * dropped; the series laid out from the headers, `planSeries`; then each file read again, in
+ * slice order, for its pixels, every frame handed to `spoolGrid`), else PNG slices
+ * (`spoolPngSlices`, each file read again when its turn comes). `undefined` when neither
+ * applies, or when no DICOM file is an image: `readVolume` says why then.
  */
-async function spoolDicomFiles(files: readonly SliceFile[], source: string, params: ReadVolumeParams & { dir?: string }): Promise<SpooledVolume | undefined> {
+async function spoolSliceFiles(files: readonly SliceFile[], source: string, params: ReadVolumeParams & { dir?: string }): Promise<SpooledVolume | undefined> {
   const { maxVoxels, tolerance, maxInflatedBytes } = seriesLimits(params);
   const images: SeriesFile[] = [];
+  const pngs: SliceFile[] = [];
+  let dicom = false;
   for (const f of files) {
     const bytes = f.read();
     const size = bytes.byteLength;
+    dicom ||= looksLikeDicom(bytes);
+    if (looksLikePng(bytes)) pngs.push(f);
     // its dataset is not kept (nor its bytes): read again when its pixels are wanted
     const load = (): DicomFile => {
       const again = f.read();
       if (again.byteLength !== size) throw new VolumeFormatError(`${f.name}: changed while it was read (${size} bytes, then ${again.byteLength})`, { file: f.name });
       return parseDicom(again, { file: f.name, maxInflatedBytes });
     };
-    const image = seriesFile(f.name, bytes, maxInflatedBytes, load);
+    const image = params.format === 'png' ? undefined : seriesFile(f.name, bytes, maxInflatedBytes, load);
     if (image) images.push(image);
     await yieldToLoop(); // a server's other requests go on between files
   }
-  if (images.length === 0) return undefined;
-  const series = planSeries(chooseSeries(images, source, params.seriesInstanceUid), source, maxVoxels, tolerance);
-  const spool = await spoolGrid({ grid: canonicalGrid(series.grid), dims: series.dims, ...(params.dir !== undefined ? { dir: params.dir } : {}) });
-  try {
-    let k = 0;
-    for (const slice of series.slices()) await spool.put(0, k++, slice);
-    return await spool.finish();
-  } catch (err) {
-    await spool.abort();
-    throw err;
+  if (params.format === 'dicom' || (params.format === undefined && dicom)) {
+    if (images.length === 0) return undefined;
+    const series = planSeries(chooseSeries(images, source, params.seriesInstanceUid), source, maxVoxels, tolerance);
+    const spool = await spoolGrid({ grid: canonicalGrid(series.grid), dims: series.dims, ...(params.dir !== undefined ? { dir: params.dir } : {}) });
+    try {
+      let k = 0;
+      for (const slice of series.slices()) await spool.put(0, k++, slice);
+      return await spool.finish();
+    } catch (err) {
+      await spool.abort();
+      throw err;
+    }
   }
+  if (params.format === 'png' || (params.format === undefined && pngs.length > 0)) {
+    const read = (f: SliceFile) => {
+      const bytes = f.read();
+      if (!looksLikePng(bytes)) throw new VolumeFormatError(`${f.name}: changed while it was read (no longer a PNG)`, { file: f.name });
+      return bytes;
+    };
+    return spoolPngSlices(
+      pngs.map((f) => ({ name: f.name, read: () => read(f) })),
+      { source, maxVoxels, ...(params.spacing ? { spacing: params.spacing } : {}), ...(params.dir !== undefined ? { dir: params.dir } : {}) },
+    );
+  }
+  return undefined;
 }
 
 /**
- * A folder's DICOM series kept on disk, one file in memory at a time (`spoolDicomFiles`): the
- * same volume as `readVolume` of the folder, bit for bit; `undefined` when the folder holds no
- * DICOM image (`readVolume` reads it then, or says why not).
+ * A folder of DICOM files or PNG slices kept on disk, one file in memory at a time
+ * (`spoolSliceFiles`): the same volume as `readVolume` of the folder, bit for bit; `undefined`
+ * when it holds neither (`readVolume` reads it then, or says why not).
  */
-export async function spoolDicomFolder(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
+export async function spoolSliceFolder(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
   const paths = await listFolder(input, resolveBudgets(params.budgets).volumeFiles);
-  return spoolDicomFiles(
+  return spoolSliceFiles(
     paths.map((path) => ({ name: path, read: () => readFileSync(path) })),
     input,
     params,
@@ -305,12 +325,12 @@ export async function spoolDicomFolder(input: string, params: ReadVolumeParams &
 }
 
 /**
- * A zip of DICOM files kept on disk: the archive is read at offsets, an entry at a time (its
- * central directory whole), held to the same budgets as `readVolume` holds it, and its series
- * spooled as `spoolDicomFiles` does. The same volume as `readVolume` of the archive, bit for
- * bit; `undefined` when the file is no zip or no entry is a DICOM image.
+ * A zip of DICOM files or PNG slices kept on disk: the archive is read at offsets, an entry at a
+ * time (its central directory whole), held to the same budgets as `readVolume` holds it, and its
+ * slices spooled as `spoolSliceFiles` does. The same volume as `readVolume` of the archive, bit
+ * for bit; `undefined` when the file is no zip or holds neither.
  */
-export async function spoolDicomZip(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
+export async function spoolSliceZip(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<SpooledVolume | undefined> {
   if (!looksLikeZip(await headOf(input))) return undefined;
   const b = resolveBudgets(params.budgets);
   const file = params.file ?? input;
@@ -319,7 +339,7 @@ export async function spoolDicomZip(input: string, params: ReadVolumeParams & { 
     try {
       const entries = sliceEntries(zip);
       checkZipBudgets(entries, file, b);
-      return await spoolDicomFiles(
+      return await spoolSliceFiles(
         entries.map((e) => ({ name: `${file}:${e.name}`, read: () => zip.read(e, { verify: true }) })),
         file,
         params,

@@ -79,7 +79,7 @@ test('infer with sliding windows: a truncated or corrupt NIfTI, non-finite voxel
   await stagingIsEmpty('refused bodies');
 });
 
-test('infer with sliding windows on a zip of DICOM files or a NumPy array: read from disk at offsets, an entry or a plane at a time, with the answer a NIfTI of the same volume gets (PNG slices read whole); a zip bomb, a broken archive and too many files are refused by name, and nothing is left behind', async () => {
+test('infer with sliding windows on a zip of DICOM files or PNG slices, or a NumPy array: read from disk at offsets, an entry or a plane at a time, with the answer a NIfTI of the same volume gets (a TIFF stack read whole); a zip bomb, a broken archive and too many files are refused by name, and nothing is left behind', async () => {
   const folder = fixture('volumes', 'ct_series');
   const entries = await Promise.all((await readdir(folder)).sort().map(async (name) => ({ name: `ct/${name}`, data: [await readFile(join(folder, name))] })));
   const zip = Buffer.from(concatChunks(encodeZip(entries)));
@@ -102,7 +102,9 @@ test('infer with sliding windows on a zip of DICOM files or a NumPy array: read 
     fromNpy = await infer(encodeNpy({ data: volume.data, shape: volume.shape.slice(1) }), query).expect(200);
     assert.deepEqual(fenced, [], 'a NumPy array is spooled');
     await infer(await readFile(fixture('volumes', 'png8_slices.zip')), query).expect(200);
-    assert.deepEqual(fenced, ['volume'], 'a zip of PNG slices is read whole in the fence');
+    assert.deepEqual(fenced, [], 'a zip of PNG slices is spooled');
+    await infer(await readFile(fixture('volumes', 'stack16.tif')), query).expect(200);
+    assert.deepEqual(fenced, ['volume'], 'a TIFF stack is read whole in the fence');
   } finally {
     fence.run = run;
   }
