@@ -61,9 +61,10 @@ Options:
   --size D,H,W          resample to this size first
   --spacing D,H,W       resample to this voxel spacing (mm) first
   --patch D,H,W         sliding windows of this size with overlap blending, in bounded memory:
-                        a NIfTI, a folder or zip of DICOM or PNG slices, a .npy or a raw file is
-                        kept on disk and read a plane at a time, each window is preprocessed as
-                        it is cut, and a segmentation is finished plane by plane into its labels
+                        the volume (NIfTI, a folder or zip of DICOM or PNG slices, .npy, raw,
+                        TIFF) is kept on disk and read a plane at a time, each window is
+                        preprocessed as it is cut, and a segmentation is finished plane by
+                        plane into its labels
   --overlap F           sliding window overlap (default 0.25)
   --mean A,B,C --std A,B,C  normalisation (default: the card's, else ImageNet's)
   --device NAME         cpu (default), webgpu, cuda or tensorrt; falls back to cpu with a note
@@ -199,7 +200,7 @@ export async function runInfer(argv: string[]): Promise<void> {
       else process.stdout.write(`${JSON.stringify({ output: { shape: first.shape }, input: { shape: raw.shape } })}\n`);
       return;
     }
-    // Sliding windows read a NIfTI, slice folder or zip, .npy or raw file a plane at a time from a copy on disk: never whole.
+    // Sliding windows read the volume a plane at a time from a copy on disk (openVolume): never whole.
     const read = { seriesInstanceUid: values.series, budgets: cfg.budgets };
     const volume = options.patch ? await openVolume(input, read) : await readVolume(input, read);
     spooled = isSpooled(volume) ? volume : undefined;

@@ -5,7 +5,7 @@
  */
 export * from './volume.js';
 export * from './errors.js';
-export { openVolume, readVolume, spoolSliceFolder, spoolSliceZip, type ReadVolumeParams } from './read-volume.js';
+export { openVolume, readVolume, spoolFile, spoolSliceFolder, spoolSliceZip, type ReadVolumeParams } from './read-volume.js';
 export { spoolNpyFile, spoolRawFile } from './spool-samples.js';
 export { decodeNifti, parseNiftiHeader, type DecodeNiftiParams, type NiftiHeader } from './read-nifti.js';
 export { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile, type SpoolNiftiParams } from './read-nifti-file.js';

@@ -201,3 +201,48 @@ export async function spoolPngSlices(files: readonly PngSliceFile[], params: Dec
     throw err;
   }
 }
+
+/**
+ * A multi-page TIFF kept on disk for sliding windows: libvips reads one page at a time from the
+ * file, and each page is written as its plane (`spoolVolume`); the same volume, bit for bit, as
+ * `decodeTiffStack`. `undefined` for a file that is not a clean stack (no metadata, pages of
+ * other sizes, a page that does not decode, a size past `maxVoxels`): `decodeTiffStack` reads it
+ * then, and says why.
+ */
+export async function spoolTiffFile(path: string, params: DecodeStackParams & { file?: string; dir?: string } = {}): Promise<SpooledVolume | undefined> {
+  const file = params.file ?? path;
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  let meta: Metadata;
+  try {
+    meta = await sharp(path, { limitInputPixels: false }).metadata();
+  } catch {
+    return undefined;
+  }
+  const pages = meta.pages ?? 1;
+  const width = meta.width ?? 0;
+  const height = meta.pageHeight ?? meta.height ?? 0;
+  const depth = meta.depth ?? 'uchar';
+  const toArray = DEPTH_ARRAYS[depth];
+  if (toArray === undefined || !(width > 0 && height > 0 && pages * height * width <= maxVoxels)) return undefined;
+  const spacing = params.spacing ?? [1, 1, 1];
+  if (!(spacing.length === 3 && spacing.every((x) => Number.isFinite(x) && x > 0))) return undefined;
+  const colour = (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) > 1;
+  const space = depth === 'ushort' ? 'grey16' : 'b-w';
+  const writer = await spoolVolume({ shape: [1, pages, height, width], ...(params.dir !== undefined ? { dir: params.dir } : {}) });
+  try {
+    for (let k = 0; k < pages; k++) {
+      const { data, info } = await sharp(path, { page: k, pages: 1, limitInputPixels: height * width + 1 })
+        .toColourspace(space)
+        .extractChannel(0)
+        .raw({ depth: depth as 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+      if (info.width !== width || info.height !== height) throw new Error('a page of another size');
+      await writer.writePlane(0, k, Float32Array.from(toArray(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength))));
+    }
+  } catch {
+    await writer.abort();
+    return undefined;
+  }
+  const warnings = colour ? ['colour images reduced to luminance'] : [];
+  return writer.finish({ spacing: [...spacing], affine: spacingAffine(spacing), source: { format: 'tiff', file, channels: 'single', warnings } });
+}

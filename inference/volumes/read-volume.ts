@@ -21,7 +21,7 @@ import { looksLikeDicom, parseDicom, type DicomFile } from './dicom-parse.js';
 import { VolumeFormatError } from './errors.js';
 import { looksLikeGzip } from './gunzip.js';
 import { chooseSeries, decodeDicomSeries, planSeries, seriesFile, seriesLimits, type NamedBytes, type SeriesFile } from './read-dicom.js';
-import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff, spoolPngSlices } from './read-image-stack.js';
+import { decodePngSlices, decodeTiffStack, looksLikePng, looksLikeTiff, spoolPngSlices, spoolTiffFile } from './read-image-stack.js';
 import { decodeNifti, looksLikeNifti } from './read-nifti.js';
 import { looksLikeNiftiFile, readNiftiFile, spoolNiftiFile } from './read-nifti-file.js';
 import type { SpooledVolume } from './plane-source.js';
@@ -215,9 +215,9 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
 /**
  * `readVolume` for sliding windows, in memory that does not grow with the volume: a NIfTI file
  * (`spoolNiftiFile`), a folder or zip of DICOM files or PNG slices (`spoolSliceFolder`,
- * `spoolSliceZip`), a `.npy` and a raw file (`spoolNpyFile`, `spoolRawFile`) are kept on disk and
- * read a plane at a time; anything else (a TIFF stack, a single DICOM file, a `.npy` in Fortran
- * order with several channels) is read as `readVolume` reads it, whole. Close a spooled volume when done with it.
+ * `spoolSliceZip`), a `.npy` and a raw file (`spoolNpyFile`, `spoolRawFile`) and a TIFF stack
+ * (`spoolTiffFile`) are kept on disk and read a plane at a time; anything else (a single DICOM
+ * file, a `.npy` in Fortran order with several channels) is read as `readVolume` reads it, whole. Close a spooled volume when done with it.
  */
 export async function openVolume(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<Volume | SpooledVolume> {
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
@@ -234,8 +234,32 @@ export async function openVolume(input: string, params: ReadVolumeParams & { dir
     if (format === 'zip' || format === 'dicom' || format === 'png') spooled = await spoolSliceZip(input, params);
     else if (format === 'npy') spooled = await spoolNpyFile(input, { file: input, maxVoxels, ...spacing, ...dir });
     else if (format === 'raw' && params.raw !== undefined) spooled = await spoolRawFile(input, { ...params.raw, file: input, maxVoxels, ...spacing, ...dir });
+    else if (format === 'tiff') spooled = await spoolTiffFile(input, { file: input, maxVoxels, ...spacing, ...dir });
   }
   return spooled ?? readVolume(input, params);
+}
+
+/**
+ * A file known by its bytes only (a request's body, named `params.file`) kept on disk for
+ * sliding windows when its magic number is that of a format `openVolume` keeps there: NIfTI, a
+ * zip of DICOM files or PNG slices, a `.npy`, a TIFF stack. `undefined` for any other (read it
+ * whole then, as `readVolume` of its bytes does).
+ */
+export async function spoolFile(path: string, params: ReadVolumeParams & { file: string; dir?: string }): Promise<SpooledVolume | undefined> {
+  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
+  const common = { file: params.file, maxVoxels, ...(params.dir !== undefined ? { dir: params.dir } : {}) };
+  switch (detectFormat(await headOf(path), '', {})) {
+    case 'nifti':
+      return (await looksLikeNiftiFile(path)) ? spoolNiftiFile(path, { ...common, budgets: params.budgets }) : undefined;
+    case 'zip':
+      return spoolSliceZip(path, params);
+    case 'npy':
+      return spoolNpyFile(path, common);
+    case 'tiff':
+      return spoolTiffFile(path, common);
+    default:
+      return undefined;
+  }
 }
 
 async function headOf(path: string): Promise<Uint8Array> {

@@ -241,9 +241,9 @@ export interface paths {
          *     with `output=probabilities` the softmax probabilities, float32, one volume per class along
          *     the 4th dimension; classes x voxels of that answer are bounded by `budgets.outputVoxels`.
          *     Sliding windows (`patch`, `overlap`) blend with MONAI's Gaussian importance map, plane by
-         *     plane: they never make the preprocessed input or the per-class scores whole, and a NIfTI,
-         *     a zip of DICOM or PNG slices or a NumPy array is streamed to disk and read a plane at a
-         *     time, so the volume is not held whole either. What the input
+         *     plane: they never make the preprocessed input or the per-class scores whole, and the body
+         *     (NIfTI, a zip of DICOM or PNG slices, NumPy, TIFF; not a single DICOM file) is streamed
+         *     to disk and read a plane at a time, so the volume is not held whole either. What the input
          *     and its options make is bounded: the network input of a run without windows (after `size`
          *     or `spacing` and channel replication), all the sliding windows together, their blend
          *     accumulator (classes x window depth x the volume's height and width) and kept

@@ -7,7 +7,7 @@ import { readFileBytes } from '../../converters/io.js';
 import { infer, type InferOptions, type PreparedInput } from '../../inference/runtime/pipeline.js';
 import { PREPARE_VOLUME } from '../../inference/runtime/prepare-volume.js';
 import { RENDER_ANSWER } from '../../inference/runtime/render-answer.js';
-import { geometryOf, isSpooled, looksLikeNiftiFile, spoolSliceZip, spoolNiftiFile, spoolNpyFile, wholeVolume, type SpooledVolume, type Vec3, type Volume } from '../../inference/volumes/index.js';
+import { geometryOf, isSpooled, spoolFile, wholeVolume, type SpooledVolume, type Vec3, type Volume } from '../../inference/volumes/index.js';
 import { listCheckpoints, loadCheckpoint } from '../../zoo/store.js';
 import { httpError } from '../errors.js';
 import { bodyToFile, readBody, type TooLarge } from '../http/body.js';
@@ -104,17 +104,16 @@ export function checkpointRoutes(s: Services): Router {
     let volume: Volume | SpooledVolume;
     let prepared: PreparedInput | undefined;
     if (options.patch && !options.raw) {
-      // Sliding windows: the body goes to disk, and a NIfTI, a zip of DICOM or PNG slices or a
-      // NumPy array is kept there and read a plane at a time, so that neither the body nor the
-      // volume is ever held whole; a bounded number at once.
+      // Sliding windows: the body goes to disk, and a NIfTI, a zip of DICOM or PNG slices, a NumPy
+      // array or a TIFF stack is kept there and read a plane at a time (`spoolFile`), so that
+      // neither the body nor the volume is ever held whole; a bounded number at once.
       const dir = join(s.stagingDir, 'volumes');
       await mkdir(dir, { recursive: true });
       const tmp = join(dir, `${randomBytes(8).toString('hex')}.part`);
       ({ volume, prepared } = await s.volumes.run(0, async () => {
         try {
           await bodyToFile(req, tmp, s.cfg.server.maxVolumeBytes, tooLarge);
-          if (await looksLikeNiftiFile(tmp)) return { volume: await spoolNiftiFile(tmp, { file: 'volume', budgets, dir }), prepared: undefined };
-          const spooled = (await spoolSliceZip(tmp, { ...read, budgets, dir })) ?? (await spoolNpyFile(tmp, { file: read.file, dir }));
+          const spooled = await spoolFile(tmp, { ...read, budgets, dir });
           if (spooled) return { volume: spooled, prepared: undefined };
           return await prepare(await readFileBytes(tmp));
         } finally {

@@ -79,7 +79,7 @@ test('infer with sliding windows: a truncated or corrupt NIfTI, non-finite voxel
   await stagingIsEmpty('refused bodies');
 });
 
-test('infer with sliding windows on a zip of DICOM files or PNG slices, or a NumPy array: read from disk at offsets, an entry or a plane at a time, with the answer a NIfTI of the same volume gets (a TIFF stack read whole); a zip bomb, a broken archive and too many files are refused by name, and nothing is left behind', async () => {
+test('infer with sliding windows on a zip of DICOM files or PNG slices, a NumPy array or a TIFF stack: read from disk at offsets, an entry or a plane at a time, with the answer a NIfTI of the same volume gets (a single DICOM file read whole); a zip bomb, a broken archive and too many files are refused by name, and nothing is left behind', async () => {
   const folder = fixture('volumes', 'ct_series');
   const entries = await Promise.all((await readdir(folder)).sort().map(async (name) => ({ name: `ct/${name}`, data: [await readFile(join(folder, name))] })));
   const zip = Buffer.from(concatChunks(encodeZip(entries)));
@@ -104,7 +104,9 @@ test('infer with sliding windows on a zip of DICOM files or PNG slices, or a Num
     await infer(await readFile(fixture('volumes', 'png8_slices.zip')), query).expect(200);
     assert.deepEqual(fenced, [], 'a zip of PNG slices is spooled');
     await infer(await readFile(fixture('volumes', 'stack16.tif')), query).expect(200);
-    assert.deepEqual(fenced, ['volume'], 'a TIFF stack is read whole in the fence');
+    assert.deepEqual(fenced, [], 'a TIFF stack is spooled');
+    await infer(await readFile(fixture('volumes', 'enhanced_ct.dcm')), query).expect(200);
+    assert.deepEqual(fenced, ['volume'], 'a single DICOM file is read whole in the fence');
   } finally {
     fence.run = run;
   }

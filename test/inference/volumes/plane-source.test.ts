@@ -380,7 +380,7 @@ test('a zip of DICOM files opened for sliding windows is read at offsets, one en
   assert.equal(spooledCount, 6);
 });
 
-test('NumPy and raw files opened for sliding windows are read at offsets, a plane at a time (Fortran order gathered a block of planes at a time), and give what readVolume gives: every dtype, byte order and header version, channels, a spacing, a raw layout with an offset; Fortran order with channels read whole; hostile and truncated files refused alike', async (t) => {
+test('NumPy, raw and TIFF files opened for sliding windows are read a plane (a page) at a time (NumPy in Fortran order gathered a block of planes at a time), and give what readVolume gives: every dtype, byte order and header version, channels, a spacing, a raw layout with an offset, 8-bit, 16-bit and colour pages; Fortran order with channels read whole; hostile and truncated files refused alike', async (t) => {
   const dir = await tempDir(t);
   const spoolDir = join(dir, 'spool');
   await mkdir(spoolDir);
@@ -425,6 +425,22 @@ test('NumPy and raw files opened for sliding windows are read at offsets, a plan
   const truncated = join(dir, 'truncated.npy');
   await writeFile(truncated, big.subarray(0, big.byteLength - 100));
   cases.push({ name: 'a truncated .npy', path: truncated, spooled: false });
+  // TIFF stacks: the fixtures, pages made here (16-bit deflated, colour, float), one cut short, the hostile one
+  cases.push({ name: 'stack16.tif', path: fixture('volumes', 'stack16.tif'), spooled: true });
+  cases.push({ name: 'stack8_lzw.tif', path: fixture('volumes', 'stack8_lzw.tif'), params: { spacing: [3, 0.5, 0.5] }, spooled: true });
+  cases.push({ name: 'hostile truncated.tif', path: fixture('volumes', 'hostile', 'truncated.tif'), spooled: false });
+  const tiff = async (name: string, pages: number, w: number, h: number, channels: 1 | 3, values: Uint8Array | Uint16Array | Float32Array, space: 'grey16' | 'srgb' | 'b-w') => {
+    const path = join(dir, name);
+    const bytes = await sharp(Buffer.from(values.buffer), { raw: { width: w, height: pages * h, channels, pageHeight: h } }).toColourspace(space).tiff({ compression: 'deflate' }).toBuffer();
+    await writeFile(path, bytes);
+    return { path, bytes };
+  };
+  const t16 = await tiff('t16.tif', 40, 33, 29, 1, Uint16Array.from({ length: 40 * 33 * 29 }, () => Math.floor(r() * 65536)), 'grey16');
+  cases.push({ name: '40 pages of 16 bits', path: t16.path, spooled: true });
+  cases.push({ name: 'colour pages', path: (await tiff('rgb.tif', 5, 12, 10, 3, Uint8Array.from({ length: 5 * 12 * 10 * 3 }, () => Math.floor(r() * 256)), 'srgb')).path, spooled: true });
+  const cut = join(dir, 'cut.tif');
+  await writeFile(cut, t16.bytes.subarray(0, Math.floor(t16.bytes.byteLength * 0.6)));
+  cases.push({ name: 'a TIFF cut short', path: cut, spooled: false });
   for (const c of cases) {
     const { spooled } = await assertOpensAsRead(c.path, c.params, spoolDir, c.name);
     assert.equal(spooled, c.spooled, `${c.name}: spooled`);
