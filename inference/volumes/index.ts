@@ -15,7 +15,7 @@ export { decodeDicomSeries, type DecodeDicomSeriesParams, type NamedBytes } from
 export { parseDicom, TRANSFER_SYNTAXES } from './dicom-parse.js';
 export { decodeNpy, parseNpyHeader, type DecodeNpyParams } from './read-npy.js';
 export { encodeNpy, writeNpy, type EncodeNpyParams } from './write-npy.js';
-export { decodeTiffStack, decodePngSlices, naturalCompare, type DecodeStackParams } from './read-image-stack.js';
+export { decodeTiffStack, decodePngSlices, naturalCompare, spoolPngSlices, spoolTiffFile, type DecodeStackParams } from './read-image-stack.js';
 export { decodeRaw, type DecodeRawParams, type RawLayout } from './read-raw.js';
 export { applyAffine, multiplyAffine, columnNorms } from './affine.js';
 export { encodeNifti, writeNifti, type EncodeNiftiParams, type NiftiArray } from './write-nifti.js';

@@ -202,14 +202,18 @@ export async function spoolPngSlices(files: readonly PngSliceFile[], params: Dec
   }
 }
 
+/** Most bytes of samples decoded from a TIFF in one call (a run of pages) by `spoolTiffFile`. */
+const TIFF_RUN_BYTES = 16 * 1024 * 1024;
+
 /**
- * A multi-page TIFF kept on disk for sliding windows: libvips reads one page at a time from the
- * file, and each page is written as its plane (`spoolVolume`); the same volume, bit for bit, as
+ * A multi-page TIFF kept on disk for sliding windows: libvips reads a run of pages at a time
+ * from the file (at most `runBytes` of samples, `TIFF_RUN_BYTES` by default), and each page is written as its plane
+ * (`spoolVolume`); the same volume, bit for bit, as
  * `decodeTiffStack`. `undefined` for a file that is not a clean stack (no metadata, pages of
  * other sizes, a page that does not decode, a size past `maxVoxels`): `decodeTiffStack` reads it
  * then, and says why.
  */
-export async function spoolTiffFile(path: string, params: DecodeStackParams & { file?: string; dir?: string } = {}): Promise<SpooledVolume | undefined> {
+export async function spoolTiffFile(path: string, params: DecodeStackParams & { file?: string; dir?: string; runBytes?: number } = {}): Promise<SpooledVolume | undefined> {
   const file = params.file ?? path;
   const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
   let meta: Metadata;
@@ -229,15 +233,23 @@ export async function spoolTiffFile(path: string, params: DecodeStackParams & { 
   const colour = (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) > 1;
   const space = depth === 'ushort' ? 'grey16' : 'b-w';
   const writer = await spoolVolume({ shape: [1, pages, height, width], ...(params.dir !== undefined ? { dir: params.dir } : {}) });
+  // a run of pages a call (each call opens the file and sets up a pipeline): TIFF_RUN_BYTES of samples
+  const run = Math.max(1, Math.floor((params.runBytes ?? TIFF_RUN_BYTES) / (width * height * 8)));
   try {
-    for (let k = 0; k < pages; k++) {
-      const { data, info } = await sharp(path, { page: k, pages: 1, limitInputPixels: height * width + 1 })
+    for (let k = 0; k < pages; k += run) {
+      const n = Math.min(run, pages - k);
+      const { data, info } = await sharp(path, { page: k, pages: n, limitInputPixels: n * height * width + 1 })
         .toColourspace(space)
         .extractChannel(0)
         .raw({ depth: depth as 'uchar' })
         .toBuffer({ resolveWithObject: true });
-      if (info.width !== width || info.height !== height) throw new Error('a page of another size');
-      await writer.writePlane(0, k, Float32Array.from(toArray(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength))));
+      if (info.width !== width || info.height !== n * height) throw new Error('a page of another size');
+      const values = toArray(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+      const plane = new Float32Array(width * height);
+      for (let p = 0; p < n; p++) {
+        for (let i = 0; i < plane.length; i++) plane[i] = values[p * plane.length + i]!;
+        await writer.writePlane(0, k + p, plane);
+      }
     }
   } catch {
     await writer.abort();

@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { percentileBounds, percentileBoundsOfPlanes, resample, resamplePlanes, inputRingPlanes, slidingWindow, type ChannelMap, type WindowOutput } from '../../../inference/preprocess/index.js';
 import { ZipReader, encodeZip } from '../../../converters/formats/zip.js';
 import { concatChunks } from '../../../converters/io.js';
-import { encodeNifti, encodeNpy, isSpooled, parseNpyHeader, loadPlaneVolume, memoryPlanes, openVolume, readAllPlanes, readNiftiFile, readVolume, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type SpooledVolume, type Volume } from '../../../inference/volumes/index.js';
+import { encodeNifti, encodeNpy, isSpooled, parseNpyHeader, spoolTiffFile, loadPlaneVolume, memoryPlanes, openVolume, readAllPlanes, readNiftiFile, readVolume, spoolNiftiFile, spoolVolume, type NiftiArray, type PlaneSource, type PlaneVolume, type SpooledVolume, type Volume } from '../../../inference/volumes/index.js';
 import { deflatedZip, fixture, prng, tempDir } from '../../helpers.js';
 import { assertSameBits } from '../whole-volume.js';
 
@@ -444,5 +444,16 @@ test('NumPy, raw and TIFF files opened for sliding windows are read a plane (a p
   for (const c of cases) {
     const { spooled } = await assertOpensAsRead(c.path, c.params, spoolDir, c.name);
     assert.equal(spooled, c.spooled, `${c.name}: spooled`);
+  }
+  // the 40 pages read 3 (and 1) at a time
+  const whole = await readVolume(t16.path);
+  for (const pagesPerRun of [1, 3]) {
+    const v = await spoolTiffFile(t16.path, { file: t16.path, dir: spoolDir, runBytes: pagesPerRun * 33 * 29 * 8 });
+    assert.ok(v, 'spooled');
+    try {
+      assertSameBits(await readAllPlanes(v), whole.data, `${pagesPerRun} pages a run`);
+    } finally {
+      await v.close();
+    }
   }
 });
