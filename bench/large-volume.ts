@@ -25,6 +25,7 @@
  *
  *   npm run bench:large-volume   (BENCH_THREADS=2; BENCH_SIZE=512,512,300; BENCH_WINDOW=96;
  *                                 BENCH_OVERLAP=0.25; BENCH_CASES=features,segmentation;
+ *                                 BENCH_FORMS=axial,sagittal,DICOM,DICOM zip,npy,TIFF,PNG;
  *                                 BENCH_KEEP=1 keeps the folder)
  */
 import { spawn } from 'node:child_process';
@@ -41,18 +42,26 @@ import type { StateDict } from '../converters/tensor.js';
 import { slidingWindowBytes, windowStarts } from '../inference/preprocess/index.js';
 import { windowedInferenceBytes } from '../inference/runtime/pipeline.js';
 import { SPOOL_BLOCK_BYTES } from '../inference/volumes/index.js';
-import { resnetStateDict, syntheticCt, syntheticCtDicom, syntheticCtNpy, templateStateDict } from './synthetic.js';
+import { resnetStateDict, syntheticCt, syntheticCtDicom, syntheticCtImages, syntheticCtNpy, templateStateDict } from './synthetic.js';
 
 const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
 const SIZE = (process.env['BENCH_SIZE'] ?? '512,512,300').split(',').map(Number) as [number, number, number];
 const WINDOW = Number(process.env['BENCH_WINDOW'] ?? 96);
 const OVERLAP = Number(process.env['BENCH_OVERLAP'] ?? 0.25);
 const CASES = (process.env['BENCH_CASES'] ?? 'features,segmentation').split(',');
+const FORMS = process.env['BENCH_FORMS']?.split(',');
 const CLI = new URL('../cli/main.js', import.meta.url).pathname;
 const TIME = '/usr/bin/time';
 const MiB = 1024 * 1024;
 /** Unreferenced buffers V8 may hold before it collects: 64 MiB in each of two threads (see the module comment). */
 const GC_SLACK = 2 * 64 * MiB;
+/**
+ * What libvips (sharp) holds once it has decoded TIFF pages or PNG slices, through the rest of
+ * the run (its threads' allocator keeps it): its operation cache (sharp.cache: up to 50 MiB) and
+ * the decoders' buffers. Measured: a 300-page 512x512 TIFF spooled in one process grows its RSS
+ * by 47-83 MiB.
+ */
+const LIBVIPS_BYTES = 96 * MiB;
 
 interface Network {
   name: string;
@@ -106,7 +115,7 @@ async function main(): Promise<void> {
     const half = Math.max(WINDOW, Math.round(nk / 2));
     console.log(`large-volume bench: acs-hub infer in a child process, onnxruntime-node cpu, ${THREADS} threads, windows ${WINDOW}^3, overlap ${OVERLAP}, Gaussian blending`);
     console.log('(figures from a shared machine, loaded by other work while they were taken: times are indicative, peak RSS is not affected)\n');
-    const volumes: { name: string; dims: [number, number, number]; stored: 'axial' | 'sagittal' | 'DICOM' | 'DICOM zip' | 'npy'; path: string; bytes: number }[] = [];
+    const volumes: { name: string; dims: [number, number, number]; stored: 'axial' | 'sagittal' | 'DICOM' | 'DICOM zip' | 'npy' | 'TIFF' | 'PNG'; path: string; bytes: number }[] = [];
     const forms = [
       ['one window', [WINDOW, WINDOW, WINDOW], 'axial'],
       ['half', [ni, nj, half], 'axial'],
@@ -115,10 +124,12 @@ async function main(): Promise<void> {
       ['full, DICOM series', [ni, nj, nk], 'DICOM'],
       ['full, DICOM zip', [ni, nj, nk], 'DICOM zip'],
       ['full, NumPy', [ni, nj, nk], 'npy'],
+      ['full, TIFF', [ni, nj, nk], 'TIFF'],
+      ['full, PNG slices', [ni, nj, nk], 'PNG'],
     ] as const;
-    for (const [name, dims, stored] of forms) {
+    for (const [name, dims, stored] of forms.filter(([n, , st]) => n === 'one window' || FORMS === undefined || FORMS.includes(st))) {
       const t0 = performance.now();
-      const path = join(dir, `ct-${dims.join('x')}-${stored.replace(' ', '-')}${{ DICOM: '', 'DICOM zip': '.zip', npy: '.npy', axial: '.nii.gz', sagittal: '.nii.gz' }[stored]}`);
+      const path = join(dir, `ct-${dims.join('x')}-${stored.replace(' ', '-')}${{ DICOM: '', 'DICOM zip': '.zip', npy: '.npy', TIFF: '.tif', PNG: '', axial: '.nii.gz', sagittal: '.nii.gz' }[stored]}`);
       let bytes = 0;
       if (stored === 'DICOM' || stored === 'DICOM zip') {
         const files = syntheticCtDicom(dims, [0.7, 0.7, 1]).map((data, k) => ({ name: `IM${String(k).padStart(4, '0')}.dcm`, data }));
@@ -131,6 +142,14 @@ async function main(): Promise<void> {
           await out.close();
         }
         bytes = (await stat(path)).isDirectory() ? files.reduce((a, f) => a + f.data.byteLength, 0) : (await stat(path)).size;
+      } else if (stored === 'TIFF' || stored === 'PNG') {
+        const files = await syntheticCtImages(dims, stored === 'TIFF' ? 'tiff' : 'png');
+        if (stored === 'TIFF') await writeFile(path, files[0]!);
+        else {
+          await mkdir(path);
+          for (const [k, f] of files.entries()) await writeFile(join(path, `slice${k}.png`), f);
+        }
+        bytes = files.reduce((a, f) => a + f.byteLength, 0);
       } else if (stored === 'npy') {
         const file = syntheticCtNpy(dims);
         await writeFile(path, file);
@@ -141,7 +160,7 @@ async function main(): Promise<void> {
         bytes = file.byteLength;
       }
       volumes.push({ name, dims: [...dims], stored, path, bytes });
-      const what = stored === 'DICOM' ? `a folder of ${dims[2]} DICOM files` : stored === 'DICOM zip' ? `a zip of ${dims[2]} DICOM files` : stored === 'npy' ? '.npy' : `.nii.gz in ${stored} slices`;
+      const what = { DICOM: `a folder of ${dims[2]} DICOM files`, 'DICOM zip': `a zip of ${dims[2]} DICOM files`, npy: '.npy', TIFF: `a ${dims[2]}-page TIFF (uint16)`, PNG: `a folder of ${dims[2]} PNG files (uint16)`, axial: '.nii.gz in axial slices', sagittal: '.nii.gz in sagittal slices' }[stored];
       console.log(`synthesised ${dims.join('x')} int16 CT: ${mib(bytes)} MiB, ${what}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
     console.log('\n| network | volume | windows | wall s | network s | peak RSS MiB | bound MiB | session | input | output | ring | batch | read | peak - input - output |');
@@ -173,9 +192,10 @@ async function main(): Promise<void> {
         const held = windowedInferenceBytes({ volume: [1, ...grid], window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind, overlap: OVERLAP, spooled: true });
         // axial slices: one slice of samples and one float32 plane; sagittal: a slice (samples and float32) and a block of
         // planes; DICOM: one file twice (the first one, kept for its header, and the one decoded), a float32 slice and a plane
-        const read = v.stored === 'axial' || v.stored === 'npy' ? (2 + 4) * vi * vj + 2 * MiB : v.stored === 'sagittal' ? (2 + 4 + 4) * vj * vk + SPOOL_BLOCK_BYTES + 2 * MiB : (2 + 2 + 4 + 4) * vi * vj + 2 * MiB;
+        const read = v.stored === 'TIFF' ? 2 * 16 * MiB + 4 * vi * vj : v.stored === 'PNG' ? (2 + 2 + 4) * vi * vj : v.stored === 'axial' || v.stored === 'npy' ? (2 + 4) * vi * vj + 2 * MiB : v.stored === 'sagittal' ? (2 + 4 + 4) * vj * vk + SPOOL_BLOCK_BYTES + 2 * MiB : (2 + 2 + 4 + 4) * vi * vj + 2 * MiB;
         const write = net.kind === 'dense' ? held.input + held.output + 2 * (n + 352) : 0;
-        const bound = session + Math.max(held.total, read, write) + GC_SLACK;
+        // what libvips keeps stays through the inference
+        const bound = session + Math.max(held.total, read, write) + GC_SLACK + (v.stored === 'TIFF' || v.stored === 'PNG' ? LIBVIPS_BYTES : 0);
         const { slab, batch } = slidingWindowBytes({ grid, window: [WINDOW, WINDOW, WINDOW], channels, classes, kind: net.kind, overlap: OVERLAP, streamedChannels: 1 });
         const networkS = run.json?.ms ? (run.json.ms.network / 1000).toFixed(1) : '';
         const budget = env['ACS_HUB_BUDGET_OUTPUT_VOXELS'] ? ` (outputVoxels ${env['ACS_HUB_BUDGET_OUTPUT_VOXELS']})` : '';
@@ -185,7 +205,7 @@ async function main(): Promise<void> {
         if (run.peakRss > bound) console.log(`  ! the peak RSS of ${v.dims.join('x')} is over the stated bound by ${mib(run.peakRss - bound)} MiB`);
       }
     }
-    console.log('\nbound = session + the most of: inference (input: none, the volume is read a plane at a time; output; ring: the input planes a window spans and, for a segmentation, the blend accumulator; batch; windowedInferenceBytes), reading (one slice of samples, one float32 plane and 2 MiB of stream; for sagittal slices a float32 slice and a block of 64 MiB of planes as well; for DICOM, a folder or a zip, two files, a slice and a plane), writing (labels, their NIfTI and its gzip) + 128 MiB that V8 may leave uncollected (64 MiB in each of two threads)');
+    console.log('\nbound = session + the most of: inference (input: none, the volume is read a plane at a time; output; ring: the input planes a window spans and, for a segmentation, the blend accumulator; batch; windowedInferenceBytes), reading (one slice of samples, one float32 plane and 2 MiB of stream; for sagittal slices a float32 slice and a block of 64 MiB of planes as well; for DICOM, a folder or a zip, two files, a slice and a plane; for a TIFF a run of pages, twice 16 MiB, and a plane; for PNG slices a file, its samples and a plane), writing (labels, their NIfTI and its gzip) + for TIFF and PNG 96 MiB that libvips keeps + 128 MiB that V8 may leave uncollected (64 MiB in each of two threads)');
   } finally {
     if (process.env['BENCH_KEEP'] === '1') console.log(`kept ${dir}`);
     else await rm(dir, { recursive: true, force: true });

@@ -3,6 +3,7 @@
  * architecture templates), filled with seeded values, and synthetic CT volumes, so that the
  * benchmarks need no download and no Python.
  */
+import sharp from 'sharp';
 import { loadTemplate, templateIndex } from '../converters/arch/templates.js';
 import { seededRandom } from '../converters/modes/head.js';
 import type { StateDict, Tensor } from '../converters/tensor.js';
@@ -183,6 +184,22 @@ function ctImage([ni, nj, nk]: readonly [number, number, number]): Int16Array {
     }
   }
   return data;
+}
+
+/**
+ * The same synthetic CT as slices of unsigned 16-bit values (HU + 1024, as CT exports store
+ * them): a multi-page TIFF (deflated) of `nk` pages, or `nk` PNG files.
+ */
+export async function syntheticCtImages(dims: readonly [number, number, number], as: 'tiff' | 'png'): Promise<Uint8Array[]> {
+  const [ni, nj, nk] = dims;
+  const image = ctImage(dims);
+  const values = Uint16Array.from(image, (v) => Math.max(0, v + 1024));
+  if (as === 'tiff') {
+    return [await sharp(values, { raw: { width: ni, height: nj * nk, channels: 1, pageHeight: nj }, limitInputPixels: false }).toColourspace('grey16').tiff({ compression: 'deflate' }).toBuffer()];
+  }
+  const files: Uint8Array[] = [];
+  for (let k = 0; k < nk; k++) files.push(await sharp(values.subarray(k * ni * nj, (k + 1) * ni * nj), { raw: { width: ni, height: nj, channels: 1 } }).toColourspace('grey16').png().toBuffer());
+  return files;
 }
 
 /** The same synthetic CT as an int16 NumPy `.npy` of shape `(nk, nj, ni)`, C order (no geometry). */
