@@ -87,6 +87,8 @@ function fileSource(path: string): ZipSource {
   }
 }
 
+const UTF8 = new TextDecoder('utf-8');
+
 /** Most bytes a central directory may take (it is read whole). */
 const MAX_CENTRAL_DIRECTORY_BYTES = 64 * 1024 * 1024;
 
@@ -123,7 +125,7 @@ class Piece {
 
   text(off: number, n: number): string {
     const i = this.at(off, n);
-    return new TextDecoder('utf-8').decode(this.bytes.subarray(i, i + n));
+    return UTF8.decode(this.bytes.subarray(i, i + n));
   }
 }
 

@@ -5,7 +5,7 @@
  * their values; colour images are reduced to luminance (with a warning). No geometry: the
  * affine is `diag(sw, sh, sd, 1)` from the given spacing.
  */
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { LimitExceededError } from '../../converters/errors.js';
 import { VolumeFormatError } from './errors.js';
 import { spoolVolume, type SpooledVolume, type SpoolWriter } from './plane-source.js';
@@ -72,6 +72,24 @@ interface Decoded {
   colour: boolean;
 }
 
+/** Whether an image has colour channels (its alpha aside). */
+function isColour(meta: Metadata): boolean {
+  return (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) > 1;
+}
+
+/**
+ * Pages of an image (its bytes, or a file sharp reads itself) as greyscale samples of `depth`
+ * (one of `DEPTH_ARRAYS`), colour reduced to luminance; at most `pixels` pixels are decoded.
+ */
+async function greyPages(input: Uint8Array | string, pages: { page?: number; pages: number }, pixels: number, depth: string): Promise<{ values: ArrayLike<number>; info: OutputInfo }> {
+  const { data, info } = await sharp(input, { ...pages, limitInputPixels: pixels + 1 })
+    .toColourspace(depth === 'ushort' ? 'grey16' : 'b-w')
+    .extractChannel(0)
+    .raw({ depth: depth as 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  return { values: DEPTH_ARRAYS[depth]!(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)), info };
+}
+
 async function decodeImage(bytes: Uint8Array, file: string, maxVoxels: number, allPages: boolean): Promise<Decoded> {
   const fail = (msg: string): never => {
     throw new VolumeFormatError(`${file}: ${msg}`, { file });
@@ -87,19 +105,11 @@ async function decodeImage(bytes: Uint8Array, file: string, maxVoxels: number, a
   const height = meta.pageHeight ?? meta.height;
   checkVoxelCount([pages, height ?? 0, width ?? 0], file, maxVoxels, (msg) => fail(`image size: ${msg}`));
   const depth = meta.depth ?? 'uchar';
-  const toArray = DEPTH_ARRAYS[depth];
-  if (toArray === undefined) fail(`sample depth '${depth}' is not supported`);
-  const colour = (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) > 1;
-  const space = depth === 'ushort' ? 'grey16' : 'b-w';
+  if (DEPTH_ARRAYS[depth] === undefined) fail(`sample depth '${depth}' is not supported`);
   try {
-    const { data, info } = await sharp(bytes, { pages: allPages ? -1 : 1, limitInputPixels: pages * height! * width! + 1 })
-      .toColourspace(space)
-      .extractChannel(0)
-      .raw({ depth: depth as 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    const { values, info } = await greyPages(bytes, { pages: allPages ? -1 : 1 }, pages * height! * width!, depth);
     if (info.width !== width || info.height !== pages * height!) fail(`pages differ in size (decoded ${info.width} x ${info.height}, expected ${pages} pages of ${width} x ${height})`);
-    const values = toArray!(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-    return { values, width: width!, height: height!, pages, colour };
+    return { values, width: width!, height: height!, pages, colour: isColour(meta) };
   } catch (err) {
     if (err instanceof VolumeFormatError) throw err;
     return fail(`does not decode (${(err as Error).message})`);
@@ -207,9 +217,8 @@ const TIFF_RUN_BYTES = 16 * 1024 * 1024;
 
 /**
  * A multi-page TIFF kept on disk for sliding windows: libvips reads a run of pages at a time
- * from the file (at most `runBytes` of samples, `TIFF_RUN_BYTES` by default), and each page is written as its plane
- * (`spoolVolume`); the same volume, bit for bit, as
- * `decodeTiffStack`. `undefined` for a file that is not a clean stack (no metadata, pages of
+ * from the file (at most `runBytes` of samples, `TIFF_RUN_BYTES` by default), and each page is
+ * written as its plane (`spoolVolume`); the same volume, bit for bit, as `decodeTiffStack`. `undefined` for a file that is not a clean stack (no metadata, pages of
  * other sizes, a page that does not decode, a size past `maxVoxels`): `decodeTiffStack` reads it
  * then, and says why.
  */
@@ -226,25 +235,21 @@ export async function spoolTiffFile(path: string, params: DecodeStackParams & { 
   const width = meta.width ?? 0;
   const height = meta.pageHeight ?? meta.height ?? 0;
   const depth = meta.depth ?? 'uchar';
-  const toArray = DEPTH_ARRAYS[depth];
-  if (toArray === undefined || !(width > 0 && height > 0 && pages * height * width <= maxVoxels)) return undefined;
-  const spacing = params.spacing ?? [1, 1, 1];
-  if (!(spacing.length === 3 && spacing.every((x) => Number.isFinite(x) && x > 0))) return undefined;
-  const colour = (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) > 1;
-  const space = depth === 'ushort' ? 'grey16' : 'b-w';
+  if (DEPTH_ARRAYS[depth] === undefined || !(width > 0 && height > 0 && pages * height * width <= maxVoxels)) return undefined;
+  let spacing: Vec3;
+  try {
+    spacing = checkSpacing(params.spacing ?? [1, 1, 1]);
+  } catch {
+    return undefined;
+  }
   const writer = await spoolVolume({ shape: [1, pages, height, width], ...(params.dir !== undefined ? { dir: params.dir } : {}) });
   // a run of pages a call (each call opens the file and sets up a pipeline): TIFF_RUN_BYTES of samples
   const run = Math.max(1, Math.floor((params.runBytes ?? TIFF_RUN_BYTES) / (width * height * 8)));
   try {
     for (let k = 0; k < pages; k += run) {
       const n = Math.min(run, pages - k);
-      const { data, info } = await sharp(path, { page: k, pages: n, limitInputPixels: n * height * width + 1 })
-        .toColourspace(space)
-        .extractChannel(0)
-        .raw({ depth: depth as 'uchar' })
-        .toBuffer({ resolveWithObject: true });
+      const { values, info } = await greyPages(path, { page: k, pages: n }, n * height * width, depth);
       if (info.width !== width || info.height !== n * height) throw new Error('a page of another size');
-      const values = toArray(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
       const plane = new Float32Array(width * height);
       for (let p = 0; p < n; p++) {
         for (let i = 0; i < plane.length; i++) plane[i] = values[p * plane.length + i]!;
@@ -255,6 +260,6 @@ export async function spoolTiffFile(path: string, params: DecodeStackParams & { 
     await writer.abort();
     return undefined;
   }
-  const warnings = colour ? ['colour images reduced to luminance'] : [];
-  return writer.finish({ spacing: [...spacing], affine: spacingAffine(spacing), source: { format: 'tiff', file, channels: 'single', warnings } });
+  const warnings = isColour(meta) ? ['colour images reduced to luminance'] : [];
+  return writer.finish({ spacing, affine: spacingAffine(spacing), source: { format: 'tiff', file, channels: 'single', warnings } });
 }

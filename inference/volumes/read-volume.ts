@@ -220,21 +220,12 @@ export async function readVolume(input: string | Uint8Array, params: ReadVolumeP
  * file, a `.npy` in Fortran order with several channels) is read as `readVolume` reads it, whole. Close a spooled volume when done with it.
  */
 export async function openVolume(input: string, params: ReadVolumeParams & { dir?: string } = {}): Promise<Volume | SpooledVolume> {
-  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
-  const dir = params.dir !== undefined ? { dir: params.dir } : {};
-  const info = await stat(input);
-  if (info.isFile() && (params.format === undefined || params.format === 'nifti') && (await looksLikeNiftiFile(input))) return spoolNiftiFile(input, { file: input, maxVoxels, budgets: params.budgets, ...dir });
   let spooled: SpooledVolume | undefined;
-  if (info.isDirectory()) {
+  if ((await stat(input)).isDirectory()) {
     if (params.format === undefined || params.format === 'dicom' || params.format === 'png') spooled = await spoolSliceFolder(input, params);
   } else {
-    // the names and spacing readVolume gives these formats
-    const format = params.format ?? detectFormat(await headOf(input), input, params);
-    const spacing = params.spacing ? { spacing: params.spacing } : {};
-    if (format === 'zip' || format === 'dicom' || format === 'png') spooled = await spoolSliceZip(input, params);
-    else if (format === 'npy') spooled = await spoolNpyFile(input, { file: input, maxVoxels, ...spacing, ...dir });
-    else if (format === 'raw' && params.raw !== undefined) spooled = await spoolRawFile(input, { ...params.raw, file: input, maxVoxels, ...spacing, ...dir });
-    else if (format === 'tiff') spooled = await spoolTiffFile(input, { file: input, maxVoxels, ...spacing, ...dir });
+    // named as readVolume names a file it reads
+    spooled = await spoolAs(params.format ?? detectFormat(await headOf(input), input, params), input, { ...params, file: input });
   }
   return spooled ?? readVolume(input, params);
 }
@@ -246,15 +237,28 @@ export async function openVolume(input: string, params: ReadVolumeParams & { dir
  * whole then, as `readVolume` of its bytes does).
  */
 export async function spoolFile(path: string, params: ReadVolumeParams & { file: string; dir?: string }): Promise<SpooledVolume | undefined> {
-  const maxVoxels = params.maxVoxels ?? VOLUME_LIMITS.maxVoxels;
-  const common = { file: params.file, maxVoxels, ...(params.dir !== undefined ? { dir: params.dir } : {}) };
-  switch (detectFormat(await headOf(path), '', {})) {
+  return spoolAs(detectFormat(await headOf(path), '', {}), path, params);
+}
+
+/** A file of a known format kept on disk, when its reader can keep it there (see `openVolume`). */
+async function spoolAs(format: VolumeFormat | 'zip' | undefined, path: string, params: ReadVolumeParams & { file: string; dir?: string }): Promise<SpooledVolume | undefined> {
+  const common = {
+    file: params.file,
+    maxVoxels: params.maxVoxels ?? VOLUME_LIMITS.maxVoxels,
+    ...(params.spacing ? { spacing: params.spacing } : {}),
+    ...(params.dir !== undefined ? { dir: params.dir } : {}),
+  };
+  switch (format) {
     case 'nifti':
       return (await looksLikeNiftiFile(path)) ? spoolNiftiFile(path, { ...common, budgets: params.budgets }) : undefined;
     case 'zip':
+    case 'dicom':
+    case 'png':
       return spoolSliceZip(path, params);
     case 'npy':
       return spoolNpyFile(path, common);
+    case 'raw':
+      return params.raw === undefined ? undefined : spoolRawFile(path, { ...params.raw, ...common });
     case 'tiff':
       return spoolTiffFile(path, common);
     default:

@@ -22,22 +22,29 @@ interface SampleLayout {
   littleEndian: boolean;
 }
 
+/**
+ * A reader of `count` samples at a time into one float32 buffer (valid until the next read): the
+ * `index`-th run of them after the layout's data offset.
+ */
+function sampleReader(fh: FileHandle, layout: SampleLayout, count: number, file: string): (index: number) => Promise<Float32Array> {
+  const bytes = count * SAMPLE_BYTES[layout.type];
+  const raw = Buffer.alloc(bytes);
+  const values = new Float32Array(count);
+  return async (index) => {
+    const at = layout.dataOffset + index * bytes;
+    const { bytesRead } = await fh.read(raw, 0, bytes, at);
+    if (bytesRead !== bytes) throw new Error(`${file}: changed while it was read (read ${bytesRead} of ${bytes} bytes at byte ${at})`);
+    values.set(decodeSamples(raw, 0, count, layout.type, layout.littleEndian));
+    return values;
+  };
+}
+
 async function spoolSamples(fh: FileHandle, layout: SampleLayout, geometry: Omit<Volume, 'data' | 'shape'>, dir: string | undefined): Promise<SpooledVolume> {
   const [c, d, h, w] = layout.shape;
-  const planeBytes = h * w * SAMPLE_BYTES[layout.type];
   const writer = await spoolVolume({ shape: layout.shape, ...(dir !== undefined ? { dir } : {}) });
   try {
-    const raw = Buffer.alloc(planeBytes);
-    const plane = new Float32Array(h * w);
-    for (let ci = 0; ci < c; ci++) {
-      for (let z = 0; z < d; z++) {
-        const at = layout.dataOffset + (ci * d + z) * planeBytes;
-        const { bytesRead } = await fh.read(raw, 0, planeBytes, at);
-        if (bytesRead !== planeBytes) throw new Error(`${geometry.source.file}: changed while it was read (plane (${ci}, ${z}) read ${bytesRead} of ${planeBytes} bytes at byte ${at})`);
-        plane.set(decodeSamples(raw, 0, h * w, layout.type, layout.littleEndian));
-        await writer.writePlane(ci, z, plane);
-      }
-    }
+    const plane = sampleReader(fh, layout, h * w, geometry.source.file);
+    for (let ci = 0; ci < c; ci++) for (let z = 0; z < d; z++) await writer.writePlane(ci, z, await plane(ci * d + z));
     return writer.finish(geometry);
   } catch (err) {
     await writer.abort();
@@ -64,16 +71,8 @@ async function spoolFortranSamples(fh: FileHandle, layout: SampleLayout, geometr
   const grid = canonicalGrid({ dims: [d, h, w], channels: 1, affine, source: geometry.source });
   const spool = await spoolGrid({ grid, dims: [d, h, w], ...(dir !== undefined ? { dir } : {}) });
   try {
-    const sliceBytes = d * h * SAMPLE_BYTES[layout.type];
-    const raw = Buffer.alloc(sliceBytes);
-    const slice = new Float32Array(d * h);
-    for (let k = 0; k < w; k++) {
-      const at = layout.dataOffset + k * sliceBytes;
-      const { bytesRead } = await fh.read(raw, 0, sliceBytes, at);
-      if (bytesRead !== sliceBytes) throw new Error(`${geometry.source.file}: changed while it was read (slice ${k} read ${bytesRead} of ${sliceBytes} bytes at byte ${at})`);
-      slice.set(decodeSamples(raw, 0, d * h, layout.type, layout.littleEndian));
-      await spool.put(0, k, slice);
-    }
+    const slice = sampleReader(fh, layout, d * h, geometry.source.file);
+    for (let k = 0; k < w; k++) await spool.put(0, k, await slice(k));
     // the geometry decodeNpy gives (no file grid to undo: the array has no orientation)
     return Object.assign(await spool.finish(), geometry);
   } catch (err) {
