@@ -183,6 +183,7 @@ export async function runInfer(argv: string[]): Promise<void> {
   const engine = new InferenceEngine({
     device,
     threads,
+    spinning: cfg.inference.spinning,
     autotune: cfg.inference.autotune && { maxMs: cfg.inference.autotuneMaxMs },
     decisions: decisionStore && loweringDecisions(decisionStore),
     onLoad: (i) => {

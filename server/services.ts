@@ -81,6 +81,7 @@ export async function createServices(cfg: Readonly<HubConfig>, o: ServiceOverrid
     new InferenceEngine({
       device: cfg.inference.device as Device,
       threads: cfg.inference.threads,
+      spinning: cfg.inference.spinning,
       cacheBytes: cfg.inference.cacheBytes,
       maxPending: cfg.inference.maxPending,
       maxBatch: cfg.inference.maxBatch,

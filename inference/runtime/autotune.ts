@@ -3,7 +3,7 @@
  * lowering is not the same on every CPU (the fused views beat the plain ones on one machine and
  * lose on another), so instead of a choice fixed in code the engine times the candidates it can
  * make from a model.onnx on the machine it runs on, keeps the fastest, and remembers the
- * decision under the machine (CPU features, onnxruntime version, device, threads), the model
+ * decision under the machine (CPU features, onnxruntime version, device, threads, spinning), the model
  * and the size, so that a restart with the same store does not measure again.
  *
  * Measuring is bounded: each candidate gets `runs` timed runs after one warm-up, and once
@@ -100,16 +100,18 @@ export interface MachineKey {
   onnxruntime: string;
   device: string;
   threads: number;
+  /** Whether the intra-op threads spin between operators (it changes every timing). */
+  spinning: boolean;
 }
 
-/** This machine's key for `device` and `threads`. */
-export function machineKey(device: string, threads: number): MachineKey {
-  return { cpu: cpuFeatures(), onnxruntime: ort.env.versions.common ?? 'unknown', device, threads };
+/** This machine's key for `device`, `threads` and `spinning`. */
+export function machineKey(device: string, threads: number, spinning = true): MachineKey {
+  return { cpu: cpuFeatures(), onnxruntime: ort.env.versions.common ?? 'unknown', device, threads, spinning };
 }
 
 /** The decision key: 32 hex digits of the sha256 of the candidates' version, machine, model and input shape. */
 export function decisionKey(machine: MachineKey, model: string, shape: readonly number[]): string {
-  const text = JSON.stringify([CANDIDATES_VERSION, machine.cpu, machine.onnxruntime, machine.device, machine.threads, model, shape]);
+  const text = JSON.stringify([CANDIDATES_VERSION, machine.cpu, machine.onnxruntime, machine.device, machine.threads, machine.spinning, model, shape]);
   return createHash('sha256').update(text).digest('hex').slice(0, 32);
 }
 

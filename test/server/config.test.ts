@@ -72,3 +72,9 @@ test('config: inference autotune and batching window, on by default, off by ACS_
   assert.throws(() => loadConfig({ env: { ACS_HUB_INFERENCE_AUTOTUNE_MAX_MS: '0' } }), /'inference.autotuneMaxMs' must be an integer > 0/);
   assert.throws(() => loadConfig({ env: { ACS_HUB_INFERENCE_AUTOTUNE: 'sometimes' } }), /ACS_HUB_INFERENCE_AUTOTUNE='sometimes' must be a boolean/);
 });
+
+test('config: intra-op threads spin between operators by default, not with ACS_HUB_INFERENCE_SPINNING=false', () => {
+  assert.equal(loadConfig({ env: {} }).inference.spinning, true);
+  assert.equal(loadConfig({ env: { ACS_HUB_INFERENCE_SPINNING: 'false' } }).inference.spinning, false);
+  assert.throws(() => loadConfig({ env: { ACS_HUB_INFERENCE_SPINNING: 'a little' } }), /ACS_HUB_INFERENCE_SPINNING='a little' must be a boolean/);
+});

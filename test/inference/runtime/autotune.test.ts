@@ -14,6 +14,7 @@ import { concatChunks } from '../../../converters/io.js';
 import { encodeOutput } from '../../../converters/outputs.js';
 import { CANDIDATES, chooseFastest, cpuFeatures, decisionKey, machineKey, type Candidate, type Choice } from '../../../inference/runtime/autotune.js';
 import { InferenceEngine, type EngineParams, type ModelSource } from '../../../inference/runtime/engine.js';
+import { sessionOptions } from '../../../inference/runtime/providers.js';
 import { openLocalStorage } from '../../../zoo/storage/local.js';
 import { loweringDecisions, readLoweringDecision, writeLoweringDecision } from '../../../zoo/store.js';
 import { assertClose, detTensor, fixture } from '../../helpers.js';
@@ -195,6 +196,8 @@ test('autotune: the measuring budget, failing candidates, keys and hostile store
   assert.notEqual(decisionKey(m, 'x', [1, 3, 8, 8, 8]), decisionKey({ ...m, cpu: `${m.cpu} avx512f` }, 'x', [1, 3, 8, 8, 8]), 'other CPU features, other key');
   assert.notEqual(decisionKey(m, 'x', [1, 3, 8, 8, 8]), decisionKey({ ...m, onnxruntime: '0.0.0' }, 'x', [1, 3, 8, 8, 8]), 'other onnxruntime, other key');
   assert.notEqual(decisionKey(m, 'x', [1, 3, 8, 8, 8]), decisionKey({ ...m, threads: 4 }, 'x', [1, 3, 8, 8, 8]));
+  assert.equal(m.spinning, true, 'spinning threads unless told otherwise');
+  assert.notEqual(decisionKey(m, 'x', [1, 3, 8, 8, 8]), decisionKey(machineKey('cpu', 2, false), 'x', [1, 3, 8, 8, 8]), 'threads that sleep between operators, other key');
 
   await withStore(async (storage) => {
     for (const bad of ['../../etc/passwd', 'ABC', `${'0'.repeat(31)}/`, '0'.repeat(64)]) {
@@ -233,4 +236,41 @@ test('batching window: requests a little apart share one run; a full batch does 
   await none.run(model, { data: inputs[0]!, shape });
   assert.ok((await spaced(none)) >= 2, 'without a window an idle engine starts at once');
   await Promise.all([windowed.close(), full.close(), none.close()]);
+});
+
+test('spinning: the engine\'s intra-op threads spin during runs unless told not to, and no session keeps a core after its run', async () => {
+  assert.deepEqual(sessionOptions('cpu', {}).extra, { session: { intra_op: { allow_spinning: '1' }, force_spinning_stop: '1' } });
+  assert.deepEqual(sessionOptions('cpu', { spinning: false }).extra, { session: { intra_op: { allow_spinning: '0' }, force_spinning_stop: '1' } });
+
+  const bytes = await tinyModel();
+  const model = source(bytes);
+  const shape = [1, 3, 32, 32, 32];
+  const data = detTensor(shape, 1);
+  // CPU time of this process (the engine's worker and onnxruntime's threads included) while
+  // the caller waits 150 ms after a run; threads left spinning would take about 40 ms of it.
+  const idleAfter = async (params: EngineParams) => {
+    const engine = new InferenceEngine({ threads: 2, ...params });
+    await engine.run(model, { data, shape });
+    await engine.run(model, { data, shape });
+    const c0 = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, 150));
+    const c = process.cpuUsage(c0);
+    await engine.close();
+    return (c.user + c.system) / 1000;
+  };
+  for (const params of [{}, { spinning: false }]) {
+    const ms = await idleAfter(params);
+    assert.ok(ms < 8, `${JSON.stringify(params)}: no thread spins once the run has returned (${ms.toFixed(1)} ms of CPU in 150 ms idle)`);
+  }
+
+  // The engine's setting reaches what it measures and keeps: spinning changes every timing,
+  // so a decision is kept under the setting it was measured with.
+  await withStore(async (storage) => {
+    const { engine } = engineWith({ threads: 2, spinning: false, autotune: { runs: 1, maxMs: 1 }, decisions: loweringDecisions(storage) });
+    const small = [1, 3, 16, 16, 16];
+    await engine.run(model, { data: detTensor(small, 2), shape: small });
+    await engine.close();
+    assert.ok(await readLoweringDecision(storage, decisionKey(machineKey('cpu', 2, false), 'tiny', small)), 'kept under threads that sleep');
+    assert.equal(await readLoweringDecision(storage, decisionKey(machineKey('cpu', 2, true), 'tiny', small)), undefined);
+  });
 });
