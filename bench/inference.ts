@@ -99,7 +99,7 @@ async function measure(c: Case, options: ConvertOptions, specialize: SpecializeO
  * run in turn, so that drift in the machine's speed (a shared machine's neighbours) slows all
  * three alike and their ratios hold. Median latencies (ms) and the graph the engine chose.
  */
-async function measureTrio(c: Case): Promise<{ engine: number; sized: number; plain: number; macs: number; chosen: string }> {
+async function measureTrio(c: Case): Promise<{ engine: number; sized: number; plain: number; matmul: number; macs: number; chosen: string }> {
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
   const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
   let chosen = 'n/a';
@@ -111,16 +111,18 @@ async function measureTrio(c: Case): Promise<{ engine: number; sized: number; pl
   const sized = (await createSession(specializeOnnxFile({ bytes, size: [c.size, c.size, c.size], channels: c.channels }).bytes, { device: DEVICE, threads: THREADS })).session;
   const plain = (await createSession(bytes, { device: DEVICE, threads: THREADS })).session;
   const direct = (s: ort.InferenceSession) => () => s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', data, shape) });
-  const runs = [() => engine.run(model, { data, shape }), direct(sized), direct(plain)];
+  const gemm = await gemmRunner();
+  const runs = [() => engine.run(model, { data, shape }), direct(sized), direct(plain), gemm.run];
   for (const run of runs) {
     await run();
     await run();
   }
-  const [engineMs, sizedMs, plainMs] = (await alternate(...runs)) as [number, number, number];
+  const [engineMs, sizedMs, plainMs, gemmMs] = (await alternate(...runs)) as [number, number, number, number];
   await engine.close();
   await sized.release();
   await plain.release();
-  return { engine: engineMs, sized: sizedMs, plain: plainMs, macs: result.card.multiplyAdds.converted, chosen };
+  await gemm.release();
+  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: gemm.flops / (gemmMs / 1000) / 1e9, macs: result.card.multiplyAdds.converted, chosen };
 }
 
 /** What onnxruntime's blocked 2D convolution reaches by itself: two chained 3x3 convolutions, 64 channels, 32 planes of 32x32. */
@@ -200,8 +202,8 @@ function table(rows: string[][]): void {
 
 const gflops = (macs: number, ms: number) => ((2 * macs) / (ms / 1000) / 1e9).toFixed(1);
 
-/** What onnxruntime's GEMM reaches on this machine (a 2048^3 MatMul): the practical peak. */
-async function gemmPeak(device: Device = DEVICE): Promise<number> {
+/** The practical peak's measure: a 2048^3 MatMul, its input and its FLOPs. */
+function gemmCase(): { graph: Graph; input: ort.Tensor; flops: number } {
   const n = 2048;
   const graph = {
     name: 'gemm',
@@ -212,7 +214,23 @@ async function gemmPeak(device: Device = DEVICE): Promise<number> {
     initializers: new Map([['b', { dtype: 'F32' as const, shape: [n, n], data: new Float32Array(n * n).fill(1e-3) }]]),
     nodes: [{ name: 'mm', op: 'MatMul', domain: '', inputs: ['a', 'b'], outputs: ['c'], attrs: {} }],
   };
-  return bestRate(graph, new ort.Tensor('float32', new Float32Array(n * n).fill(1), [n, n]), 2 * n ** 3, device);
+  return { graph, input: new ort.Tensor('float32', new Float32Array(n * n).fill(1), [n, n]), flops: 2 * n ** 3 };
+}
+
+/** What onnxruntime's GEMM reaches on this machine (a 2048^3 MatMul, best of 7): the practical peak. */
+async function gemmPeak(device: Device = DEVICE): Promise<number> {
+  const { graph, input, flops } = gemmCase();
+  return bestRate(graph, input, flops, device);
+}
+
+/**
+ * The same MatMul as a runner, to be timed in turn with a network's runs: the peak under the
+ * conditions the network met (a shared machine's speed drifts by a fifth within one run).
+ */
+async function gemmRunner(): Promise<{ run: () => Promise<unknown>; flops: number; release: () => Promise<void> }> {
+  const { graph, input, flops } = gemmCase();
+  const { session } = await createSession(encodeOnnx(graphToModel(graph)), { device: DEVICE, threads: THREADS });
+  return { run: () => session.run({ [graph.inputs[0]!.name]: input }), flops, release: () => session.release() };
 }
 
 /** GFLOP/s of a one-input graph doing `flops`: the best of 7 runs after a warm-up. */
@@ -301,7 +319,7 @@ async function main(): Promise<void> {
   const peak = await gemmPeak();
   console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${peak.toFixed(0)} GFLOP/s here`);
   console.log(`onnxruntime's own blocked 2D convolution (two chained 3x3, 64 channels, 32x32x32): ${(await convRate()).toFixed(0)} GFLOP/s\n`);
-  const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
+  const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'MatMul in turn GFLOP/s', '% of it', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
   const torch = pytorch(CASES);
   for (const c of CASES) {
     const trio = await measureTrio(c);
@@ -313,6 +331,8 @@ async function main(): Promise<void> {
       trio.engine.toFixed(1),
       rate.toFixed(1),
       `${((100 * rate) / peak).toFixed(0)}%`,
+      trio.matmul.toFixed(0),
+      `${((100 * rate) / trio.matmul).toFixed(0)}%`,
       trio.chosen,
       trio.sized.toFixed(1),
       `${(trio.sized / trio.engine).toFixed(2)}x`,
@@ -325,10 +345,11 @@ async function main(): Promise<void> {
     ]);
   }
   table(rows);
-  console.log('GFLOP/s = 2 x multiply-adds counted from the graph / latency; % of the MatMul peak above. "engine": the inference');
+  console.log('GFLOP/s = 2 x multiply-adds counted from the graph / latency; % of the MatMul peak above (its best of 7, taken');
+  console.log('first), and of the same MatMul\'s median when it runs in turn with this row\'s runs ("in turn"). "engine": the inference');
   console.log('engine as the server and the CLI run it (autotuned: "chosen" is the graph it kept; through its worker thread).');
   console.log('"model.onnx ?size=": the file `GET .../model.onnx?size=D,H,W` and `convert --specialize` give, in a plain');
-  console.log('onnxruntime session; "as is": the general file; these three run in turn. i3d: dense 3x3x3 kernels in the');
+  console.log('onnxruntime session; "as is": the general file; these three and the MatMul run in turn. i3d: dense 3x3x3 kernels in the');
   console.log('same engine, measured after them.\n');
   await whereTheTimeGoes(CASES[1]!);
   console.log('ACS lowerings (ResNet-18):');
@@ -353,8 +374,42 @@ async function main(): Promise<void> {
   table(lrows);
   console.log('');
   await autotuneTable();
+  await spinningTable();
   await batching();
   await workerHop();
+}
+
+/**
+ * onnxruntime's intra-op threads spinning between operators during a run (the engine's
+ * default; they stop when it returns) against sleeping until woken: the same graph in two
+ * sessions, in turn, three runs a turn.
+ */
+async function spinningTable(): Promise<void> {
+  const rows = [['network', 'spinning ms', 'sleeping ms', 'sleeping / spinning']];
+  for (const c of [CASES[0]!, CASES[1]!, CASES[3]!]) {
+    const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inputSize: [c.size, c.size, c.size] });
+    const shape = [1, c.channels, c.size, c.size, c.size];
+    const bytes = specializeModel(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), shape).bytes;
+    const sessions = [(await createSession(bytes, { device: DEVICE, threads: THREADS, spinning: true })).session, (await createSession(bytes, { device: DEVICE, threads: THREADS, spinning: false })).session];
+    const input = new ort.Tensor('float32', new Float32Array(c.channels * c.size ** 3).map((_, i) => Math.sin(i * 0.001)), shape);
+    const times: number[][] = [[], []];
+    for (const s of sessions) await s.run({ [s.inputNames[0]!]: input });
+    for (let round = 0; round < RUNS; round++) {
+      for (const [k, s] of sessions.entries()) {
+        for (let i = 0; i < 3; i++) {
+          const t0 = performance.now();
+          await s.run({ [s.inputNames[0]!]: input });
+          times[k]!.push(performance.now() - t0);
+        }
+      }
+    }
+    for (const s of sessions) await s.release();
+    const [spin, sleep] = times.map((ts) => ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)]!) as [number, number];
+    rows.push([c.name, spin.toFixed(1), sleep.toFixed(1), `${(sleep / spin).toFixed(2)}x`]);
+  }
+  console.log('intra-op threads spinning between operators (the default; ACS_HUB_INFERENCE_SPINNING=false turns it off) or sleeping:');
+  table(rows);
+  console.log('');
 }
 
 /**
