@@ -75,15 +75,18 @@ test('autotune: measured once per model and size, kept in the store, reused afte
     assert.ok(kept, 'the decision is in the store');
     assert.equal(kept.candidate, a.loads[0]!.choice!.candidate);
     assert.deepEqual(Object.keys(kept.timings).sort(), CANDIDATES.map((c) => c.name).sort());
-    const fastest = Object.entries(kept.timings).sort((x, y) => x[1] - y[1])[0]![0];
+    // The timings are kept to 0.01 ms, so two candidates can show the same fastest time.
+    const fastest = Math.min(...Object.values(kept.timings));
     const byDefault = CANDIDATES[0]!.name;
-    if (fastest === byDefault) {
-      assert.equal(kept.candidate, byDefault, 'the fastest candidate is kept');
-      assert.equal(kept.runOff, undefined, 'no run-off when the default is the fastest');
+    if (kept.runOff === undefined) {
+      assert.equal(kept.candidate, byDefault, 'no run-off: the default was the fastest');
+      assert.equal(kept.timings[byDefault], fastest, 'the fastest candidate is kept');
     } else {
-      assert.deepEqual(Object.keys(kept.runOff ?? {}).sort(), [fastest, byDefault].sort(), 'the fastest met the default in a run-off');
-      const won = kept.runOff![fastest]! < kept.runOff![byDefault]! * 0.98;
-      assert.equal(kept.candidate, won ? fastest : byDefault, 'the run-off decides');
+      const challenger = Object.keys(kept.runOff).find((k) => k !== byDefault)!;
+      assert.deepEqual(Object.keys(kept.runOff).sort(), [challenger, byDefault].sort());
+      assert.equal(kept.timings[challenger], fastest, 'the fastest of the first pass met the default in a run-off');
+      const won = kept.runOff[challenger]! < kept.runOff[byDefault]! * 0.98;
+      assert.equal(kept.candidate, won ? challenger : byDefault, 'the run-off decides');
     }
     await a.engine.close();
 
