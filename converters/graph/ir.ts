@@ -48,6 +48,11 @@ export interface Graph {
   opset: number;
   /** String metadata written to the model's `metadata_props`. */
   metadata: Record<string, string>;
+  /**
+   * Shapes of intermediate values, written to the model's `value_info`: what the writer knows
+   * and shape inference cannot tell (a batch dimension a reshape would otherwise lose).
+   */
+  valueInfo?: ValueInfo[];
 }
 
 /** Attribute helpers: read with a default, checking the type. */
@@ -201,6 +206,7 @@ export function graphToModel(graph: Graph, params: { producerVersion?: string; d
       })),
       input: graph.inputs.map(valueInfoToProto),
       output: graph.outputs.map(valueInfoToProto),
+      ...(graph.valueInfo?.length ? { valueInfo: graph.valueInfo.map(valueInfoToProto) } : {}),
       initializer: [...graph.initializers].map(([name, t]) => tensorToProto(name, t)),
     },
   };

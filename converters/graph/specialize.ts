@@ -18,7 +18,7 @@
 import { decodeOnnx, encodeOnnx } from '../formats/onnx.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
-import { A, attrInt, attrInts, attrString, consumersOf, graphFromModel, graphToModel, type Graph, type Node } from './ir.js';
+import { A, attrInt, attrInts, attrString, consumersOf, graphFromModel, graphToModel, pruneGraph, type Graph, type Node, type ValueInfo } from './ir.js';
 import { FOLD_IN, FOLD_OUT, type SpatialAxis } from './lower-conv.js';
 import { inferShapes } from './shapes.js';
 
@@ -39,7 +39,12 @@ export interface SpecializeOptions {
    * batch (their transposes cost about what the 2D kernels save, a few percent net). @default true
    */
   strided?: boolean;
-  /** 1x1x1 convolutions as 2D 1x1 ones. @default false */
+  /**
+   * 1x1x1 convolutions as 2D 1x1 ones, over the volume read as [N, C, D, H*W]; the residual
+   * Adds and activations between them are done in that 4D form too (`flatResiduals`), so that
+   * onnxruntime fuses each Add and ReLU into the convolution before it and keeps the blocked
+   * layout from one 1x1 convolution to the next. @default false
+   */
   pointwise?: boolean;
   /** A pooling after a channel Concat applied to each part first (a smaller Concat). @default true */
   pools?: boolean;
@@ -138,6 +143,8 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
     }
   }
   const prePooled = new Map<string, string>();
+  // 5D values that are a reshape of a 4D [N, C, D, H*W] one (a 1x1x1 convolution's output): that 4D value
+  const flat = new Map<string, string>();
   const moved = new Set<Node>();
   const nodes: Node[] = [];
   for (const n of graph.nodes) {
@@ -152,17 +159,31 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
     if (act) moved.add(act);
     const final = act ? act.outputs[0]! : n.outputs[0]!;
     const start = em.nodes.length;
-    const pooledPart = rewrite(em, n, c, act, final, poolOfPart.get(final), o);
+    const pooledPart = rewrite(em, n, c, act, final, poolOfPart.get(final), o, flat);
     if (pooledPart) prePooled.set(final, pooledPart);
     nodes.push(...em.nodes.slice(start));
     views[c.axis === 'pointwise' ? 'pointwise' : (['axial', 'coronal', 'sagittal'] as const)[c.axis]]++;
   }
-  const pooled = o.pools === false ? nodes : poolBeforeConcat(nodes, pooledConcats, prePooled, em);
+  let pooled = o.pools === false ? nodes : poolBeforeConcat(nodes, pooledConcats, prePooled, em);
+  let valueInfo: ValueInfo[] | undefined;
+  if (flat.size) {
+    const trunk = flatResiduals(pooled, flat, shapes, outputs, graph.initializers, em);
+    pooled = trunk.nodes;
+    // Shape inference loses the batch dimension in the folds (a reshape to -1 planes); the
+    // 4D trunk values keep the input's, so that onnxruntime can tell an Add's two inputs
+    // have one shape and fuse it into the convolution.
+    const batch = graph.inputs[0]?.shape?.[0];
+    if (batch !== undefined && batch !== null) valueInfo = [...trunk.shapes].map(([name, dims]) => ({ name, dtype: 'F32' as const, shape: [batch, ...dims] }));
+  }
   const initializers = new Map(graph.initializers);
   for (const [k, t] of em.initializers) initializers.set(k, t);
   const used = new Set(pooled.flatMap((n) => n.inputs));
   for (const k of [...initializers.keys()]) if (!used.has(k)) initializers.delete(k);
-  return { graph: { ...graph, nodes: pooled, initializers }, views };
+  if (!flat.size) return { graph: { ...graph, nodes: pooled, initializers }, views };
+  // The reshapes the 4D values replaced are read by nothing now.
+  const pruned = pruneGraph({ ...graph, nodes: pooled, initializers });
+  const made = new Set(pruned.nodes.flatMap((n) => n.outputs));
+  return { graph: { ...pruned, valueInfo: valueInfo?.filter((v) => made.has(v.name)) }, views };
 }
 
 /** `data` followed by zeros up to `n` values (itself when it has `n`). */
@@ -220,7 +241,16 @@ function poolBeforeConcat(nodes: Node[], pooledConcats: Map<Node, Node>, prePool
  * view (through a Concat) and a folded view, the pooled part is written instead, under a new
  * name, which is returned.
  */
-function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, final: string, pooling: { pool: Node; shape: number[] } | undefined, o: SpecializeOptions): string | undefined {
+function rewrite(
+  em: Emitter,
+  n: Node,
+  c: Candidate,
+  act: Node | undefined,
+  final: string,
+  pooling: { pool: Node; shape: number[] } | undefined,
+  o: SpecializeOptions,
+  flat: Map<string, string>,
+): string | undefined {
   const [, C, D, H, W] = c.x;
   const [, O, Do, Ho, Wo] = c.y;
   const [, I, ...k] = c.weight.shape as [number, number, number, number, number];
@@ -294,8 +324,78 @@ function rewrite(em: Emitter, n: Node, c: Candidate, act: Node | undefined, fina
     em.node('Transpose', `${hint}/unfold`, [r], [final], { perm: A.ints(FOLD_OUT[fold]) });
   } else {
     em.node('Reshape', `${hint}/unflat`, [y, em.ints(back)], [final], {});
+    if (axis === 'pointwise') flat.set(final, y);
   }
   return undefined;
+}
+
+/**
+ * The residual trunk of a network whose 1x1x1 convolutions are 2D ones, kept in their 4D form
+ * [N, C, D, H*W]: an Add of two 5D values of one shape, one of which is the reshape of a 4D
+ * value (`flat`), is done on the 4D values and reshaped after; so is a lone activation of such
+ * a value; a reshape of such a value to [N, C, D, H*W] (the next 1x1 convolution's input, or a
+ * sagittal view's) is the 4D value itself, and any other reshape of it (keeping the batch)
+ * reshapes the 4D value. onnxruntime then fuses the Add and the
+ * ReLU into the convolution before them and keeps its blocked layout across the trunk, instead
+ * of converting back and forth around each reshape. The values are the same; only where
+ * they are reshaped changes. Nodes left without readers are dropped.
+ */
+function flatResiduals(
+  nodes: Node[],
+  flat: Map<string, string>,
+  shapes: Map<string, { shape: number[] }>,
+  outputs: Set<string>,
+  initializers: Map<string, Tensor>,
+  em: Emitter,
+): { nodes: Node[]; shapes: Map<string, number[]> } {
+  const alias = new Map<string, string>();
+  const out: Node[] = [];
+  // The [C, D, H*W] of each 4D value made or kept here.
+  const known = new Map<string, number[]>();
+  const dims5 = (x: string) => {
+    const s = shapes.get(x)?.shape;
+    return s && s.length === 5 && s.every((d) => Number.isInteger(d) && d > 0) ? s : undefined;
+  };
+  const ints = (name: string) => {
+    const t = em.initializers.get(name) ?? initializers.get(name);
+    return t && t.dtype === 'I64' ? Array.from(t.data as BigInt64Array, Number) : undefined;
+  };
+  const as4d = (x: string, [, C, D, H, W]: number[]) => {
+    const y = flat.get(x) ?? em.op('Reshape', [x, em.ints([0, C!, D!, H! * W!])], {}, `${x}/flat`);
+    known.set(y, [C!, D!, H! * W!]);
+    return y;
+  };
+  for (const node of nodes) {
+    const n = { ...node, inputs: node.inputs.map((x) => alias.get(x) ?? x) };
+    const [a, b] = n.inputs as [string, string | undefined];
+    const y = n.outputs[0]!;
+    const shape = dims5(a);
+    const start = em.nodes.length;
+    if (n.op === 'Add' && b !== undefined && n.inputs.length === 2 && n.outputs.length === 1 && shape && (flat.has(a) || flat.has(b)) && dims5(b)?.join() === shape.join() && dims5(y)?.join() === shape.join()) {
+      const sum = em.op('Add', [as4d(a, shape), as4d(b, shape)], n.attrs, `${n.name}/2d`);
+      em.node('Reshape', `${n.name}/unflat`, [sum, em.ints([0, ...shape.slice(1)])], [y], {});
+      flat.set(y, sum);
+      known.set(sum, [shape[1]!, shape[2]!, shape[3]! * shape[4]!]);
+    } else if (ACTIVATIONS.has(n.op) && n.inputs.length === 1 && n.outputs.length === 1 && flat.has(a) && shape) {
+      const act = em.op(n.op, [flat.get(a)!], n.attrs, `${n.name}/2d`);
+      em.node('Reshape', `${n.name}/unflat`, [act, em.ints([0, ...shape.slice(1)])], [y], {});
+      flat.set(y, act);
+      known.set(act, [shape[1]!, shape[2]!, shape[3]! * shape[4]!]);
+    } else if (n.op === 'Reshape' && flat.has(a) && shape && !outputs.has(y) && ints(b ?? '')?.join() === [0, shape[1], shape[2], shape[3]! * shape[4]!].join()) {
+      alias.set(y, flat.get(a)!);
+      known.set(flat.get(a)!, [shape[1]!, shape[2]!, shape[3]! * shape[4]!]);
+      continue;
+    } else if (n.op === 'Reshape' && flat.has(a) && ints(b ?? '')?.slice(1).every((d) => d !== 0)) {
+      // Another reshape (a coronal view's rows): from the 4D value, whose batch is the same.
+      out.push({ ...n, inputs: [flat.get(a)!, b!] });
+      continue;
+    } else {
+      out.push(n);
+      continue;
+    }
+    out.push(...em.nodes.slice(start));
+  }
+  return { nodes: out, shapes: known };
 }
 
 /**

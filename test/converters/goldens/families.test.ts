@@ -79,6 +79,9 @@ for (const name of FAMILIES) {
         const sp = specializeViews(result.graph, { [result.graph.inputs[0]!.name]: c.input.shape });
         rewritten += sp.views.axial + sp.views.coronal + sp.views.sagittal;
         assertMatchesGolden(await runGraph(sp.graph, input, c.input.shape), expected, `${name}/${c.name} (specialised)`);
+        // The autotune's pointwise candidate: 1x1x1 convolutions as 2D ones, the residual trunk in 4D.
+        const pw = specializeViews(result.graph, { [result.graph.inputs[0]!.name]: c.input.shape }, { pointwise: true });
+        assertMatchesGolden(await runGraph(pw.graph, input, c.input.shape), expected, `${name}/${c.name} (specialised, 1x1x1 as 2D)`);
         if (!fromOnnx) {
           assertStateDict(result.stateDict, expectedStateDict(f, c.name), `${name}/${c.name}`);
           assert.equal(countTrainable(result.stateDict), c.param_count, `${name}/${c.name}: parameter count`);
