@@ -374,9 +374,34 @@ async function main(): Promise<void> {
   table(lrows);
   console.log('');
   await autotuneTable();
+  await trunkTable();
   await spinningTable();
   await batching();
   await workerHop();
+}
+
+/**
+ * ResNet-50's residual trunk: the engine's default graph against the autotune's pointwise
+ * candidate (1x1x1 convolutions as 2D ones, the Adds and ReLUs between them in 4D, fused by
+ * onnxruntime into the convolutions), the two sessions run in turn.
+ */
+async function trunkTable(): Promise<void> {
+  const rows = [['network', 'default ms', 'pointwise, 4D trunk ms', 'default / pointwise']];
+  for (const c of [CASES[3]!, CASES[4]!]) {
+    const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inputSize: [c.size, c.size, c.size] });
+    const shape = [1, c.channels, c.size, c.size, c.size];
+    const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+    const sessions = [(await createSession(specializeModel(bytes, shape).bytes, { device: DEVICE, threads: THREADS })).session, (await createSession(specializeModel(bytes, shape, { pointwise: true }).bytes, { device: DEVICE, threads: THREADS })).session];
+    const input = new ort.Tensor('float32', new Float32Array(c.channels * c.size ** 3).map((_, i) => Math.sin(i * 0.001)), shape);
+    const runs = sessions.map((s) => () => s.run({ [s.inputNames[0]!]: input }));
+    for (const run of runs) await run();
+    const [plain, pointwise] = (await alternate(...runs)) as [number, number];
+    for (const s of sessions) await s.release();
+    rows.push([c.name, plain.toFixed(1), pointwise.toFixed(1), `${(plain / pointwise).toFixed(2)}x`]);
+  }
+  console.log('ResNet-50\'s residual trunk in 4D (the specialized-pointwise candidate) against the default graph:');
+  table(rows);
+  console.log('');
 }
 
 /**

@@ -22,7 +22,7 @@ export interface SessionParams {
   threads?: number;
   /**
    * Let the intra-op threads spin between operators during a run instead of sleeping
-   * (onnxruntime's own default): 7-17% faster on ACS networks on a 2-core machine (bench/inference),
+   * (onnxruntime's own default): 6-17% faster on ACS networks on a 2-core machine (bench/inference),
    * whose few hundred operators would otherwise each wake the threads again; the price is
    * the cores spent spinning while a run is in progress. @default true
    */
