@@ -164,26 +164,24 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
     nodes.push(...em.nodes.slice(start));
     views[c.axis === 'pointwise' ? 'pointwise' : (['axial', 'coronal', 'sagittal'] as const)[c.axis]]++;
   }
-  let pooled = o.pools === false ? nodes : poolBeforeConcat(nodes, pooledConcats, prePooled, em);
-  let valueInfo: ValueInfo[] | undefined;
-  if (flat.size) {
-    const trunk = flatResiduals(pooled, flat, shapes, outputs, graph.initializers, em);
-    pooled = trunk.nodes;
-    // Shape inference loses the batch dimension in the folds (a reshape to -1 planes); the
-    // 4D trunk values keep the input's, so that onnxruntime can tell an Add's two inputs
-    // have one shape and fuse it into the convolution.
-    const batch = graph.inputs[0]?.shape?.[0];
-    if (batch !== undefined && batch !== null) valueInfo = [...trunk.shapes].map(([name, dims]) => ({ name, dtype: 'F32' as const, shape: [batch, ...dims] }));
-  }
+  const pooled = o.pools === false ? nodes : poolBeforeConcat(nodes, pooledConcats, prePooled, em);
+  const trunk = flat.size ? flatResiduals(pooled, flat, shapes, outputs, graph.initializers, em) : undefined;
   const initializers = new Map(graph.initializers);
   for (const [k, t] of em.initializers) initializers.set(k, t);
-  const used = new Set(pooled.flatMap((n) => n.inputs));
-  for (const k of [...initializers.keys()]) if (!used.has(k)) initializers.delete(k);
-  if (!flat.size) return { graph: { ...graph, nodes: pooled, initializers }, views };
-  // The reshapes the 4D values replaced are read by nothing now.
-  const pruned = pruneGraph({ ...graph, nodes: pooled, initializers });
+  if (!trunk) {
+    const used = new Set(pooled.flatMap((n) => n.inputs));
+    for (const k of [...initializers.keys()]) if (!used.has(k)) initializers.delete(k);
+    return { graph: { ...graph, nodes: pooled, initializers }, views };
+  }
+  // The reshapes the 4D values replaced are read by nothing now (nor are their initializers).
+  const pruned = pruneGraph({ ...graph, nodes: trunk.nodes, initializers });
+  // Shape inference loses the batch dimension in the folds (a reshape to -1 planes); the 4D
+  // trunk values keep the input's, so that onnxruntime can tell an Add's two inputs have one
+  // shape and fuse it into the convolution.
+  const batch = graph.inputs[0]?.shape?.[0];
   const made = new Set(pruned.nodes.flatMap((n) => n.outputs));
-  return { graph: { ...pruned, valueInfo: valueInfo?.filter((v) => made.has(v.name)) }, views };
+  const valueInfo: ValueInfo[] = batch === undefined || batch === null ? [] : [...trunk.shapes].filter(([name]) => made.has(name)).map(([name, dims]) => ({ name, dtype: 'F32', shape: [batch, ...dims] }));
+  return { graph: { ...pruned, valueInfo }, views };
 }
 
 /** `data` followed by zeros up to `n` values (itself when it has `n`). */
@@ -360,9 +358,11 @@ function flatResiduals(
     const t = em.initializers.get(name) ?? initializers.get(name);
     return t && t.dtype === 'I64' ? Array.from(t.data as BigInt64Array, Number) : undefined;
   };
-  const as4d = (x: string, [, C, D, H, W]: number[]) => {
-    const y = flat.get(x) ?? em.op('Reshape', [x, em.ints([0, C!, D!, H! * W!])], {}, `${x}/flat`);
-    known.set(y, [C!, D!, H! * W!]);
+  // [C, D, H*W] of a 5D shape
+  const dims4 = ([, C, D, H, W]: number[]) => [C!, D!, H! * W!];
+  const as4d = (x: string, shape: number[]) => {
+    const y = flat.get(x) ?? em.op('Reshape', [x, em.ints([0, ...dims4(shape)])], {}, `${x}/flat`);
+    known.set(y, dims4(shape));
     return y;
   };
   for (const node of nodes) {
@@ -375,15 +375,15 @@ function flatResiduals(
       const sum = em.op('Add', [as4d(a, shape), as4d(b, shape)], n.attrs, `${n.name}/2d`);
       em.node('Reshape', `${n.name}/unflat`, [sum, em.ints([0, ...shape.slice(1)])], [y], {});
       flat.set(y, sum);
-      known.set(sum, [shape[1]!, shape[2]!, shape[3]! * shape[4]!]);
+      known.set(sum, dims4(shape));
     } else if (ACTIVATIONS.has(n.op) && n.inputs.length === 1 && n.outputs.length === 1 && flat.has(a) && shape) {
       const act = em.op(n.op, [flat.get(a)!], n.attrs, `${n.name}/2d`);
       em.node('Reshape', `${n.name}/unflat`, [act, em.ints([0, ...shape.slice(1)])], [y], {});
       flat.set(y, act);
-      known.set(act, [shape[1]!, shape[2]!, shape[3]! * shape[4]!]);
-    } else if (n.op === 'Reshape' && flat.has(a) && shape && !outputs.has(y) && ints(b ?? '')?.join() === [0, shape[1], shape[2], shape[3]! * shape[4]!].join()) {
+      known.set(act, dims4(shape));
+    } else if (n.op === 'Reshape' && flat.has(a) && shape && !outputs.has(y) && ints(b ?? '')?.join() === [0, ...dims4(shape)].join()) {
       alias.set(y, flat.get(a)!);
-      known.set(flat.get(a)!, [shape[1]!, shape[2]!, shape[3]! * shape[4]!]);
+      known.set(flat.get(a)!, dims4(shape));
       continue;
     } else if (n.op === 'Reshape' && flat.has(a) && ints(b ?? '')?.slice(1).every((d) => d !== 0)) {
       // Another reshape (a coronal view's rows): from the 4D value, whose batch is the same.

@@ -174,7 +174,7 @@ export class InferenceEngine {
    * shape, or one measured now (and kept).
    */
   private choose(modelKey: string, bytes: Uint8Array | string, shape: number[]): Promise<Choice> {
-    const machine = machineKey(this.params.device ?? 'cpu', this.params.threads ?? 0, this.params.spinning ?? true);
+    const machine = machineKey(this.params.device ?? 'cpu', this.params.threads ?? 0, this.params.spinning);
     const key = decisionKey(machine, modelKey, shape);
     let choice = this.choices.get(key);
     if (!choice) {
