@@ -6,15 +6,18 @@
  * so that the graph rewrite does not hold the main thread either. Speaks the messages of
  * `worker-host.ts`.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { specializeModel } from '../../converters/graph/specialize.js';
 import { readFileBytes } from '../../converters/io.js';
 import { createSession } from './providers.js';
-import type { HostReply, HostRequest, WireTensor } from './worker-host.js';
+import type { HostReply, HostRequest, WireTensor, WorkerStart } from './worker-host.js';
 
 const port = parentPort;
 if (!port) throw new Error('session-worker.js runs as a worker thread');
+const { stop } = workerData as WorkerStart;
+/** The host asked this worker to stop: it ends between calls, never inside onnxruntime. */
+const stopping = () => Atomics.load(stop, 0) === 1;
 
 const sessions = new Map<number, ort.InferenceSession>();
 
@@ -54,12 +57,19 @@ async function handle(m: HostRequest): Promise<{ reply: HostReply; transfer: Arr
       await session?.release();
       return { reply: { id: m.id, ok: true }, transfer: [] };
     }
+    case 'stop':
+      throw new Error('the worker is stopping');
   }
 }
 
 port.on('message', (m: HostRequest) => {
-  handle(m).then(
-    ({ reply, transfer }) => port.postMessage(reply, transfer),
-    (err: unknown) => port.postMessage({ id: m.id, ok: false, message: err instanceof Error ? err.message : String(err), name: err instanceof Error ? err.name : 'Error' } satisfies HostReply),
-  );
+  if (stopping()) process.exit(0);
+  handle(m)
+    .then(
+      ({ reply, transfer }) => port.postMessage(reply, transfer),
+      (err: unknown) => port.postMessage({ id: m.id, ok: false, message: err instanceof Error ? err.message : String(err), name: err instanceof Error ? err.name : 'Error' } satisfies HostReply),
+    )
+    .finally(() => {
+      if (stopping()) process.exit(0);
+    });
 });

@@ -6,7 +6,13 @@
  * If the worker dies (a native fault, or `terminate()`), the calls in flight fail with
  * `InferenceFailedError`, its sessions are lost (`WorkerSession.lost`), and the next creation
  * starts a new worker. The worker keeps the process alive only while calls are in flight.
+ *
+ * `terminate()` never ends the worker inside onnxruntime: a worker thread ended during a native
+ * run takes the whole process down (onnxruntime-node throws from its N-API callback into the
+ * dead thread's environment, and C++ aborts). It raises a flag the worker shares; the worker
+ * skips whatever is queued and exits once its current call returns.
  */
+import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import debug from 'debug';
 import { InvalidArgumentError } from '../../converters/errors.js';
@@ -26,7 +32,13 @@ export interface WireTensor {
 export type HostRequest =
   | { op: 'create'; id: number; session: number; model: Uint8Array | string; params: SessionParams; specializeFor?: number[]; specializeOptions?: SpecializeOptions }
   | { op: 'run'; id: number; session: number; feeds: Record<string, WireTensor> }
-  | { op: 'release'; id: number; session: number };
+  | { op: 'release'; id: number; session: number }
+  | { op: 'stop'; id: number };
+
+/** What a worker starts with: the flag that asks it to stop (1), shared with the host. */
+export interface WorkerStart {
+  stop: Int32Array;
+}
 
 /** Messages from the worker. */
 export type HostReply =
@@ -56,6 +68,7 @@ export interface CreatedWorkerSession {
 /** See the module comment. */
 export class SessionHost {
   private worker: Worker | undefined;
+  private stopFlag = new Int32Array(new SharedArrayBuffer(4));
   private generation = 0;
   private nextId = 1;
   private readonly calls = new Map<number, { resolve: (r: Success) => void; reject: (e: Error) => void }>();
@@ -85,17 +98,26 @@ export class SessionHost {
     return { session: proxy, device: reply.device ?? device, fallback: reply.fallback, specialized: reply.specialized };
   }
 
-  /** Stop the worker: calls in flight fail and every session is lost. */
+  /**
+   * Stop the worker: calls in flight fail now and every session is lost; resolves when the
+   * worker has ended (after the native call it is in, if any, returns).
+   */
   async terminate(): Promise<void> {
     const w = this.worker;
     if (!w) return;
     this.lose(new InferenceFailedError('the inference worker was stopped'));
-    await w.terminate();
+    Atomics.store(this.stopFlag, 0, 1);
+    // Held until it ends: a process that exits under a worker in a native call aborts too.
+    w.ref();
+    const exited = once(w, 'exit');
+    w.postMessage({ op: 'stop', id: 0 } satisfies HostRequest);
+    await exited;
   }
 
   private start(): number {
     if (this.worker) return this.generation;
-    const w = new Worker(new URL('./session-worker.js', import.meta.url));
+    this.stopFlag = new Int32Array(new SharedArrayBuffer(4));
+    const w = new Worker(new URL('./session-worker.js', import.meta.url), { workerData: { stop: this.stopFlag } satisfies WorkerStart });
     w.unref();
     w.on('message', (m: HostReply) => {
       const call = this.calls.get(m.id);

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import { convert } from '../../../converters/convert.js';
 import { readCheckpointFile } from '../../../converters/formats/index.js';
 import { concatChunks } from '../../../converters/io.js';
@@ -9,7 +13,7 @@ import { EngineBusyError, InvalidInputError } from '../../../inference/runtime/e
 import { bundledDevices, createSession } from '../../../inference/runtime/providers.js';
 import { RunQueue } from '../../../converters/fence/queue.js';
 import { SessionCache } from '../../../inference/runtime/session-cache.js';
-import { assertClose, detTensor, fixture } from '../../helpers.js';
+import { assertClose, detTensor, fixture, tempDir } from '../../helpers.js';
 
 async function tinyModel(head = 5): Promise<Uint8Array> {
   const sd = (await readCheckpointFile(fixture('goldens', 'resnet18', 'model.pth'))).tensors;
@@ -153,6 +157,45 @@ test('engine: a worker that stops fails the runs in flight; the next run loads t
   assertClose(after['output']!.data, before['output']!.data, { rtol: 1e-6, atol: 0, what: 'after the restart' });
   assert.deepEqual(loads, ['tiny', 'tiny'], 'loaded again in the new worker');
   await engine.close();
+});
+
+test('engine: stopping the worker during a native run fails the run and leaves the process standing', async (t) => {
+  // Its own process: a worker thread ended inside onnxruntime's run aborts the whole process
+  // ("terminate called after throwing an instance of 'Napi::Error'"), which would take this
+  // test file down with it rather than fail one assertion.
+  const at = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+  const script = `
+    const { InferenceEngine } = await import(${at('../../../inference/runtime/engine.js')});
+    const { readCheckpointFile } = await import(${at('../../../converters/formats/index.js')});
+    const { convert } = await import(${at('../../../converters/convert.js')});
+    const { encodeOutput } = await import(${at('../../../converters/outputs.js')});
+    const { concatChunks } = await import(${at('../../../converters/io.js')});
+    const sd = (await readCheckpointFile(${JSON.stringify(fixture('goldens', 'resnet18', 'model.pth'))})).tensors;
+    const bytes = concatChunks(encodeOutput(convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs', head: 5 }), 'onnx', 'm.onnx').get('m.onnx'));
+    const engine = new InferenceEngine({ threads: 1, autotune: false });
+    const model = { key: 'tiny', bytes: bytes.byteLength, load: async () => bytes };
+    const shape = [1, 3, 96, 96, 96];
+    const data = new Float32Array(3 * 96 ** 3).fill(0.5);
+    await engine.run(model, { data, shape });
+    const t0 = performance.now();
+    await engine.run(model, { data, shape });
+    const ms = performance.now() - t0;
+    const inFlight = engine.run(model, { data, shape }).then(() => 'finished', (e) => e.code);
+    await new Promise((r) => setTimeout(r, ms / 3));
+    await engine.stopWorker();
+    const after = await engine.run(model, { data, shape });
+    console.log(JSON.stringify({ ms, inFlight: await inFlight, after: after.output.shape }));
+    await engine.close();
+  `;
+  const file = join(await tempDir(t), 'stop-mid-run.mjs');
+  await writeFile(file, script);
+  const { stdout } = await promisify(execFile)(process.execPath, [file]).catch((e: { code: number | null; signal: string | null; stderr: string }) => {
+    assert.fail(`the process died (code ${e.code}, signal ${e.signal}): ${e.stderr.trim().split('\n').filter((l) => /error|abort|terminate/i.test(l)).slice(0, 3).join(' | ')}`);
+  });
+  const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as { ms: number; inFlight: string; after: number[] };
+  assert.ok(result.ms > 30, `a run long enough to be stopped inside: ${result.ms.toFixed(0)} ms`);
+  assert.equal(result.inFlight, 'INFERENCE_FAILED', 'the run in flight fails');
+  assert.deepEqual(result.after, [1, 5], 'the next run loads the model again');
 });
 
 test('engine: sessions are specialised for their spatial size (same outputs), up to maxShapes sizes per model', async () => {
