@@ -155,7 +155,7 @@ export class InferenceEngine {
       const warm = model.warmupShape;
       if (warm && (!specializeFor || warm.slice(1).join('x') === specializeFor.slice(1).join('x'))) {
         const n = warm.reduce((a, b) => a * b, 1);
-        await created.session.run({ [created.session.inputNames[0]!]: { data: new Float32Array(n), dims: warm } });
+        await created.session.run({ [created.session.inputNames[0]!]: { data: new Float32Array(n), dims: warm } }, { give: true });
       }
       const warmupMs = performance.now() - t0;
       this.loaded.set(model.key, { device: created.device, fallback: created.fallback });
@@ -223,13 +223,13 @@ export class InferenceEngine {
       for (const c of candidates) created.push(await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined));
       const n = shape.reduce((x, y) => x * y, 1);
       const feeds = (s: CreatedWorkerSession) => ({ [s.session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
-      for (const s of created) await s.session.run(feeds(s));
+      for (const s of created) await s.session.run(feeds(s), { give: true });
       const times: number[][] = created.map(() => []);
       for (let i = 0; i < runs; i++) {
         for (const [k, s] of created.entries()) {
           const input = feeds(s);
           const t0 = performance.now();
-          await s.session.run(input);
+          await s.session.run(input, { give: true });
           times[k]!.push(performance.now() - t0);
         }
       }
@@ -312,7 +312,8 @@ export class InferenceEngine {
       try {
         this.stats.runs++;
         this.stats.volumes += batch.length;
-        out = await session.run(feeds);
+        // A batch of several is an array of the engine's own, given away; one request's array stays its caller's.
+        out = await session.run(feeds, { give: batch.length > 1 });
       } catch (err) {
         // The worker stopped: the next lease loads the model again.
         if (session.lost) throw err;

@@ -11,7 +11,7 @@ import * as ort from 'onnxruntime-node';
 import { specializeModel } from '../../converters/graph/specialize.js';
 import { readFileBytes } from '../../converters/io.js';
 import { createSession } from './providers.js';
-import type { HostReply, HostRequest, WireTensor, WorkerStart } from './worker-host.js';
+import { ownsBuffer, type HostReply, type HostRequest, type WireTensor, type WorkerStart } from './worker-host.js';
 
 const port = parentPort;
 if (!port) throw new Error('session-worker.js runs as a worker thread');
@@ -47,7 +47,7 @@ async function handle(m: HostRequest): Promise<{ reply: HostReply; transfer: Arr
         const t = value as ort.Tensor;
         const data = t.data as Float32Array;
         outputs[name] = { data, dims: [...t.dims] };
-        if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) transfer.push(data.buffer as ArrayBuffer);
+        if (ownsBuffer(data) && !transfer.includes(data.buffer as ArrayBuffer)) transfer.push(data.buffer as ArrayBuffer);
       }
       return { reply: { id: m.id, ok: true, outputs }, transfer };
     }

@@ -1,7 +1,10 @@
 /**
  * The main thread's side of the inference worker (`session-worker.ts`): sessions live in one
- * worker thread and are driven by messages, so a run never blocks the event loop. Inputs are
- * copied to the worker (the caller keeps its arrays); outputs come back by transfer.
+ * worker thread and are driven by messages, so a run never blocks the event loop. Inputs and
+ * models are moved to the worker: a copy of each (the caller keeps its arrays), or, for a run
+ * that gives them away, the arrays' own buffers; outputs come back the same way. (Moving a
+ * buffer is free; the structured clone it replaces cost 5 ms for a 1x3x64^3 volume and 23 ms
+ * for 1x3x128^3, against 0.7 and 5 ms for one copy that is then moved.)
  *
  * If the worker dies (a native fault, or `terminate()`), the calls in flight fail with
  * `InferenceFailedError`, its sessions are lost (`WorkerSession.lost`), and the next creation
@@ -52,8 +55,18 @@ export interface WorkerSession {
   readonly inputNames: readonly string[];
   /** True once the worker holding it has stopped; such a session cannot run again. */
   readonly lost: boolean;
-  run(feeds: Record<string, WireTensor>): Promise<Record<string, WireTensor>>;
+  run(feeds: Record<string, WireTensor>, options?: RunOptions): Promise<Record<string, WireTensor>>;
   release(): Promise<void>;
+}
+
+/** How a run's inputs reach the worker. */
+export interface RunOptions {
+  /**
+   * Give the feeds' arrays to the worker: their buffers are moved there without a copy and
+   * the caller's arrays are left empty (detached). An array that shares its buffer with other
+   * data is copied all the same. Without it, each array is copied once and the copy moved.
+   */
+  give?: boolean;
 }
 
 /** A session the worker created, and the device it really got. */
@@ -79,17 +92,25 @@ export class SessionHost {
     if (!(DEVICES as readonly string[]).includes(device)) throw new InvalidArgumentError(`unknown device '${String(device)}'; use one of ${DEVICES.join(', ')}`);
     const session = this.nextId++;
     const generation = this.start();
-    const reply = await this.call({ op: 'create', id: 0, session, model, params, specializeFor, specializeOptions });
+    const own = typeof model === 'string' ? model : model.slice();
+    const reply = await this.call({ op: 'create', id: 0, session, model: own, params, specializeFor, specializeOptions }, typeof own === 'string' ? [] : [own.buffer as ArrayBuffer]);
     const lost = () => this.generation !== generation;
-    const call = (req: HostRequest) => this.call(req);
+    const call = (req: HostRequest, transfer: ArrayBuffer[] = []) => this.call(req, transfer);
     const proxy: WorkerSession = {
       inputNames: reply.inputNames ?? [],
       get lost() {
         return lost();
       },
-      async run(feeds) {
+      async run(feeds, options = {}) {
         if (lost()) throw new InferenceFailedError('the inference worker stopped; the model must be loaded again');
-        return (await call({ op: 'run', id: 0, session, feeds })).outputs ?? {};
+        const moved: Record<string, WireTensor> = {};
+        const transfer: ArrayBuffer[] = [];
+        for (const [name, t] of Object.entries(feeds)) {
+          const data = options.give && ownsBuffer(t.data) && !transfer.includes(t.data.buffer as ArrayBuffer) ? t.data : t.data.slice();
+          moved[name] = { data, dims: t.dims };
+          transfer.push(data.buffer as ArrayBuffer);
+        }
+        return (await call({ op: 'run', id: 0, session, feeds: moved }, transfer)).outputs ?? {};
       },
       async release() {
         if (!lost()) await call({ op: 'release', id: 0, session });
@@ -147,14 +168,19 @@ export class SessionHost {
     for (const c of calls) c.reject(err);
   }
 
-  private call(req: HostRequest): Promise<Success> {
+  private call(req: HostRequest, transfer: ArrayBuffer[] = []): Promise<Success> {
     const w = this.worker;
     if (!w) return Promise.reject(new InferenceFailedError('the inference worker stopped; the model must be loaded again'));
     const id = this.nextId++;
     return new Promise<Success>((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
       w.ref();
-      w.postMessage({ ...req, id });
+      w.postMessage({ ...req, id }, transfer);
     });
   }
+}
+
+/** Whether an array is the whole of a buffer that can be moved (not shared with other views or threads). */
+export function ownsBuffer(data: Float32Array): boolean {
+  return data.buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
 }

@@ -13,6 +13,7 @@ import { EngineBusyError, InvalidInputError } from '../../../inference/runtime/e
 import { bundledDevices, createSession } from '../../../inference/runtime/providers.js';
 import { RunQueue } from '../../../converters/fence/queue.js';
 import { SessionCache } from '../../../inference/runtime/session-cache.js';
+import { SessionHost } from '../../../inference/runtime/worker-host.js';
 import { assertClose, detTensor, fixture, tempDir } from '../../helpers.js';
 
 async function tinyModel(head = 5): Promise<Uint8Array> {
@@ -139,6 +140,33 @@ test('engine: sessions run in a worker thread, so the event loop keeps turning d
   // A run on the main thread would hold the loop for its whole length: a handful of turns at most.
   assert.ok(ticks > 20, `${ticks} turns of the event loop during a ${ms.toFixed(0)} ms run`);
   await engine.close();
+});
+
+test('session host: inputs and the model reach the worker as copies of their own, or given away without a copy', async () => {
+  const host = new SessionHost();
+  const bytes = await tinyModel();
+  const length = bytes.byteLength;
+  const { session } = await host.create(bytes, { threads: 1 });
+  assert.equal(bytes.byteLength, length, 'the caller keeps its model bytes');
+  const shape = [1, 3, 16, 16, 16];
+  const name = session.inputNames[0]!;
+  const data = detTensor(shape, 5);
+  const kept = await session.run({ [name]: { data, dims: shape } });
+  assert.equal(data.length, 3 * 16 ** 3, 'copied: the caller keeps its array');
+  assert.deepEqual(data, detTensor(shape, 5));
+  const given = detTensor(shape, 5);
+  const out = await session.run({ [name]: { data: given, dims: shape } }, { give: true });
+  assert.equal(given.length, 0, 'given away: the array is moved, not copied');
+  assert.deepEqual(out['output']!.data, kept['output']!.data, 'the same input either way');
+  // A view into a larger buffer is never moved: that would take the rest of the buffer with it.
+  const big = new Float32Array(3 * 16 ** 3 + 4);
+  big.set(detTensor(shape, 5), 4);
+  const view = big.subarray(4);
+  const fromView = await session.run({ [name]: { data: view, dims: shape } }, { give: true });
+  assert.equal(big.length, 3 * 16 ** 3 + 4, 'the shared buffer stays');
+  assert.deepEqual(fromView['output']!.data, kept['output']!.data);
+  await session.release();
+  await host.terminate();
 });
 
 test('engine: a worker that stops fails the runs in flight; the next run loads the model again', async () => {
