@@ -92,7 +92,8 @@ export class SessionHost {
     if (!(DEVICES as readonly string[]).includes(device)) throw new InvalidArgumentError(`unknown device '${String(device)}'; use one of ${DEVICES.join(', ')}`);
     const session = this.nextId++;
     const generation = this.start();
-    const own = typeof model === 'string' ? model : model.slice();
+    // A copy (not `slice()`: a Node Buffer's slice is a view of the same memory).
+    const own = typeof model === 'string' ? model : new Uint8Array(model);
     const reply = await this.call({ op: 'create', id: 0, session, model: own, params, specializeFor, specializeOptions }, typeof own === 'string' ? [] : [own.buffer as ArrayBuffer]);
     const lost = () => this.generation !== generation;
     const call = (req: HostRequest, transfer: ArrayBuffer[] = []) => this.call(req, transfer);
@@ -106,7 +107,7 @@ export class SessionHost {
         const moved: Record<string, WireTensor> = {};
         const transfer: ArrayBuffer[] = [];
         for (const [name, t] of Object.entries(feeds)) {
-          const data = options.give && ownsBuffer(t.data) && !transfer.includes(t.data.buffer as ArrayBuffer) ? t.data : t.data.slice();
+          const data = options.give && ownsBuffer(t.data) && !transfer.includes(t.data.buffer as ArrayBuffer) ? t.data : new Float32Array(t.data);
           moved[name] = { data, dims: t.dims };
           transfer.push(data.buffer as ArrayBuffer);
         }

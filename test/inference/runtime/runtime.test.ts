@@ -148,6 +148,11 @@ test('session host: inputs and the model reach the worker as copies of their own
   const length = bytes.byteLength;
   const { session } = await host.create(bytes, { threads: 1 });
   assert.equal(bytes.byteLength, length, 'the caller keeps its model bytes');
+  // A Node Buffer (what readFile gives), whose slice() is a view of its memory, not a copy.
+  const buffer = Buffer.from(bytes);
+  await (await host.create(buffer, { threads: 1 })).session.release();
+  assert.equal(buffer.byteLength, length, 'the caller keeps its Buffer');
+  assert.equal(buffer[length - 1], bytes[length - 1]);
   const shape = [1, 3, 16, 16, 16];
   const name = session.inputNames[0]!;
   const data = detTensor(shape, 5);
