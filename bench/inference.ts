@@ -99,7 +99,7 @@ async function measure(c: Case, options: ConvertOptions, specialize: SpecializeO
  * run in turn, so that drift in the machine's speed (a shared machine's neighbours) slows all
  * three alike and their ratios hold. Median latencies (ms) and the graph the engine chose.
  */
-async function measureTrio(c: Case): Promise<{ engine: number; sized: number; plain: number; matmul: number; macs: number; chosen: string }> {
+async function measureTrio(c: Case): Promise<{ engine: number; sized: number; plain: number; matmul: number; engineBest: number; matmulBest: number; macs: number; chosen: string }> {
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
   const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
   let chosen = 'n/a';
@@ -117,12 +117,15 @@ async function measureTrio(c: Case): Promise<{ engine: number; sized: number; pl
     await run();
     await run();
   }
-  const [engineMs, sizedMs, plainMs, gemmMs] = (await alternate(...runs)) as [number, number, number, number];
+  const times = await inTurn(...runs);
+  const [engineMs, sizedMs, plainMs, gemmMs] = times.map((ts) => ts[Math.floor(ts.length / 2)]!) as [number, number, number, number];
+  const [engineBest, , , gemmBest] = times.map((ts) => ts[0]!) as [number, number, number, number];
   await engine.close();
   await sized.release();
   await plain.release();
   await gemm.release();
-  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: gemm.flops / (gemmMs / 1000) / 1e9, macs: result.card.multiplyAdds.converted, chosen };
+  const rate = (ms: number) => gemm.flops / (ms / 1000) / 1e9;
+  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rate(gemmMs), engineBest, matmulBest: rate(gemmBest), macs: result.card.multiplyAdds.converted, chosen };
 }
 
 /** What onnxruntime's blocked 2D convolution reaches by itself: two chained 3x3 convolutions, 64 channels, 32 planes of 32x32. */
@@ -332,7 +335,7 @@ async function main(): Promise<void> {
   const peak = await gemmPeak();
   console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${peak.toFixed(0)} GFLOP/s here`);
   console.log(`onnxruntime's own blocked 2D convolution (two chained 3x3, 64 channels, 32x32x32): ${(await convRate()).toFixed(0)} GFLOP/s\n`);
-  const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'MatMul in turn GFLOP/s', '% of it', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
+  const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'MatMul in turn GFLOP/s', '% of it', 'best: engine ms', 'best: % of MatMul best', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
   const torch = pytorch(CASES);
   for (const c of CASES) {
     const trio = await measureTrio(c);
@@ -346,6 +349,8 @@ async function main(): Promise<void> {
       `${((100 * rate) / peak).toFixed(0)}%`,
       trio.matmul.toFixed(0),
       `${((100 * rate) / trio.matmul).toFixed(0)}%`,
+      trio.engineBest.toFixed(1),
+      `${((100 * (2 * trio.macs)) / (trio.engineBest / 1000) / 1e9 / trio.matmulBest).toFixed(0)}%`,
       trio.chosen,
       trio.sized.toFixed(1),
       `${(trio.sized / trio.engine).toFixed(2)}x`,
@@ -359,7 +364,8 @@ async function main(): Promise<void> {
   }
   table(rows);
   console.log('GFLOP/s = 2 x multiply-adds counted from the graph / latency; % of the MatMul peak above (its best of 7, taken');
-  console.log('first), and of the same MatMul\'s median when it runs in turn with this row\'s runs ("in turn"). "engine": the inference');
+  console.log('first), and of the same MatMul\'s median when it runs in turn with this row\'s runs ("in turn"). "best": the fastest of');
+  console.log('the engine\'s runs against the fastest of the MatMul\'s in the same turns (the machine at its quietest for both). "engine": the inference');
   console.log('engine as the server and the CLI run it (autotuned: "chosen" is the graph it kept; through its worker thread).');
   console.log('"model.onnx ?size=": the file `GET .../model.onnx?size=D,H,W` and `convert --specialize` give, in a plain');
   console.log('onnxruntime session; "as is": the general file; these three and the MatMul run in turn. i3d: dense 3x3x3 kernels in the');
@@ -489,6 +495,11 @@ async function workerHop(): Promise<void> {
 
 /** Median times of functions run in turn, `RUNS` rounds. */
 async function alternate(...fns: (() => Promise<unknown>)[]): Promise<number[]> {
+  return (await inTurn(...fns)).map((ts) => ts[Math.floor(ts.length / 2)]!);
+}
+
+/** The times of functions run in turn, `RUNS` rounds, each function's sorted. */
+async function inTurn(...fns: (() => Promise<unknown>)[]): Promise<number[][]> {
   const times: number[][] = fns.map(() => []);
   for (let i = 0; i < RUNS; i++) {
     for (const [k, fn] of fns.entries()) {
@@ -497,7 +508,7 @@ async function alternate(...fns: (() => Promise<unknown>)[]): Promise<number[]> 
       times[k]!.push(performance.now() - t0);
     }
   }
-  return times.map((ts) => ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)]!);
+  return times.map((ts) => ts.sort((x, y) => x - y));
 }
 
 /** Four volumes of one shape: one batched run against four runs. */
