@@ -90,7 +90,7 @@ async function measure(c: Case, options: ConvertOptions, specialize: SpecializeO
   }
   await session.release();
   times.sort((a, b) => a - b);
-  return { ms: times[Math.floor(times.length / 2)]!, macs: result.card.multiplyAdds.converted, device: created.device };
+  return { ms: middle(times), macs: result.card.multiplyAdds.converted, device: created.device };
 }
 
 /**
@@ -118,7 +118,7 @@ async function measureTrio(c: Case): Promise<{ engine: number; sized: number; pl
     await run();
   }
   const times = await inTurn(...runs);
-  const [engineMs, sizedMs, plainMs, gemmMs] = times.map((ts) => ts[Math.floor(ts.length / 2)]!) as [number, number, number, number];
+  const [engineMs, sizedMs, plainMs, gemmMs] = times.map(middle) as [number, number, number, number];
   const [engineBest, , , gemmBest] = times.map((ts) => ts[0]!) as [number, number, number, number];
   await engine.close();
   await sized.release();
@@ -202,6 +202,9 @@ function table(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
 }
+
+/** The middle of sorted times: their median. */
+const middle = (sorted: readonly number[]) => sorted[Math.floor(sorted.length / 2)]!;
 
 const gflops = (macs: number, ms: number) => ((2 * macs) / (ms / 1000) / 1e9).toFixed(1);
 
@@ -448,7 +451,7 @@ async function spinningTable(): Promise<void> {
       }
     }
     for (const s of sessions) await s.release();
-    const [spin, sleep] = times.map((ts) => ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)]!) as [number, number];
+    const [spin, sleep] = times.map((ts) => middle(ts.sort((x, y) => x - y))) as [number, number];
     rows.push([c.name, spin.toFixed(1), sleep.toFixed(1), `${(sleep / spin).toFixed(2)}x`]);
   }
   console.log('intra-op threads spinning between operators (the default; ACS_HUB_INFERENCE_SPINNING=false turns it off) or sleeping:');
@@ -495,7 +498,7 @@ async function workerHop(): Promise<void> {
 
 /** Median times of functions run in turn, `RUNS` rounds. */
 async function alternate(...fns: (() => Promise<unknown>)[]): Promise<number[]> {
-  return (await inTurn(...fns)).map((ts) => ts[Math.floor(ts.length / 2)]!);
+  return (await inTurn(...fns)).map(middle);
 }
 
 /** The times of functions run in turn, `RUNS` rounds, each function's sorted. */
@@ -529,7 +532,7 @@ async function batching(): Promise<void> {
       await fn();
       ts.push(performance.now() - t0);
     }
-    return ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)]!;
+    return middle(ts.sort((a, b) => a - b));
   };
   const separate = await time(async () => {
     for (let i = 0; i < 4; i++) await session.run({ [name]: one });

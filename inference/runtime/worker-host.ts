@@ -81,7 +81,8 @@ export interface CreatedWorkerSession {
 /** See the module comment. */
 export class SessionHost {
   private worker: Worker | undefined;
-  private stopFlag = new Int32Array(new SharedArrayBuffer(4));
+  /** The current worker's stop flag (see the module comment). */
+  private stopFlag: Int32Array | undefined;
   private generation = 0;
   private nextId = 1;
   private readonly calls = new Map<number, { resolve: (r: Success) => void; reject: (e: Error) => void }>();
@@ -128,7 +129,7 @@ export class SessionHost {
     const w = this.worker;
     if (!w) return;
     this.lose(new InferenceFailedError('the inference worker was stopped'));
-    Atomics.store(this.stopFlag, 0, 1);
+    Atomics.store(this.stopFlag!, 0, 1);
     // Held until it ends: a process that exits under a worker in a native call aborts too.
     w.ref();
     const exited = once(w, 'exit');
