@@ -4,7 +4,8 @@
  * plain onnxruntime, against the same networks with dense 3x3x3 kernels (i3d) in the same
  * engine, and against the same ACS networks in PyTorch (this repository's own plain-torch
  * reference, Debian's python3-torch), all on this machine with the same thread count, side by
- * side in one run. Then onnxruntime's profile of where the time goes, the table of ACS
+ * side in one run. Then onnxruntime's profile of where the time goes, with the bound each
+ * network's convolutions set (their FLOPs over their kernels' time alone), the table of ACS
  * lowerings tried, the gain of batching, and the cost of running sessions in the engine's
  * worker thread.
  *
@@ -145,42 +146,81 @@ async function convRate(): Promise<number> {
   return bestRate(graph, new ort.Tensor('float32', new Float32Array(b * ch * hw * hw).fill(0.5), [b, ch, hw, hw]), 2 * 2 * b * ch * ch * 9 * hw * hw);
 }
 
+/** onnxruntime's profile of one network's default specialised graph: kernel time per run by operator. */
+interface Profile {
+  /** Milliseconds per run by operator (Conv and FusedConv together as Conv). */
+  byOp: Map<string, number>;
+  /** All kernels, milliseconds per run. */
+  total: number;
+  runs: number;
+  macs: number;
+}
+
 /**
- * Where the engine's time goes for one network: onnxruntime's own profile of the graph the
- * engine runs by default, summed by operator (convolutions against the layout changes around
- * them: blocked-layout reorders, folds, plane slices, Concats).
+ * Profile the graph the engine runs by default for `c`: a warm-up run, then `runs` runs whose
+ * kernel times are summed by operator. The warm-up's events are left out (each node's first
+ * event): its first-touch allocations would otherwise be spread over the runs.
  */
-async function whereTheTimeGoes(c: Case): Promise<void> {
-  const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inputSize: [c.size, c.size, c.size] });
+async function profile(c: Case, runs = 3): Promise<Profile | undefined> {
+  const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
   const bytes = specializeModel(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), [1, c.channels, c.size, c.size, c.size]).bytes;
   const dir = mkdtempSync(join(os.tmpdir(), 'acs-hub-profile-'));
   try {
     const { session } = await createSession(bytes, { device: DEVICE, threads: THREADS, profilePrefix: join(dir, 'run') });
     const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', new Float32Array(c.channels * c.size ** 3).fill(0.5), [1, c.channels, c.size, c.size, c.size]) };
-    const runs = 3;
-    for (let i = 0; i < runs; i++) await session.run(feeds);
+    for (let i = 0; i <= runs; i++) await session.run(feeds);
     session.endProfiling();
     await session.release();
     const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-    if (!file) return console.log('(no profile written)');
+    if (!file) return undefined;
     const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { cat?: string; name: string; dur: number; args?: { op_name?: string } }[];
     const byOp = new Map<string, number>();
+    const warmedUp = new Set<string>();
     for (const e of events) {
       if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+      if (!warmedUp.has(e.name)) {
+        warmedUp.add(e.name);
+        continue;
+      }
       const op = e.args?.op_name ?? '?';
       const group = op === 'Conv' || op === 'FusedConv' ? 'Conv' : op;
-      byOp.set(group, (byOp.get(group) ?? 0) + e.dur);
+      byOp.set(group, (byOp.get(group) ?? 0) + e.dur / runs / 1000);
     }
-    // The first run is onnxruntime's warm-up; the profile holds all three.
     const total = [...byOp.values()].reduce((a, b) => a + b, 0);
-    const rows = [['operator', 'ms per run', 'share']];
-    for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).filter(([, us]) => us / total >= 0.005)) rows.push([op, (us / runs / 1000).toFixed(1), `${((100 * us) / total).toFixed(1)}%`]);
-    console.log(`where the time goes (${c.name}, the engine's default graph, onnxruntime's profile of ${runs} runs):`);
-    table(rows);
-    console.log('ReorderInput/ReorderOutput: onnxruntime converting to and from its blocked layout around each 2D convolution.\n');
+    return { byOp, total, runs, macs: result.card.multiplyAdds.converted };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Where the engine's time goes: onnxruntime's profile of the graph the engine runs by default,
+ * by operator for one network (convolutions against the layout changes around them:
+ * blocked-layout reorders, folds, plane slices, Concats), then for each ResNet the bound its
+ * convolutions set: the network's FLOPs over the convolutions' time alone, which no change
+ * to the operators around them can beat.
+ */
+async function whereTheTimeGoes(peak: number): Promise<void> {
+  const detail = CASES[1]!;
+  const rows = [['network', 'all kernels ms', 'Conv ms', 'other ms', 'Conv share', 'convolutions alone GFLOP/s', 'their % of peak']];
+  for (const c of CASES.filter((x) => x.arch !== 'densenet121')) {
+    const p = await profile(c);
+    if (!p) return console.log('(no profile written)');
+    if (c === detail) {
+      const ops = [['operator', 'ms per run', 'share']];
+      for (const [op, ms] of [...p.byOp].sort((a, b) => b[1] - a[1]).filter(([, ms]) => ms / p.total >= 0.005)) ops.push([op, ms.toFixed(1), `${((100 * ms) / p.total).toFixed(1)}%`]);
+      console.log(`where the time goes (${c.name}, the engine's default graph, onnxruntime's profile of ${p.runs} runs after a warm-up):`);
+      table(ops);
+      console.log('ReorderInput/ReorderOutput: onnxruntime converting to and from its blocked layout around each 2D convolution.\n');
+    }
+    const conv = p.byOp.get('Conv') ?? 0;
+    const alone = (2 * p.macs) / (conv / 1000) / 1e9;
+    rows.push([c.name, p.total.toFixed(1), conv.toFixed(1), (p.total - conv).toFixed(1), `${((100 * conv) / p.total).toFixed(0)}%`, alone.toFixed(0), `${((100 * alone) / peak).toFixed(0)}%`]);
+  }
+  console.log(`the bound the convolutions set (the same profiles; peak ${peak.toFixed(0)} GFLOP/s):`);
+  table(rows);
+  console.log('"convolutions alone": the network\'s FLOPs over its convolution kernels\' time only, as if every other operator took');
+  console.log('no time: no rewrite of the layout changes around the convolutions can take the network past it.\n');
 }
 
 function pytorch(cases: Case[]): Map<string, number> {
@@ -373,7 +413,7 @@ async function main(): Promise<void> {
   console.log('"model.onnx ?size=": the file `GET .../model.onnx?size=D,H,W` and `convert --specialize` give, in a plain');
   console.log('onnxruntime session; "as is": the general file; these three and the MatMul run in turn. i3d: dense 3x3x3 kernels in the');
   console.log('same engine, measured after them.\n');
-  await whereTheTimeGoes(CASES[1]!);
+  await whereTheTimeGoes(peak);
   console.log('ACS lowerings (ResNet-18):');
   const lowerings: [string, ConvertOptions['fuse'], ConvertOptions['lowering'], SpecializeOptions | false][] = [
     ['three Conv3D + Concat per layer, BatchNorm and ReLU after the Concat', false, 'conv3d', false],
