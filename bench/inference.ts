@@ -426,6 +426,7 @@ async function main(): Promise<void> {
     ['+ their planes kept after the fold (a contiguous slice)', true, 'conv3d', { foldedPools: false }],
     ['+ the stem pooled while folded (blocked channels, 2D pooling)  = engine default', true, 'conv3d', {}],
     ['  (+ 1x1x1 convolutions as 2D 1x1 ones too)', true, 'conv3d', { pointwise: true }],
+    ['  (instead: the stem over the space-to-depth of its planes, 12 channels, 4x4 kernel)', true, 'conv3d', { stem: 'space-to-depth' }],
   ];
   const lrows = [['lowering', '1x3x64^3 ms', 'GFLOP/s', '1x3x128^3 ms', 'GFLOP/s']];
   for (const [name, fuse, lowering, specialize] of lowerings) {

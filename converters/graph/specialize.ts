@@ -61,6 +61,14 @@ export interface SpecializeOptions {
    * the transposed volume) or before it (a strided slice). @default 'after-fold'
    */
   planes?: 'after-fold' | 'before-fold';
+  /**
+   * A folded view with stride 2 and fewer input channels than a block (the stem: 3 channels,
+   * 7x7) as a space-to-depth of its planes, each 2x2 patch becoming 4x the channels, and a
+   * stride-1 convolution with half the kernel (4x4): the same products, in the layout of a
+   * convolution with more input channels and fewer taps. Only where the planes have even
+   * sides. @default 'direct'
+   */
+  stem?: 'direct' | 'space-to-depth';
 }
 
 /** Unary activations that may move before the reshape. */
@@ -261,7 +269,7 @@ function rewrite(
   const pooled = folds ? pooling : undefined;
   const block = o.channelBlock ?? 8;
   const padded = pooled ? Math.ceil(O / block) * block : O;
-  const w = em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [padded, I, ...kernel2d], data: grow(c.weight.data as Float32Array, padded * I * kernel2d[0]! * kernel2d[1]!) });
+  const weight = grow(c.weight.data as Float32Array, padded * I * kernel2d[0]! * kernel2d[1]!);
   const bias = n.inputs[2] ? [n.inputs[2]] : [];
   if (c.bias && padded !== O) bias[0] = em.constant(`${n.inputs[2]}/2d`, { dtype: 'F32', shape: [padded], data: grow(c.bias.data as Float32Array, padded) });
   const hint = n.name;
@@ -308,13 +316,20 @@ function rewrite(
     back = [-1, outDims[axis]!, O, ...outDims.filter((_, i) => i !== axis)];
   }
   const strides = fold === undefined ? [1, 1] : [s, s];
-  let y = em.op('Conv', [x, w, ...bias], {
-    kernel_shape: A.ints(kernel2d),
-    strides: A.ints(strides),
-    pads: A.ints(pads),
-    dilations: A.ints(dilations),
-    group: A.int(c.group),
-  }, `${hint}/2d`);
+  const planes = fold === undefined ? undefined : [c.x, c.y].map((v) => v.slice(2).filter((_, i) => i !== fold) as [number, number]);
+  const s2d = planes && o.stem === 'space-to-depth' ? spaceToDepth(c, I, kernel2d as [number, number], pads, dilations, planes[0]!, planes[1]!, block) : undefined;
+  let y = s2d
+    ? em.op('Conv', [em.op('SpaceToDepth', [x], { blocksize: A.int(2) }, `${hint}/space-to-depth`), em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [padded, 4 * I, ...s2d.kernel], data: s2d.weight(weight, padded) }), ...bias], {
+        kernel_shape: A.ints(s2d.kernel),
+        pads: A.ints(s2d.pads),
+      }, `${hint}/2d`)
+    : em.op('Conv', [x, em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [padded, I, ...kernel2d], data: weight }), ...bias], {
+        kernel_shape: A.ints(kernel2d),
+        strides: A.ints(strides),
+        pads: A.ints(pads),
+        dilations: A.ints(dilations),
+        group: A.int(c.group),
+      }, `${hint}/2d`);
   if (act) y = em.op(act.op, [y], act.attrs, `${act.name}/2d`);
   if (fold !== undefined && pooled) return foldedPool(em, y, fold, [Do, Ho, Wo][fold]!, O, padded, pooled, hint);
   if (fold !== undefined) {
@@ -325,6 +340,47 @@ function rewrite(
     if (axis === 'pointwise') flat.set(final, y);
   }
   return undefined;
+}
+
+/**
+ * A stride-2 2D convolution over planes [a, b] as a stride-1 one over their space-to-depth
+ * [4I, a/2, b/2] (ONNX's order: channel (r*2 + s)*I + c holds x[c, 2i + r, 2j + s]). A tap t
+ * of the kernel reads x[2i + t - p]; with e = p mod 2 zero taps put first, tap t' = t + e
+ * reads x[2(i - (p + e)/2) + t'], which is z[(t' mod 2)-th phase, i + t'/2 - (p + e)/2]: a
+ * kernel of ceil((k + e)/2) taps over z, padded by (p + e)/2 before and by what makes the
+ * output size the same after. The weights and the layout only: the same products are summed.
+ * Undefined where it does not apply (dilated, grouped, odd planes, a block of channels or more).
+ */
+function spaceToDepth(
+  c: Candidate,
+  I: number,
+  [ka, kb]: [number, number],
+  pads: number[],
+  dilations: number[],
+  [a, b]: [number, number],
+  [ao, bo]: [number, number],
+  block: number,
+): { kernel: [number, number]; pads: number[]; weight: (w: Float32Array, O: number) => Float32Array } | undefined {
+  if (c.stride !== 2 || c.group !== 1 || I >= block || dilations.some((d) => d !== 1) || a % 2 || b % 2) return undefined;
+  const [pa, pb] = pads as [number, number, number, number];
+  const [ea, eb] = [pa % 2, pb % 2];
+  const kernel: [number, number] = [Math.ceil((ka + ea) / 2), Math.ceil((kb + eb) / 2)];
+  const before = [(pa + ea) / 2, (pb + eb) / 2];
+  const after = [ao + kernel[0] - 1 - a / 2 - before[0]!, bo + kernel[1] - 1 - b / 2 - before[1]!];
+  if (after.some((p) => p < 0)) return undefined;
+  const weight = (w: Float32Array, O: number) => {
+    const out = new Float32Array(O * 4 * I * kernel[0] * kernel[1]);
+    for (let o = 0; o < O; o++)
+      for (let ci = 0; ci < I; ci++)
+        for (let ta = 0; ta < ka; ta++)
+          for (let tb = 0; tb < kb; tb++) {
+            const [ua, ub] = [ta + ea, tb + eb];
+            const channel = ((ua % 2) * 2 + (ub % 2)) * I + ci;
+            out[((o * 4 * I + channel) * kernel[0] + (ua >> 1)) * kernel[1] + (ub >> 1)] = w[((o * I + ci) * ka + ta) * kb + tb]!;
+          }
+    return out;
+  };
+  return { kernel, pads: [before[0]!, before[1]!, after[0]!, after[1]!], weight };
 }
 
 /**

@@ -1,9 +1,10 @@
 /**
  * The specialised stem (converters/graph/specialize.ts): a strided ACS view followed by a max
  * pooling through the views' Concat is pooled while still folded (a 2D pooling on padded
- * output channels, then the folded axis), and its planes are kept after the fold. Whatever
- * the options, sizes (odd ones too), pooling settings and channel splits, the specialised
- * graph gives what the general graph gives.
+ * output channels, then the folded axis), and its planes are kept after the fold; on request
+ * its convolution reads the space-to-depth of its planes. Whatever the options, sizes (odd
+ * ones too), pooling settings and channel splits, the specialised graph gives what the
+ * general graph gives.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -51,6 +52,7 @@ const OPTIONS: { name: string; o: SpecializeOptions }[] = [
   { name: 'blocks of 16', o: { channelBlock: 16 } },
   { name: 'planes before the fold', o: { planes: 'before-fold' } },
   { name: 'pooled after the fold back', o: { foldedPools: false } },
+  { name: 'space-to-depth stem', o: { stem: 'space-to-depth' } },
 ];
 
 const SIZES = [[16, 16, 16], [17, 19, 23], [12, 9, 20], [8, 8, 8]];
@@ -106,4 +108,53 @@ test('specialised stem: a pooling whose Concat is read elsewhere too is left to 
   assert.deepEqual(poolRanks(sp.graph), [3], 'the Concat is a graph output: pooled once, after it');
   const input = detTensor(shape, 5);
   assertMatchesGolden(await runGraph(sp.graph, input, shape), await runGraph(general, input, shape).then((r) => ({ data: r.data, shape: r.dims })), 'two outputs', 1e-5);
+});
+
+/** A stride-2 convolution of `inChannels` channels, kernel k, padding p (then ReLU), converted to ACS. */
+function stridedGraph(inChannels: number, k: number, p: number): Graph {
+  const sd: StateDict = new Map();
+  sd.set('stem.weight', { dtype: 'F32', shape: [11, inChannels, k, k], data: detTensor([11, inChannels, k, k], 31 + k + p, 0.2) });
+  sd.set('stem.bias', { dtype: 'F32', shape: [11], data: detTensor([11], 32, 0.5) });
+  const b = new GraphBuilder(sd, `k${k}p${p}`);
+  b.output(b.relu(b.conv(b.input('input', ['N', inChannels, 'H', 'W']), 'stem', { stride: 2, pad: p })), 'output');
+  return convertGraphTo3d(b.build(), { mode: 'acs', axis: 0 }).graph;
+}
+
+test('space-to-depth stem: every kernel size and padding (odd and even) gives the direct convolution; planes with an odd side keep it', async () => {
+  const rewritten = new Set<string>();
+  for (const inChannels of [1, 3])
+    for (const k of [3, 4, 5, 7])
+      for (let p = 0; p < k; p++) {
+        const general = stridedGraph(inChannels, k, p);
+        for (const size of [[16, 12, 20], [12, 9, 20], [10, 10, 10]]) {
+          const shape = [2, inChannels, ...size];
+          if (size.some((d) => d + 2 * p < k)) continue;
+          const sp = specializeViews(general, { input: shape }, { stem: 'space-to-depth' });
+          // (a padding under k/2 is converted with slices of the collapsed axis: not rewritten at all)
+          const [d, h, w] = size as [number, number, number];
+          const planes = { axial: [h, w], coronal: [d, w], sagittal: [d, h] };
+          const even = (Object.keys(planes) as (keyof typeof planes)[]).filter((v) => sp.views[v] > 0 && planes[v].every((x) => x % 2 === 0)).length;
+          const s2d = sp.graph.nodes.filter((n) => n.op === 'SpaceToDepth').length;
+          if (s2d) rewritten.add(`k=${k} p=${p}`);
+          assert.equal(s2d, even, `${inChannels} channels, k=${k} p=${p} at ${size.join('x')}: the views whose planes have even sides`);
+          const input = detTensor(shape, 41);
+          const expected = await runGraph(general, input, shape);
+          assertMatchesGolden(await runGraph(sp.graph, input, shape), { data: expected.data, shape: expected.dims }, `${inChannels} channels, k=${k} p=${p} at ${size.join('x')}`, 1e-5);
+        }
+      }
+  // ACS views are rewritten where the 2D padding is k/2 (the others are converted with slices of
+  // the collapsed axis); those cover an odd padding (a zero tap put first) and an even one.
+  assert.deepEqual([...rewritten].sort(), ['k=3 p=1', 'k=5 p=2', 'k=7 p=3']);
+});
+
+test('space-to-depth stem: the convolution reads 4x the channels with half the kernel, at stride 1; wide inputs keep the direct one', () => {
+  const sp = specializeViews(stridedGraph(3, 7, 3), { input: [1, 3, 16, 16, 16] }, { stem: 'space-to-depth' });
+  const convs = sp.graph.nodes.filter((n) => n.op === 'Conv');
+  assert.equal(convs.length, 3);
+  for (const c of convs) {
+    assert.deepEqual(sp.graph.initializers.get(c.inputs[1]!)!.shape.slice(1), [12, 4, 4], c.name);
+    assert.deepEqual(attrInts(c, 'strides', [1, 1]), [1, 1], c.name);
+  }
+  const wide = specializeViews(stridedGraph(8, 3, 1), { input: [1, 8, 16, 16, 16] }, { stem: 'space-to-depth' });
+  assert.equal(wide.graph.nodes.filter((n) => n.op === 'SpaceToDepth').length, 0, '8 input channels: a whole block, left direct');
 });
