@@ -18,7 +18,7 @@
 import { decodeOnnx, encodeOnnx } from '../formats/onnx.js';
 import type { Tensor } from '../tensor.js';
 import { Emitter } from './emitter.js';
-import { A, attrInt, attrInts, attrString, consumersOf, graphFromModel, graphToModel, pruneGraph, type Graph, type Node, type ValueInfo } from './ir.js';
+import { A, attrInt, type Attr, attrInts, attrString, consumersOf, graphFromModel, graphToModel, pruneGraph, type Graph, type Node, type ValueInfo } from './ir.js';
 import { FOLD_IN, FOLD_OUT, type SpatialAxis } from './lower-conv.js';
 import { inferShapes } from './shapes.js';
 
@@ -318,18 +318,19 @@ function rewrite(
   const strides = fold === undefined ? [1, 1] : [s, s];
   const planes = fold === undefined ? undefined : [c.x, c.y].map((v) => v.slice(2).filter((_, i) => i !== fold) as [number, number]);
   const s2d = planes && o.stem === 'space-to-depth' ? spaceToDepth(c, I, kernel2d as [number, number], pads, dilations, planes[0]!, planes[1]!, block) : undefined;
-  let y = s2d
-    ? em.op('Conv', [em.op('SpaceToDepth', [x], { blocksize: A.int(2) }, `${hint}/space-to-depth`), em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [padded, 4 * I, ...s2d.kernel], data: s2d.weight(weight, padded) }), ...bias], {
-        kernel_shape: A.ints(s2d.kernel),
-        pads: A.ints(s2d.pads),
-      }, `${hint}/2d`)
-    : em.op('Conv', [x, em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [padded, I, ...kernel2d], data: weight }), ...bias], {
-        kernel_shape: A.ints(kernel2d),
-        strides: A.ints(strides),
-        pads: A.ints(pads),
-        dilations: A.ints(dilations),
-        group: A.int(c.group),
-      }, `${hint}/2d`);
+  // the convolution's input, weight and attributes: over the planes, or over their space-to-depth
+  const conv: { input: string; weight: { shape: number[]; data: Float32Array }; attrs: Record<string, Attr> } = s2d
+    ? {
+        input: em.op('SpaceToDepth', [x], { blocksize: A.int(2) }, `${hint}/space-to-depth`),
+        weight: { shape: [padded, 4 * I, ...s2d.kernel], data: s2d.weight(weight, padded) },
+        attrs: { kernel_shape: A.ints(s2d.kernel), pads: A.ints(s2d.pads) },
+      }
+    : {
+        input: x,
+        weight: { shape: [padded, I, ...kernel2d], data: weight },
+        attrs: { kernel_shape: A.ints(kernel2d), strides: A.ints(strides), pads: A.ints(pads), dilations: A.ints(dilations), group: A.int(c.group) },
+      };
+  let y = em.op('Conv', [conv.input, em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', ...conv.weight }), ...bias], conv.attrs, `${hint}/2d`);
   if (act) y = em.op(act.op, [y], act.attrs, `${act.name}/2d`);
   if (fold !== undefined && pooled) return foldedPool(em, y, fold, [Do, Ho, Wo][fold]!, O, padded, pooled, hint);
   if (fold !== undefined) {
