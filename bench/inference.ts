@@ -125,8 +125,7 @@ async function measureTrio(c: Case): Promise<{ engine: number; sized: number; pl
   await sized.release();
   await plain.release();
   await gemm.release();
-  const rate = (ms: number) => gemm.flops / (ms / 1000) / 1e9;
-  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rate(gemmMs), engineBest, matmulBest: rate(gemmBest), macs: result.card.multiplyAdds.converted, chosen };
+  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rateOf(gemm.flops, gemmMs), engineBest, matmulBest: rateOf(gemm.flops, gemmBest), macs: result.card.multiplyAdds.converted, chosen };
 }
 
 /** What onnxruntime's blocked 2D convolution reaches by itself: two chained 3x3 convolutions, 64 channels, 32 planes of 32x32. */
@@ -146,7 +145,7 @@ async function convRate(): Promise<number> {
   return bestRate(graph, new ort.Tensor('float32', new Float32Array(b * ch * hw * hw).fill(0.5), [b, ch, hw, hw]), 2 * 2 * b * ch * ch * 9 * hw * hw);
 }
 
-/** onnxruntime's profile of one network's default specialised graph: kernel time per run by operator. */
+/** onnxruntime's profile of one network's specialised graph: kernel time per run by operator. */
 interface Profile {
   /** Milliseconds per run by operator (Conv and FusedConv together as Conv). */
   byOp: Map<string, number>;
@@ -201,10 +200,9 @@ async function profile(c: Case, specialize: SpecializeOptions, gemm: Awaited<Ret
       if (group === 'Conv') convByRun[run] = convByRun[run]! + e.dur / 1000;
     }
     const total = [...byOp.values()].reduce((a, b) => a + b, 0);
-    const rate = (ms: number) => gemm.flops / (ms / 1000) / 1e9;
     gemmMs.sort((a, b) => a - b);
-    const best = { conv: Math.min(...convByRun.slice(1)), matmul: rate(gemmMs[0]!) };
-    return { byOp, total, runs, macs: result.card.multiplyAdds.converted, matmul: rate(middle(gemmMs)), best };
+    const best = { conv: Math.min(...convByRun.slice(1)), matmul: rateOf(gemm.flops, gemmMs[0]!) };
+    return { byOp, total, runs, macs: result.card.multiplyAdds.converted, matmul: rateOf(gemm.flops, middle(gemmMs)), best };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -239,8 +237,8 @@ async function whereTheTimeGoes(peak: number): Promise<void> {
       console.log('ReorderInput/ReorderOutput: onnxruntime converting to and from its blocked layout around each 2D convolution.\n');
     }
     const conv = p.byOp.get('Conv') ?? 0;
-    const alone = (2 * p.macs) / (conv / 1000) / 1e9;
-    rows.push([name, p.total.toFixed(1), conv.toFixed(1), (p.total - conv).toFixed(1), `${((100 * conv) / p.total).toFixed(0)}%`, alone.toFixed(0), `${((100 * alone) / peak).toFixed(0)}%`, p.matmul.toFixed(0), `${((100 * alone) / p.matmul).toFixed(0)}%`, `${((100 * (2 * p.macs)) / (p.best.conv / 1000) / 1e9 / p.best.matmul).toFixed(0)}%`]);
+    const alone = rateOf(2 * p.macs, conv);
+    rows.push([name, p.total.toFixed(1), conv.toFixed(1), (p.total - conv).toFixed(1), `${((100 * conv) / p.total).toFixed(0)}%`, alone.toFixed(0), `${((100 * alone) / peak).toFixed(0)}%`, p.matmul.toFixed(0), `${((100 * alone) / p.matmul).toFixed(0)}%`, `${((100 * rateOf(2 * p.macs, p.best.conv)) / p.best.matmul).toFixed(0)}%`]);
   }
   await gemm.release();
   console.log(`the bound the convolutions set (the same profiles; peak ${peak.toFixed(0)} GFLOP/s):`);
@@ -274,7 +272,10 @@ function table(rows: string[][]): void {
 /** The middle of sorted times: their median. */
 const middle = (sorted: readonly number[]) => sorted[Math.floor(sorted.length / 2)]!;
 
-const gflops = (macs: number, ms: number) => ((2 * macs) / (ms / 1000) / 1e9).toFixed(1);
+/** GFLOP/s of `flops` done in `ms`. */
+const rateOf = (flops: number, ms: number) => flops / (ms / 1000) / 1e9;
+
+const gflops = (macs: number, ms: number) => rateOf(2 * macs, ms).toFixed(1);
 
 /**
  * The practical peak's measure: a 2048^3 MatMul, its input and its FLOPs. The product stays in
@@ -332,7 +333,7 @@ async function bestRate(graph: Graph, input: ort.Tensor, flops: number, device: 
     ts.push(performance.now() - t0);
   }
   await session.release();
-  return flops / (Math.min(...ts) / 1000) / 1e9;
+  return rateOf(flops, Math.min(...ts));
 }
 
 /** The CPU, as the decisions key it: model name and instruction-set features of interest. */
@@ -412,7 +413,7 @@ async function main(): Promise<void> {
     const trio = await measureTrio(c);
     const i3d = await measure(c, { mode: 'i3d' });
     const pt = torch.get(c.name);
-    const rate = (2 * trio.macs) / (trio.engine / 1000) / 1e9;
+    const rate = rateOf(2 * trio.macs, trio.engine);
     rows.push([
       c.name,
       trio.engine.toFixed(1),
@@ -421,7 +422,7 @@ async function main(): Promise<void> {
       trio.matmul.toFixed(0),
       `${((100 * rate) / trio.matmul).toFixed(0)}%`,
       trio.engineBest.toFixed(1),
-      `${((100 * (2 * trio.macs)) / (trio.engineBest / 1000) / 1e9 / trio.matmulBest).toFixed(0)}%`,
+      `${((100 * rateOf(2 * trio.macs, trio.engineBest)) / trio.matmulBest).toFixed(0)}%`,
       trio.chosen,
       trio.sized.toFixed(1),
       `${(trio.sized / trio.engine).toFixed(2)}x`,

@@ -316,8 +316,7 @@ function rewrite(
     back = [-1, outDims[axis]!, O, ...outDims.filter((_, i) => i !== axis)];
   }
   const strides = fold === undefined ? [1, 1] : [s, s];
-  const planes = fold === undefined ? undefined : [c.x, c.y].map((v) => v.slice(2).filter((_, i) => i !== fold) as [number, number]);
-  const s2d = planes && o.stem === 'space-to-depth' ? spaceToDepth(c, I, kernel2d as [number, number], pads, dilations, planes[0]!, planes[1]!, block) : undefined;
+  const s2d = fold !== undefined && o.stem === 'space-to-depth' ? spaceToDepth(c, fold, kernel2d as [number, number], pads, dilations, block) : undefined;
   // the convolution's input, weight and attributes: over the planes, or over their space-to-depth
   const conv: { input: string; weight: { shape: number[]; data: Float32Array }; attrs: Record<string, Attr> } = s2d
     ? {
@@ -344,7 +343,8 @@ function rewrite(
 }
 
 /**
- * A stride-2 2D convolution over planes [a, b] as a stride-1 one over their space-to-depth
+ * A folded view's stride-2 2D convolution over planes [a, b] (the axes other than `fold`) as a
+ * stride-1 one over their space-to-depth
  * [4I, a/2, b/2] (ONNX's order: channel (r*2 + s)*I + c holds x[c, 2i + r, 2j + s]). A tap t
  * of the kernel reads x[2i + t - p]; with e = p mod 2 zero taps put first, tap t' = t + e
  * reads x[2(i - (p + e)/2) + t'], which is z[(t' mod 2)-th phase, i + t'/2 - (p + e)/2]: a
@@ -354,14 +354,14 @@ function rewrite(
  */
 function spaceToDepth(
   c: Candidate,
-  I: number,
+  fold: SpatialAxis,
   [ka, kb]: [number, number],
   pads: number[],
   dilations: number[],
-  [a, b]: [number, number],
-  [ao, bo]: [number, number],
   block: number,
 ): { kernel: [number, number]; pads: number[]; weight: (w: Float32Array, O: number) => Float32Array } | undefined {
+  const I = c.weight.shape[1]!;
+  const [[a, b], [ao, bo]] = [c.x, c.y].map((v) => v.slice(2).filter((_, i) => i !== fold)) as [[number, number], [number, number]];
   if (c.stride !== 2 || c.group !== 1 || I >= block || dilations.some((d) => d !== 1) || a % 2 || b % 2) return undefined;
   const [pa, pb] = pads as [number, number, number, number];
   const [ea, eb] = [pa % 2, pb % 2];

@@ -97,7 +97,7 @@ export class SessionHost {
     const own = typeof model === 'string' ? model : new Uint8Array(model);
     const reply = await this.call({ op: 'create', id: 0, session, model: own, params, specializeFor, specializeOptions }, typeof own === 'string' ? [] : [own.buffer as ArrayBuffer]);
     const lost = () => this.generation !== generation;
-    const call = (req: HostRequest, transfer: ArrayBuffer[] = []) => this.call(req, transfer);
+    const call = (req: HostRequest, transfer?: ArrayBuffer[]) => this.call(req, transfer);
     const proxy: WorkerSession = {
       inputNames: reply.inputNames ?? [],
       get lost() {
