@@ -10,6 +10,10 @@
  * - Sagittal view (unit extent on W): [N, C, D, H*W], the H taps get dilation `d*W`.
  * - Axial view (unit extent on D), and every strided view: the collapsed axis is moved next
  *   to the batch and folded into it, [N*D, C, H, W], and moved back afterwards.
+ * - Transposed views (a ConvTranspose whose kernel has one unit extent): folded the same way,
+ *   a 2D ConvTranspose over the planes, whose outputs are then spread `s` planes apart along
+ *   the collapsed axis (the planes between hold the bias) and cropped by its pads. onnxruntime's
+ *   WebGPU provider runs only 1D and 2D ConvTranspose, so this is what lets ACS U-Nets run there.
  * A lone element-wise activation after the convolution is moved before the reshape so that
  * onnxruntime still fuses it, and a pooling after a channel Concat is applied to the parts
  * (a smaller copy). The dilations depend on H and W, so a specialised graph is only valid
@@ -26,7 +30,7 @@ import { inferShapes } from './shapes.js';
 export interface Specialized {
   graph: Graph;
   /** Views rewritten, by collapsed axis: axial, coronal, sagittal. */
-  views: { axial: number; coronal: number; sagittal: number; pointwise: number };
+  views: { axial: number; coronal: number; sagittal: number; pointwise: number; transposed: number };
 }
 
 /**
@@ -69,6 +73,8 @@ export interface SpecializeOptions {
    * sides. @default 'direct'
    */
   stem?: 'direct' | 'space-to-depth';
+  /** Transposed views (ConvTranspose with one unit kernel extent) as 2D ConvTransposes over the folded planes. @default true */
+  transposed?: boolean;
 }
 
 /** Unary activations that may move before the reshape. */
@@ -138,7 +144,7 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
   for (const k of graph.initializers.keys()) em.reserve(k);
   for (const i of graph.inputs) em.reserve(i.name);
 
-  const views = { axial: 0, coronal: 0, sagittal: 0, pointwise: 0 };
+  const views = { axial: 0, coronal: 0, sagittal: 0, pointwise: 0, transposed: 0 };
   // A folded view whose only reader is a Concat that is max-pooled is pooled while folded;
   // poolBeforeConcat then takes its pooled value as that part.
   const pooledConcats = o.pools === false ? new Map<Node, Node>() : concatPools(graph.nodes, outputs);
@@ -157,6 +163,14 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
   const nodes: Node[] = [];
   for (const n of graph.nodes) {
     if (moved.has(n)) continue;
+    const tv = o.transposed === false ? undefined : transposedCandidate(n, graph, shapes);
+    if (tv) {
+      const start = em.nodes.length;
+      rewriteTransposed(em, n, tv);
+      nodes.push(...em.nodes.slice(start));
+      views.transposed++;
+      continue;
+    }
     const c = candidate(n, graph, shapes, o);
     if (!c) {
       nodes.push(n);
@@ -240,6 +254,86 @@ function poolBeforeConcat(nodes: Node[], pooledConcats: Map<Node, Node>, prePool
     dropped.add(pool);
   }
   return nodes.flatMap((n) => (dropped.has(n) ? [] : (replaced.get(n) ?? [n])));
+}
+
+/** A transposed view that can be rewritten: its collapsed axis and what the rewrite needs. */
+interface TransposedCandidate {
+  axis: SpatialAxis;
+  x: [number, number, number, number, number];
+  y: [number, number, number, number, number];
+  weight: Tensor;
+  kernel: number[];
+  strides: number[];
+  pads: number[];
+  dilations: number[];
+  group: number;
+}
+
+function transposedCandidate(n: Node, g: Graph, shapes: Map<string, { shape: number[] }>): TransposedCandidate | undefined {
+  if (n.op !== 'ConvTranspose' || n.domain !== '' || n.outputs.length !== 1) return undefined;
+  const weight = g.initializers.get(n.inputs[1] ?? '');
+  if (!weight || weight.dtype !== 'F32' || weight.shape.length !== 5) return undefined;
+  if (n.inputs[2] && !g.initializers.has(n.inputs[2])) return undefined;
+  if (attrString(n, 'auto_pad', 'NOTSET') !== 'NOTSET' || n.attrs['output_shape']) return undefined;
+  if (attrInts(n, 'output_padding', [0, 0, 0])!.some((p) => p !== 0)) return undefined;
+  const kernel = weight.shape.slice(2);
+  if (kernel.filter((k) => k === 1).length !== 1) return undefined;
+  const axis = kernel.indexOf(1) as SpatialAxis;
+  const x = shapes.get(n.inputs[0]!)?.shape;
+  const y = shapes.get(n.outputs[0]!)?.shape;
+  if (!x || !y || x.length !== 5 || y.length !== 5) return undefined;
+  const strides = attrInts(n, 'strides', [1, 1, 1])!;
+  const pads = attrInts(n, 'pads', [0, 0, 0, 0, 0, 0])!;
+  // Along the collapsed axis input plane i lands on i*s - pad: the size the spread and crop give.
+  if (y[2 + axis] !== (x[2 + axis]! - 1) * strides[axis]! + 1 - pads[axis]! - pads[axis + 3]!) return undefined;
+  return { axis, x: x as TransposedCandidate['x'], y: y as TransposedCandidate['y'], weight, kernel, strides, pads, dilations: attrInts(n, 'dilations', [1, 1, 1])!, group: attrInt(n, 'group', 1) };
+}
+
+/**
+ * A transposed view over its folded planes: a 2D ConvTranspose per plane, its output plane i
+ * put at i*s along the collapsed axis (s - 1 zero planes after each), cropped by the pads on
+ * that axis; the bias is added last, so that the planes between hold it as in 3D.
+ */
+function rewriteTransposed(em: Emitter, n: Node, t: TransposedCandidate): void {
+  const { axis } = t;
+  const [, C, ...dims] = t.x;
+  const n0 = dims[axis]!;
+  const s = t.strides[axis]!;
+  const [begin, end] = [t.pads[axis]!, t.pads[axis + 3]!];
+  const others = (v: readonly number[]) => v.filter((_, i) => i !== axis);
+  const hint = n.name;
+  const folded = em.op('Transpose', [n.inputs[0]!], { perm: A.ints(FOLD_IN[axis]) }, `${hint}/fold`);
+  const planes = em.op('Reshape', [folded, em.ints([-1, C, ...others(dims)])], {}, `${hint}/flat`);
+  const [cin, per] = t.weight.shape as [number, number];
+  const w = em.constant(`${n.inputs[1]}/2d`, { dtype: 'F32', shape: [cin, per, ...others(t.kernel)], data: t.weight.data as Float32Array });
+  const spread = s !== 1;
+  const y = em.op('ConvTranspose', [planes, w, ...(n.inputs[2] && !spread ? [n.inputs[2]] : [])], {
+    kernel_shape: A.ints(others(t.kernel)),
+    strides: A.ints(others(t.strides)),
+    pads: A.ints([...others(t.pads.slice(0, 3)), ...others(t.pads.slice(3))]),
+    dilations: A.ints(others(t.dilations)),
+    group: A.int(t.group),
+  }, `${hint}/2d`);
+  const [, O, ...outDims] = t.y;
+  const [a, b] = others(outDims);
+  // [N*n0, O, a, b] back to [N, planes, O, a, b]: a spread adds s - 1 zero planes after each
+  let v: string;
+  if (spread) {
+    const one = em.op('Reshape', [y, em.ints([-1, n0, 1, O, a!, b!])], {}, `${hint}/unflat`);
+    const apart = em.op('Pad', [one, em.ints([0, 0, 0, 0, 0, 0, 0, 0, s - 1, 0, 0, 0])], { mode: A.str('constant') }, `${hint}/spread`);
+    v = em.op('Reshape', [apart, em.ints([-1, n0 * s, O, a!, b!])], {}, `${hint}/planes`);
+  } else {
+    v = em.op('Reshape', [y, em.ints([-1, n0, O, a!, b!])], {}, `${hint}/unflat`);
+  }
+  const length = (n0 - 1) * s + 1 - begin - end;
+  if (begin !== 0 || length !== (spread ? n0 * s : n0)) v = em.op('Slice', [v, em.ints([begin]), em.ints([begin + length]), em.ints([1])], {}, `${hint}/crop`);
+  if (!spread || !n.inputs[2]) {
+    em.node('Transpose', `${hint}/unfold`, [v], [n.outputs[0]!], { perm: A.ints(FOLD_OUT[axis]) });
+    return;
+  }
+  const unfolded = em.op('Transpose', [v], { perm: A.ints(FOLD_OUT[axis]) }, `${hint}/unfold`);
+  const bias = em.op('Reshape', [n.inputs[2], em.ints([O, 1, 1, 1])], {}, `${hint}/bias3d`);
+  em.node('Add', `${hint}/bias`, [unfolded, bias], [n.outputs[0]!], {});
 }
 
 /**
@@ -503,8 +597,9 @@ export function specializeModel(bytes: Uint8Array, inputShape: number[], o: Spec
     if (!input || graph.inputs.length !== 1) return { bytes, note: 'kept general: the network has more than one input' };
     const { graph: out, views } = specializeViews(graph, { [input.name]: inputShape }, o);
     const n = views.axial + views.coronal + views.sagittal + views.pointwise;
-    if (n === 0) return { bytes, note: 'kept general: no convolution to rewrite' };
-    return { bytes: encodeOnnx(graphToModel(out)), note: `specialised for ${inputShape.slice(2).join('x')}: ${n} convolutions as 2D ones` };
+    if (n + views.transposed === 0) return { bytes, note: 'kept general: no convolution to rewrite' };
+    const transposed = views.transposed ? `, ${views.transposed} transposed ones as 2D ones` : '';
+    return { bytes: encodeOnnx(graphToModel(out)), note: `specialised for ${inputShape.slice(2).join('x')}: ${n} convolutions as 2D ones${transposed}` };
   } catch (err) {
     return { bytes, note: `kept general: ${(err as Error).message}` };
   }

@@ -64,7 +64,10 @@ for (const [name, net] of Object.entries(nets)) {
           const folded = convert({ kind: 'onnx', graph }, { mode: 'acs', lowering: 'fold2d' });
           assertMatchesGolden(await runGraph(folded.graph, input, c.input.shape), expected, `${name}/${c.name} (fold2d)`);
         }
+        // What the engine runs: transposed views as 2D ConvTransposes over the folded planes.
         const sp = specializeViews(result.graph, { [result.graph.inputs[0]!.name]: c.input.shape });
+        if (c.mode !== 'i3d') assert.ok(sp.views.transposed > 0, `${name}/${c.name}: transposed views rewritten`);
+        else assert.equal(sp.views.transposed, 0, `${name}/${c.name}: a full 3D kernel stays as it is`);
         assertMatchesGolden(await runGraph(sp.graph, input, c.input.shape), expected, `${name}/${c.name} (specialised)`);
         assertStateDict(result.stateDict, c.state_dict!, `${name}/${c.name}`);
         assert.equal(countTrainable(result.stateDict), c.param_count, `${name}/${c.name}: parameter count`);
