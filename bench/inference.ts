@@ -14,7 +14,9 @@
  *   npm run bench:inference            (BENCH_THREADS=2 BENCH_RUNS=7)
  *   npm run bench:gpu                  (= --device webgpu: the same networks on the GPU beside this
  *                                       machine's CPU, one table; exits 1 with one line when no
- *                                       GPU or provider is there)
+ *                                       GPU or provider is there; BENCH_CASES=regex picks rows;
+ *                                       with VK_ICD_FILENAMES=.lavapipe/lvp_icd.json it runs on
+ *                                       lavapipe, Vulkan on the CPU: a check of the path, not a GPU)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -75,7 +77,10 @@ async function measure(c: Case, options: ConvertOptions, specialize: SpecializeO
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { ...options, inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
   let bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
   if (specialize) bytes = specializeModel(bytes, [1, c.channels, c.size, c.size, c.size], specialize).bytes;
-  const created = await createSession(bytes, { device, threads: THREADS });
+  // On a GPU the answer is checked against the CPU's first: a device that answers wrongly is not timed.
+  const shape = [1, c.channels, c.size, c.size, c.size];
+  const created = await createSession(bytes, { device, threads: THREADS, verifyShape: device === 'cpu' ? undefined : shape });
+  if (created.fallback) console.error(`bench:inference: ${c.name} runs on ${created.device}: ${created.fallback}`);
   const session = created.session;
   const n = c.channels * c.size ** 3;
   const input = new Float32Array(n);
@@ -92,6 +97,12 @@ async function measure(c: Case, options: ConvertOptions, specialize: SpecializeO
   await session.release();
   times.sort((a, b) => a - b);
   return { ms: middle(times), macs: result.card.multiplyAdds.converted, device: created.device };
+}
+
+/** The cases to run: all, or those whose name matches BENCH_CASES (a regular expression). */
+function cases(): Case[] {
+  const only = process.env['BENCH_CASES'];
+  return only ? CASES.filter((c) => new RegExp(only).test(c.name)) : CASES;
 }
 
 /**
@@ -364,12 +375,12 @@ async function gpuTable(device: Device): Promise<void> {
   }
   console.log(`bench:inference on ${device}: onnxruntime-node ${ort.env.versions.common}; CPU ${cpuLine()}, ${THREADS} threads; median of ${RUNS} runs`);
   console.log(`MatMul 2048^3: ${(await gemmPeak('cpu')).toFixed(0)} GFLOP/s on the CPU, ${(await gemmPeak(device)).toFixed(0)} GFLOP/s on ${device}\n`);
-  const rows = [['network', 'CPU ms', 'CPU GFLOP/s', `${device} ms`, `${device} GFLOP/s`, `CPU / ${device}`, `${device} model.onnx as is ms`]];
-  for (const c of CASES) {
+  const rows = [['network', 'CPU ms', 'CPU GFLOP/s', `${device} ms`, `${device} GFLOP/s`, `CPU / ${device}`, `${device} model.onnx as is ms`, 'ran on']];
+  for (const c of cases()) {
     const cpu = await measure(c, { mode: 'acs' }, {}, 'cpu');
     const gpu = await measure(c, { mode: 'acs' }, {}, device);
     const plain = await measure(c, { mode: 'acs' }, false, device);
-    rows.push([c.name, cpu.ms.toFixed(1), gflops(cpu.macs, cpu.ms), gpu.ms.toFixed(1), gflops(gpu.macs, gpu.ms), `${(cpu.ms / gpu.ms).toFixed(2)}x`, plain.ms.toFixed(1)]);
+    rows.push([c.name, cpu.ms.toFixed(1), gflops(cpu.macs, cpu.ms), gpu.ms.toFixed(1), gflops(gpu.macs, gpu.ms), `${(cpu.ms / gpu.ms).toFixed(2)}x`, plain.ms.toFixed(1), `${gpu.device} / ${plain.device}`]);
   }
   table(rows);
   console.log('Both columns run the graph the engine runs (specialised for the input size); the last is the downloadable file as is.');

@@ -5,6 +5,8 @@
  */
 import * as ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../../converters/errors.js';
+import { decodeOnnx } from '../../converters/formats/onnx.js';
+import { readFileBytes } from '../../converters/io.js';
 
 // The runtime reports a provider that cannot start itself (see `fallback`); keep
 // onnxruntime's own logger from printing the same failure as an error line.
@@ -29,6 +31,14 @@ export interface SessionParams {
   spinning?: boolean;
   /** Write onnxruntime's profile of the runs to `<profilePrefix>_<time>.json` (bench/). */
   profilePrefix?: string;
+  /**
+   * On a device other than the CPU, the input shape to check the device's answer at: the model
+   * runs once on a fixed input there and on the CPU, and where the two differ (beyond 1e-3 of
+   * the largest value) the session is the CPU's, with the reason. GPU providers have computed
+   * wrong answers without an error (onnxruntime 1.30's WebGPU provider, for one 2D convolution
+   * with 6 input channels and a 3x3 kernel: test/inference/runtime/webgpu.test.ts).
+   */
+  verifyShape?: readonly number[];
 }
 
 /** A created session and the provider it really got. */
@@ -73,12 +83,62 @@ export async function createSession(model: Uint8Array | string, p: SessionParams
   if (!(DEVICES as readonly string[]).includes(device)) throw new InvalidArgumentError(`unknown device '${String(device)}'; use one of ${DEVICES.join(', ')}`);
   const create = (d: Device) => (typeof model === 'string' ? ort.InferenceSession.create(model, sessionOptions(d, p)) : ort.InferenceSession.create(model, sessionOptions(d, p)));
   if (device === 'cpu') return { session: await create('cpu'), device: 'cpu' };
+  const refused = unsupportedOn(device, typeof model === 'string' ? await readFileBytes(model) : model);
+  if (refused) return { session: await create('cpu'), device: 'cpu', fallback: refused };
+  let session: ort.InferenceSession;
   try {
-    return { session: await create(device), device };
+    session = await create(device);
   } catch (err) {
     const reason = explain(device, (err as Error).message);
     return { session: await create('cpu'), device: 'cpu', fallback: reason };
   }
+  if (!p.verifyShape || session.inputNames.length !== 1) return { session, device };
+  const cpu = await create('cpu');
+  const differs = await compareAnswers(session, cpu, p.verifyShape);
+  if (!differs) {
+    await cpu.release();
+    return { session, device };
+  }
+  await session.release();
+  return { session: cpu, device: 'cpu', fallback: `${device}: its answer differs from the CPU's (${differs})` };
+}
+
+/** Where two sessions of one model answer a fixed input differently: which output and by how much. */
+async function compareAnswers(device: ort.InferenceSession, cpu: ort.InferenceSession, shape: readonly number[]): Promise<string | undefined> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = Math.sin(i * 0.7071) * Math.cos(i * 0.013);
+  const feeds = () => ({ [cpu.inputNames[0]!]: new ort.Tensor('float32', data, [...shape]) });
+  const [a, b] = [await device.run(feeds()), await cpu.run(feeds())];
+  for (const name of cpu.outputNames) {
+    const x = a[name]?.data as Float32Array | undefined;
+    const y = b[name]!.data as Float32Array;
+    if (!x || x.length !== y.length) return `output '${name}' has another size`;
+    let scale = 1e-3;
+    for (const v of y) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < y.length; i++) {
+      if (!(Math.abs(x[i]! - y[i]!) <= 1e-3 * scale)) return `output '${name}' element ${i}: ${x[i]} against ${y[i]}, on a fixed input of shape ${shape.join('x')}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Why `device` cannot run this model although its provider takes it on, when that is known:
+ * onnxruntime's WebGPU provider claims every ConvTranspose, then fails every run of a 3D one
+ * ("Only Conv2d or Conv1d are supported"). The engine's graphs, specialised for a size, have
+ * 2D ones only (graph/specialize.ts); the general graph of an ACS U-Net has 3D ones.
+ */
+function unsupportedOn(device: Device, model: Uint8Array): string | undefined {
+  if (device !== 'webgpu') return undefined;
+  const graph = decodeOnnx(model).graph!;
+  const ranks = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', (t.dims ?? []).length]));
+  for (const n of graph.node ?? []) {
+    if (n.opType !== 'ConvTranspose' || (n.domain ?? '') !== '') continue;
+    const kernel = (n.attribute ?? []).find((a) => a.name === 'kernel_shape')?.ints?.length ?? (ranks.get(n.input?.[1] ?? '') ?? 0) - 2;
+    if (kernel > 2) return `webgpu: onnxruntime's WebGPU provider runs only 1D and 2D ConvTranspose, and this model has a ${kernel}D one ('${n.name ?? ''}')`;
+  }
+  return undefined;
 }
 
 function explain(device: Device, message: string): string {
