@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { readCheckpointFile } from '../../../converters/formats/index.js';
 import { encodeOnnx } from '../../../converters/formats/onnx.js';
 import { graphToModel, type Graph } from '../../../converters/graph/ir.js';
+import type { Mode } from '../../../converters/convert.js';
 import type { StateDict } from '../../../converters/tensor.js';
 import { assertClose, fixture } from '../../helpers.js';
 
@@ -73,4 +74,44 @@ export function assertMatchesGolden(actual: { data: Float32Array; dims: number[]
   let max = 0;
   for (let i = 0; i < expected.data.length; i++) max = Math.max(max, Math.abs(expected.data[i]!));
   assertClose(actual.data, expected.data, { rtol, atol: rtol * Math.max(max, 1e-3), what });
+}
+
+/** A case of the segmentation goldens (tools/goldens/make_seg_goldens.py): one network, mode and size. */
+export interface SegGoldenCase {
+  name: string;
+  network: string;
+  mode: Mode;
+  input: GoldenInput;
+  output_shape: number[];
+  sum: number;
+  abs_sum: number;
+  params_2d: number;
+}
+
+/** The segmentation goldens keep `samples` elements of each output, at flat indices (j * stride) mod numel. */
+export interface SegGoldens {
+  samples: number;
+  stride: number;
+  cases: SegGoldenCase[];
+}
+
+export function loadSegGoldens(): SegGoldens {
+  return JSON.parse(readFileSync(fixture('goldens', 'segmentation', 'cases.json'), 'utf8')) as SegGoldens;
+}
+
+/** An output against its segmentation golden: the shape, the sampled elements, the sum and abs sum, rtol 1e-4. */
+export function assertMatchesSegGolden(y: { data: Float32Array; dims: number[] }, c: SegGoldenCase, expected: Float32Array, golden: SegGoldens): void {
+  assert.deepEqual(y.dims, c.output_shape, `${c.name}: output shape`);
+  const sampled = new Float32Array(golden.samples);
+  for (let j = 0; j < golden.samples; j++) sampled[j] = y.data[Number((BigInt(j) * BigInt(golden.stride)) % BigInt(y.data.length))]!;
+  const scale = Math.max(...expected.map(Math.abs));
+  assertClose(sampled, expected, { rtol: 1e-4, atol: 1e-4 * scale, what: c.name });
+  let sum = 0;
+  let abs = 0;
+  for (const v of y.data) {
+    sum += v;
+    abs += Math.abs(v);
+  }
+  assert.ok(Math.abs(abs - c.abs_sum) <= 1e-4 * c.abs_sum, `${c.name}: abs sum ${abs} vs ${c.abs_sum}`);
+  assert.ok(Math.abs(sum - c.sum) <= 1e-4 * c.abs_sum, `${c.name}: sum ${sum} vs ${c.sum}`);
 }
