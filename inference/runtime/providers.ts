@@ -94,30 +94,40 @@ export async function createSession(model: Uint8Array | string, p: SessionParams
   }
   if (!p.verifyShape || session.inputNames.length !== 1) return { session, device };
   const cpu = await create('cpu');
-  const differs = await compareAnswers(session, cpu, p.verifyShape);
-  if (!differs) {
+  const wrong = await compareAnswers(session, cpu, p.verifyShape);
+  if (!wrong) {
     await cpu.release();
     return { session, device };
   }
   await session.release();
-  return { session: cpu, device: 'cpu', fallback: `${device}: its answer differs from the CPU's (${differs})` };
+  return { session: cpu, device: 'cpu', fallback: `${device}: ${wrong}` };
 }
 
-/** Where two sessions of one model answer a fixed input differently: which output and by how much. */
+/**
+ * What is wrong with a device's answer to a fixed input, against the CPU's (the same model):
+ * its run failed, or an output element differs (which, and the two values); undefined when
+ * they agree.
+ */
 async function compareAnswers(device: ort.InferenceSession, cpu: ort.InferenceSession, shape: readonly number[]): Promise<string | undefined> {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = Math.sin(i * 0.7071) * Math.cos(i * 0.013);
   const feeds = () => ({ [cpu.inputNames[0]!]: new ort.Tensor('float32', data, [...shape]) });
-  const [a, b] = [await device.run(feeds()), await cpu.run(feeds())];
+  let a: ort.InferenceSession.OnnxValueMapType;
+  try {
+    a = await device.run(feeds());
+  } catch (err) {
+    return `its first run failed: ${(err as Error).message.split('\n')[0]}`;
+  }
+  const b = await cpu.run(feeds());
   for (const name of cpu.outputNames) {
     const x = a[name]?.data as Float32Array | undefined;
     const y = b[name]!.data as Float32Array;
-    if (!x || x.length !== y.length) return `output '${name}' has another size`;
+    if (!x || x.length !== y.length) return `its answer differs from the CPU's (output '${name}' has another size)`;
     let scale = 1e-3;
     for (const v of y) scale = Math.max(scale, Math.abs(v));
     for (let i = 0; i < y.length; i++) {
-      if (!(Math.abs(x[i]! - y[i]!) <= 1e-3 * scale)) return `output '${name}' element ${i}: ${x[i]} against ${y[i]}, on a fixed input of shape ${shape.join('x')}`;
+      if (!(Math.abs(x[i]! - y[i]!) <= 1e-3 * scale)) return `its answer differs from the CPU's (output '${name}' element ${i}: ${x[i]} against ${y[i]}, on a fixed input of shape ${shape.join('x')})`;
     }
   }
   return undefined;

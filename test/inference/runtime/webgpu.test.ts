@@ -191,6 +191,17 @@ test('webgpu: a device whose answer differs from the CPU\'s is not used; the CPU
   assert.equal(checked.device, 'cpu');
   assert.match(checked.fallback ?? '', /^webgpu: its answer differs from the CPU's \(output 'y' element \d+: .* against .*, on a fixed input of shape 1x6x20x24\)$/);
   await checked.session.release();
+  // A run that fails on the device: a 3D ConvTranspose whose rank the model does not state
+  // (no kernel_shape, a computed weight) passes the static refusal and fails at its first run.
+  const em = new Emitter();
+  const w = em.op('Identity', [em.constant('w', { dtype: 'F32', shape: [2, 3, 2, 2, 2], data: detTensor([2, 3, 2, 2, 2], 6) })], {}, 'weight');
+  em.node('ConvTranspose', 'up', ['x', w], ['y'], { strides: A.ints([2, 2, 2]) });
+  const up = encodeOnnx(graphToModel({ name: 'up', opset: 17, metadata: {}, inputs: [{ name: 'x', dtype: 'F32', shape: [1, 2, 4, 4, 4] }], outputs: [{ name: 'y', dtype: 'F32', shape: [1, 3, 8, 8, 8] }], initializers: em.initializers, nodes: em.nodes }));
+  const failed = await createSession(up, { device: 'webgpu', threads: 1, verifyShape: [1, 2, 4, 4, 4] });
+  assert.equal(failed.device, 'cpu');
+  assert.match(failed.fallback ?? '', /^webgpu: its first run failed: .*ConvTranspose/);
+  assert.equal((await failed.session.run({ x: new ort.Tensor('float32', detTensor([1, 2, 4, 4, 4], 1), [1, 2, 4, 4, 4]) })).y!.dims.join('x'), '1x3x8x8x8');
+  await failed.session.release();
   // A model the provider gets right keeps the device with the check.
   const sd = (await readCheckpointFile(fixture('goldens', 'resnet18', 'model.pth'))).tensors;
   const r18 = concatChunks(encodeOutput(convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs' }), 'onnx', 'm.onnx').get('m.onnx')!);
