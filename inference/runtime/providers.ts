@@ -35,8 +35,9 @@ export interface SessionParams {
    * On a device other than the CPU, the input shape to check the device's answer at: the model
    * runs once on a fixed input there and on the CPU, and where the two differ (beyond 1e-3 of
    * the largest value) the session is the CPU's, with the reason. GPU providers have computed
-   * wrong answers without an error (onnxruntime 1.30's WebGPU provider, for one 2D convolution
-   * with 6 input channels and a 3x3 kernel: test/inference/runtime/webgpu.test.ts).
+   * wrong answers without an error: onnxruntime 1.30's WebGPU provider, for 2D convolutions
+   * whose input channels are a multiple of 3 but not 3 and not a multiple of 4 (6, 9, 15, 18, 21),
+   * kernels over 1x1, on both Vulkan drivers tried (test/inference/runtime/webgpu.test.ts).
    */
   verifyShape?: readonly number[];
 }
