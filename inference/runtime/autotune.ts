@@ -46,7 +46,7 @@ export const CANDIDATES: readonly Candidate[] = [
  * The version of what the candidates make: part of every decision key, so that decisions
  * measured on graphs this version no longer makes are measured again.
  */
-export const CANDIDATES_VERSION = 4;
+export const CANDIDATES_VERSION = 5;
 
 /** The candidate of a stored name (undefined for a name this version no longer makes). */
 export function candidateNamed(name: string): Candidate | undefined {

@@ -223,6 +223,9 @@ export class InferenceEngine {
     const created: CreatedWorkerSession[] = [];
     try {
       for (const c of candidates) created.push(await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined));
+      // A candidate the device refuses (one that would run on the CPU instead) is not a lowering for this device.
+      const requested = this.params.device ?? 'cpu';
+      for (const s of created) if (s.device !== requested) throw new Error(`runs on ${s.device}, not ${requested}: ${s.fallback ?? ''}`);
       const n = shape.reduce((x, y) => x * y, 1);
       const feeds = (s: CreatedWorkerSession) => ({ [s.session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
       for (const s of created) await s.session.run(feeds(s), { give: true });

@@ -144,6 +144,26 @@ test('webgpu: the engine loads the model on the device through its worker and an
   assertClose(answers[1]!, answers[0]!, { rtol: 1e-4, atol: 1e-5, what: 'webgpu against cpu' });
 });
 
+test('webgpu: the autotune chooses among the lowerings the device runs, not one the device hands to the CPU', async () => {
+  // The U-Net's general graph (3D ConvTransposes) would run on the CPU: not a candidate for webgpu.
+  const path = fixture('goldens', 'transposed', 'unet.onnx');
+  const { model, loadExternal } = await readOnnxFile(path);
+  const bytes = concatChunks(encodeOutput(convert({ kind: 'onnx', graph: graphFromModel(model, { file: path, loadExternal }) }, { mode: 'acs' }), 'onnx', 'm.onnx').get('m.onnx')!);
+  const shape = [1, 3, 16, 20, 24];
+  const loads: { device: string; fallback?: string; choice?: { candidate: string; timings: Record<string, number> } }[] = [];
+  const engine = new InferenceEngine({ device: 'webgpu', threads: 1, autotune: { runs: 1 }, onLoad: (i) => loads.push(i) });
+  try {
+    await engine.run({ key: 'unet', bytes: bytes.byteLength, load: async () => bytes }, { data: detTensor(shape, 4), shape });
+  } finally {
+    await engine.close();
+  }
+  const choice = loads[0]!.choice!;
+  assert.equal(choice.timings['general'], undefined, `timed: ${Object.keys(choice.timings).join(', ')}`);
+  assert.ok(Object.keys(choice.timings).length > 1, 'the specialised candidates were timed');
+  assert.notEqual(choice.candidate, 'general');
+  assert.equal(loads[0]!.device, 'webgpu', loads[0]!.fallback);
+});
+
 test('webgpu: `acs-hub infer --device webgpu` and the HTTP API run on the device and say so', async (t) => {
   const model = fixture('goldens', 'resnet18', 'model.pth');
   const volume = fixture('inference', 'ct_phantom.nii.gz');
