@@ -75,17 +75,17 @@ function stateDict(arch: Case['arch']): StateDict {
  */
 async function measure(c: Case, options: ConvertOptions, specialize: SpecializeOptions | false = {}, device: Device = DEVICE): Promise<{ ms: number; macs: number; device: string }> {
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { ...options, inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
-  let bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
-  if (specialize) bytes = specializeModel(bytes, [1, c.channels, c.size, c.size, c.size], specialize).bytes;
-  // On a GPU the answer is checked against the CPU's first: a device that answers wrongly is not timed.
   const shape = [1, c.channels, c.size, c.size, c.size];
-  const created = await createSession(bytes, { device, threads: THREADS, verifyShape: device === 'cpu' ? undefined : shape });
+  let bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+  if (specialize) bytes = specializeModel(bytes, shape, specialize).bytes;
+  // On a GPU the answer is checked against the CPU's first: a device that answers wrongly is not timed.
+  const created = await createSession(bytes, { device, threads: THREADS, verifyShape: shape });
   if (created.fallback) console.error(`bench:inference: ${c.name} runs on ${created.device}: ${created.fallback}`);
   const session = created.session;
   const n = c.channels * c.size ** 3;
   const input = new Float32Array(n);
   for (let i = 0; i < n; i++) input[i] = Math.sin(i * 0.001);
-  const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', input, [1, c.channels, c.size, c.size, c.size]) };
+  const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', input, shape) };
   await session.run(feeds);
   await session.run(feeds);
   const times: number[] = [];

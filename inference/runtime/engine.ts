@@ -148,8 +148,8 @@ export class InferenceEngine {
         candidate = candidateNamed(choice.candidate) ?? candidate;
       }
       const specializeFor = candidate.specialize === false ? undefined : v.specializeFor;
-      // On a GPU, the first answer is checked against the CPU's at the shape it is made for.
-      const verifyShape = specializeFor ?? model.warmupShape;
+      // On a GPU, the first answer is checked against the CPU's at the shape the session serves.
+      const verifyShape = v.specializeFor ?? model.warmupShape;
       const created = await this.host.create(bytes, { ...this.sessionParams(), verifyShape }, specializeFor, candidate.specialize || undefined);
       const t0 = performance.now();
       // A specialised session takes only its own spatial size: warm it up when that is the

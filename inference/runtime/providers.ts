@@ -85,7 +85,7 @@ export async function createSession(model: Uint8Array | string, p: SessionParams
   if (!(DEVICES as readonly string[]).includes(device)) throw new InvalidArgumentError(`unknown device '${String(device)}'; use one of ${DEVICES.join(', ')}`);
   const create = (d: Device) => (typeof model === 'string' ? ort.InferenceSession.create(model, sessionOptions(d, p)) : ort.InferenceSession.create(model, sessionOptions(d, p)));
   if (device === 'cpu') return { session: await create('cpu'), device: 'cpu' };
-  const refused = unsupportedOn(device, typeof model === 'string' ? await readFileBytes(model) : model);
+  const refused = await unsupportedOn(device, model);
   if (refused) return { session: await create('cpu'), device: 'cpu', fallback: refused };
   let session: ort.InferenceSession;
   try {
@@ -148,9 +148,9 @@ async function compareAnswers(device: ort.InferenceSession, cpu: ort.InferenceSe
  * ("Only Conv2d or Conv1d are supported"). The engine's graphs, specialised for a size, have
  * 2D ones only (graph/specialize.ts); the general graph of an ACS U-Net has 3D ones.
  */
-function unsupportedOn(device: Device, model: Uint8Array): string | undefined {
+async function unsupportedOn(device: Device, model: Uint8Array | string): Promise<string | undefined> {
   if (device !== 'webgpu') return undefined;
-  const graph = decodeOnnx(model).graph!;
+  const graph = decodeOnnx(typeof model === 'string' ? await readFileBytes(model) : model).graph!;
   const ranks = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', (t.dims ?? []).length]));
   for (const n of graph.node ?? []) {
     if (n.opType !== 'ConvTranspose' || (n.domain ?? '') !== '') continue;

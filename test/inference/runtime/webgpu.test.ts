@@ -10,12 +10,11 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import request from 'supertest';
-import { convert } from '../../../converters/convert.js';
+import { convert, type ConvertOptions } from '../../../converters/convert.js';
 import { loadSource } from '../../../converters/convert-file.js';
-import { readCheckpointFile } from '../../../converters/formats/index.js';
-import { encodeOnnx, readOnnxFile } from '../../../converters/formats/onnx.js';
+import { encodeOnnx } from '../../../converters/formats/onnx.js';
 import { Emitter } from '../../../converters/graph/emitter.js';
-import { A, attrInts, graphFromModel, graphToModel, type Graph } from '../../../converters/graph/ir.js';
+import { A, attrInts, graphToModel, type Graph } from '../../../converters/graph/ir.js';
 import { specializeViews } from '../../../converters/graph/specialize.js';
 import { concatChunks } from '../../../converters/io.js';
 import { encodeOutput } from '../../../converters/outputs.js';
@@ -47,13 +46,19 @@ function specialised(graph: Graph, shape: number[]): Graph {
   return sp.graph;
 }
 
+/** The model.onnx the hub serves for a 2D checkpoint or ONNX file converted with `options`. */
+async function servedOnnx(file: string, options: ConvertOptions): Promise<Uint8Array> {
+  const { source } = await loadSource(file);
+  return concatChunks(encodeOutput(convert(source, options), 'onnx', 'm.onnx').get('m.onnx')!);
+}
+
 test('webgpu: ACS ResNet-18 as downloaded and as the engine specialises it matches PyTorch (rtol 1e-4)', async () => {
   const family = loadFamily('resnet18');
   const outputs = await loadOutputs('resnet18');
-  const sd = (await readCheckpointFile(fixture('goldens', 'resnet18', 'model.pth'))).tensors;
+  const { source } = await loadSource(fixture('goldens', 'resnet18', 'model.pth'));
   for (const name of ['acs', 'acs-in1', 'i3d-d']) {
     const c = family.cases.find((x) => x.name === name)!;
-    const r = convert({ kind: 'state-dict', tensors: sd }, { mode: c.mode as 'acs' | 'i3d', axis: c.options.axis, inChannels: c.options.inChannels, head: 'keep' });
+    const r = convert(source, { mode: c.mode as 'acs' | 'i3d', axis: c.options.axis, inChannels: c.options.inChannels, head: 'keep' });
     const input = detTensor(c.input.shape, c.input.seed);
     const expected = { data: outputs.get(c.name)!.data as Float32Array, shape: c.output_shape };
     assertMatchesGolden(await runOn('webgpu', r.graph, input, c.input.shape), expected, `${name} on webgpu`);
@@ -88,11 +93,9 @@ test('webgpu: transposed convolutions (a U-Net; strides, pads, dilations, groups
   const nets = JSON.parse(readFileSync(fixture('goldens', 'transposed', 'golden.json'), 'utf8')) as Record<string, TransposedNet>;
   const outputs = await loadOutputs('transposed');
   for (const name of ['unet', 'deconvs']) {
-    const path = fixture('goldens', 'transposed', nets[name]!.source);
-    const { model, loadExternal } = await readOnnxFile(path);
-    const graph = graphFromModel(model, { file: path, loadExternal });
+    const { source } = await loadSource(fixture('goldens', 'transposed', nets[name]!.source));
     for (const c of nets[name]!.cases.filter((x) => x.mode === 'acs')) {
-      const r = convert({ kind: 'onnx', graph }, { mode: c.mode!, axis: c.axis });
+      const r = convert(source, { mode: c.mode!, axis: c.axis });
       const expected = { data: outputs.get(`${name}/${c.name}`)!.data as Float32Array, shape: c.output_shape };
       const { general, specialised } = await runTransposedNet(r.graph, detTensor(c.input.shape, c.input.seed), c.input.shape);
       assertMatchesGolden(general, expected, `${name}/${c.name}, general, on the CPU`);
@@ -122,8 +125,7 @@ test('webgpu: segmentation networks (FCN, DeepLabV3 with ASPP, U-Nets) match PyT
 });
 
 test('webgpu: the engine loads the model on the device through its worker and answers as on the CPU', async () => {
-  const sd = (await readCheckpointFile(fixture('goldens', 'resnet18', 'model.pth'))).tensors;
-  const bytes = concatChunks(encodeOutput(convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs' }), 'onnx', 'm.onnx').get('m.onnx')!);
+  const bytes = await servedOnnx(fixture('goldens', 'resnet18', 'model.pth'), { mode: 'acs' });
   const shape = [2, 3, 20, 24, 28];
   const data = detTensor(shape, 9);
   const answers: Float32Array[] = [];
@@ -146,9 +148,7 @@ test('webgpu: the engine loads the model on the device through its worker and an
 
 test('webgpu: the autotune chooses among the lowerings the device runs, not one the device hands to the CPU', async () => {
   // The U-Net's general graph (3D ConvTransposes) would run on the CPU: not a candidate for webgpu.
-  const path = fixture('goldens', 'transposed', 'unet.onnx');
-  const { model, loadExternal } = await readOnnxFile(path);
-  const bytes = concatChunks(encodeOutput(convert({ kind: 'onnx', graph: graphFromModel(model, { file: path, loadExternal }) }, { mode: 'acs' }), 'onnx', 'm.onnx').get('m.onnx')!);
+  const bytes = await servedOnnx(fixture('goldens', 'transposed', 'unet.onnx'), { mode: 'acs' });
   const shape = [1, 3, 16, 20, 24];
   const loads: { device: string; fallback?: string; choice?: { candidate: string; timings: Record<string, number> } }[] = [];
   const engine = new InferenceEngine({ device: 'webgpu', threads: 1, autotune: { runs: 1 }, onLoad: (i) => loads.push(i) });
@@ -227,16 +227,13 @@ test('webgpu: a device whose answer differs from the CPU\'s is not used; the CPU
   assert.equal((await failed.session.run({ x: new ort.Tensor('float32', detTensor([1, 2, 4, 4, 4], 1), [1, 2, 4, 4, 4]) })).y!.dims.join('x'), '1x3x8x8x8');
   await failed.session.release();
   // A model the provider gets right keeps the device with the check.
-  const sd = (await readCheckpointFile(fixture('goldens', 'resnet18', 'model.pth'))).tensors;
-  const r18 = concatChunks(encodeOutput(convert({ kind: 'state-dict', tensors: sd }, { mode: 'acs' }), 'onnx', 'm.onnx').get('m.onnx')!);
+  const r18 = await servedOnnx(fixture('goldens', 'resnet18', 'model.pth'), { mode: 'acs' });
   const kept = await createSession(r18, { device: 'webgpu', threads: 1, verifyShape: [1, 3, 16, 16, 16] });
   assert.equal(kept.device, 'webgpu', kept.fallback);
   await kept.session.release();
 
   // The engine checks each session it loads on the device: the ACS U-Net in 2.5D along D has such a convolution.
-  const path = fixture('goldens', 'transposed', 'unet.onnx');
-  const { model, loadExternal } = await readOnnxFile(path);
-  const unet = concatChunks(encodeOutput(convert({ kind: 'onnx', graph: graphFromModel(model, { file: path, loadExternal }) }, { mode: '2.5d', axis: 'd' }), 'onnx', 'm.onnx').get('m.onnx')!);
+  const unet = await servedOnnx(fixture('goldens', 'transposed', 'unet.onnx'), { mode: '2.5d', axis: 'd' });
   const uShape = [1, 3, 16, 20, 24];
   const data = detTensor(uShape, 2);
   const loads: { device: string; fallback?: string }[] = [];
