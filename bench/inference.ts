@@ -463,8 +463,9 @@ async function main(): Promise<void> {
     ['+ specialised for the input size: stride-1 views as 2D Convs', true, 'conv3d', { strided: false, pools: false }],
     ['+ the stem\'s MaxPool applied to each view before the Concat', true, 'conv3d', { strided: false }],
     ['+ strided views sliced and folded into the batch: 2D Convs', true, 'conv3d', { foldedPools: false, planes: 'before-fold' }],
-    ['+ their planes kept after the fold (a contiguous slice)', true, 'conv3d', { foldedPools: false }],
-    ['+ the stem pooled while folded (blocked channels, 2D pooling)  = engine default', true, 'conv3d', {}],
+    ['+ their planes kept after the fold (a contiguous slice)', true, 'conv3d', { foldedPools: false, planes: 'after-fold' }],
+    ['+ the stem pooled while folded (blocked channels, 2D pooling)', true, 'conv3d', { planes: 'after-fold' }],
+    ['+ D and H folds gathering the kept planes (one copy)  = engine default', true, 'conv3d', {}],
     ['  (+ 1x1x1 convolutions as 2D 1x1 ones too)', true, 'conv3d', { pointwise: true }],
     ['  (instead: the stem over the space-to-depth of its planes, 12 channels, 4x4 kernel)', true, 'conv3d', { stem: 'space-to-depth' }],
   ];

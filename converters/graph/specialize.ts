@@ -61,10 +61,12 @@ export interface SpecializeOptions {
   /** The channel block of onnxruntime's blocked kernels, to which a folded pooled view's output channels are padded. @default 8 */
   channelBlock?: number;
   /**
-   * Where a strided folded view keeps every s-th plane: after the fold (a contiguous slice of
-   * the transposed volume) or before it (a strided slice). @default 'after-fold'
+   * Where a strided folded view keeps every s-th plane: in the fold itself, a Gather of the
+   * kept planes' rows in folded order (one copy instead of a Transpose and a Slice; a fold of
+   * W, whose rows would be single values, keeps the slice after the fold), after the fold (a
+   * contiguous slice of the transposed volume), or before it (a strided slice). @default 'gather'
    */
-  planes?: 'after-fold' | 'before-fold';
+  planes?: 'after-fold' | 'before-fold' | 'gather';
   /**
    * A folded view with stride 2 and fewer input channels than a block (the stem: 3 channels,
    * 7x7) as a space-to-depth of its planes, each 2x2 patch becoming 4x the channels, and a
@@ -396,10 +398,14 @@ function rewrite(
     fold = axis;
     const dims = [D, H, W];
     const beforeFold = s !== 1 && o.planes === 'before-fold';
-    if (beforeFold) x = em.op('Slice', [x, em.ints([0]), em.ints([dims[axis]!]), em.ints([2 + axis]), em.ints([s])], {}, `${hint}/planes`);
-    let t = em.op('Transpose', [x], { perm: A.ints(FOLD_IN[axis]) }, `${hint}/fold`);
-    // After the fold the planes are whole blocks next to the batch: a contiguous copy.
-    if (s !== 1 && !beforeFold) t = em.op('Slice', [t, em.ints([0]), em.ints([dims[axis]!]), em.ints([1]), em.ints([s])], {}, `${hint}/planes`);
+    let t: string;
+    if (s !== 1 && (o.planes ?? 'gather') === 'gather' && axis !== 2) t = gatherPlanes(em, x, C, dims, axis, s, hint);
+    else {
+      if (beforeFold) x = em.op('Slice', [x, em.ints([0]), em.ints([dims[axis]!]), em.ints([2 + axis]), em.ints([s])], {}, `${hint}/planes`);
+      t = em.op('Transpose', [x], { perm: A.ints(FOLD_IN[axis]) }, `${hint}/fold`);
+      // After the fold the planes are whole blocks next to the batch: a contiguous copy.
+      if (s !== 1 && !beforeFold) t = em.op('Slice', [t, em.ints([0]), em.ints([dims[axis]!]), em.ints([1]), em.ints([s])], {}, `${hint}/planes`);
+    }
     if (s !== 1) dims[axis] = Math.ceil(dims[axis]! / s);
     const rest = dims.filter((_, i) => i !== axis);
     x = em.op('Reshape', [t, em.ints([-1, C, ...rest])], {}, `${hint}/flat`);
@@ -434,6 +440,24 @@ function rewrite(
     if (axis === 'pointwise') flat.set(final, y);
   }
   return undefined;
+}
+
+/**
+ * The fold of a strided view that keeps every s-th plane of axis D or H, as one Gather: the
+ * volume [N, C, D, H, W] read as rows [N, C*D, H*W] (D) or [N, C*D*H, W] (H), and the rows of
+ * the kept planes gathered in the folded order (plane, channel[, depth]), which the reshape
+ * the caller makes then reads as [N*planes, C, ...]: the Transpose and the Slice after it in
+ * one copy. The index has one int32 per row gathered (1/W of the values moved).
+ */
+function gatherPlanes(em: Emitter, x: string, C: number, [D, H, W]: number[], axis: 0 | 1, s: number, hint: string): string {
+  const kept = Math.ceil([D, H][axis]! / s);
+  const index = new Int32Array(axis === 0 ? kept * C : kept * C * D!);
+  let i = 0;
+  if (axis === 0) for (let d = 0; d < D!; d += s) for (let c = 0; c < C; c++) index[i++] = c * D! + d;
+  else for (let h = 0; h < H!; h += s) for (let c = 0; c < C; c++) for (let d = 0; d < D!; d++) index[i++] = (c * D! + d) * H! + h;
+  const rows = em.op('Reshape', [x, em.ints(axis === 0 ? [0, C * D!, H! * W!] : [0, C * D! * H!, W!])], {}, `${hint}/rows`);
+  const at = em.constant(`${hint}/planes_index`, { dtype: 'I32', shape: [index.length], data: index });
+  return em.op('Gather', [rows, at], { axis: A.int(1) }, `${hint}/fold`);
 }
 
 /**

@@ -51,6 +51,7 @@ const OPTIONS: { name: string; o: SpecializeOptions }[] = [
   { name: 'defaults', o: {} },
   { name: 'blocks of 16', o: { channelBlock: 16 } },
   { name: 'planes before the fold', o: { planes: 'before-fold' } },
+  { name: 'planes after the fold', o: { planes: 'after-fold' } },
   { name: 'pooled after the fold back', o: { foldedPools: false } },
   { name: 'space-to-depth stem', o: { stem: 'space-to-depth' } },
 ];
@@ -67,6 +68,9 @@ for (const s of STEMS) {
       for (const { name, o } of OPTIONS) {
         const sp = specializeViews(general, { input: shape }, o);
         assert.equal(sp.views.axial + sp.views.coronal + sp.views.sagittal, 6, `${name}: both convolutions' views rewritten`);
+        // the stem's axial and coronal folds gather their planes; the sagittal one (W) cannot
+        const gathers = sp.graph.nodes.filter((n) => n.op === 'Gather' && n.name.startsWith('stem')).length;
+        assert.equal(gathers, o.planes === undefined ? 2 : 0, `${name}: the stem's folds of D and H are Gathers by default`);
         const ranks = poolRanks(sp.graph);
         if (o.foldedPools === false) assert.deepEqual(ranks, [3, 3, 3], `${name}: each part pooled in 3D after the fold back`);
         else assert.deepEqual(ranks.sort(), [2, 2, 2, 3, 3, 3], `${name}: each part pooled in its plane while folded, then across`);
