@@ -7,8 +7,10 @@
  *     index/uploads/<sha256>.json                      one record per accepted upload
  *     index/checkpoints/<checkpoint id>.json           checkpoint id -> its conversion's prefix
  *     conversions/<source sha256>/<mode>/<digest>/     one conversion's files, and its manifest.json
- *       specialized/<D>x<H>x<W>/model.onnx, file.json  its model.onnx specialised for one input
- *                                                      size, and that file's record (written last)
+ *       specialized/v<V>/<D>x<H>x<W>/model.onnx, file.json
+ *                                                      its model.onnx specialised for one input
+ *                                                      size by specializer version V, and that
+ *                                                      file's record (written last)
  *     claims/<kind>/<digest>                           who is producing what (see storage/claim.ts)
  *     index/lowerings/<decision key>.json              the graph the engine measured fastest for a
  *                                                      machine, model and input size
@@ -23,6 +25,7 @@
 import { createHash } from 'node:crypto';
 import type { CheckpointFormat } from '../converters/formats/index.js';
 import { makeError } from '../converters/errors.js';
+import { SPECIALIZE_VERSION } from '../converters/graph/specialize.js';
 import { readJson, type ObjectStorage, type WriteBody } from './storage/storage.js';
 
 /** What identifies a conversion. */
@@ -361,24 +364,30 @@ export interface SpecializedOnnxRecord extends ConversionFile {
   readonly note: string;
 }
 
-function specializedOnnxKeys(prefix: string, size: readonly [number, number, number]): { file: string; record: string } {
+/**
+ * The keys of a specialised model.onnx and its record: under the specializer's version, so
+ * that a file an older version made (slower, or unable to run where the new one runs) is not
+ * served but made again; the older objects are left as they are.
+ */
+function specializedOnnxKeys(prefix: string, size: readonly [number, number, number], version: number): { file: string; record: string } {
   if (!conversionPrefixOf(`${prefix}x`) || !prefix.endsWith('/')) throw new RangeError(`'prefix' must be a conversion prefix, got '${prefix}'`);
   if (!size.every((n) => Number.isSafeInteger(n) && n > 0)) throw new RangeError(`'size' must be three positive integers, got ${size.join(',')}`);
-  const dir = `${prefix}specialized/${size.join('x')}/`;
+  if (!Number.isSafeInteger(version) || version < 1) throw new RangeError(`'version' must be a positive integer, got ${version}`);
+  const dir = `${prefix}specialized/v${version}/${size.join('x')}/`;
   return { file: `${dir}model.onnx`, record: `${dir}file.json` };
 }
 
-/** The stored model.onnx of the conversion under `prefix` specialised for `size`, if it was made. */
-export async function readSpecializedOnnx(storage: ObjectStorage, prefix: string, size: readonly [number, number, number]): Promise<SpecializedOnnxRecord | undefined> {
-  const keys = specializedOnnxKeys(prefix, size);
+/** The stored model.onnx of the conversion under `prefix` specialised for `size` (by this specializer version), if it was made. */
+export async function readSpecializedOnnx(storage: ObjectStorage, prefix: string, size: readonly [number, number, number], version = SPECIALIZE_VERSION): Promise<SpecializedOnnxRecord | undefined> {
+  const keys = specializedOnnxKeys(prefix, size, version);
   const r = await readJson<SpecializedOnnxRecord>(storage, keys.record);
   if (!r || r.key !== keys.file || typeof r.sha256 !== 'string' || typeof r.size !== 'number' || !(await storage.has(keys.file))) return undefined;
   return r;
 }
 
-/** Store a specialised model.onnx (the file, then its record) and return the record. */
-export async function writeSpecializedOnnx(storage: ObjectStorage, prefix: string, size: readonly [number, number, number], bytes: Uint8Array, note: string): Promise<SpecializedOnnxRecord> {
-  const keys = specializedOnnxKeys(prefix, size);
+/** Store a specialised model.onnx (the file, then its record) and return the record; `version`: the specializer's that made it. */
+export async function writeSpecializedOnnx(storage: ObjectStorage, prefix: string, size: readonly [number, number, number], bytes: Uint8Array, note: string, version = SPECIALIZE_VERSION): Promise<SpecializedOnnxRecord> {
+  const keys = specializedOnnxKeys(prefix, size, version);
   await storage.write(keys.file, bytes);
   const record: SpecializedOnnxRecord = {
     name: 'model.onnx',

@@ -26,6 +26,14 @@ import { A, attrInt, type Attr, attrInts, attrString, consumersOf, graphFromMode
 import { FOLD_IN, FOLD_OUT, type SpatialAxis } from './lower-conv.js';
 import { inferShapes } from './shapes.js';
 
+/**
+ * The version of the graphs `specializeModel` makes with its default options: part of the
+ * key of a stored specialised model.onnx (zoo/store.ts), so that files an older version made
+ * are made again rather than served. Raise it whenever what the defaults make changes.
+ * (1: the unversioned files before 2D transposed views and gathered strided folds.)
+ */
+export const SPECIALIZE_VERSION = 2;
+
 /** What the specialisation did. */
 export interface Specialized {
   graph: Graph;

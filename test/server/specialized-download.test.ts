@@ -8,9 +8,11 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import request from 'supertest';
+import { decodeOnnx } from '../../converters/formats/onnx.js';
+import { SPECIALIZE_VERSION } from '../../converters/graph/specialize.js';
 import { parseSpecializeSize } from '../../converters/specialize-file.js';
 import { createSession } from '../../inference/runtime/providers.js';
-import { conversionPrefixOf, loadCheckpoint, readSpecializedOnnx } from '../../zoo/store.js';
+import { conversionPrefixOf, loadCheckpoint, readSpecializedOnnx, writeSpecializedOnnx } from '../../zoo/store.js';
 import { assertClose, detTensor, fixture } from '../helpers.js';
 import { finishedJob, testHub } from './hub.js';
 
@@ -64,6 +66,27 @@ test('download: model.onnx specialised for a size, stored once, same outputs, na
   assert.equal(stored?.size, (special.body as Buffer).length, 'kept in the store');
   await request(hub.app).head(`/v1/checkpoints/${id}/files/model.onnx?size=32,24,40`).expect(200).expect('etag', special.headers['etag']!);
   await request(hub.app).get(`/v1/checkpoints/${id}/files/model.onnx?size=32,24,40`).set('If-None-Match', special.headers['etag']!).expect(304);
+});
+
+test('download: a file an older specializer made is made again, not served', async (t) => {
+  const { hub } = await testHub(t);
+  const get = (path: string) => request(hub.app).get(path).buffer(true).parse(binary);
+  const first = await request(hub.app).get('/v1/zoo/torchvision/resnet18/acs/card.json').expect(200);
+  const id = /checkpoints\/([0-9a-f]{32})\//.exec(first.headers['content-location']!)![1]!;
+  const { manifest } = await loadCheckpoint(hub.services.storage, id);
+  const prefix = conversionPrefixOf(manifest.files.find((f) => f.name === 'model.onnx')!.key)!;
+  const stale = new TextEncoder().encode('made by an older specializer');
+  await writeSpecializedOnnx(hub.services.storage, prefix, [32, 32, 32], stale, 'old', SPECIALIZE_VERSION - 1);
+  const res = await get(`/v1/checkpoints/${id}/files/model.onnx?size=32,32,32`).expect(200);
+  const body = new Uint8Array(res.body as Buffer);
+  assert.notDeepEqual(body, stale);
+  // This version's graph: the stem's strided folds of D and H are Gathers, and it loads.
+  assert.ok(decodeOnnx(body).graph!.node!.some((n) => n.opType === 'Gather'), 'made by this specializer');
+  await (await createSession(body, { threads: 1 })).session.release();
+  const current = await readSpecializedOnnx(hub.services.storage, prefix, [32, 32, 32]);
+  assert.equal(current?.size, body.byteLength);
+  assert.match(current!.key, new RegExp(`/specialized/v${SPECIALIZE_VERSION}/32x32x32/model\\.onnx$`));
+  assert.equal((await readSpecializedOnnx(hub.services.storage, prefix, [32, 32, 32], SPECIALIZE_VERSION - 1))?.note, 'old', 'the older file is left as it is');
 });
 
 test('download: hostile sizes are a 400, sizes over budgets.outputVoxels a 413; never a 500', async (t) => {
