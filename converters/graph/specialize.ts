@@ -29,8 +29,10 @@ import { inferShapes } from './shapes.js';
 /**
  * The version of the graphs `specializeModel` makes with its default options: part of the
  * key of a stored specialised model.onnx (zoo/store.ts), so that files an older version made
- * are made again rather than served. Raise it whenever what the defaults make changes.
- * (1: the unversioned files before 2D transposed views and gathered strided folds.)
+ * are made again rather than served. Raise it whenever what the defaults make changes, and
+ * the autotune's CANDIDATES_VERSION with it (inference/runtime/autotune.ts), so that stored
+ * decisions are measured again. (1: the unversioned files before 2D transposed views and
+ * gathered strided folds.)
  */
 export const SPECIALIZE_VERSION = 2;
 
