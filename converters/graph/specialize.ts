@@ -31,8 +31,8 @@ import { inferShapes } from './shapes.js';
  * key of a stored specialised model.onnx (zoo/store.ts), so that files an older version made
  * are made again rather than served. Raise it whenever what the defaults make changes, and
  * the autotune's CANDIDATES_VERSION with it (inference/runtime/autotune.ts), so that stored
- * decisions are measured again. (1: the unversioned files before 2D transposed views and
- * gathered strided folds.)
+ * decisions are measured again. (Files made before there was a version, with 3D transposed
+ * views and sliced strided folds, sit under an unversioned key that is no longer read.)
  */
 export const SPECIALIZE_VERSION = 2;
 
