@@ -407,10 +407,10 @@ function rewrite(
     // (the planes a unit kernel with that stride reads).
     fold = axis;
     const dims = [D, H, W];
-    const beforeFold = s !== 1 && o.planes === 'before-fold';
     let t: string;
-    if (s !== 1 && (o.planes ?? 'gather') === 'gather' && axis !== 2) t = gatherPlanes(em, x, C, dims, axis, s, hint);
+    if (s !== 1 && (o.planes ?? 'gather') === 'gather' && axis !== 2) t = gatherPlanes(em, x, C, [D, H, W], axis, s, hint);
     else {
+      const beforeFold = s !== 1 && o.planes === 'before-fold';
       if (beforeFold) x = em.op('Slice', [x, em.ints([0]), em.ints([dims[axis]!]), em.ints([2 + axis]), em.ints([s])], {}, `${hint}/planes`);
       t = em.op('Transpose', [x], { perm: A.ints(FOLD_IN[axis]) }, `${hint}/fold`);
       // After the fold the planes are whole blocks next to the batch: a contiguous copy.
@@ -459,13 +459,13 @@ function rewrite(
  * the caller makes then reads as [N*planes, C, ...]: the Transpose and the Slice after it in
  * one copy. The index has one int32 per row gathered (1/W of the values moved).
  */
-function gatherPlanes(em: Emitter, x: string, C: number, [D, H, W]: number[], axis: 0 | 1, s: number, hint: string): string {
-  const kept = Math.ceil([D, H][axis]! / s);
-  const index = new Int32Array(axis === 0 ? kept * C : kept * C * D!);
+function gatherPlanes(em: Emitter, x: string, C: number, [D, H, W]: readonly [number, number, number], axis: 0 | 1, s: number, hint: string): string {
+  const kept = Math.ceil((axis === 0 ? D : H) / s);
+  const index = new Int32Array(axis === 0 ? kept * C : kept * C * D);
   let i = 0;
-  if (axis === 0) for (let d = 0; d < D!; d += s) for (let c = 0; c < C; c++) index[i++] = c * D! + d;
-  else for (let h = 0; h < H!; h += s) for (let c = 0; c < C; c++) for (let d = 0; d < D!; d++) index[i++] = (c * D! + d) * H! + h;
-  const rows = em.op('Reshape', [x, em.ints(axis === 0 ? [0, C * D!, H! * W!] : [0, C * D! * H!, W!])], {}, `${hint}/rows`);
+  if (axis === 0) for (let d = 0; d < D; d += s) for (let c = 0; c < C; c++) index[i++] = c * D + d;
+  else for (let h = 0; h < H; h += s) for (let c = 0; c < C; c++) for (let d = 0; d < D; d++) index[i++] = (c * D + d) * H + h;
+  const rows = em.op('Reshape', [x, em.ints(axis === 0 ? [0, C * D, H * W] : [0, C * D * H, W])], {}, `${hint}/rows`);
   const at = em.constant(`${hint}/planes_index`, { dtype: 'I32', shape: [index.length], data: index });
   return em.op('Gather', [rows, at], { axis: A.int(1) }, `${hint}/fold`);
 }
