@@ -398,7 +398,7 @@ async function autotuneTable(): Promise<void> {
     const engine = new InferenceEngine({ device: DEVICE, threads: THREADS, autotune: { runs: Math.max(3, Math.ceil(RUNS / 2)), maxMs: 600_000 }, onLoad: (i) => {
       chosen = i.choice?.candidate ?? '';
       timings = i.choice?.timings ?? {};
-      if (i.choice?.runOff) runOff = Object.entries(i.choice.runOff).map(([k, ms]) => `${k} ${ms.toFixed(1)}`).join(' / ');
+      if (i.choice?.runOff) runOff = `${Object.entries(i.choice.runOff).map(([k, ms]) => `${k} ${ms.toFixed(1)}`).join(' / ')}, rounds ${i.choice.runOffRatio?.toFixed(3)}`;
     } });
     const shape = [1, c.channels, c.size, c.size, c.size];
     await engine.run({ key: c.name, bytes: bytes.byteLength, load: async () => bytes }, { data: new Float32Array(c.channels * c.size ** 3), shape });
@@ -406,7 +406,8 @@ async function autotuneTable(): Promise<void> {
     rows.push([c.name, ...CANDIDATES.map((k) => (timings[k.name] === undefined ? 'n/a' : timings[k.name]!.toFixed(1))), runOff, chosen]);
   }
   console.log('autotune (the engine measures its candidate graphs once per machine, model and size; one faster than the default');
-  console.log('is kept if it beats the default again, by 2%, in a run-off of alternating runs):');
+  console.log('is kept if it beats the default again, by 2%, in a run-off of alternating runs; "rounds": the median of its time over');
+  console.log("the default's in the same round, which decides):");
   table(rows);
   console.log('');
 }

@@ -328,6 +328,8 @@ export interface LoweringRecord {
   readonly timings: Readonly<Record<string, number>>;
   /** Medians of the run-off between the fastest of the first pass and the default, when there was one. */
   readonly runOff?: Readonly<Record<string, number>>;
+  /** The run-off's median, over its rounds, of the challenger's time over the default's (what decided it). */
+  readonly runOffRatio?: number;
   /** When it was measured (ISO 8601). */
   readonly decidedAt: string;
 }

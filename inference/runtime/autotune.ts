@@ -61,6 +61,11 @@ export interface Choice {
   timings: Record<string, number>;
   /** The medians of the run-off between the fastest of the first pass and the default, when there was one (ms). */
   runOff?: Record<string, number>;
+  /**
+   * The run-off's verdict: the median, over its rounds, of the challenger's time over the
+   * default's in the same round (below 1: the challenger was faster).
+   */
+  runOffRatio?: number;
   /** When the decision was made (ISO 8601). */
   decidedAt: string;
 }
@@ -79,8 +84,8 @@ export interface AutotuneParams {
   maxMs?: number;
   /**
    * A candidate other than the default is kept only if, in a run-off against the default
-   * (their runs alternating, `2 * runs` each), its median is below the default's by this
-   * fraction. @default 0.02
+   * (their runs alternating, `2 * runs` each), its time over the default's in the same round
+   * is, in the median round, below 1 by this fraction. @default 0.02
    */
   margin?: number;
 }
@@ -128,14 +133,21 @@ export interface Trial {
  * Time the candidates with `time` (which builds the candidate's session, runs it once to warm
  * up, then `runs` times, and returns the median) within the bounds; then, when the fastest is
  * not the default, let the two run in turn with `runOff` (both sessions live, their runs
- * alternating, so that a machine whose speed drifts, as shared ones do, slows both alike) and
- * keep the other one only if it beats the default there by `margin`. One pass of a few runs
- * each on a noisy machine otherwise picks graphs that are not faster.
+ * alternating; it returns each one's times, round by round) and keep the other one only if it
+ * beats the default there by `margin`. One pass of a few runs each on a noisy machine otherwise
+ * picks graphs that are not faster.
+ *
+ * The run-off is judged round by round: the median of the challenger's time over the default's
+ * in the same round, not the ratio of the two medians. A shared machine's speed changes by a
+ * factor of several from one moment to the next (on a throttled virtual machine, 4x, for a few
+ * hundred milliseconds at a time); the two runs of one round meet the same speed, so their
+ * ratio keeps the difference between the graphs, while a median of each can fall on a fast
+ * run for one and a slow one for the other.
  */
 export async function chooseFastest(
   time: (c: Candidate, runs: number) => Promise<number>,
   p: AutotuneParams = {},
-  runOff?: (a: Candidate, b: Candidate, runs: number) => Promise<[number, number]>,
+  runOff?: (a: Candidate, b: Candidate, runs: number) => Promise<[number[], number[]]>,
 ): Promise<Choice> {
   const runs = p.runs ?? 3;
   const maxMs = p.maxMs ?? 20000;
@@ -158,15 +170,25 @@ export async function chooseFastest(
   if (!best) return { candidate: fallback.name, timings, decidedAt: decidedAt() };
   if (!runOff || best.candidate === fallback.name || timings[fallback.name] === undefined) return { candidate: best.candidate, timings, decidedAt: decidedAt() };
   const challenger = candidateNamed(best.candidate)!;
-  let a: number;
-  let b: number;
+  let a: number[];
+  let b: number[];
   try {
     [a, b] = await runOff(challenger, fallback, 2 * runs);
   } catch {
     return { candidate: fallback.name, timings, decidedAt: decidedAt() };
   }
-  const candidate = a < b * (1 - (p.margin ?? 0.02)) ? challenger.name : fallback.name;
-  return { candidate, timings, runOff: { [challenger.name]: round(a), [fallback.name]: round(b) }, decidedAt: decidedAt() };
+  const rounds = Math.min(a.length, b.length);
+  if (rounds === 0) return { candidate: fallback.name, timings, decidedAt: decidedAt() };
+  const ratio = median(Array.from({ length: rounds }, (_, i) => a[i]! / b[i]!));
+  const candidate = ratio < 1 - (p.margin ?? 0.02) ? challenger.name : fallback.name;
+  const runOffMedians = { [challenger.name]: round(median(a)), [fallback.name]: round(median(b)) };
+  return { candidate, timings, runOff: runOffMedians, runOffRatio: Math.round(ratio * 1000) / 1000, decidedAt: decidedAt() };
+}
+
+/** The median of a list of numbers (the upper one of an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;

@@ -6,7 +6,7 @@
  * and each is specialised for the spatial size it serves (`graph/specialize.ts`).
  */
 import debug from 'debug';
-import { CANDIDATES, candidateNamed, chooseFastest, decisionKey, machineKey, memoryDecisions, type AutotuneParams, type Candidate, type Choice, type Decisions } from './autotune.js';
+import { CANDIDATES, candidateNamed, chooseFastest, decisionKey, machineKey, median, memoryDecisions, type AutotuneParams, type Candidate, type Choice, type Decisions } from './autotune.js';
 import { EngineBusyError, InferenceFailedError, InvalidInputError } from './errors.js';
 import type { Device } from './providers.js';
 import { RunQueue } from '../../converters/fence/queue.js';
@@ -192,7 +192,7 @@ export class InferenceEngine {
           (a, b, runs) => this.runOff(bytes, shape, a, b, runs),
         );
         const list = (t: Record<string, number>) => Object.entries(t).map(([k, ms]) => `${k} ${ms} ms`).join(', ');
-        const runOff = measured.runOff ? `; run-off: ${list(measured.runOff)}` : '';
+        const runOff = measured.runOff ? `; run-off: ${list(measured.runOff)}, median ratio of its rounds ${measured.runOffRatio}` : '';
         log('lowering for %s at %s: %s (measured: %s%s; decision %s)', modelKey, shape.join('x'), measured.candidate, list(measured.timings), runOff, key);
         await this.decisions.put(key, measured);
         return measured;
@@ -203,23 +203,23 @@ export class InferenceEngine {
     return choice;
   }
 
-  /** Median times of two candidates, both loaded, warmed up, then run in turn `runs` times each. */
-  private async runOff(bytes: Uint8Array | string, shape: number[], a: Candidate, b: Candidate, runs: number): Promise<[number, number]> {
-    return (await this.time(bytes, shape, [a, b], runs)) as [number, number];
+  /** The times of two candidates, both loaded, warmed up, then run in turn `runs` times each, round by round. */
+  private async runOff(bytes: Uint8Array | string, shape: number[], a: Candidate, b: Candidate, runs: number): Promise<[number[], number[]]> {
+    return (await this.time(bytes, shape, [a, b], runs)) as [number[], number[]];
   }
 
   /** Median time of `runs` runs of one candidate (after a warm-up run), on a zero input. */
   private async trial(modelKey: string, bytes: Uint8Array | string, shape: number[], c: Candidate, runs: number): Promise<number> {
-    const [ms] = (await this.time(bytes, shape, [c], runs)) as [number];
+    const ms = median((await this.time(bytes, shape, [c], runs))[0]!);
     this.params.onTrial?.({ key: modelKey, candidate: c.name, ms, runs });
     return ms;
   }
 
   /**
-   * Median times of candidates' sessions on a zero input: all loaded, each run once to warm up,
-   * then run in turn `runs` times each; released after.
+   * The times of candidates' sessions on a zero input, in the order they ran: all loaded, each
+   * run once to warm up, then run in turn `runs` times each; released after.
    */
-  private async time(bytes: Uint8Array | string, shape: number[], candidates: Candidate[], runs: number): Promise<number[]> {
+  private async time(bytes: Uint8Array | string, shape: number[], candidates: Candidate[], runs: number): Promise<number[][]> {
     const created: CreatedWorkerSession[] = [];
     try {
       for (const c of candidates) created.push(await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined));
@@ -238,7 +238,7 @@ export class InferenceEngine {
           times[k]!.push(performance.now() - t0);
         }
       }
-      return times.map((t) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]!);
+      return times;
     } finally {
       for (const s of created) await s.session.release();
     }

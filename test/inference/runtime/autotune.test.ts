@@ -85,8 +85,8 @@ test('autotune: measured once per model and size, kept in the store, reused afte
       const challenger = Object.keys(kept.runOff).find((k) => k !== byDefault)!;
       assert.deepEqual(Object.keys(kept.runOff).sort(), [challenger, byDefault].sort());
       assert.equal(kept.timings[challenger], fastest, 'the fastest of the first pass met the default in a run-off');
-      const won = kept.runOff[challenger]! < kept.runOff[byDefault]! * 0.98;
-      assert.equal(kept.candidate, won ? challenger : byDefault, 'the run-off decides');
+      assert.equal(typeof kept.runOffRatio, 'number', 'the run-off keeps its verdict');
+      assert.equal(kept.candidate, kept.runOffRatio! < 0.98 ? challenger : byDefault, 'the run-off decides');
     }
     await a.engine.close();
 
@@ -155,25 +155,51 @@ test('autotune: a candidate faster in the first pass is kept only if it beats th
   const [byDefault, other] = [CANDIDATES[0]!, CANDIDATES[2]!];
   const firstPass = async (c: Candidate) => (c.name === other.name ? 8 : 10);
   const met: string[] = [];
-  const runOff = (a: number, b: number) => async (x: Candidate, y: Candidate, runs: number): Promise<[number, number]> => {
+  // Each round's two runs at the same steady speed.
+  const runOff = (a: number, b: number) => async (x: Candidate, y: Candidate, runs: number): Promise<[number[], number[]]> => {
     met.push(`${x.name} vs ${y.name} x${runs}`);
-    return [a, b];
+    return [Array(runs).fill(a), Array(runs).fill(b)];
   };
   const fluke = await chooseFastest(firstPass, { runs: 3 }, runOff(9.9, 10));
   assert.deepEqual(met, [`${other.name} vs ${byDefault.name} x6`], 'the fastest meets the default, twice the runs each');
   assert.equal(fluke.candidate, byDefault.name, 'within the 2% margin the default stays');
   assert.deepEqual(fluke.runOff, { [other.name]: 9.9, [byDefault.name]: 10 });
+  assert.equal(fluke.runOffRatio, 0.99);
   assert.equal((await chooseFastest(firstPass, { runs: 3 }, runOff(9, 10))).candidate, other.name, 'a clear win in the run-off is kept');
   assert.equal((await chooseFastest(firstPass, { runs: 3, margin: 0.2 }, runOff(9, 10))).candidate, byDefault.name, 'the margin is a setting');
   const failing = await chooseFastest(firstPass, {}, async () => {
     throw new Error('out of memory');
   });
   assert.equal(failing.candidate, byDefault.name, 'a run-off that fails keeps the default');
+  const empty = await chooseFastest(firstPass, {}, async () => [[], []]);
+  assert.equal(empty.candidate, byDefault.name, 'a run-off without rounds keeps the default');
   met.length = 0;
   const plain = await chooseFastest(async (c) => (c.name === byDefault.name ? 1 : 2), {}, runOff(1, 1));
   assert.equal(plain.candidate, byDefault.name);
   assert.deepEqual(met, [], 'no run-off when the default is the fastest');
   assert.equal(plain.runOff, undefined);
+});
+
+test('autotune: the run-off is judged round by round, so a machine whose speed jumps cannot decide it', async () => {
+  const [byDefault, other] = [CANDIDATES[0]!, CANDIDATES[2]!];
+  const firstPass = async (c: Candidate) => (c.name === other.name ? 8 : 10);
+  // A throttled machine: runs at full speed (x1) or four times slower (x4), a few rounds at a
+  // time. The two runs of a round meet the same speed except in the round where it changes.
+  // The challenger is 5% slower than the default at every speed; its runs happen to meet full
+  // speed four times out of seven, the default's three, so the medians alone call it 4x faster.
+  const speedA = [1, 1, 1, 1, 4, 4, 4];
+  const speedB = [1, 1, 1, 4, 4, 4, 4];
+  const slower = async (): Promise<[number[], number[]]> => [speedA.map((s) => 10.5 * s), speedB.map((s) => 10 * s)];
+  const choice = await chooseFastest(firstPass, { runs: 3 }, slower);
+  assert.ok(choice.runOff![other.name]! < choice.runOff![byDefault.name]! * 0.98, 'the two medians point the wrong way');
+  assert.equal(choice.runOffRatio, 1.05, 'the median round sees the challenger 5% slower');
+  assert.equal(choice.candidate, byDefault.name, 'the default stays');
+  // The same jumps with a challenger 10% faster: kept.
+  const faster = async (): Promise<[number[], number[]]> => [speedB.map((s) => 9 * s), speedA.map((s) => 10 * s)];
+  const won = await chooseFastest(firstPass, { runs: 3 }, faster);
+  assert.ok(won.runOff![other.name]! > won.runOff![byDefault.name]!, 'here the medians call the challenger slower');
+  assert.equal(won.runOffRatio, 0.9);
+  assert.equal(won.candidate, other.name);
 });
 
 test('autotune: the measuring budget, failing candidates, keys and hostile store records', async () => {
