@@ -4,7 +4,8 @@
  * plain onnxruntime, against the same networks with dense 3x3x3 kernels (i3d) in the same
  * engine, and against the same ACS networks in PyTorch (this repository's own plain-torch
  * reference, Debian's python3-torch), all on this machine with the same thread count, side by
- * side in one run. Then onnxruntime's profile of where the time goes, with the bound each
+ * side in one run. Then the same rates counting the work onnxruntime's blocked convolutions do
+ * (each ACS view's output channels padded to whole blocks), onnxruntime's profile of where the time goes, with the bound each
  * network's convolutions set (their FLOPs over their kernels' time alone), the table of ACS
  * lowerings tried, the gain of batching, and the cost of running sessions in the engine's
  * worker thread.
@@ -24,8 +25,9 @@ import os from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { convert, type ConvertOptions } from '../converters/convert.js';
-import { encodeOnnx } from '../converters/formats/onnx.js';
-import { A, graphToModel, type Graph } from '../converters/graph/ir.js';
+import { decodeOnnx, encodeOnnx } from '../converters/formats/onnx.js';
+import { A, graphFromModel, graphToModel, type Graph } from '../converters/graph/ir.js';
+import { inferShapes } from '../converters/graph/shapes.js';
 import { specializeModel, type SpecializeOptions } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
@@ -137,6 +139,87 @@ async function measureTrio(c: Case): Promise<{ engine: number; sized: number; pl
   await plain.release();
   await gemm.release();
   return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rateOf(gemm.flops, gemmMs), engineBest, matmulBest: rateOf(gemm.flops, gemmBest), macs: result.card.multiplyAdds.converted, chosen };
+}
+
+/**
+ * The channel block of onnxruntime's blocked (NCHWc) convolutions on this machine, as its own
+ * graph optimizer writes it: the output channels of a one-filter convolution's reordered
+ * weights (8 with AVX2, 16 with AVX-512; undefined where it has no blocked kernels).
+ */
+async function channelBlock(): Promise<number | undefined> {
+  const graph = {
+    name: 'block',
+    opset: 17,
+    metadata: {},
+    inputs: [{ name: 'x', dtype: 'F32' as const, shape: [1, 64, 8, 8] }],
+    outputs: [{ name: 'y', dtype: 'F32' as const, shape: [1, 1, 8, 8] }],
+    initializers: new Map([['w', { dtype: 'F32' as const, shape: [1, 64, 3, 3], data: new Float32Array(64 * 9).fill(0.01) }]]),
+    nodes: [{ name: 'y', op: 'Conv', domain: '', inputs: ['x', 'w'], outputs: ['y'], attrs: { pads: A.ints([1, 1, 1, 1]) } }],
+  };
+  const dir = mkdtempSync(join(os.tmpdir(), 'acs-hub-block-'));
+  try {
+    const file = join(dir, 'optimized.onnx');
+    const session = await ort.InferenceSession.create(encodeOnnx(graphToModel(graph)), { graphOptimizationLevel: 'all', optimizedModelFilePath: file, logSeverityLevel: 3 });
+    await session.release();
+    const optimized = decodeOnnx(readFileSync(file));
+    const conv = optimized.graph?.node?.find((n) => n.opType === 'Conv' && n.domain === 'com.microsoft.nchwc');
+    const weight = optimized.graph?.initializer?.find((t) => t.name === conv?.input?.[1]);
+    return weight?.dims?.[0] === undefined ? undefined : Number(weight.dims[0]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The multiply-adds of a graph's convolutions, and as onnxruntime's blocked kernels compute
+ * them: by its rule, a 2D convolution (group 1) whose input channels are a whole number of
+ * blocks, or fewer than one block, runs blocked, its output channels padded to whole blocks
+ * with zero filters. An ACS view has a third of a layer's output channels (21 or 22 of 64),
+ * so with blocks of 16 each view computes 32.
+ */
+function blockedMacs(bytes: Uint8Array, shape: number[], block: number): { macs: number; blocked: number } {
+  const graph = graphFromModel(decodeOnnx(bytes));
+  const facts = inferShapes(graph, { [graph.inputs[0]!.name]: shape });
+  let macs = 0;
+  let blocked = 0;
+  for (const n of graph.nodes) {
+    if (n.op !== 'Conv') continue;
+    const weight = graph.initializers.get(n.inputs[1]!);
+    const y = facts.get(n.outputs[0]!)?.shape;
+    if (!weight || !y) continue;
+    const [O, I, ...kernel] = weight.shape as [number, number, ...number[]];
+    const work = (y[0]! * y.slice(2).reduce((a, b) => a * b, 1)) * I * kernel.reduce((a, b) => a * b, 1);
+    const group = n.attrs['group']?.type === 'int' ? n.attrs['group'].value : 1;
+    const isBlocked = y.length === 4 && group === 1 && (I < block || I % block === 0);
+    macs += work * O;
+    blocked += work * (isBlocked ? Math.ceil(O / block) * block : O);
+  }
+  return { macs, blocked };
+}
+
+/** The main table's engine rates again, counting the multiply-adds the blocked kernels do (zero filters included). */
+async function blockedWorkTable(trios: Map<string, Awaited<ReturnType<typeof measureTrio>>>, peak: number): Promise<void> {
+  const block = await channelBlock();
+  if (block === undefined) {
+    console.log('(onnxruntime has no blocked convolutions on this machine: no padding to count)\n');
+    return;
+  }
+  const rows = [['network', 'multiply-adds G', 'as the blocked kernels do them G', 'ratio', 'engine GFLOP/s, counting them', '% of peak', 'best: % of MatMul best']];
+  for (const c of CASES) {
+    const trio = trios.get(c.name);
+    if (!trio) continue;
+    const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
+    const shape = [1, c.channels, c.size, c.size, c.size];
+    const { macs, blocked } = blockedMacs(specializeModel(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), shape, {}).bytes, shape, block);
+    const scale = blocked / macs;
+    const rate = rateOf(2 * trio.macs * scale, trio.engine);
+    rows.push([c.name, (macs / 1e9).toFixed(2), (blocked / 1e9).toFixed(2), `${scale.toFixed(3)}x`, rate.toFixed(1), `${((100 * rate) / peak).toFixed(0)}%`, `${((100 * rateOf(2 * trio.macs * scale, trio.engineBest)) / trio.matmulBest).toFixed(0)}%`]);
+  }
+  console.log(`the work the blocked kernels do (onnxruntime's blocked convolutions here take channels in blocks of ${block}, read from its optimized graph;`);
+  console.log('the engine\'s default graph, the same runs as above):');
+  table(rows);
+  console.log('An ACS view has a third of a layer\'s output channels, and each view is its own convolution, so each is padded to whole');
+  console.log('blocks with zero filters: with blocks of 16, the 21 or 22 of 64 become 32, 1.5x the work of those layers.\n');
 }
 
 /** What onnxruntime's blocked 2D convolution reaches by itself: two chained 3x3 convolutions, 64 channels, 32 planes of 32x32. */
@@ -421,8 +504,10 @@ async function main(): Promise<void> {
   console.log(`onnxruntime's own blocked 2D convolution (two chained 3x3, 64 channels, 32x32x32): ${(await convRate()).toFixed(0)} GFLOP/s\n`);
   const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'MatMul in turn GFLOP/s', '% of it', 'best: engine ms', 'best: % of MatMul best', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
   const torch = pytorch(CASES);
+  const trios = new Map<string, Awaited<ReturnType<typeof measureTrio>>>();
   for (const c of CASES) {
     const trio = await measureTrio(c);
+    trios.set(c.name, trio);
     const i3d = await measure(c, { mode: 'i3d' });
     const pt = torch.get(c.name);
     const rate = rateOf(2 * trio.macs, trio.engine);
@@ -454,6 +539,7 @@ async function main(): Promise<void> {
   console.log('"model.onnx ?size=": the file `GET .../model.onnx?size=D,H,W` and `convert --specialize` give, in a plain');
   console.log('onnxruntime session; "as is": the general file; these three and the MatMul run in turn. i3d: dense 3x3x3 kernels in the');
   console.log('same engine, measured after them.\n');
+  await blockedWorkTable(trios, peak);
   await whereTheTimeGoes(peak);
   console.log('ACS lowerings (ResNet-18):');
   const lowerings: [string, ConvertOptions['fuse'], ConvertOptions['lowering'], SpecializeOptions | false][] = [
