@@ -477,20 +477,23 @@ async function autotuneTable(): Promise<void> {
     const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
     let chosen = '';
     let timings: Record<string, number> = {};
+    let ratios: Record<string, number> = {};
     let runOff = 'none';
     const engine = new InferenceEngine({ device: DEVICE, threads: THREADS, autotune: { runs: Math.max(3, Math.ceil(RUNS / 2)), maxMs: 600_000 }, onLoad: (i) => {
       chosen = i.choice?.candidate ?? '';
       timings = i.choice?.timings ?? {};
+      ratios = i.choice?.ratios ?? {};
       if (i.choice?.runOff) runOff = `${Object.entries(i.choice.runOff).map(([k, ms]) => `${k} ${ms.toFixed(1)}`).join(' / ')}, rounds ${i.choice.runOffRatio?.toFixed(3)}`;
     } });
     const shape = [1, c.channels, c.size, c.size, c.size];
     await engine.run({ key: c.name, bytes: bytes.byteLength, load: async () => bytes }, { data: new Float32Array(c.channels * c.size ** 3), shape });
     await engine.close();
-    rows.push([c.name, ...CANDIDATES.map((k) => (timings[k.name] === undefined ? 'n/a' : timings[k.name]!.toFixed(1))), runOff, chosen]);
+    const cell = (k: string) => (timings[k] === undefined ? 'n/a' : `${timings[k]!.toFixed(1)}${ratios[k] === undefined ? '' : ` (${ratios[k]!.toFixed(2)})`}`);
+    rows.push([c.name, ...CANDIDATES.map((k) => cell(k.name)), runOff, chosen]);
   }
-  console.log('autotune (the engine measures its candidate graphs once per machine, model and size; one faster than the default');
-  console.log('is kept if it beats the default again, by 2%, in a run-off of alternating runs; "rounds": the median of its time over');
-  console.log("the default's in the same round, which decides):");
+  console.log('autotune (the engine measures its candidate graphs once per machine, model and size, each in turn with the default;');
+  console.log("in brackets: the median of its time over the default's in the same round. The one lowest there is kept if it beats the");
+  console.log('default again, by 2%, in a run-off of twice the runs; "rounds": the same median in the run-off, which decides):');
   table(rows);
   console.log('');
 }

@@ -326,6 +326,8 @@ export interface LoweringRecord {
   readonly candidate: string;
   /** Median milliseconds of each candidate measured. */
   readonly timings: Readonly<Record<string, number>>;
+  /** Each candidate's time over the default's in the same rounds of the first pass (medians of the rounds). */
+  readonly ratios?: Readonly<Record<string, number>>;
   /** Medians of the run-off between the fastest of the first pass and the default, when there was one. */
   readonly runOff?: Readonly<Record<string, number>>;
   /** The run-off's median, over its rounds, of the challenger's time over the default's (what decided it). */

@@ -6,10 +6,11 @@
  * decision under the machine (CPU features, onnxruntime version, device, threads, spinning), the model
  * and the size, so that a restart with the same store does not measure again.
  *
- * Measuring is bounded: each candidate gets `runs` timed runs after one warm-up, and once
- * `maxMs` have been spent no further candidate is tried (the engine's default graph is always
- * tried first, so a choice always exists). A candidate other than the default must then beat
- * it again in a run-off of alternating runs, by a margin, to be kept.
+ * Measuring is bounded: each candidate gets `runs` timed runs after one warm-up, each in turn
+ * with a run of the default graph, and once `maxMs` have been spent no further candidate is
+ * tried (the default is always tried first, so a choice always exists). The candidate that beat
+ * the default by the most must then beat it again in a run-off of twice the runs, by a margin,
+ * to be kept.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -59,6 +60,11 @@ export function candidateNamed(name: string): Candidate | undefined {
 export interface Choice {
   candidate: string;
   timings: Record<string, number>;
+  /**
+   * Each candidate's time over the default's in the same round of the first pass (the median
+   * of its rounds), when they were timed in turn with it.
+   */
+  ratios?: Record<string, number>;
   /** The medians of the run-off between the fastest of the first pass and the default, when there was one (ms). */
   runOff?: Record<string, number>;
   /**
@@ -78,7 +84,7 @@ export interface Decisions {
 
 /** Bounds on the measuring. */
 export interface AutotuneParams {
-  /** Timed runs per candidate (after one warm-up run). @default 3 */
+  /** Timed runs per candidate (after one warm-up run), each in turn with one of the default. @default 3 */
   runs?: number;
   /** Milliseconds of measuring after which no further candidate is tried. @default 20000 */
   maxMs?: number;
@@ -129,60 +135,88 @@ export interface Trial {
   ms: number;
 }
 
+/** Which measuring a paired timing is for: the first pass over the candidates, or the run-off. */
+export type Stage = 'first-pass' | 'run-off';
+
 /**
- * Time the candidates with `time` (which builds the candidate's session, runs it once to warm
- * up, then `runs` times, and returns the median) within the bounds; then, when the fastest is
- * not the default, let the two run in turn with `runOff` (both sessions live, their runs
- * alternating; it returns each one's times, round by round) and keep the other one only if it
- * beats the default there by `margin`. One pass of a few runs each on a noisy machine otherwise
- * picks graphs that are not faster.
- *
- * The run-off is judged round by round: the median of the challenger's time over the default's
- * in the same round, not the ratio of the two medians. A shared machine's speed changes by a
- * factor of several from one moment to the next (on a throttled virtual machine, 4x, for a few
- * hundred milliseconds at a time); the two runs of one round meet the same speed, so their
- * ratio keeps the difference between the graphs, while a median of each can fall on a fast
- * run for one and a slow one for the other.
+ * Times of a candidate and of the default, run in turn: `runs` rounds, each one run of the
+ * candidate then one of the default; the two lists round by round.
  */
-export async function chooseFastest(
-  time: (c: Candidate, runs: number) => Promise<number>,
-  p: AutotuneParams = {},
-  runOff?: (a: Candidate, b: Candidate, runs: number) => Promise<[number[], number[]]>,
-): Promise<Choice> {
+export type Beside = (c: Candidate, runs: number, stage: Stage) => Promise<[number[], number[]]>;
+
+/**
+ * Measure the candidates within the bounds and keep the fastest.
+ *
+ * The default is timed with `time` (which builds its session, runs it once to warm up, then
+ * `runs` times, and returns the median). Each other candidate is timed with `beside`: in turn
+ * with the default, whose session stays live, and judged by its time over the default's in the
+ * same round (the median of those ratios). The one whose ratio is lowest, if below 1, then
+ * meets the default again in a run-off of twice the runs, and is kept only if its ratio there
+ * is below 1 by `margin`. One pass of a few runs each on a noisy machine otherwise picks graphs
+ * that are not faster.
+ *
+ * Rounds, not medians, because a shared machine's speed changes by a factor of several from one
+ * moment to the next (on a throttled virtual machine, 4x, for a few hundred milliseconds at a
+ * time). The two runs of one round meet the same speed, so their ratio keeps the difference
+ * between the graphs; a median of each can fall on a fast run for one and a slow one for the
+ * other, and candidates timed one after another meet different speeds altogether.
+ *
+ * Without `beside` (or when the default cannot be built), every candidate is timed alone with
+ * `time` and the fastest median is kept.
+ */
+export async function chooseFastest(time: (c: Candidate, runs: number) => Promise<number>, p: AutotuneParams = {}, beside?: Beside): Promise<Choice> {
   const runs = p.runs ?? 3;
   const maxMs = p.maxMs ?? 20000;
   const t0 = performance.now();
+  const fallback = CANDIDATES[0]!;
   const timings: Record<string, number> = {};
+  const ratios: Record<string, number> = {};
+  const decidedAt = () => new Date().toISOString();
   let best: Trial | undefined;
+  let paired: Trial | undefined;
   for (const c of CANDIDATES) {
-    if (best && performance.now() - t0 >= maxMs) break;
-    let ms: number;
+    if ((best || paired) && performance.now() - t0 >= maxMs) break;
+    const pairing = beside && c !== fallback && timings[fallback.name] !== undefined;
     try {
-      ms = await time(c, runs);
+      if (pairing) {
+        const [a, b] = await beside(c, runs, 'first-pass');
+        const ratio = roundRatio(a, b);
+        if (ratio === undefined) continue;
+        timings[c.name] = round(median(a));
+        ratios[c.name] = ratio;
+        if (!paired || ratio < paired.ms) paired = { candidate: c.name, ms: ratio };
+      } else {
+        const ms = await time(c, runs);
+        timings[c.name] = round(ms);
+        if (!best || ms < best.ms) best = { candidate: c.name, ms };
+      }
     } catch {
       continue; // A candidate that cannot be built or run is simply not chosen.
     }
-    timings[c.name] = round(ms);
-    if (!best || ms < best.ms) best = { candidate: c.name, ms };
   }
-  const fallback = CANDIDATES[0]!;
-  const decidedAt = () => new Date().toISOString();
-  if (!best) return { candidate: fallback.name, timings, decidedAt: decidedAt() };
-  if (!runOff || best.candidate === fallback.name || timings[fallback.name] === undefined) return { candidate: best.candidate, timings, decidedAt: decidedAt() };
-  const challenger = candidateNamed(best.candidate)!;
+  const measured = { timings, ...(Object.keys(ratios).length > 0 ? { ratios } : {}) };
+  if (!paired) return { candidate: best?.candidate ?? fallback.name, ...measured, decidedAt: decidedAt() };
+  if (paired.ms >= 1) return { candidate: fallback.name, ...measured, decidedAt: decidedAt() };
+  const challenger = candidateNamed(paired.candidate)!;
   let a: number[];
   let b: number[];
   try {
-    [a, b] = await runOff(challenger, fallback, 2 * runs);
+    [a, b] = await beside!(challenger, 2 * runs, 'run-off');
   } catch {
-    return { candidate: fallback.name, timings, decidedAt: decidedAt() };
+    return { candidate: fallback.name, ...measured, decidedAt: decidedAt() };
   }
-  const rounds = Math.min(a.length, b.length);
-  if (rounds === 0) return { candidate: fallback.name, timings, decidedAt: decidedAt() };
-  const ratio = median(Array.from({ length: rounds }, (_, i) => a[i]! / b[i]!));
+  const ratio = roundRatio(a, b);
+  if (ratio === undefined) return { candidate: fallback.name, ...measured, decidedAt: decidedAt() };
   const candidate = ratio < 1 - (p.margin ?? 0.02) ? challenger.name : fallback.name;
-  const runOffMedians = { [challenger.name]: round(median(a)), [fallback.name]: round(median(b)) };
-  return { candidate, timings, runOff: runOffMedians, runOffRatio: Math.round(ratio * 1000) / 1000, decidedAt: decidedAt() };
+  const runOff = { [challenger.name]: round(median(a)), [fallback.name]: round(median(b)) };
+  return { candidate, ...measured, runOff, runOffRatio: ratio, decidedAt: decidedAt() };
+}
+
+/** The median, over the rounds, of the first time over the second, to 0.001; undefined without rounds. */
+function roundRatio(a: readonly number[], b: readonly number[]): number | undefined {
+  const rounds = Math.min(a.length, b.length);
+  if (rounds === 0) return undefined;
+  return Math.round(median(Array.from({ length: rounds }, (_, i) => a[i]! / b[i]!)) * 1000) / 1000;
 }
 
 /** The median of a list of numbers (the upper one of an even count). */

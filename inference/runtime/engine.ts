@@ -186,14 +186,11 @@ export class InferenceEngine {
           log('lowering for %s at %s: %s (kept decision %s)', modelKey, shape.join('x'), known.candidate, key);
           return known;
         }
-        const measured = await chooseFastest(
-          (c, runs) => this.trial(modelKey, bytes, shape, c, runs),
-          this.params.autotune === true ? {} : this.params.autotune || {},
-          (a, b, runs) => this.runOff(bytes, shape, a, b, runs),
-        );
-        const list = (t: Record<string, number>) => Object.entries(t).map(([k, ms]) => `${k} ${ms} ms`).join(', ');
+        const measured = await this.measure(modelKey, bytes, shape);
+        const list = (t: Record<string, number>, unit = ' ms') => Object.entries(t).map(([k, v]) => `${k} ${v}${unit}`).join(', ');
+        const ratios = measured.ratios ? `; each over the default in the same rounds: ${list(measured.ratios, '')}` : '';
         const runOff = measured.runOff ? `; run-off: ${list(measured.runOff)}, median ratio of its rounds ${measured.runOffRatio}` : '';
-        log('lowering for %s at %s: %s (measured: %s%s; decision %s)', modelKey, shape.join('x'), measured.candidate, list(measured.timings), runOff, key);
+        log('lowering for %s at %s: %s (measured: %s%s%s; decision %s)', modelKey, shape.join('x'), measured.candidate, list(measured.timings), ratios, runOff, key);
         await this.decisions.put(key, measured);
         return measured;
       })();
@@ -203,45 +200,76 @@ export class InferenceEngine {
     return choice;
   }
 
-  /** The times of two candidates, both loaded, warmed up, then run in turn `runs` times each, round by round. */
-  private async runOff(bytes: Uint8Array | string, shape: number[], a: Candidate, b: Candidate, runs: number): Promise<[number[], number[]]> {
-    return (await this.time(bytes, shape, [a, b], runs)) as [number[], number[]];
+  /**
+   * Measure the candidates for a model at `shape` (`chooseFastest`): the default graph's session
+   * is loaded first and stays live while each other candidate is loaded, runs in turn with it,
+   * and is released.
+   */
+  private async measure(modelKey: string, bytes: Uint8Array | string, shape: number[]): Promise<Choice> {
+    const fallback = CANDIDATES[0]!;
+    let reference: CreatedWorkerSession | undefined;
+    const trial = (c: Candidate, ms: number, runs: number) => this.params.onTrial?.({ key: modelKey, candidate: c.name, ms, runs });
+    try {
+      return await chooseFastest(
+        async (c, runs) => {
+          const s = await this.load(bytes, shape, c);
+          if (c === fallback) reference = s;
+          try {
+            const [times] = await this.turns([s], [s], shape, runs);
+            const ms = median(times!);
+            trial(c, ms, runs);
+            return ms;
+          } finally {
+            if (s !== reference) await s.session.release();
+          }
+        },
+        this.params.autotune === true ? {} : this.params.autotune || {},
+        async (c, runs, stage) => {
+          if (!reference) throw new Error('the default graph is not loaded');
+          const s = await this.load(bytes, shape, c);
+          try {
+            const [a, b] = (await this.turns([s, reference], [s], shape, runs)) as [number[], number[]];
+            if (stage === 'first-pass') trial(c, median(a), runs);
+            return [a, b];
+          } finally {
+            await s.session.release();
+          }
+        },
+      );
+    } finally {
+      if (reference) await reference.session.release();
+    }
   }
 
-  /** Median time of `runs` runs of one candidate (after a warm-up run), on a zero input. */
-  private async trial(modelKey: string, bytes: Uint8Array | string, shape: number[], c: Candidate, runs: number): Promise<number> {
-    const ms = median((await this.time(bytes, shape, [c], runs))[0]!);
-    this.params.onTrial?.({ key: modelKey, candidate: c.name, ms, runs });
-    return ms;
+  /** A candidate's session; one the device refuses (it would run on the CPU instead) is not a lowering for this device. */
+  private async load(bytes: Uint8Array | string, shape: number[], c: Candidate): Promise<CreatedWorkerSession> {
+    const s = await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined);
+    const requested = this.params.device ?? 'cpu';
+    if (s.device !== requested) {
+      await s.session.release();
+      throw new Error(`runs on ${s.device}, not ${requested}: ${s.fallback ?? ''}`);
+    }
+    return s;
   }
 
   /**
-   * The times of candidates' sessions on a zero input, in the order they ran: all loaded, each
-   * run once to warm up, then run in turn `runs` times each; released after.
+   * The times of sessions on a zero input, round by round: `warm` (new ones) run once first,
+   * then each of `sessions` in turn, `runs` rounds.
    */
-  private async time(bytes: Uint8Array | string, shape: number[], candidates: Candidate[], runs: number): Promise<number[][]> {
-    const created: CreatedWorkerSession[] = [];
-    try {
-      for (const c of candidates) created.push(await this.host.create(bytes, this.sessionParams(), c.specialize === false ? undefined : shape, c.specialize || undefined));
-      // A candidate the device refuses (one that would run on the CPU instead) is not a lowering for this device.
-      const requested = this.params.device ?? 'cpu';
-      for (const s of created) if (s.device !== requested) throw new Error(`runs on ${s.device}, not ${requested}: ${s.fallback ?? ''}`);
-      const n = shape.reduce((x, y) => x * y, 1);
-      const feeds = (s: CreatedWorkerSession) => ({ [s.session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
-      for (const s of created) await s.session.run(feeds(s), { give: true });
-      const times: number[][] = created.map(() => []);
-      for (let i = 0; i < runs; i++) {
-        for (const [k, s] of created.entries()) {
-          const input = feeds(s);
-          const t0 = performance.now();
-          await s.session.run(input, { give: true });
-          times[k]!.push(performance.now() - t0);
-        }
+  private async turns(sessions: CreatedWorkerSession[], warm: CreatedWorkerSession[], shape: number[], runs: number): Promise<number[][]> {
+    const n = shape.reduce((x, y) => x * y, 1);
+    const feeds = (s: CreatedWorkerSession) => ({ [s.session.inputNames[0]!]: { data: new Float32Array(n), dims: shape } });
+    for (const s of warm) await s.session.run(feeds(s), { give: true });
+    const times: number[][] = sessions.map(() => []);
+    for (let i = 0; i < runs; i++) {
+      for (const [k, s] of sessions.entries()) {
+        const input = feeds(s);
+        const t0 = performance.now();
+        await s.session.run(input, { give: true });
+        times[k]!.push(performance.now() - t0);
       }
-      return times;
-    } finally {
-      for (const s of created) await s.session.release();
     }
+    return times;
   }
 
   /**

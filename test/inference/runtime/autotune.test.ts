@@ -12,7 +12,7 @@ import { convert } from '../../../converters/convert.js';
 import { readCheckpointFile } from '../../../converters/formats/index.js';
 import { concatChunks } from '../../../converters/io.js';
 import { encodeOutput } from '../../../converters/outputs.js';
-import { CANDIDATES, chooseFastest, cpuFeatures, decisionKey, machineKey, type Candidate, type Choice } from '../../../inference/runtime/autotune.js';
+import { CANDIDATES, chooseFastest, cpuFeatures, decisionKey, machineKey, type Beside, type Candidate, type Choice } from '../../../inference/runtime/autotune.js';
 import { InferenceEngine, type EngineParams, type ModelSource } from '../../../inference/runtime/engine.js';
 import { sessionOptions } from '../../../inference/runtime/providers.js';
 import { openLocalStorage } from '../../../zoo/storage/local.js';
@@ -75,16 +75,17 @@ test('autotune: measured once per model and size, kept in the store, reused afte
     assert.ok(kept, 'the decision is in the store');
     assert.equal(kept.candidate, a.loads[0]!.choice!.candidate);
     assert.deepEqual(Object.keys(kept.timings).sort(), CANDIDATES.map((c) => c.name).sort());
-    // The timings are kept to 0.01 ms, so two candidates can show the same fastest time.
-    const fastest = Math.min(...Object.values(kept.timings));
     const byDefault = CANDIDATES[0]!.name;
+    const ratios = kept.ratios!;
+    assert.deepEqual(Object.keys(ratios).sort(), CANDIDATES.slice(1).map((c) => c.name).sort(), 'every other candidate ran beside the default');
+    const lowest = Math.min(...Object.values(ratios));
     if (kept.runOff === undefined) {
-      assert.equal(kept.candidate, byDefault, 'no run-off: the default was the fastest');
-      assert.equal(kept.timings[byDefault], fastest, 'the fastest candidate is kept');
+      assert.equal(kept.candidate, byDefault, 'no run-off: no candidate beat the default');
+      assert.ok(lowest >= 1, `no ratio below 1 (${lowest})`);
     } else {
       const challenger = Object.keys(kept.runOff).find((k) => k !== byDefault)!;
       assert.deepEqual(Object.keys(kept.runOff).sort(), [challenger, byDefault].sort());
-      assert.equal(kept.timings[challenger], fastest, 'the fastest of the first pass met the default in a run-off');
+      assert.equal(ratios[challenger], lowest, 'the candidate that beat the default by most met it in a run-off');
       assert.equal(typeof kept.runOffRatio, 'number', 'the run-off keeps its verdict');
       assert.equal(kept.candidate, kept.runOffRatio! < 0.98 ? challenger : byDefault, 'the run-off decides');
     }
@@ -151,55 +152,96 @@ test('autotune: off, nothing is measured or stored; the default specialised grap
   });
 });
 
-test('autotune: a candidate faster in the first pass is kept only if it beats the default in the run-off', async () => {
-  const [byDefault, other] = [CANDIDATES[0]!, CANDIDATES[2]!];
-  const firstPass = async (c: Candidate) => (c.name === other.name ? 8 : 10);
+/**
+ * A `beside` for chooseFastest: each candidate's first-pass rounds at `ratio(c)` times the
+ * default's 10 ms (at a steady speed), and the run-off's rounds from `runOff`; what was asked of
+ * it in `met`.
+ */
+function pairs(ratio: (c: Candidate) => number, runOff: (runs: number) => [number[], number[]] | Promise<[number[], number[]]>) {
   const met: string[] = [];
-  // Each round's two runs at the same steady speed.
-  const runOff = (a: number, b: number) => async (x: Candidate, y: Candidate, runs: number): Promise<[number[], number[]]> => {
-    met.push(`${x.name} vs ${y.name} x${runs}`);
-    return [Array(runs).fill(a), Array(runs).fill(b)];
+  const beside: Beside = async (c, runs, stage) => {
+    met.push(`${c.name} ${stage} x${runs}`);
+    if (stage === 'run-off') return runOff(runs);
+    return [Array(runs).fill(10 * ratio(c)), Array(runs).fill(10)];
   };
-  const fluke = await chooseFastest(firstPass, { runs: 3 }, runOff(9.9, 10));
-  assert.deepEqual(met, [`${other.name} vs ${byDefault.name} x6`], 'the fastest meets the default, twice the runs each');
-  assert.equal(fluke.candidate, byDefault.name, 'within the 2% margin the default stays');
-  assert.deepEqual(fluke.runOff, { [other.name]: 9.9, [byDefault.name]: 10 });
-  assert.equal(fluke.runOffRatio, 0.99);
-  assert.equal((await chooseFastest(firstPass, { runs: 3 }, runOff(9, 10))).candidate, other.name, 'a clear win in the run-off is kept');
-  assert.equal((await chooseFastest(firstPass, { runs: 3, margin: 0.2 }, runOff(9, 10))).candidate, byDefault.name, 'the margin is a setting');
-  const failing = await chooseFastest(firstPass, {}, async () => {
-    throw new Error('out of memory');
-  });
+  return { met, beside };
+}
+
+test('autotune: each candidate runs in turn with the default; the one that beats it by most is kept only if it beats it again in the run-off', async () => {
+  const [byDefault, other] = [CANDIDATES[0]!, CANDIDATES[2]!];
+  const alone: string[] = [];
+  const time = async (c: Candidate) => {
+    alone.push(c.name);
+    return 10;
+  };
+  const steady = (a: number, b: number) => (runs: number): [number[], number[]] => [Array(runs).fill(a), Array(runs).fill(b)];
+  const firstPass = (c: Candidate) => (c.name === other.name ? 0.8 : 1.1);
+  const fluke = pairs(firstPass, steady(9.9, 10));
+  const kept = await chooseFastest(time, { runs: 3 }, fluke.beside);
+  assert.deepEqual(alone, [byDefault.name], 'only the default is timed on its own');
+  assert.deepEqual(fluke.met, [...CANDIDATES.slice(1).map((c) => `${c.name} first-pass x3`), `${other.name} run-off x6`], 'every other candidate beside the default, then the best of them in a run-off of twice the runs');
+  assert.equal(kept.candidate, byDefault.name, 'within the 2% margin the default stays');
+  assert.equal(kept.ratios![other.name], 0.8);
+  assert.equal(kept.timings[other.name], 8);
+  assert.equal(kept.timings[byDefault.name], 10);
+  assert.deepEqual(kept.runOff, { [other.name]: 9.9, [byDefault.name]: 10 });
+  assert.equal(kept.runOffRatio, 0.99);
+  assert.equal((await chooseFastest(time, { runs: 3 }, pairs(firstPass, steady(9, 10)).beside)).candidate, other.name, 'a clear win in the run-off is kept');
+  assert.equal((await chooseFastest(time, { runs: 3, margin: 0.2 }, pairs(firstPass, steady(9, 10)).beside)).candidate, byDefault.name, 'the margin is a setting');
+  const failing = await chooseFastest(time, {}, pairs(firstPass, () => Promise.reject(new Error('out of memory'))).beside);
   assert.equal(failing.candidate, byDefault.name, 'a run-off that fails keeps the default');
-  const empty = await chooseFastest(firstPass, {}, async () => [[], []]);
+  const empty = await chooseFastest(time, {}, pairs(firstPass, () => [[], []]).beside);
   assert.equal(empty.candidate, byDefault.name, 'a run-off without rounds keeps the default');
-  met.length = 0;
-  const plain = await chooseFastest(async (c) => (c.name === byDefault.name ? 1 : 2), {}, runOff(1, 1));
+  const none = pairs(() => 1.05, steady(1, 1));
+  const plain = await chooseFastest(time, {}, none.beside);
   assert.equal(plain.candidate, byDefault.name);
-  assert.deepEqual(met, [], 'no run-off when the default is the fastest');
+  assert.ok(!none.met.some((m) => m.includes('run-off')), 'no run-off when no candidate beat the default');
   assert.equal(plain.runOff, undefined);
 });
 
-test('autotune: the run-off is judged round by round, so a machine whose speed jumps cannot decide it', async () => {
+test('autotune: the first pass and the run-off are judged round by round, so a machine whose speed jumps cannot decide them', async () => {
   const [byDefault, other] = [CANDIDATES[0]!, CANDIDATES[2]!];
-  const firstPass = async (c: Candidate) => (c.name === other.name ? 8 : 10);
   // A throttled machine: runs at full speed (x1) or four times slower (x4), a few rounds at a
-  // time. The two runs of a round meet the same speed except in the round where it changes.
-  // The challenger is 5% slower than the default at every speed; its runs happen to meet full
-  // speed four times out of seven, the default's three, so the medians alone call it 4x faster.
-  const speedA = [1, 1, 1, 1, 4, 4, 4];
-  const speedB = [1, 1, 1, 4, 4, 4, 4];
-  const slower = async (): Promise<[number[], number[]]> => [speedA.map((s) => 10.5 * s), speedB.map((s) => 10 * s)];
-  const choice = await chooseFastest(firstPass, { runs: 3 }, slower);
-  assert.ok(choice.runOff![other.name]! < choice.runOff![byDefault.name]! * 0.98, 'the two medians point the wrong way');
-  assert.equal(choice.runOffRatio, 1.05, 'the median round sees the challenger 5% slower');
+  // time. The default, timed alone, met full speed (10 ms). The other candidate, 10% faster,
+  // met only slow rounds in the first pass, and so did the default's runs beside it.
+  const beside: Beside = async (c, runs, stage) => {
+    if (stage === 'first-pass') return c.name === other.name ? [Array(runs).fill(36), Array(runs).fill(40)] : [Array(runs).fill(44), Array(runs).fill(40)];
+    // In the run-off the speed changes between the two runs of one round. The challenger is 5%
+    // slower than the default at every speed; its runs happen to meet full speed four times out
+    // of seven, the default's three, so the medians alone would call it 4x faster.
+    return [[1, 1, 1, 1, 4, 4, 4].map((s) => 10.5 * s), [1, 1, 1, 4, 4, 4, 4].map((s) => 10 * s)];
+  };
+  const choice = await chooseFastest(async () => 10, { runs: 3 }, beside);
+  assert.ok(choice.timings[other.name]! > choice.timings[byDefault.name]!, 'timed alone, the faster graph looks 3.6x slower');
+  assert.equal(choice.ratios![other.name], 0.9, 'beside the default it is 10% faster');
+  assert.ok(choice.runOff, 'so it meets the default in the run-off');
+  assert.ok(choice.runOff[other.name]! < choice.runOff[byDefault.name]! * 0.98, 'where the two medians point the wrong way');
+  assert.equal(choice.runOffRatio, 1.05, 'but the median round sees the challenger 5% slower');
   assert.equal(choice.candidate, byDefault.name, 'the default stays');
-  // The same jumps with a challenger 10% faster: kept.
-  const faster = async (): Promise<[number[], number[]]> => [speedB.map((s) => 9 * s), speedA.map((s) => 10 * s)];
-  const won = await chooseFastest(firstPass, { runs: 3 }, faster);
+  // The same jumps with a challenger 10% faster: kept, though the medians call it slower.
+  const faster: Beside = async (c, runs, stage) => {
+    if (stage === 'first-pass') return c.name === other.name ? [Array(runs).fill(9), Array(runs).fill(10)] : [Array(runs).fill(11), Array(runs).fill(10)];
+    return [[1, 1, 1, 4, 4, 4, 4].map((s) => 9 * s), [1, 1, 1, 1, 4, 4, 4].map((s) => 10 * s)];
+  };
+  const won = await chooseFastest(async () => 10, { runs: 3 }, faster);
   assert.ok(won.runOff![other.name]! > won.runOff![byDefault.name]!, 'here the medians call the challenger slower');
   assert.equal(won.runOffRatio, 0.9);
   assert.equal(won.candidate, other.name);
+});
+
+test('autotune: without a default to run beside, every candidate is timed on its own', async () => {
+  let besides = 0;
+  const beside: Beside = async () => {
+    besides++;
+    return [[1], [1]];
+  };
+  const choice = await chooseFastest(async (c) => {
+    if (c.name === CANDIDATES[0]!.name) throw new Error('cannot build');
+    return c.name === 'general' ? 3 : 5;
+  }, {}, beside);
+  assert.equal(besides, 0, 'nothing is paired with a default that failed');
+  assert.equal(choice.candidate, 'general', 'the fastest median is kept');
+  assert.equal(choice.ratios, undefined);
 });
 
 test('autotune: the measuring budget, failing candidates, keys and hostile store records', async () => {
