@@ -107,13 +107,27 @@ function cases(): Case[] {
   return only ? CASES.filter((c) => new RegExp(only).test(c.name)) : CASES;
 }
 
+/** One row's figures: the engine, the two downloadable files and the MatMul, run in turn. */
+interface Trio {
+  engine: number;
+  sized: number;
+  plain: number;
+  matmul: number;
+  engineBest: number;
+  matmulBest: number;
+  macs: number;
+  chosen: string;
+  /** The default graph's convolution work, and as the blocked kernels do it (where there are any). */
+  blocked?: { macs: number; blocked: number };
+}
+
 /**
  * The engine (autotuned, through its worker thread) and the two files users download
  * (specialised with `?size=`, and as is) in plain onnxruntime sessions: all three loaded, then
  * run in turn, so that drift in the machine's speed (a shared machine's neighbours) slows all
  * three alike and their ratios hold. Median latencies (ms) and the graph the engine chose.
  */
-async function measureTrio(c: Case): Promise<{ engine: number; sized: number; plain: number; matmul: number; engineBest: number; matmulBest: number; macs: number; chosen: string }> {
+async function measureTrio(c: Case, block: number | undefined): Promise<Trio> {
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
   const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
   let chosen = 'n/a';
@@ -122,7 +136,8 @@ async function measureTrio(c: Case): Promise<{ engine: number; sized: number; pl
   const data = new Float32Array(c.channels * c.size ** 3);
   for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.001);
   const model = { key: c.name, bytes: bytes.byteLength, load: async () => bytes };
-  const sized = (await createSession(specializeOnnxFile({ bytes, size: [c.size, c.size, c.size], channels: c.channels }).bytes, { device: DEVICE, threads: THREADS })).session;
+  const sizedBytes = specializeOnnxFile({ bytes, size: [c.size, c.size, c.size], channels: c.channels }).bytes;
+  const sized = (await createSession(sizedBytes, { device: DEVICE, threads: THREADS })).session;
   const plain = (await createSession(bytes, { device: DEVICE, threads: THREADS })).session;
   const direct = (s: ort.InferenceSession) => () => s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', data, shape) });
   const gemm = await gemmRunner();
@@ -138,7 +153,9 @@ async function measureTrio(c: Case): Promise<{ engine: number; sized: number; pl
   await sized.release();
   await plain.release();
   await gemm.release();
-  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rateOf(gemm.flops, gemmMs), engineBest, matmulBest: rateOf(gemm.flops, gemmBest), macs: result.card.multiplyAdds.converted, chosen };
+  // The engine's default graph is the file ?size= gives: its convolutions' work, counted as the blocked kernels do it.
+  const blocked = block === undefined ? undefined : blockedMacs(sizedBytes, shape, block);
+  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rateOf(gemm.flops, gemmMs), engineBest, matmulBest: rateOf(gemm.flops, gemmBest), macs: result.card.multiplyAdds.converted, chosen, blocked };
 }
 
 /**
@@ -198,8 +215,7 @@ function blockedMacs(bytes: Uint8Array, shape: number[], block: number): { macs:
 }
 
 /** The main table's engine rates again, counting the multiply-adds the blocked kernels do (zero filters included). */
-async function blockedWorkTable(trios: Map<string, Awaited<ReturnType<typeof measureTrio>>>, peak: number): Promise<void> {
-  const block = await channelBlock();
+function blockedWorkTable(trios: Map<string, Trio>, peak: number, block: number | undefined): void {
   if (block === undefined) {
     console.log('(onnxruntime has no blocked convolutions on this machine: no padding to count)\n');
     return;
@@ -207,10 +223,8 @@ async function blockedWorkTable(trios: Map<string, Awaited<ReturnType<typeof mea
   const rows = [['network', 'multiply-adds G', 'as the blocked kernels do them G', 'ratio', 'engine GFLOP/s, counting them', '% of peak', 'best: % of MatMul best']];
   for (const c of CASES) {
     const trio = trios.get(c.name);
-    if (!trio) continue;
-    const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
-    const shape = [1, c.channels, c.size, c.size, c.size];
-    const { macs, blocked } = blockedMacs(specializeModel(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), shape, {}).bytes, shape, block);
+    if (!trio?.blocked) continue;
+    const { macs, blocked } = trio.blocked;
     const scale = blocked / macs;
     const rate = rateOf(2 * trio.macs * scale, trio.engine);
     rows.push([c.name, (macs / 1e9).toFixed(2), (blocked / 1e9).toFixed(2), `${scale.toFixed(3)}x`, rate.toFixed(1), `${((100 * rate) / peak).toFixed(0)}%`, `${((100 * rateOf(2 * trio.macs * scale, trio.engineBest)) / trio.matmulBest).toFixed(0)}%`]);
@@ -506,10 +520,11 @@ async function main(): Promise<void> {
   console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${peak.toFixed(0)} GFLOP/s here`);
   console.log(`onnxruntime's own blocked 2D convolution (two chained 3x3, 64 channels, 32x32x32): ${(await convRate()).toFixed(0)} GFLOP/s\n`);
   const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'MatMul in turn GFLOP/s', '% of it', 'best: engine ms', 'best: % of MatMul best', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
-  const trios = new Map<string, Awaited<ReturnType<typeof measureTrio>>>();
+  const block = await channelBlock();
+  const trios = new Map<string, Trio>();
   const i3ds = new Map<string, number>();
   for (const c of CASES) {
-    trios.set(c.name, await measureTrio(c));
+    trios.set(c.name, await measureTrio(c, block));
     i3ds.set(c.name, (await measure(c, { mode: 'i3d' })).ms);
   }
   // PyTorch runs after onnxruntime, not before: after its minutes of full load, two runs read
@@ -548,7 +563,7 @@ async function main(): Promise<void> {
   console.log('"model.onnx ?size=": the file `GET .../model.onnx?size=D,H,W` and `convert --specialize` give, in a plain');
   console.log('onnxruntime session; "as is": the general file; these three and the MatMul run in turn. i3d: dense 3x3x3 kernels in the');
   console.log('same engine, measured after them.\n');
-  await blockedWorkTable(trios, peak);
+  blockedWorkTable(trios, peak, block);
   await whereTheTimeGoes(peak);
   console.log('ACS lowerings (ResNet-18):');
   const lowerings: [string, ConvertOptions['fuse'], ConvertOptions['lowering'], SpecializeOptions | false][] = [

@@ -171,20 +171,18 @@ export async function chooseFastest(time: (c: Candidate, runs: number) => Promis
   const fallback = CANDIDATES[0]!;
   const timings: Record<string, number> = {};
   const ratios: Record<string, number> = {};
-  const decidedAt = () => new Date().toISOString();
   let best: Trial | undefined;
-  let paired: Trial | undefined;
+  let lowest: { candidate: string; ratio: number } | undefined;
   for (const c of CANDIDATES) {
-    if ((best || paired) && performance.now() - t0 >= maxMs) break;
-    const pairing = beside && c !== fallback && timings[fallback.name] !== undefined;
+    if ((best || lowest) && performance.now() - t0 >= maxMs) break;
     try {
-      if (pairing) {
+      if (beside && c !== fallback && timings[fallback.name] !== undefined) {
         const [a, b] = await beside(c, runs, 'first-pass');
         const ratio = roundRatio(a, b);
         if (ratio === undefined) continue;
         timings[c.name] = round(median(a));
         ratios[c.name] = ratio;
-        if (!paired || ratio < paired.ms) paired = { candidate: c.name, ms: ratio };
+        if (!lowest || ratio < lowest.ratio) lowest = { candidate: c.name, ratio };
       } else {
         const ms = await time(c, runs);
         timings[c.name] = round(ms);
@@ -194,22 +192,27 @@ export async function chooseFastest(time: (c: Candidate, runs: number) => Promis
       continue; // A candidate that cannot be built or run is simply not chosen.
     }
   }
-  const measured = { timings, ...(Object.keys(ratios).length > 0 ? { ratios } : {}) };
-  if (!paired) return { candidate: best?.candidate ?? fallback.name, ...measured, decidedAt: decidedAt() };
-  if (paired.ms >= 1) return { candidate: fallback.name, ...measured, decidedAt: decidedAt() };
-  const challenger = candidateNamed(paired.candidate)!;
+  const decide = (candidate: string, runOff?: Pick<Choice, 'runOff' | 'runOffRatio'>): Choice => ({
+    candidate,
+    timings,
+    ...(Object.keys(ratios).length > 0 ? { ratios } : {}),
+    ...runOff,
+    decidedAt: new Date().toISOString(),
+  });
+  if (!beside || !lowest) return decide(best?.candidate ?? fallback.name);
+  if (lowest.ratio >= 1) return decide(fallback.name);
+  const challenger = candidateNamed(lowest.candidate)!;
   let a: number[];
   let b: number[];
   try {
-    [a, b] = await beside!(challenger, 2 * runs, 'run-off');
+    [a, b] = await beside(challenger, 2 * runs, 'run-off');
   } catch {
-    return { candidate: fallback.name, ...measured, decidedAt: decidedAt() };
+    return decide(fallback.name);
   }
   const ratio = roundRatio(a, b);
-  if (ratio === undefined) return { candidate: fallback.name, ...measured, decidedAt: decidedAt() };
-  const candidate = ratio < 1 - (p.margin ?? 0.02) ? challenger.name : fallback.name;
-  const runOff = { [challenger.name]: round(median(a)), [fallback.name]: round(median(b)) };
-  return { candidate, ...measured, runOff, runOffRatio: ratio, decidedAt: decidedAt() };
+  if (ratio === undefined) return decide(fallback.name);
+  const kept = ratio < 1 - (p.margin ?? 0.02) ? challenger.name : fallback.name;
+  return decide(kept, { runOff: { [challenger.name]: round(median(a)), [fallback.name]: round(median(b)) }, runOffRatio: ratio });
 }
 
 /** The median, over the rounds, of the first time over the second, to 0.001; undefined without rounds. */
