@@ -34,6 +34,7 @@ import { encodeOutput } from '../converters/outputs.js';
 import { specializeOnnxFile } from '../converters/specialize-file.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
 import { CANDIDATES, cpuFeatures } from '../inference/runtime/autotune.js';
+import { cpuChannelBlock, withMachineBlock } from '../inference/runtime/channel-block.js';
 import { bundledDevices, createSession, DEVICES, type Device } from '../inference/runtime/providers.js';
 import type { StateDict, Tensor } from '../converters/tensor.js';
 import { densenetStateDict, resnetBasicStateDict, resnetStateDict } from './synthetic.js';
@@ -60,6 +61,14 @@ const CASES: Case[] = [
   { name: 'DenseNet-121 1x3x64^3', arch: 'densenet121', channels: 3, size: 64 },
 ];
 
+/**
+ * The graph the engine makes of a model for `shape` with options `o`: specialised, and on the
+ * CPU padded to the channel block of onnxruntime's blocked kernels here, as its worker does.
+ */
+async function engineGraph(bytes: Uint8Array, shape: number[], o: SpecializeOptions = {}, device: Device = DEVICE): Promise<Uint8Array> {
+  return specializeModel(bytes, shape, await withMachineBlock(o, device)).bytes;
+}
+
 const weights = new Map<string, StateDict>();
 function stateDict(arch: Case['arch']): StateDict {
   let sd = weights.get(arch);
@@ -79,7 +88,7 @@ async function measure(c: Case, options: ConvertOptions, specialize: SpecializeO
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { ...options, inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
   const shape = [1, c.channels, c.size, c.size, c.size];
   let bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
-  if (specialize) bytes = specializeModel(bytes, shape, specialize).bytes;
+  if (specialize) bytes = await engineGraph(bytes, shape, specialize, device);
   // On a GPU the answer is checked against the CPU's first: a device that answers wrongly is not timed.
   const created = await createSession(bytes, { device, threads: THREADS, verifyShape: shape });
   if (created.fallback) console.error(`bench:inference: ${c.name} runs on ${created.device}: ${created.fallback}`);
@@ -153,38 +162,10 @@ async function measureTrio(c: Case, block: number | undefined): Promise<Trio> {
   await sized.release();
   await plain.release();
   await gemm.release();
-  // The engine's default graph is the file ?size= gives: its convolutions' work, counted as the blocked kernels do it.
+  // The engine's default graph is the file ?size= gives, but for the stem's padding (to blocks of
+  // 8 in the file, to this machine's block in the engine), which the count below pads to the block anyway.
   const blocked = block === undefined ? undefined : blockedMacs(sizedBytes, shape, block);
   return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rateOf(gemm.flops, gemmMs), engineBest, matmulBest: rateOf(gemm.flops, gemmBest), macs: result.card.multiplyAdds.converted, chosen, blocked };
-}
-
-/**
- * The channel block of onnxruntime's blocked (NCHWc) convolutions on this machine, as its own
- * graph optimizer writes it: the output channels of a one-filter convolution's reordered
- * weights (8 with AVX2, 16 with AVX-512; undefined where it has no blocked kernels).
- */
-async function channelBlock(): Promise<number | undefined> {
-  const graph = {
-    name: 'block',
-    opset: 17,
-    metadata: {},
-    inputs: [{ name: 'x', dtype: 'F32' as const, shape: [1, 64, 8, 8] }],
-    outputs: [{ name: 'y', dtype: 'F32' as const, shape: [1, 1, 8, 8] }],
-    initializers: new Map([['w', { dtype: 'F32' as const, shape: [1, 64, 3, 3], data: new Float32Array(64 * 9).fill(0.01) }]]),
-    nodes: [{ name: 'y', op: 'Conv', domain: '', inputs: ['x', 'w'], outputs: ['y'], attrs: { pads: A.ints([1, 1, 1, 1]) } }],
-  };
-  const dir = mkdtempSync(join(os.tmpdir(), 'acs-hub-block-'));
-  try {
-    const file = join(dir, 'optimized.onnx');
-    const session = await ort.InferenceSession.create(encodeOnnx(graphToModel(graph)), { graphOptimizationLevel: 'all', optimizedModelFilePath: file, logSeverityLevel: 3 });
-    await session.release();
-    const optimized = decodeOnnx(readFileSync(file));
-    const conv = optimized.graph?.node?.find((n) => n.opType === 'Conv' && n.domain === 'com.microsoft.nchwc');
-    const weight = optimized.graph?.initializer?.find((t) => t.name === conv?.input?.[1]);
-    return weight?.dims?.[0] === undefined ? undefined : Number(weight.dims[0]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /**
@@ -275,7 +256,7 @@ interface Profile {
  */
 async function profile(c: Case, specialize: SpecializeOptions, gemm: Awaited<ReturnType<typeof gemmRunner>>, runs = 5): Promise<Profile | undefined> {
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
-  const bytes = specializeModel(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), [1, c.channels, c.size, c.size, c.size], specialize).bytes;
+  const bytes = await engineGraph(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), [1, c.channels, c.size, c.size, c.size], specialize);
   const dir = mkdtempSync(join(os.tmpdir(), 'acs-hub-profile-'));
   try {
     const { session } = await createSession(bytes, { device: DEVICE, threads: THREADS, profilePrefix: join(dir, 'run') });
@@ -520,7 +501,7 @@ async function main(): Promise<void> {
   console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${peak.toFixed(0)} GFLOP/s here`);
   console.log(`onnxruntime's own blocked 2D convolution (two chained 3x3, 64 channels, 32x32x32): ${(await convRate()).toFixed(0)} GFLOP/s\n`);
   const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'MatMul in turn GFLOP/s', '% of it', 'best: engine ms', 'best: % of MatMul best', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
-  const block = await channelBlock();
+  const block = await cpuChannelBlock();
   const trios = new Map<string, Trio>();
   const i3ds = new Map<string, number>();
   for (const c of CASES) {
@@ -606,7 +587,7 @@ async function trunkTable(): Promise<void> {
     const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inputSize: [c.size, c.size, c.size] });
     const shape = [1, c.channels, c.size, c.size, c.size];
     const bytes = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
-    const sessions = [(await createSession(specializeModel(bytes, shape).bytes, { device: DEVICE, threads: THREADS })).session, (await createSession(specializeModel(bytes, shape, { pointwise: true }).bytes, { device: DEVICE, threads: THREADS })).session];
+    const sessions = [(await createSession(await engineGraph(bytes, shape), { device: DEVICE, threads: THREADS })).session, (await createSession(await engineGraph(bytes, shape, { pointwise: true }), { device: DEVICE, threads: THREADS })).session];
     const input = new ort.Tensor('float32', new Float32Array(c.channels * c.size ** 3).map((_, i) => Math.sin(i * 0.001)), shape);
     const runs = sessions.map((s) => () => s.run({ [s.inputNames[0]!]: input }));
     for (const run of runs) await run();
@@ -629,7 +610,7 @@ async function spinningTable(): Promise<void> {
   for (const c of [CASES[0]!, CASES[1]!, CASES[3]!]) {
     const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inputSize: [c.size, c.size, c.size] });
     const shape = [1, c.channels, c.size, c.size, c.size];
-    const bytes = specializeModel(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), shape).bytes;
+    const bytes = await engineGraph(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), shape);
     const sessions = [(await createSession(bytes, { device: DEVICE, threads: THREADS, spinning: true })).session, (await createSession(bytes, { device: DEVICE, threads: THREADS, spinning: false })).session];
     const input = new ort.Tensor('float32', new Float32Array(c.channels * c.size ** 3).map((_, i) => Math.sin(i * 0.001)), shape);
     const times: number[][] = [[], []];
@@ -665,7 +646,7 @@ async function workerHop(): Promise<void> {
     const data = new Float32Array(c.channels * c.size ** 3).fill(0.5);
     // The same specialised graph the engine makes, run here on this thread; the two runs
     // alternate so that drift in the machine's speed affects both alike.
-    const { session } = await createSession(specializeModel(bytes, shape).bytes, { device: DEVICE, threads: THREADS });
+    const { session } = await createSession(await engineGraph(bytes, shape), { device: DEVICE, threads: THREADS });
     const engine = new InferenceEngine({ device: DEVICE, threads: THREADS });
     const model = { key: c.name, bytes: bytes.byteLength, load: async () => bytes, warmupShape: shape };
     await engine.prepare(model);

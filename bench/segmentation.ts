@@ -21,6 +21,7 @@ import { convert, type ConvertResult } from '../converters/convert.js';
 import { specializeModel } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
+import { withMachineBlock } from '../inference/runtime/channel-block.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
 import { modelFromBytes } from '../inference/runtime/model-file.js';
 import { infer } from '../inference/runtime/pipeline.js';
@@ -49,7 +50,7 @@ async function timeNetwork(name: string, label: string, size: number): Promise<v
   const result = network(name, size);
   const channels = result.card.input.channels;
   const shape = [1, channels, size, size, size];
-  const bytes = specializeModel(onnxBytes(result), shape).bytes;
+  const bytes = specializeModel(onnxBytes(result), shape, await withMachineBlock({}, 'cpu')).bytes;
   const { session } = await createSession(bytes, { device: 'cpu', threads: THREADS });
   const n = shape.reduce((a, b) => a * b, 1);
   const input = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.001));

@@ -40,7 +40,7 @@ export const SPECIALIZE_VERSION = 2;
 export interface Specialized {
   graph: Graph;
   /** Views rewritten, by collapsed axis: axial, coronal, sagittal. */
-  views: { axial: number; coronal: number; sagittal: number; pointwise: number; transposed: number };
+  views: { axial: number; coronal: number; sagittal: number; pointwise: number; transposed: number; pooled: number };
 }
 
 /**
@@ -156,7 +156,7 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
   for (const k of graph.initializers.keys()) em.reserve(k);
   for (const i of graph.inputs) em.reserve(i.name);
 
-  const views = { axial: 0, coronal: 0, sagittal: 0, pointwise: 0, transposed: 0 };
+  const views = { axial: 0, coronal: 0, sagittal: 0, pointwise: 0, transposed: 0, pooled: 0 };
   // A folded view whose only reader is a Concat that is max-pooled is pooled while folded;
   // poolBeforeConcat then takes its pooled value as that part.
   const pooledConcats = o.pools === false ? new Map<Node, Node>() : concatPools(graph.nodes, outputs);
@@ -194,7 +194,10 @@ export function specializeViews(graph: Graph, inputShapes: Record<string, number
     const final = act ? act.outputs[0]! : n.outputs[0]!;
     const start = em.nodes.length;
     const pooledPart = rewrite(em, n, c, act, final, poolOfPart.get(final), o, flat);
-    if (pooledPart) prePooled.set(final, pooledPart);
+    if (pooledPart) {
+      prePooled.set(final, pooledPart);
+      views.pooled++;
+    }
     nodes.push(...em.nodes.slice(start));
     views[c.axis === 'pointwise' ? 'pointwise' : (['axial', 'coronal', 'sagittal'] as const)[c.axis]]++;
   }
@@ -633,7 +636,8 @@ export function specializeModel(bytes: Uint8Array, inputShape: number[], o: Spec
     const n = views.axial + views.coronal + views.sagittal + views.pointwise;
     if (n + views.transposed === 0) return { bytes, note: 'kept general: no convolution to rewrite' };
     const transposed = views.transposed ? `, ${views.transposed} transposed ones as 2D ones` : '';
-    return { bytes: encodeOnnx(graphToModel(out)), note: `specialised for ${inputShape.slice(2).join('x')}: ${n} convolutions as 2D ones${transposed}` };
+    const pooled = views.pooled ? `, ${views.pooled} pooled while folded (output channels in blocks of ${o.channelBlock ?? 8})` : '';
+    return { bytes: encodeOnnx(graphToModel(out)), note: `specialised for ${inputShape.slice(2).join('x')}: ${n} convolutions as 2D ones${transposed}${pooled}` };
   } catch (err) {
     return { bytes, note: `kept general: ${(err as Error).message}` };
   }

@@ -28,15 +28,17 @@ export interface Candidate {
 
 /**
  * The candidates, the engine's default first: the fold of every view or only the stride-1 ones,
- * 1x1x1 kernels as 2D ones or not, the stem's pooling done while folded (its output channels
- * padded to blocks of 8, or of 16 where onnxruntime's blocked kernels use 16) or after the fold
+ * 1x1x1 kernels as 2D ones or not, the stem's pooling done while folded or after the fold
  * back, a strided view's planes gathered in its fold or sliced after it, the stem's
- * convolution over the space-to-depth of its planes, and the general graph.
+ * convolution over the space-to-depth of its planes, and the general graph. On the CPU a
+ * view pooled while folded has its output channels padded to the block onnxruntime's blocked
+ * kernels use on the machine (`channel-block.ts`), read rather than tried: padded to another
+ * block it is either pooled in the plain layout (8 where the kernels use 16) or computes zero
+ * filters for nothing (16 where they use 8).
  */
 export const CANDIDATES: readonly Candidate[] = [
   { name: 'specialized', specialize: {} },
   { name: 'specialized-pointwise', specialize: { pointwise: true } },
-  { name: 'specialized-block16', specialize: { channelBlock: 16 } },
   { name: 'specialized-sliced-planes', specialize: { planes: 'after-fold' } },
   { name: 'specialized-unfolded-pools', specialize: { foldedPools: false, planes: 'before-fold' } },
   { name: 'specialized-s2d-stem', specialize: { stem: 'space-to-depth' } },
@@ -49,7 +51,7 @@ export const CANDIDATES: readonly Candidate[] = [
  * The version of what the candidates make: part of every decision key, so that decisions
  * measured on graphs this version no longer makes are measured again.
  */
-export const CANDIDATES_VERSION = 6;
+export const CANDIDATES_VERSION = 7;
 
 /** The candidate of a stored name (undefined for a name this version no longer makes). */
 export function candidateNamed(name: string): Candidate | undefined {

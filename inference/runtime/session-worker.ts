@@ -10,6 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { specializeModel } from '../../converters/graph/specialize.js';
 import { readFileBytes } from '../../converters/io.js';
+import { withMachineBlock } from './channel-block.js';
 import { createSession } from './providers.js';
 import { ownsBuffer, type HostReply, type HostRequest, type WireTensor, type WorkerStart } from './worker-host.js';
 
@@ -28,7 +29,7 @@ async function handle(m: HostRequest): Promise<{ reply: HostReply; transfer: Arr
       let note: string | undefined;
       if (m.specializeFor) {
         const bytes = typeof model === 'string' ? await readFileBytes(model) : model;
-        ({ bytes: model, note } = specializeModel(bytes, m.specializeFor, m.specializeOptions));
+        ({ bytes: model, note } = specializeModel(bytes, m.specializeFor, await withMachineBlock(m.specializeOptions, m.params.device ?? 'cpu')));
       }
       const created = await createSession(model, m.params);
       sessions.set(m.session, created.session);

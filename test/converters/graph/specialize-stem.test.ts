@@ -72,6 +72,7 @@ for (const s of STEMS) {
         const gathers = sp.graph.nodes.filter((n) => n.op === 'Gather' && n.name.startsWith('stem')).length;
         assert.equal(gathers, o.planes === undefined ? 2 : 0, `${name}: the stem's folds of D and H are Gathers by default`);
         const ranks = poolRanks(sp.graph);
+        assert.equal(sp.views.pooled, o.foldedPools === false ? 0 : 3, `${name}: the stem's views pooled while folded`);
         if (o.foldedPools === false) assert.deepEqual(ranks, [3, 3, 3], `${name}: each part pooled in 3D after the fold back`);
         else assert.deepEqual(ranks.sort(), [2, 2, 2, 3, 3, 3], `${name}: each part pooled in its plane while folded, then across`);
         const got = await runGraph(sp.graph, input, shape);

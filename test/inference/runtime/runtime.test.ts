@@ -243,7 +243,7 @@ test('engine: sessions are specialised for their spatial size (same outputs), up
     assertClose(a['output']!.data, b['output']!.data, { rtol: 1e-5, atol: 1e-6, what: `shape [${shape.join(', ')}]` });
   }
   assert.equal(notes.length, 3, 'two specialised sessions (the batch of 2 shares the first), then the general one');
-  assert.match(notes[0] ?? '', /^specialised for 16x20x24: \d+ convolutions as 2D ones$/);
+  assert.match(notes[0] ?? '', /^specialised for 16x20x24: \d+ convolutions as 2D ones, 3 pooled while folded \(output channels in blocks of \d+\)$/);
   assert.match(notes[1] ?? '', /^specialised for 24x16x20: /);
   assert.equal(notes[2], undefined, 'past maxShapes: the general session');
   await special.close();
