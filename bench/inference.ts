@@ -122,6 +122,13 @@ interface Trio {
   sized: number;
   plain: number;
   matmul: number;
+  /**
+   * The same comparisons round by round: the median over the rounds of the `?size=` file's
+   * time over the engine's, of the general file's, and of the engine's rate over the MatMul's.
+   * A median of each side's times can land on the machine's fast speed for one and its slow one
+   * for the other; one round meets one speed.
+   */
+  paired: { sized: number; plain: number; ofMatmul: number };
   engineBest: number;
   matmulBest: number;
   macs: number;
@@ -155,9 +162,15 @@ async function measureTrio(c: Case, block: number | undefined): Promise<Trio> {
     await run();
     await run();
   }
-  const times = await inTurn(...runs);
-  const [engineMs, sizedMs, plainMs, gemmMs] = times.map(middle) as [number, number, number, number];
-  const [engineBest, , , gemmBest] = times.map((ts) => ts[0]!) as [number, number, number, number];
+  const rounds = await inTurn(...runs);
+  const [e, z, p, g] = rounds as [number[], number[], number[], number[]];
+  const paired = {
+    sized: medianOf(z.map((t, i) => t / e[i]!)),
+    plain: medianOf(p.map((t, i) => t / e[i]!)),
+    ofMatmul: medianOf(e.map((t, i) => rateOf(2 * result.card.multiplyAdds.converted, t) / rateOf(gemm.flops, g[i]!))),
+  };
+  const [engineMs, sizedMs, plainMs, gemmMs] = rounds.map(medianOf) as [number, number, number, number];
+  const [engineBest, , , gemmBest] = rounds.map((ts) => Math.min(...ts)) as [number, number, number, number];
   await engine.close();
   await sized.release();
   await plain.release();
@@ -165,7 +178,7 @@ async function measureTrio(c: Case, block: number | undefined): Promise<Trio> {
   // The engine's default graph is the file ?size= gives, but for the stem's padding (to blocks of
   // 8 in the file, to this machine's block in the engine), which the count below pads to the block anyway.
   const blocked = block === undefined ? undefined : blockedMacs(sizedBytes, shape, block);
-  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rateOf(gemm.flops, gemmMs), engineBest, matmulBest: rateOf(gemm.flops, gemmBest), macs: result.card.multiplyAdds.converted, chosen, blocked };
+  return { engine: engineMs, sized: sizedMs, plain: plainMs, matmul: rateOf(gemm.flops, gemmMs), paired, engineBest, matmulBest: rateOf(gemm.flops, gemmBest), macs: result.card.multiplyAdds.converted, chosen, blocked };
 }
 
 /**
@@ -361,6 +374,9 @@ function table(rows: string[][]): void {
 /** The middle of sorted times: their median. */
 const middle = (sorted: readonly number[]) => sorted[Math.floor(sorted.length / 2)]!;
 
+/** The median of values in any order. */
+const medianOf = (values: readonly number[]) => middle([...values].sort((a, b) => a - b));
+
 /** GFLOP/s of `flops` done in `ms`. */
 const rateOf = (flops: number, ms: number) => flops / (ms / 1000) / 1e9;
 
@@ -500,7 +516,7 @@ async function main(): Promise<void> {
   const peak = await gemmPeak();
   console.log(`practical peak: onnxruntime MatMul 2048^3 reaches ${peak.toFixed(0)} GFLOP/s here`);
   console.log(`onnxruntime's own blocked 2D convolution (two chained 3x3, 64 channels, 32x32x32): ${(await convRate()).toFixed(0)} GFLOP/s\n`);
-  const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'MatMul in turn GFLOP/s', '% of it', 'best: engine ms', 'best: % of MatMul best', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'model.onnx as is ms', 'as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
+  const rows = [['network', 'engine ms', 'GFLOP/s', '% of peak', 'MatMul in turn GFLOP/s', '% of it', 'rounds: % of it', 'best: engine ms', 'best: % of MatMul best', 'chosen', 'model.onnx ?size= ms', '?size= / engine', 'rounds: ?size= / engine', 'model.onnx as is ms', 'as is / engine', 'rounds: as is / engine', 'i3d ms', 'i3d / ACS', 'PyTorch ACS ms', 'PyTorch / engine']];
   const block = await cpuChannelBlock();
   const trios = new Map<string, Trio>();
   const i3ds = new Map<string, number>();
@@ -523,13 +539,16 @@ async function main(): Promise<void> {
       `${((100 * rate) / peak).toFixed(0)}%`,
       trio.matmul.toFixed(0),
       `${((100 * rate) / trio.matmul).toFixed(0)}%`,
+      `${(100 * trio.paired.ofMatmul).toFixed(0)}%`,
       trio.engineBest.toFixed(1),
       `${((100 * rateOf(2 * trio.macs, trio.engineBest)) / trio.matmulBest).toFixed(0)}%`,
       trio.chosen,
       trio.sized.toFixed(1),
       `${(trio.sized / trio.engine).toFixed(2)}x`,
+      `${trio.paired.sized.toFixed(2)}x`,
       trio.plain.toFixed(1),
       `${(trio.plain / trio.engine).toFixed(2)}x`,
+      `${trio.paired.plain.toFixed(2)}x`,
       i3d.ms.toFixed(1),
       `${(i3d.ms / trio.engine).toFixed(2)}x`,
       pt === undefined ? 'n/a' : pt.toFixed(0),
@@ -539,7 +558,9 @@ async function main(): Promise<void> {
   table(rows);
   console.log('GFLOP/s = 2 x multiply-adds counted from the graph / latency; % of the MatMul peak above (its best of 7, taken');
   console.log('first), and of the same MatMul\'s median when it runs in turn with this row\'s runs ("in turn"). "best": the fastest of');
-  console.log('the engine\'s runs against the fastest of the MatMul\'s in the same turns (the machine at its quietest for both). "engine": the inference');
+  console.log('the engine\'s runs against the fastest of the MatMul\'s in the same turns (the machine at its quietest for both). "rounds": the');
+  console.log('median over the turns of the same ratio within one turn (a machine whose speed jumps meets one speed in a turn, while');
+  console.log('two medians can each land on a different one). "engine": the inference');
   console.log('engine as the server and the CLI run it (autotuned: "chosen" is the graph it kept; through its worker thread).');
   console.log('"model.onnx ?size=": the file `GET .../model.onnx?size=D,H,W` and `convert --specialize` give, in a plain');
   console.log('onnxruntime session; "as is": the general file; these three and the MatMul run in turn. i3d: dense 3x3x3 kernels in the');
@@ -672,10 +693,10 @@ async function workerHop(): Promise<void> {
 
 /** Median times of functions run in turn, `RUNS` rounds. */
 async function alternate(...fns: (() => Promise<unknown>)[]): Promise<number[]> {
-  return (await inTurn(...fns)).map(middle);
+  return (await inTurn(...fns)).map(medianOf);
 }
 
-/** The times of functions run in turn, `RUNS` rounds, each function's sorted. */
+/** The times of functions run in turn, `RUNS` rounds: each function's, round by round. */
 async function inTurn(...fns: (() => Promise<unknown>)[]): Promise<number[][]> {
   const times: number[][] = fns.map(() => []);
   for (let i = 0; i < RUNS; i++) {
@@ -685,7 +706,7 @@ async function inTurn(...fns: (() => Promise<unknown>)[]): Promise<number[][]> {
       times[k]!.push(performance.now() - t0);
     }
   }
-  return times.map((ts) => ts.sort((x, y) => x - y));
+  return times;
 }
 
 /** Four volumes of one shape: one batched run against four runs. */
