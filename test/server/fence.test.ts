@@ -2,7 +2,7 @@
  * The fence under attack, on the real server process: an upload that is heavy but within the
  * parse budgets, a burst that overloads the workers, and an upload whose decoding needs more
  * heap than a worker may have. Meanwhile /healthz is asked every 20 ms and must answer within
- * 100 ms each time; afterwards the server still answers, and its memory grew by less than 1 GB.
+ * 250 ms each time; afterwards the server still answers, and its memory grew by less than 1 GB.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

@@ -117,15 +117,18 @@ export async function idleWorst(base: string, ms: number): Promise<number> {
 }
 
 /**
- * Whether the worst /healthz latency seen while an attack ran is acceptable: under 100 ms, or,
+ * Whether the worst /healthz latency seen while an attack ran is acceptable: under 250 ms, or,
  * on a machine that is itself slow right now (a loaded CI host running other tests), under
- * three times the worst of idle probes taken just before and just after the attack. A server
- * that stalls (the attacks this guards against blocked it for seconds to minutes) fails either
- * way: once the attack is over its idle probes are fast again.
+ * three times the worst of idle probes taken just before and just after the attack. The probe
+ * runs in the test's process, beside the client that streams the attack as fast as it can, on
+ * a machine of 2 cores shared with the server: 100 ms was once exceeded there (121.6 ms) by a
+ * server that answered the attack with its 413 at once. A server that stalls (the attacks this
+ * guards against blocked it for seconds to minutes) fails either way: once the attack is over
+ * its idle probes are fast again.
  */
 export async function healthBound(base: string, before: number): Promise<number> {
   const after = await idleWorst(base, 300);
-  return Math.max(100, 3 * Math.max(before, after));
+  return Math.max(250, 3 * Math.max(before, after));
 }
 
 /**
