@@ -5,7 +5,8 @@
  * engine, and against the same ACS networks in PyTorch (this repository's own plain-torch
  * reference, Debian's python3-torch), all on this machine with the same thread count, side by
  * side in one run. Then the same rates counting the work onnxruntime's blocked convolutions do
- * (each ACS view's output channels padded to whole blocks), onnxruntime's profile of where the time goes, with the bound each
+ * (each ACS view's output channels padded to whole blocks), onnxruntime's profile of where the time goes (by operator, and
+ * for ResNet-18 by stage, with the rate at which each stage reads its weights), with the bound each
  * network's convolutions set (their FLOPs over their kernels' time alone), the table of ACS
  * lowerings tried, the gain of batching, and the cost of running sessions in the engine's
  * worker thread.
@@ -259,6 +260,44 @@ interface Profile {
   matmul: number;
   /** The convolutions' time in the run where it was least (ms), and the MatMul's fastest run (GFLOP/s). */
   best: { conv: number; matmul: number };
+  /** Milliseconds per run by stage of the network (`stageOf`). */
+  byStage: Map<string, number>;
+  /** The network's own convolution work and weights by stage, from its general graph. */
+  work: Map<string, { macs: number; weightBytes: number }>;
+}
+
+/** The layout changes onnxruntime inserts itself (named by their operator, and a token): no stage of the network's. */
+const INSERTED = 'layout changes inserted by onnxruntime';
+
+/**
+ * The stage of a ResNet a node belongs to, by its name: the stem (conv1, bn1, its ReLU and max
+ * pool), layer1 to layer4, the head (pooling and fc); onnxruntime's own nodes apart.
+ */
+function stageOf(node: string): string {
+  const head = node.split('/')[0]!.split('.')[0]!;
+  if (/^(ReorderInput|ReorderOutput|Transpose|Reshape|Concat|Slice)(_token_\d+)?$/.test(head)) return INSERTED;
+  if (/^(conv1|bn1|relu|maxpool)(_\d+)?$/.test(head)) return 'stem';
+  if (/^layer\d+$/.test(head)) return head;
+  return 'head';
+}
+
+/** A network's convolution multiply-adds and weight bytes by stage (`stageOf`), counted on its general graph at `shape`. */
+function stageWork(bytes: Uint8Array, shape: number[]): Map<string, { macs: number; weightBytes: number }> {
+  const graph = graphFromModel(decodeOnnx(bytes));
+  const facts = inferShapes(graph, { [graph.inputs[0]!.name]: shape });
+  const work = new Map<string, { macs: number; weightBytes: number }>();
+  for (const n of graph.nodes) {
+    if (n.op !== 'Conv') continue;
+    const weight = graph.initializers.get(n.inputs[1]!);
+    const y = facts.get(n.outputs[0]!)?.shape;
+    if (!weight || !y) continue;
+    const [O, I, ...kernel] = weight.shape as [number, number, ...number[]];
+    const stage = work.get(stageOf(n.name)) ?? { macs: 0, weightBytes: 0 };
+    stage.macs += y[0]! * y.slice(2).reduce((a, b) => a * b, 1) * O * I * kernel.reduce((a, b) => a * b, 1);
+    stage.weightBytes += (weight.data as Float32Array).byteLength;
+    work.set(stageOf(n.name), stage);
+  }
+  return work;
 }
 
 /**
@@ -269,7 +308,8 @@ interface Profile {
  */
 async function profile(c: Case, specialize: SpecializeOptions, gemm: Awaited<ReturnType<typeof gemmRunner>>, runs = 5): Promise<Profile | undefined> {
   const result = convert({ kind: 'state-dict', tensors: stateDict(c.arch) }, { mode: 'acs', inChannels: c.channels === 3 ? undefined : c.channels, inputSize: [c.size, c.size, c.size] });
-  const bytes = await engineGraph(concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!), [1, c.channels, c.size, c.size, c.size], specialize);
+  const general = concatChunks(encodeOutput(result, 'onnx', 'm.onnx').get('m.onnx')!);
+  const bytes = await engineGraph(general, [1, c.channels, c.size, c.size, c.size], specialize);
   const dir = mkdtempSync(join(os.tmpdir(), 'acs-hub-profile-'));
   try {
     const { session } = await createSession(bytes, { device: DEVICE, threads: THREADS, profilePrefix: join(dir, 'run') });
@@ -288,6 +328,7 @@ async function profile(c: Case, specialize: SpecializeOptions, gemm: Awaited<Ret
     if (!file) return undefined;
     const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { cat?: string; name: string; dur: number; args?: { op_name?: string } }[];
     const byOp = new Map<string, number>();
+    const byStage = new Map<string, number>();
     // a node's k-th event is in run k (0: the warm-up)
     const seen = new Map<string, number>();
     const convByRun = new Array<number>(runs + 1).fill(0);
@@ -299,12 +340,15 @@ async function profile(c: Case, specialize: SpecializeOptions, gemm: Awaited<Ret
       const op = e.args?.op_name ?? '?';
       const group = op === 'Conv' || op === 'FusedConv' ? 'Conv' : op;
       byOp.set(group, (byOp.get(group) ?? 0) + e.dur / runs / 1000);
+      const stage = stageOf(e.name.replace(/_kernel_time$/, ''));
+      byStage.set(stage, (byStage.get(stage) ?? 0) + e.dur / runs / 1000);
       if (group === 'Conv') convByRun[run] = convByRun[run]! + e.dur / 1000;
     }
     const total = [...byOp.values()].reduce((a, b) => a + b, 0);
     gemmMs.sort((a, b) => a - b);
     const best = { conv: Math.min(...convByRun.slice(1)), matmul: rateOf(gemm.flops, gemmMs[0]!) };
-    return { byOp, total, runs, macs: result.card.multiplyAdds.converted, matmul: rateOf(gemm.flops, middle(gemmMs)), best };
+    const work = stageWork(general, [1, c.channels, c.size, c.size, c.size]);
+    return { byOp, total, runs, macs: result.card.multiplyAdds.converted, matmul: rateOf(gemm.flops, middle(gemmMs)), best, byStage, work };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -338,6 +382,7 @@ async function whereTheTimeGoes(peak: number): Promise<void> {
       table(ops);
       console.log('ReorderInput/ReorderOutput: onnxruntime converting to and from its blocked layout around each 2D convolution.\n');
     }
+    if (c.arch === 'resnet18' && c.channels === 3 && name === c.name) stageTable(c, p);
     const conv = p.byOp.get('Conv') ?? 0;
     const alone = rateOf(2 * p.macs, conv);
     rows.push([name, p.total.toFixed(1), conv.toFixed(1), (p.total - conv).toFixed(1), `${((100 * conv) / p.total).toFixed(0)}%`, alone.toFixed(0), `${((100 * alone) / peak).toFixed(0)}%`, p.matmul.toFixed(0), `${((100 * alone) / p.matmul).toFixed(0)}%`, `${((100 * rateOf(2 * p.macs, p.best.conv)) / p.best.matmul).toFixed(0)}%`]);
@@ -349,6 +394,36 @@ async function whereTheTimeGoes(peak: number): Promise<void> {
   console.log('no time: no rewrite of the layout changes around the convolutions can take the network past it. "in turn": the');
   console.log('MatMul timed after each profiled run (median), the peak under the conditions the profile met; "best": the');
   console.log('convolutions of the run where they took least against the MatMul\'s fastest run.\n');
+}
+
+/**
+ * One profile by stage of the network: each stage's kernel time, its own convolution work
+ * (multiply-adds of the general graph, no padding) at what rate, and its weights at what rate
+ * they are read. A stage on small volumes (ResNet-18's layer4 at 64^3 works on 2x2x2) reads
+ * each weight for a few multiply-adds only, so that its time is set by the memory, not the
+ * arithmetic: no lowering changes that; batches of volumes do.
+ */
+function stageTable(c: Case, p: Profile): void {
+  const rows = [['stage', 'kernels ms', 'share', 'multiply-adds G', 'GFLOP/s', 'weights MB', 'weights read GB/s', 'multiply-adds per weight']];
+  const order = ['stem', 'layer1', 'layer2', 'layer3', 'layer4', 'head', INSERTED];
+  for (const stage of [...p.byStage.keys()].sort((a, b) => order.indexOf(a) - order.indexOf(b))) {
+    const ms = p.byStage.get(stage)!;
+    const w = p.work.get(stage);
+    const perWeight = w && w.weightBytes ? (4 * w.macs) / w.weightBytes : undefined;
+    rows.push([
+      stage,
+      ms.toFixed(2),
+      `${((100 * ms) / p.total).toFixed(1)}%`,
+      w ? (w.macs / 1e9).toFixed(3) : '',
+      w ? rateOf(2 * w.macs, ms).toFixed(0) : '',
+      w ? (w.weightBytes / 1e6).toFixed(2) : '',
+      w ? (w.weightBytes / 1e6 / ms).toFixed(1) : '',
+      perWeight === undefined ? '' : perWeight.toFixed(0),
+    ]);
+  }
+  console.log(`by stage (${c.name}, the same profile; a stage's reorders are onnxruntime's own, in the last row):`);
+  table(rows);
+  console.log('');
 }
 
 function pytorch(cases: Case[]): Map<string, number> {
