@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { convert, type ConvertOptions } from '../converters/convert.js';
 import { decodeOnnx, encodeOnnx } from '../converters/formats/onnx.js';
-import { A, graphFromModel, graphToModel, type Graph } from '../converters/graph/ir.js';
+import { A, graphFromModel, graphToModel, type Graph, type Node } from '../converters/graph/ir.js';
 import { inferShapes } from '../converters/graph/shapes.js';
 import { specializeModel, type SpecializeOptions } from '../converters/graph/specialize.js';
 import { concatChunks } from '../converters/io.js';
@@ -190,23 +190,30 @@ async function measureTrio(c: Case, block: number | undefined): Promise<Trio> {
  * so with blocks of 16 each view computes 32.
  */
 function blockedMacs(bytes: Uint8Array, shape: number[], block: number): { macs: number; blocked: number } {
-  const graph = graphFromModel(decodeOnnx(bytes));
-  const facts = inferShapes(graph, { [graph.inputs[0]!.name]: shape });
   let macs = 0;
   let blocked = 0;
-  for (const n of graph.nodes) {
-    if (n.op !== 'Conv') continue;
-    const weight = graph.initializers.get(n.inputs[1]!);
-    const y = facts.get(n.outputs[0]!)?.shape;
-    if (!weight || !y) continue;
-    const [O, I, ...kernel] = weight.shape as [number, number, ...number[]];
-    const work = (y[0]! * y.slice(2).reduce((a, b) => a * b, 1)) * I * kernel.reduce((a, b) => a * b, 1);
-    const group = n.attrs['group']?.type === 'int' ? n.attrs['group'].value : 1;
-    const isBlocked = y.length === 4 && group === 1 && (I < block || I % block === 0);
-    macs += work * O;
-    blocked += work * (isBlocked ? Math.ceil(O / block) * block : O);
+  for (const { node, outputShape, outputs, inputs, taps } of convolutions(bytes, shape)) {
+    const work = outputShape[0]! * outputShape.slice(2).reduce((a, b) => a * b, 1) * inputs * taps;
+    const group = node.attrs['group']?.type === 'int' ? node.attrs['group'].value : 1;
+    const isBlocked = outputShape.length === 4 && group === 1 && (inputs < block || inputs % block === 0);
+    macs += work * outputs;
+    blocked += work * (isBlocked ? Math.ceil(outputs / block) * block : outputs);
   }
   return { macs, blocked };
+}
+
+/** The convolutions of an ONNX graph at input `shape`: each node, its output's shape, its weight's output and input channels and kernel taps. */
+function* convolutions(bytes: Uint8Array, shape: number[]): Generator<{ node: Node; outputShape: number[]; weightBytes: number; outputs: number; inputs: number; taps: number }> {
+  const graph = graphFromModel(decodeOnnx(bytes));
+  const facts = inferShapes(graph, { [graph.inputs[0]!.name]: shape });
+  for (const node of graph.nodes) {
+    if (node.op !== 'Conv') continue;
+    const weight = graph.initializers.get(node.inputs[1]!);
+    const outputShape = facts.get(node.outputs[0]!)?.shape;
+    if (!weight || !outputShape) continue;
+    const [outputs, inputs, ...kernel] = weight.shape as [number, number, ...number[]];
+    yield { node, outputShape, weightBytes: (weight.data as Float32Array).byteLength, outputs, inputs, taps: kernel.reduce((a, b) => a * b, 1) };
+  }
 }
 
 /** The main table's engine rates again, counting the multiply-adds the blocked kernels do (zero filters included). */
@@ -286,19 +293,12 @@ function stageOf(node: string): string {
 
 /** A network's convolution multiply-adds and weight bytes by stage (`stageOf`), counted on its general graph at `shape`. */
 function stageWork(bytes: Uint8Array, shape: number[]): Map<string, { macs: number; weightBytes: number }> {
-  const graph = graphFromModel(decodeOnnx(bytes));
-  const facts = inferShapes(graph, { [graph.inputs[0]!.name]: shape });
   const work = new Map<string, { macs: number; weightBytes: number }>();
-  for (const n of graph.nodes) {
-    if (n.op !== 'Conv') continue;
-    const weight = graph.initializers.get(n.inputs[1]!);
-    const y = facts.get(n.outputs[0]!)?.shape;
-    if (!weight || !y) continue;
-    const [O, I, ...kernel] = weight.shape as [number, number, ...number[]];
-    const stage = work.get(stageOf(n.name)) ?? { macs: 0, weightBytes: 0 };
-    stage.macs += y[0]! * y.slice(2).reduce((a, b) => a * b, 1) * O * I * kernel.reduce((a, b) => a * b, 1);
-    stage.weightBytes += (weight.data as Float32Array).byteLength;
-    work.set(stageOf(n.name), stage);
+  for (const { node, outputShape, weightBytes, outputs, inputs, taps } of convolutions(bytes, shape)) {
+    const stage = work.get(stageOf(node.name)) ?? { macs: 0, weightBytes: 0 };
+    stage.macs += outputShape[0]! * outputShape.slice(2).reduce((a, b) => a * b, 1) * outputs * inputs * taps;
+    stage.weightBytes += weightBytes;
+    work.set(stageOf(node.name), stage);
   }
   return work;
 }
