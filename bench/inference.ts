@@ -34,7 +34,7 @@ import { concatChunks } from '../converters/io.js';
 import { encodeOutput } from '../converters/outputs.js';
 import { specializeOnnxFile } from '../converters/specialize-file.js';
 import { InferenceEngine } from '../inference/runtime/engine.js';
-import { CANDIDATES, cpuFeatures } from '../inference/runtime/autotune.js';
+import { CANDIDATES, cpuFeatures, median } from '../inference/runtime/autotune.js';
 import { cpuChannelBlock, withMachineBlock } from '../inference/runtime/channel-block.js';
 import { bundledDevices, createSession, DEVICES, type Device } from '../inference/runtime/providers.js';
 import type { StateDict, Tensor } from '../converters/tensor.js';
@@ -166,11 +166,11 @@ async function measureTrio(c: Case, block: number | undefined): Promise<Trio> {
   const rounds = await inTurn(...runs);
   const [e, z, p, g] = rounds as [number[], number[], number[], number[]];
   const paired = {
-    sized: medianOf(z.map((t, i) => t / e[i]!)),
-    plain: medianOf(p.map((t, i) => t / e[i]!)),
-    ofMatmul: medianOf(e.map((t, i) => rateOf(2 * result.card.multiplyAdds.converted, t) / rateOf(gemm.flops, g[i]!))),
+    sized: median(z.map((t, i) => t / e[i]!)),
+    plain: median(p.map((t, i) => t / e[i]!)),
+    ofMatmul: median(e.map((t, i) => rateOf(2 * result.card.multiplyAdds.converted, t) / rateOf(gemm.flops, g[i]!))),
   };
-  const [engineMs, sizedMs, plainMs, gemmMs] = rounds.map(medianOf) as [number, number, number, number];
+  const [engineMs, sizedMs, plainMs, gemmMs] = rounds.map(median) as [number, number, number, number];
   const [engineBest, , , gemmBest] = rounds.map((ts) => Math.min(...ts)) as [number, number, number, number];
   await engine.close();
   await sized.release();
@@ -272,8 +272,8 @@ interface Profile {
    * machine whose speed jumps can slow one part of a run and not another).
    */
   byStage: Map<string, number>;
-  /** The network's own convolution work and weights by stage, from its general graph. */
-  work: Map<string, { macs: number; weightBytes: number }>;
+  /** The network's general graph (model.onnx as is). */
+  general: Uint8Array;
 }
 
 /** The layout changes onnxruntime inserts itself (named by their operator, and a token): no stage of the network's. */
@@ -332,7 +332,6 @@ async function profile(c: Case, specialize: SpecializeOptions, gemm: Awaited<Ret
     const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { cat?: string; name: string; dur: number; args?: { op_name?: string } }[];
     const byOp = new Map<string, number>();
     const stagesByRun = Array.from({ length: runs + 1 }, () => new Map<string, number>());
-    const totalByRun = new Array<number>(runs + 1).fill(0);
     // a node's k-th event is in run k (0: the warm-up)
     const seen = new Map<string, number>();
     const convByRun = new Array<number>(runs + 1).fill(0);
@@ -347,16 +346,14 @@ async function profile(c: Case, specialize: SpecializeOptions, gemm: Awaited<Ret
       const stage = stageOf(e.name.replace(/_kernel_time$/, ''));
       const stages = stagesByRun[run]!;
       stages.set(stage, (stages.get(stage) ?? 0) + e.dur / 1000);
-      totalByRun[run] = totalByRun[run]! + e.dur / 1000;
       if (group === 'Conv') convByRun[run] = convByRun[run]! + e.dur / 1000;
     }
     const total = [...byOp.values()].reduce((a, b) => a + b, 0);
     gemmMs.sort((a, b) => a - b);
     const best = { conv: Math.min(...convByRun.slice(1)), matmul: rateOf(gemm.flops, gemmMs[0]!) };
-    const work = stageWork(general, [1, c.channels, c.size, c.size, c.size]);
-    const fastest = totalByRun.slice(1).indexOf(Math.min(...totalByRun.slice(1))) + 1;
-    const byStage = stagesByRun[fastest]!;
-    return { byOp, total, runs, macs: result.card.multiplyAdds.converted, matmul: rateOf(gemm.flops, middle(gemmMs)), best, byStage, work };
+    const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+    const byStage = stagesByRun.slice(1).reduce((a, b) => (sum(b) < sum(a) ? b : a));
+    return { byOp, total, runs, macs: result.card.multiplyAdds.converted, matmul: rateOf(gemm.flops, middle(gemmMs)), best, byStage, general };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -412,12 +409,13 @@ async function whereTheTimeGoes(peak: number): Promise<void> {
  * arithmetic: no lowering changes that; batches of volumes do.
  */
 function stageTable(c: Case, p: Profile): void {
+  const work = stageWork(p.general, [1, c.channels, c.size, c.size, c.size]);
   const total = [...p.byStage.values()].reduce((a, b) => a + b, 0);
   const rows = [['stage', 'kernels ms', 'share', 'multiply-adds G', 'GFLOP/s', 'weights MB', 'weights read GB/s', 'multiply-adds per weight']];
   const order = ['stem', 'layer1', 'layer2', 'layer3', 'layer4', 'head', INSERTED];
   for (const stage of [...p.byStage.keys()].sort((a, b) => order.indexOf(a) - order.indexOf(b))) {
     const ms = p.byStage.get(stage)!;
-    const w = p.work.get(stage);
+    const w = work.get(stage);
     const perWeight = w && w.weightBytes ? (4 * w.macs) / w.weightBytes : undefined;
     rows.push([
       stage,
@@ -457,9 +455,6 @@ function table(rows: string[][]): void {
 
 /** The middle of sorted times: their median. */
 const middle = (sorted: readonly number[]) => sorted[Math.floor(sorted.length / 2)]!;
-
-/** The median of values in any order. */
-const medianOf = (values: readonly number[]) => middle([...values].sort((a, b) => a - b));
 
 /** GFLOP/s of `flops` done in `ms`. */
 const rateOf = (flops: number, ms: number) => flops / (ms / 1000) / 1e9;
@@ -613,7 +608,7 @@ async function main(): Promise<void> {
   const torch = pytorch(CASES);
   for (const c of CASES) {
     const trio = trios.get(c.name)!;
-    const i3d = { ms: i3ds.get(c.name)! };
+    const i3d = i3ds.get(c.name)!;
     const pt = torch.get(c.name);
     const rate = rateOf(2 * trio.macs, trio.engine);
     rows.push([
@@ -633,8 +628,8 @@ async function main(): Promise<void> {
       trio.plain.toFixed(1),
       `${(trio.plain / trio.engine).toFixed(2)}x`,
       `${trio.paired.plain.toFixed(2)}x`,
-      i3d.ms.toFixed(1),
-      `${(i3d.ms / trio.engine).toFixed(2)}x`,
+      i3d.toFixed(1),
+      `${(i3d / trio.engine).toFixed(2)}x`,
       pt === undefined ? 'n/a' : pt.toFixed(0),
       pt === undefined ? 'n/a' : `${(pt / trio.engine).toFixed(1)}x`,
     ]);
@@ -777,7 +772,7 @@ async function workerHop(): Promise<void> {
 
 /** Median times of functions run in turn, `RUNS` rounds. */
 async function alternate(...fns: (() => Promise<unknown>)[]): Promise<number[]> {
-  return (await inTurn(...fns)).map(medianOf);
+  return (await inTurn(...fns)).map(median);
 }
 
 /** The times of functions run in turn, `RUNS` rounds: each function's, round by round. */
