@@ -3,12 +3,6 @@
  * The `acs-hub` command line: one subcommand per module, a one-line reason and a non-zero
  * exit code on any failure.
  */
-import { runConvert } from './convert.js';
-import { runInfer } from './infer.js';
-import { runInspect } from './inspect.js';
-import { runPull } from './pull.js';
-import { runServe } from './serve.js';
-import { runZoo } from './zoo.js';
 import { UsageError } from './args.js';
 import { loadConfig } from '../server/config.js';
 import { printErr } from './output.js';
@@ -47,13 +41,18 @@ Run 'acs-hub <command> --help' for the options of a command.
 
 type Command = (argv: string[]) => Promise<void>;
 
-const COMMANDS: Record<string, Command> = {
-  inspect: runInspect,
-  convert: runConvert,
-  infer: runInfer,
-  zoo: runZoo,
-  pull: runPull,
-  serve: runServe,
+/**
+ * Each subcommand's module is loaded when it runs: `inspect` and `--help` need neither
+ * onnxruntime, the S3 client nor the HTTP server (with its bundled API page), which together
+ * take most of a second to load.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  inspect: async () => (await import('./inspect.js')).runInspect,
+  convert: async () => (await import('./convert.js')).runConvert,
+  infer: async () => (await import('./infer.js')).runInfer,
+  zoo: async () => (await import('./zoo.js')).runZoo,
+  pull: async () => (await import('./pull.js')).runPull,
+  serve: async () => (await import('./serve.js')).runServe,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -68,9 +67,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${pkg.version}\n`);
     return 0;
   }
-  const run = COMMANDS[command];
-  if (run === undefined) throw new UsageError(`unknown command '${command}' (try 'acs-hub --help')`);
-  await run(rest);
+  const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (load === undefined) throw new UsageError(`unknown command '${command}' (try 'acs-hub --help')`);
+  await (await load())(rest);
   return 0;
 }
 

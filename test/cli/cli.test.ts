@@ -70,6 +70,12 @@ test('cli: a missing file and bad usage are clear', async () => {
   r = await cli(['frobnicate']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown command 'frobnicate'/);
+  // Names every object has are not commands either.
+  for (const name of ['constructor', 'toString', '__proto__']) {
+    r = await cli([name]);
+    assert.equal(r.code, 2, name);
+    assert.match(r.stderr, new RegExp(`unknown command '${name}'`));
+  }
   r = await cli(['convert', fixture('formats', 'dtypes.pth')]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--out is required/);

@@ -5,7 +5,6 @@
 import { join } from 'node:path';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { openLocalStorage } from './local.js';
-import { openS3Storage } from './s3.js';
 import type { ObjectStorage } from './storage.js';
 
 /** The storage part of the configuration (the hub's config object has this shape). */
@@ -32,13 +31,15 @@ export function splitS3Url(url: string): { bucket: string; prefix: string } {
 }
 
 /**
- * Open the configured store.
+ * Open the configured store. The S3 client is loaded only for an S3 store (it takes a few
+ * hundred milliseconds to load, which a command line on local disk need not spend).
  * @param params.credentials - explicit S3 credentials. @default the standard AWS chain
  */
 export async function openStorage(settings: StorageSettings, params: { credentials?: S3ClientConfig['credentials'] } = {}): Promise<ObjectStorage> {
   const s3 = settings.s3;
   if (s3 && s3.url !== '') {
     const { bucket, prefix } = splitS3Url(s3.url);
+    const { openS3Storage } = await import('./s3.js');
     return openS3Storage({
       bucket,
       prefix,
