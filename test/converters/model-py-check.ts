@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ConvertResult } from '../../converters/convert.js';
@@ -85,7 +86,7 @@ export function smallestSize(result: ConvertResult, sizes: readonly [number, num
 export async function checkModelPy(dir: string, name: string, cases: CheckCase[], train?: Record<string, unknown>, timeoutMs = 600_000): Promise<CheckResults> {
   const job = join(dir, `${name}.json`);
   const out = join(dir, `${name}-results.json`);
-  await writeFile(job, JSON.stringify({ cases, train, threads: 1 }));
+  await writeFile(job, JSON.stringify({ cases, train, threads: Math.min(4, availableParallelism()) }));
   await exec(PYTHON, [CHECKER, job, out], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }).catch((err: Error & { stderr?: string }) => {
     assert.fail(`${PYTHON} ${CHECKER} failed (PyTorch and safetensors are needed): ${err.message}\n${err.stderr ?? ''}\n${PYTHON_SETUP_HINT}`);
   });
