@@ -11,7 +11,6 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_BUDGETS, type Budgets } from '../converters/budgets.js';
 import { defineError } from '../converters/errors.js';
 import { defaultWorkers } from '../converters/fence/fence.js';
-import { LOG_FORMATS } from './log.js';
 
 /** Settings of one public source. */
 export interface SourceConfig {
@@ -20,6 +19,15 @@ export interface SourceConfig {
   /** Milliseconds without an answer or without a byte of the body before an attempt is abandoned. */
   timeoutMs: number;
 }
+
+/**
+ * The log formats (server/log.ts writes them). Here, not beside the logger, so that reading
+ * the configuration does not load pino and pino-pretty.
+ */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+
+/** How log lines are written: JSON, human-readable, or chosen by whether stdout is a terminal. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** The whole configuration (frozen once loaded). */
 export interface HubConfig {
@@ -98,7 +106,7 @@ export interface HubConfig {
     /** pino log level (fatal, error, warn, info, debug, trace, silent). */
     logLevel: string;
     /** Log lines: `json`, `pretty` (human-readable) or `auto` (pretty on a terminal, JSON otherwise). */
-    logFormat: 'auto' | 'json' | 'pretty';
+    logFormat: LogFormat;
     /** Validate responses against openapi.yaml too (tests; costs time). */
     validateResponses: boolean;
   };

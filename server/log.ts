@@ -14,6 +14,7 @@
  * Lines are JSON, or human-readable (pino-pretty) on a terminal: `format` `auto` chooses by
  * whether the destination is a TTY, `json` and `pretty` force one.
  */
+import type { LogFormat } from './config.js';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { PinoPretty } from 'pino-pretty';
 
@@ -58,11 +59,7 @@ export interface LoggerParams {
   tty?: boolean;
 }
 
-/** The log formats. */
-export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
-
-/** How lines are written; see the module comment. */
-export type LogFormat = (typeof LOG_FORMATS)[number];
+export type { LogFormat };
 
 /** The server's logger (see the module comment). */
 export function createLogger(params: LoggerParams): Logger {

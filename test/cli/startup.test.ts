@@ -2,7 +2,7 @@
  * What each subcommand loads: a command loads its own module when it runs, so `--help`,
  * `inspect` and the zoo listing start without onnxruntime, sharp, the S3 client or the HTTP
  * server's API page bundle (together most of a second of start-up), and the commands that
- * need them still get them. The packages are read from the CommonJS module cache of the CLI's
+ * need them still get them. Reading the configuration does not load the server's logger. The packages are read from the CommonJS module cache of the CLI's
  * own process when it exits (every one of these packages is loaded through it).
  */
 import assert from 'node:assert/strict';
@@ -42,9 +42,9 @@ async function loaded(args: string[], env: Record<string, string> = {}): Promise
   return { packages: JSON.parse(line[1]!) as string[], code, stderr };
 }
 
-const HEAVY = ['onnxruntime-node', 'sharp', '@aws-sdk/client-s3', 'express', 'swagger-ui-dist/swagger-ui-bundle.js'];
+const HEAVY = ['onnxruntime-node', 'sharp', '@aws-sdk/client-s3', 'express', 'pino', 'pino-pretty', 'swagger-ui-dist/swagger-ui-bundle.js'];
 
-test('--help, inspect and zoo list load neither onnxruntime, sharp, the S3 client nor the HTTP server', async (t) => {
+test('--help, inspect and zoo list load neither onnxruntime, sharp, the S3 client, the HTTP server nor its logger', async (t) => {
   const data = await tempDir(t);
   for (const args of [['--help'], ['inspect', '--json', fixture('goldens', 'resnet18', 'model.pth')], ['zoo', 'list', '--data', data]]) {
     const { packages, code, stderr } = await loaded(args);
