@@ -110,11 +110,14 @@ export function widerResnet18(factor: number): Buffer {
 
 const exec = promisify(execFile);
 
-/** Run the CLI; resolve with its exit code and output (never rejects). */
-export async function cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Run the CLI; resolve with its exit code and output (never rejects).
+ * @param opts.node - Node.js options before the CLI's path (e.g. `--import`). @default none
+ */
+export async function cli(args: string[], opts: { cwd?: string; env?: Record<string, string>; node?: string[] } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const env = opts.env ? { ...process.env, ...opts.env } : undefined;
-    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { cwd: opts.cwd, env, maxBuffer: 64 * 1024 * 1024 });
+    const { stdout, stderr } = await exec(process.execPath, [...(opts.node ?? []), CLI, ...args], { cwd: opts.cwd, env, maxBuffer: 64 * 1024 * 1024 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };

@@ -6,13 +6,9 @@
  * own process when it exits (every one of these packages is loaded through it).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
-import { CLI, fixture, tempDir } from '../helpers.js';
-
-const exec = promisify(execFile);
+import { cli, fixture, tempDir } from '../helpers.js';
 
 /** Printed on stderr at exit: the node_modules packages the process loaded. */
 const REPORT = `
@@ -29,14 +25,7 @@ process.on('exit', () => {
 `;
 
 async function loaded(args: string[], env: Record<string, string> = {}): Promise<{ packages: string[]; code: number; stderr: string }> {
-  const run = exec(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(REPORT)}`, CLI, ...args], {
-    env: { ...process.env, ...env },
-    maxBuffer: 16 * 1024 * 1024,
-  }).then(
-    (r) => ({ code: 0, stderr: r.stderr }),
-    (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
-  );
-  const { code, stderr } = await run;
+  const { code, stderr } = await cli(args, { env, node: ['--import', `data:text/javascript,${encodeURIComponent(REPORT)}`] });
   const line = /^loaded: (.*)$/m.exec(stderr);
   assert.ok(line, `the CLI reported what it loaded: ${stderr}`);
   return { packages: JSON.parse(line[1]!) as string[], code, stderr };
