@@ -104,6 +104,8 @@ export function toProblem(err: unknown, requestId: string | undefined, instance?
   }
   if (v?.type === 'entity.too.large') return problemOf('PAYLOAD_TOO_LARGE', 'the JSON body is larger than the limit', false, requestId, instance);
   if (v?.type === 'entity.parse.failed') return problemOf('VALIDATION_FAILED', 'the body is not valid JSON', false, requestId, instance);
+  // The router's: a path parameter that is not valid percent-encoding (`/web/app.js%`).
+  if (err instanceof URIError && v.status === 400) return problemOf('VALIDATION_FAILED', `the path is not valid percent-encoding (a '%' takes two hex digits): ${err.message.slice(0, 200)}`, false, requestId, instance);
   return { ...problemOf('INTERNAL', undefined, false, requestId, instance), type: 'about:blank' };
 }
 

@@ -87,6 +87,20 @@ describe('documented errors, one test per code', () => {
   codeTest('VALIDATION_FAILED', async () => {
     assert.equal(await problem(request(app).post('/v1/conversions').send({ source: { zoo: 'torchvision/resnet18' }, mode: 'x' }), 400), 'VALIDATION_FAILED');
   });
+  test('a path that is not valid percent-encoding is VALIDATION_FAILED on every kind of route, never a 500', async () => {
+    // Static files, the API, the Hub's paths and the path that matches no route.
+    for (const path of ['/web/app.js%', '/docs/index.html%zz', '/v1/zoo/torchvision/resnet18%', `/v1/checkpoints/${zero}%E0%A4%A/files/card.json`, '/timm/resnet50%/resolve/main/config.json', '/v1/nothing%']) {
+      const res = await request(app).get(path);
+      if (path === '/v1/nothing%') {
+        assert.equal(res.status, 404, path);
+        continue;
+      }
+      assert.equal(res.status, 400, `${path}: ${res.status} ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.code, 'VALIDATION_FAILED', path);
+      assert.match(res.body.detail ?? res.body.error, /percent-encoding|malformed/, path);
+    }
+    await request(app).get('/healthz').expect(200);
+  });
   codeTest('URL_NOT_ALLOWED', async () => {
     assert.equal(await problem(request(app).post('/v1/conversions').send({ source: { url: 'https://nowhere.example/x.pth' }, mode: 'acs' }), 403), 'URL_NOT_ALLOWED');
   });
