@@ -92,9 +92,20 @@ function problemOf(code: ErrorCode, detail: string | undefined, retryable: boole
   };
 }
 
+/** An error's message as a client reads it: the store's location (a server path, a bucket) as `<store>`. */
+function clientDetail(err: AcsHubError): string {
+  const store = (err as { store?: unknown }).store;
+  return typeof store === 'string' && store !== '' ? err.message.replaceAll(store, '<store>') : err.message;
+}
+
+/** What the log says of an error answered as a problem: the message the client did not get whole. */
+export function logMessage(err: unknown, problem: Problem): string {
+  return err instanceof AcsHubError ? err.message : (problem.detail ?? problem.title);
+}
+
 /** The problem document of any error (unknown ones become an opaque 500). */
 export function toProblem(err: unknown, requestId: string | undefined, instance?: string): Problem {
-  if (err instanceof AcsHubError) return problemOf(err.code, err.message, err.retryable, requestId, instance);
+  if (err instanceof AcsHubError) return problemOf(err.code, clientDetail(err), err.retryable, requestId, instance);
   const v = err as { status?: number; errors?: { path?: string; message?: string }[]; message?: string; type?: string };
   if (typeof v?.status === 'number' && Array.isArray(v.errors)) {
     // express-openapi-validator
@@ -131,7 +142,7 @@ export function problemMiddleware(): ErrorRequestHandler {
     const requestId = typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : undefined;
     const problem = toProblem(err, requestId, req.originalUrl);
     if (problem.code === 'INTERNAL') req.log?.error({ err, requestId }, 'unhandled error');
-    else req.log?.info({ code: problem.code, status: problem.status, requestId }, problem.detail ?? problem.title);
+    else req.log?.info({ code: problem.code, status: problem.status, requestId }, logMessage(err, problem));
     sendProblem(res, problem, problemHeaders(err));
   };
 }

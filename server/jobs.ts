@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { ConvertOptions } from '../converters/convert.js';
 import type { Logger } from 'pino';
 import type { ConversionProgress, ConversionSource } from '../zoo/convert-model.js';
-import { httpError, toProblem, type Problem } from './errors.js';
+import { httpError, logMessage, toProblem, type Problem } from './errors.js';
 
 /** A job as the API shows it. */
 export interface Job {
@@ -105,7 +105,7 @@ export class JobRegistry {
         job.status = 'failed';
         job.problem = toProblem(err, undefined, `/v1/conversions/${job.id}`);
         if (job.problem.code === 'INTERNAL') s.logger.error({ err, job: job.id }, 'conversion failed');
-        else s.logger.info({ job: job.id, code: job.problem.code }, job.problem.detail ?? 'conversion failed');
+        else s.logger.info({ job: job.id, code: job.problem.code }, logMessage(err, job.problem));
       } finally {
         job.finishedAt ??= new Date().toISOString();
         this.emit(job);

@@ -47,8 +47,17 @@ export const DownloadTooLargeError = defineError('DownloadTooLargeError', 'DOWNL
 /** An instance of `DownloadTooLargeError`. */
 export type DownloadTooLargeError = InstanceType<typeof DownloadTooLargeError>;
 
+/**
+ * Where a store error happened: the store's location (a data directory, `s3://bucket/prefix`).
+ * Its message names it for the operator and the command line; the HTTP edge replaces it with
+ * `<store>`, so that no client learns the server's paths or bucket.
+ */
+export interface InStore {
+  store?: string;
+}
+
 /** Offline mode and the object is not in the cache. */
-export const OfflineError = defineError('OfflineError', 'OFFLINE');
+export const OfflineError = defineError<InStore>('OfflineError', 'OFFLINE');
 /** An instance of `OfflineError`. */
 export type OfflineError = InstanceType<typeof OfflineError>;
 
@@ -63,11 +72,11 @@ export function objectNotFound(key: string, cause?: unknown): ObjectNotFoundErro
 }
 
 /** A storage backend failure (disk full, S3 unreachable); retryable unless said otherwise. */
-export const StorageError = defineError('StorageError', 'STORAGE_FAILED');
+export const StorageError = defineError<InStore>('StorageError', 'STORAGE_FAILED');
 /** An instance of `StorageError`. */
 export type StorageError = InstanceType<typeof StorageError>;
 
 /** Another worker held the claim on a piece of work for longer than this one would wait. */
-export const ClaimTimeoutError = defineError('ClaimTimeoutError', 'CLAIM_TIMEOUT');
+export const ClaimTimeoutError = defineError<InStore>('ClaimTimeoutError', 'CLAIM_TIMEOUT');
 /** An instance of `ClaimTimeoutError`. */
 export type ClaimTimeoutError = InstanceType<typeof ClaimTimeoutError>;

@@ -89,7 +89,7 @@ export async function getOrConvert(params: GetOrConvertParams, produce: Conversi
   const key = manifestKey(spec);
   if (params.cacheOnly) {
     const manifest = await lookup(storage, spec);
-    if (!manifest) throw new OfflineError(`conversion ${prefix} is not in the cache (${storage.location}) and producing it is not allowed here`);
+    if (!manifest) throw new OfflineError(`conversion ${prefix} is not in the cache (${storage.location}) and producing it is not allowed here`, { store: storage.location });
     return { prefix, manifest, produced: false };
   }
   const { value, produced } = await runOnce<ConversionManifest>({

@@ -102,7 +102,7 @@ export async function pullModel(params: PullModelParams): Promise<PullResult> {
   if (cached && !(params.revalidate && !params.offline && cached.etag)) return { ...cached, cached: true };
   if (params.offline) {
     if (cached) return { ...cached, cached: true };
-    throw new OfflineError(`'${entry.id}' is not in the cache (${storage.location}) and offline mode is on`);
+    throw new OfflineError(`'${entry.id}' is not in the cache (${storage.location}) and offline mode is on`, { store: storage.location });
   }
   const revalidating = cached;
   const url = sourceUrl(entry.source, params.sources);

@@ -13,7 +13,7 @@ import type { AcsHubError } from '../../converters/errors.js';
 import { findModel, type CatalogueEntry } from '../../zoo/catalogue.js';
 import { loadCheckpoint, type ConversionManifest } from '../../zoo/store.js';
 import { mayCompute, unauthorised } from '../access.js';
-import { httpError, problemHeaders, toProblem } from '../errors.js';
+import { httpError, logMessage, problemHeaders, toProblem } from '../errors.js';
 import { readBody } from '../http/body.js';
 import { sendStoredFile, type ServedFile } from '../http/download.js';
 import { param } from '../http/params.js';
@@ -276,7 +276,7 @@ export function hubErrors(): ErrorRequestHandler {
     const requestId = typeof req.id === 'string' || typeof req.id === 'number' ? String(req.id) : undefined;
     const problem = toProblem(err, requestId, req.originalUrl);
     if (problem.code === 'INTERNAL') req.log?.error({ err, requestId }, 'unhandled error');
-    else req.log?.info({ code: problem.code, status: problem.status, requestId }, problem.detail ?? problem.title);
+    else req.log?.info({ code: problem.code, status: problem.status, requestId }, logMessage(err, problem));
     if (res.headersSent) {
       res.destroy();
       return;

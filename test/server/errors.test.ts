@@ -227,6 +227,15 @@ describe('documented errors, one test per code', () => {
   codeTest('OFFLINE', async () => {
     const offline = await testHub(life, { offline: true });
     assert.equal(await jobProblem(offline.hub.app, { source: { zoo: 'torchvision/resnet18' }, mode: 'acs' }), 'OFFLINE');
+    // The message names the store for the operator; a client reads '<store>', on every kind of route.
+    const r = await request(offline.hub.app).post('/v1/conversions').send({ source: { zoo: 'torchvision/resnet18' }, mode: 'acs' }).expect(202);
+    const job = (await finishedJob(offline.hub.app, r.body.id as string)) as { problem: { detail: string } };
+    const hf = await request(offline.hub.app).get('/api/models/timm/resnet18.tiny_test').expect(503);
+    const download = await request(offline.hub.app).get('/v1/zoo/torchvision/resnet18/acs/model.safetensors').expect(503);
+    for (const [route, detail] of [['job', job.problem.detail], ['Hub body', hf.body.error], ['Hub header', hf.headers['x-error-message']], ['download', download.body.detail]]) {
+      assert.match(String(detail), /not in the cache \(<store>\)/, `${route}: ${detail}`);
+      assert.ok(!String(detail).includes(offline.cfg.dataDir), `${route}: ${detail}`);
+    }
   });
   codeTest('DOWNLOAD_TOO_LARGE', async () => {
     const small = await testHub(life, { download: { maxBytes: 1000 } });
@@ -263,7 +272,12 @@ describe('documented errors, one test per code', () => {
     rmSync(join(objects, 'index'), { recursive: true });
     writeFileSync(join(objects, 'index'), 'a file where the index directory was');
     const body = Buffer.from(concatChunks(encodeSafetensors(unknown)));
-    assert.equal(await problem(request(store.hub.app).post('/v1/uploads?filename=y.safetensors').set('Content-Type', 'application/octet-stream').send(body), 503), 'STORAGE_FAILED');
+    const r = request(store.hub.app).post('/v1/uploads?filename=y.safetensors').set('Content-Type', 'application/octet-stream').send(body);
+    assert.equal(await problem(r, 503), 'STORAGE_FAILED');
+    // Node's message names the file; the client reads it under '<store>'.
+    const { detail } = (await r).body as { detail: string };
+    assert.match(detail, /<store>\/index/);
+    assert.ok(!detail.includes(store.cfg.dataDir), detail);
   });
   codeTest('INTERNAL', async () => {
     // An unexpected fault: answered by the same last middleware, without its internals.

@@ -135,7 +135,7 @@ async function coordinate<T>(params: RunOnceParams<T>): Promise<RunOnceResult<T>
       }
     }
     if (Date.now() > deadline) {
-      throw new ClaimTimeoutError(`waited ${waitMs} ms for another worker holding '${params.claimKey}' in ${params.storage.location}`);
+      throw new ClaimTimeoutError(`waited ${waitMs} ms for another worker holding '${params.claimKey}' in ${params.storage.location}`, { store: params.storage.location });
     }
     await sleep(pollMs, undefined, { signal: params.signal });
   }

@@ -172,7 +172,7 @@ export class LocalStorage implements ObjectStorage {
       return st.isFile() ? { key, size: st.size, modified: st.mtime } : undefined;
     } catch (err) {
       if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return undefined;
-      throw new StorageError(`cannot stat '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err });
+      throw new StorageError(`cannot stat '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err, store: this.location });
     }
   }
 
@@ -184,7 +184,7 @@ export class LocalStorage implements ObjectStorage {
       fh = await open(path, 'r');
     } catch (err) {
       if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR') || isErrno(err, 'EISDIR')) throw objectNotFound(key, err);
-      throw new StorageError(`cannot read '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err });
+      throw new StorageError(`cannot read '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err, store: this.location });
     }
     const { size } = await fh.stat();
     const range = options.range;
@@ -219,14 +219,20 @@ export class LocalStorage implements ObjectStorage {
     try {
       await mkdir(dir, { recursive: true });
     } catch (err) {
-      throw new StorageError(`cannot create ${dir}: ${(err as Error).message}`, { cause: err });
+      throw new StorageError(`cannot create ${dir}: ${(err as Error).message}`, { cause: err, store: this.location });
     }
     if (options.ifAbsent && (await this.has(key))) {
       if (typeof body === 'object' && 'destroy' in body) body.destroy();
       return { written: false, size: 0 };
     }
     const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-    const fh = await open(tmp, 'wx');
+    let fh: FileHandle;
+    try {
+      fh = await open(tmp, 'wx');
+    } catch (err) {
+      if (typeof body === 'object' && 'destroy' in body) body.destroy();
+      throw new StorageError(`cannot write '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err, store: this.location });
+    }
     let size = 0;
     try {
       if (typeof body === 'string' || body instanceof Uint8Array) {
@@ -262,7 +268,7 @@ export class LocalStorage implements ObjectStorage {
       await unlink(tmp).catch(() => undefined);
       if (typeof body === 'object' && 'destroy' in body) body.destroy();
       if ((err as Error).name === 'AbortError' || err instanceof RangeError) throw err;
-      throw new StorageError(`cannot write '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err });
+      throw new StorageError(`cannot write '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err, store: this.location });
     }
     this.track(key, size, this.now());
     await this.evict(key);
@@ -273,7 +279,7 @@ export class LocalStorage implements ObjectStorage {
     try {
       await unlink(this.pathOf(key));
     } catch (err) {
-      if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw new StorageError(`cannot delete '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err });
+      if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw new StorageError(`cannot delete '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err, store: this.location });
     }
     this.untrack(key);
   }

@@ -119,6 +119,7 @@ export class S3Storage implements ObjectStorage {
     const status = statusOf(err);
     throw new StorageError(`S3 ${what} '${key}' in ${this.location} failed${status ? ` (HTTP ${status})` : ''}: ${(err as Error).message}`, {
       cause: err,
+      store: this.location,
       retryable: status === undefined || status >= 500 || status === 429,
     });
   }
@@ -155,7 +156,7 @@ export class S3Storage implements ObjectStorage {
         new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key), Range: r ? `bytes=${r.start}-${r.end ?? ''}` : undefined }),
         { abortSignal: options.signal },
       );
-      if (!(out.Body instanceof Readable)) throw new StorageError(`S3 GET '${key}': the SDK returned no Node.js stream`);
+      if (!(out.Body instanceof Readable)) throw new StorageError(`S3 GET '${key}': the SDK returned no Node.js stream`, { store: this.location });
       return out.Body;
     } catch (err) {
       if (isNotFound(err)) throw objectNotFound(key, err);
