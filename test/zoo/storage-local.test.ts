@@ -3,7 +3,9 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
+import { StorageError } from '../../zoo/errors.js';
 import { openLocalStorage } from '../../zoo/storage/local.js';
 import { readAll } from '../../zoo/storage/storage.js';
 import { tempDir } from '../helpers.js';
@@ -61,4 +63,23 @@ test('local: over its budget the least recently read objects go first, never one
   await s.write('blobs/f', Buffer.alloc(1000, 6));
   assert.equal(await s.has('blobs/b'), false, 'once closed, b is evictable again');
   assert.ok(await s.has('blobs/d'));
+});
+
+test('local: a file the disk refuses is a StorageError that carries the store, whatever step refused it', async (t) => {
+  const root = await tempDir(t);
+  const s = await openLocalStorage({ root });
+  // A valid key whose temporary name is longer than the 255 bytes a file name may have.
+  const key = `blobs/${'x'.repeat(240)}`;
+  const stream = Readable.from([Buffer.from('bytes')]);
+  await assert.rejects(s.write(key, stream), (e: unknown) => {
+    assert.ok(e instanceof StorageError, String(e));
+    assert.equal(e.code, 'STORAGE_FAILED');
+    assert.equal(e.store, root);
+    assert.match(e.message, /ENAMETOOLONG/);
+    return true;
+  });
+  assert.ok(stream.destroyed, 'the body is not left half read');
+  // A file where a directory must be: another step, the same kind of error.
+  await writeFile(join(root, 'index'), 'not a directory');
+  await assert.rejects(s.write('index/a', 'x'), (e: unknown) => e instanceof StorageError && e.store === root && /EEXIST/.test(e.message));
 });
