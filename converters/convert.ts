@@ -198,6 +198,9 @@ export function convert(source: ConvertSource, options: ConvertOptions, info: Co
       graph2d = appendLinear(graph2d, wKey, bKey, fresh.weight, fresh.bias);
     }
   } else {
+    const { inputs, outputs } = source.graph;
+    if (inputs.length === 0) throw new ConversionError(`the graph '${source.graph.name}' has no input besides its weights: nothing to feed a volume to`);
+    if (outputs.length === 0) throw new ConversionError(`the graph '${source.graph.name}' has no output: nothing to convert`);
     graph2d = inlineIdentityConstants(aux === 'drop' ? dropAuxOutputs(source.graph) : source.graph);
     if (options.inChannels !== undefined) graph2d = adaptOnnxStem(graph2d, options.inChannels, budget);
     if (head !== 'keep') graph2d = replaceOnnxHead(graph2d, head, seed, budget);

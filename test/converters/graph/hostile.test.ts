@@ -84,3 +84,19 @@ test('a tiny initializer that declares enormous dimensions is refused before any
   }
   assert.ok(process.memoryUsage().rss - rss < 64 * MiB);
 });
+
+test('a graph with no input or no output is refused with its reason, whatever the options', () => {
+  const g = oneConvGraph(3);
+  // An input that is also a weight is a weight: the graph reads nothing from outside.
+  const weightsOnly = { ...g, inputs: [] };
+  const noOutput = { ...g, outputs: [] };
+  for (const options of [{ mode: 'acs' as const }, { mode: 'acs' as const, inChannels: 1 }, { mode: 'i3d' as const, head: 'features' as const }, { mode: '2.5d' as const, head: 5 }]) {
+    assert.throws(() => convert({ kind: 'onnx', graph: weightsOnly }, options), (err: unknown) => err instanceof ConversionError && /has no input besides its weights/.test(err.message), JSON.stringify(options));
+    assert.throws(() => convert({ kind: 'onnx', graph: noOutput }, options), (err: unknown) => err instanceof ConversionError && /has no output/.test(err.message), JSON.stringify(options));
+  }
+  // The same through the ONNX reader: every graph input listed again as an initializer.
+  const model = graphToModel(g);
+  const decoded = graphFromModel(decodeOnnx(encodeOnnx({ ...model, graph: { ...model.graph, input: [...(model.graph?.input ?? []), ...(model.graph?.initializer ?? []).map((t) => ({ name: t.name }))], initializer: [...(model.graph?.initializer ?? []), { name: g.inputs[0]!.name, dataType: 1, dims: [1], floatData: [0] }] } })));
+  assert.equal(decoded.inputs.length, 0);
+  assert.throws(() => convert({ kind: 'onnx', graph: decoded }, { mode: 'acs', inChannels: 1 }), /has no input besides its weights/);
+});
