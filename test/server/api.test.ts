@@ -138,6 +138,12 @@ test('uploads: streamed, hashed, format-checked; hostile pickles refused; conver
   assert.equal(inf.body.topK.length, 3);
   const expected = JSON.parse(readFileSync(fixture('inference', 'expected.json'), 'utf8')) as { logits: number[] };
   assert.equal(inf.body.topK[0].index, expected.logits.indexOf(Math.max(...expected.logits)), 'the same answer as PyTorch');
+  // The comma-separated values as curl sends them (raw commas), and as a browser's URLSearchParams does (%2C): the same answer.
+  const raw = await request(hub.app).post(`/v1/checkpoints/${id}/infer?topK=3&window=-1000,400&size=24,24,24&patch=16,16,16`).set('Content-Type', 'application/gzip').send(nifti).expect(200);
+  const encoded = await request(hub.app).post(`/v1/checkpoints/${id}/infer?topK=3&window=-1000%2C400&size=24%2C24%2C24&patch=16%2C16%2C16`).set('Content-Type', 'application/gzip').send(nifti).expect(200);
+  assert.deepEqual(raw.body.topK, encoded.body.topK);
+  await request(hub.app).post(`/v1/checkpoints/${id}/infer?spacing=1.5,1.5,1.5`).set('Content-Type', 'application/gzip').send(nifti).expect(200);
+  await request(hub.app).post(`/v1/checkpoints/${id}/infer?patch=16,16`).set('Content-Type', 'application/gzip').send(nifti).expect(400);
   const png = await request(hub.app).post(`/v1/checkpoints/${id}/infer`).set('Accept', 'image/png').set('Content-Type', 'application/gzip').send(nifti).buffer(true).parse(binary).expect(200);
   assert.deepEqual([...(png.body as Buffer).subarray(1, 4)], [0x50, 0x4e, 0x47]);
   const gz = await request(hub.app).post(`/v1/checkpoints/${id}/infer`).set('Accept', 'application/gzip').set('Content-Type', 'application/gzip').send(nifti).expect(406);
