@@ -62,6 +62,7 @@ test('the README quick start runs as written against a real offline server, with
   assert.match(r.stdout, /"schema":\s*"acs-hub\/card@1"/);
   assert.match(r.stdout, /"topK"/);
   assert.match(r.stdout, /"outputs":\s*\[/);
+  assert.deepEqual([...readFileSync(join(dir, 'preview.png')).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'the preview is a PNG');
 
   // A broken download, resumed by the README's own line.
   const downloadLine = block.split('\n').find((l) => l.startsWith('curl ') && l.includes(' -C - '))!;
