@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { StorageError } from '../../zoo/errors.js';
 import { openS3Storage } from '../../zoo/storage/s3.js';
 import { startS3rver, type S3rver } from './s3rver.js';
 import { storageContract } from './storage-contract.js';
@@ -42,4 +43,15 @@ test('s3: keys live under the prefix, and the location says where', async (t) =>
   const all = [];
   for await (const o of s.list()) all.push(o.key);
   assert.deepEqual(all, ['k']);
+});
+
+test('s3: a request the store refuses is a StorageError carrying the store, with the status', async (t) => {
+  const s = await openS3Storage({ bucket: 'no-such-bucket', prefix: 'p', endpoint: server.endpoint, credentials: server.credentials, conditionalWrites: 'settle' });
+  t.after(() => s.close());
+  await assert.rejects(s.write('k', 'v'), (e: unknown) => {
+    assert.ok(e instanceof StorageError, String(e));
+    assert.equal(e.store, 's3://no-such-bucket/p/');
+    assert.match(e.message, /^S3 PUT 'k' in s3:\/\/no-such-bucket\/p\/ failed \(HTTP 404\)/);
+    return true;
+  });
 });
