@@ -313,7 +313,7 @@ function merge(dst: Node, src: unknown, where: string, prefix = ''): void {
   for (const [k, v] of Object.entries(src)) {
     const path = prefix ? `${prefix}.${k}` : k;
     if (v === undefined) continue;
-    if (!(k in dst)) throw new ConfigError(`${where}: unknown setting '${path}'`);
+    if (!Object.hasOwn(dst, k)) throw new ConfigError(`${where}: unknown setting '${path}'`);
     const like = dst[k];
     if (isNode(like)) merge(like, v, where, path);
     else if (typeof v !== typeof like) throw new ConfigError(`${where}: '${path}' must be a ${typeof like}, got ${JSON.stringify(v)}`);

@@ -53,6 +53,19 @@ test('config: a bad setting is refused with its name', async (t) => {
   bad({ ACS_HUB_CONFIG: file }, /'download.retries' must be a number/);
   await writeFile(file, '{');
   bad({ ACS_HUB_CONFIG: file }, /config file .*bad\.json/);
+  // Names every object inherits are not settings: each is unknown, and nothing reaches Object.prototype.
+  for (const [text, name] of [
+    ['{"__proto__":{"polluted":1}}', '__proto__'],
+    ['{"__proto__":{"__proto__":{"polluted":1}}}', '__proto__'],
+    ['{"toString":"x"}', 'toString'],
+    ['{"constructor":{"prototype":{"polluted":1}}}', 'constructor'],
+    ['{"server":{"__proto__":{"polluted":true}}}', 'server.__proto__'],
+    ['{"server":{"hasOwnProperty":1}}', 'server.hasOwnProperty'],
+  ] as const) {
+    await writeFile(file, text);
+    bad({ ACS_HUB_CONFIG: file }, new RegExp(`unknown setting '${name.replace(/[.$]/g, '\\$&')}'$`));
+    assert.equal(({} as Record<string, unknown>)['polluted'], undefined, text);
+  }
 });
 
 test('config: S3 locations split into bucket and prefix', () => {
