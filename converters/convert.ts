@@ -20,6 +20,7 @@ import { convertStateDict } from './modes/state-dict.js';
 import { adaptInputConv } from './modes/stem.js';
 import { checkOutputBytes, predictOutputSizes } from './output-size.js';
 import { countParametersAndBuffers, type StateDict, type Tensor } from './tensor.js';
+import { own } from './own.js';
 
 /** Version of the conversion rules; part of every cache key. */
 export const CONVERTER_VERSION = '3';
@@ -151,7 +152,7 @@ export interface ConvertInfo {
 export function convert(source: ConvertSource, options: ConvertOptions, info: ConvertInfo = {}): ConvertResult {
   const { mode, axis: axisName, head, seed, inputSize, fuse, lowering, aux } = normaliseOptions(options);
   if (!(MODES as readonly string[]).includes(mode)) throw new InvalidArgumentError(`unknown mode '${String(mode)}'; use one of ${MODES.join(', ')}`);
-  const axis = AXES[axisName];
+  const axis = own(AXES, axisName);
   if (axis === undefined) throw new InvalidArgumentError(`axis must be d, h or w, got '${axisName}'`);
   if (inputSize.length !== 3 || inputSize.some((v) => !Number.isInteger(v) || v < 1 || v > 4096)) {
     throw new InvalidArgumentError(`input size must be three integers D,H,W in [1, 4096], got ${inputSize.join(',')}`);

@@ -17,6 +17,7 @@ import type { Attr, Graph, Node } from './graph/ir.js';
 import type { ConvMode } from './graph/lower-conv.js';
 import { ELEMENTWISE, SHAPE_SLOTS } from './graph/to3d.js';
 import type { StateDict } from './tensor.js';
+import { own } from './own.js';
 
 /** Predicted bytes of each output, and their sum. */
 export interface OutputSizes {
@@ -111,7 +112,7 @@ function nodeBytes(node: Node, consts: ReturnType<typeof constants>, mode: ConvM
     return n + CONV_NAME_COPIES * names + 4 * w.numel * kernelCopies(mode, w.shape, node) + 32 * out + 8 * TENSOR_OVERHEAD;
   }
   n += NODE_NAME_COPIES * names + NODE_CONSTANTS;
-  const slots = SHAPE_SLOTS[node.op] ?? [];
+  const slots = own(SHAPE_SLOTS, node.op) ?? [];
   node.inputs.forEach((x, i) => {
     const c = consts.get(x);
     if (!c) return;

@@ -169,7 +169,10 @@ export function graphFromModel(model: Onnx.IModelProto, params: { file?: string;
       throw new UnsupportedError(`${file}: node '${name}' uses custom domain '${n.domain}' (op ${n.opType ?? ''}), which cannot be converted`);
     }
     const attrs: Record<string, Attr> = {};
-    for (const a of n.attribute ?? []) attrs[a.name ?? ''] = attrFromProto(a, `${file}: node '${name}'`, params.loadExternal);
+    for (const a of n.attribute ?? []) {
+      // Set as an own entry: an attribute named '__proto__' would otherwise replace the object's prototype.
+      Object.defineProperty(attrs, a.name ?? '', { value: attrFromProto(a, `${file}: node '${name}'`, params.loadExternal), enumerable: true, writable: true, configurable: true });
+    }
     return { name, op: n.opType ?? '', domain: '', inputs: [...(n.input ?? [])], outputs: [...(n.output ?? [])], attrs };
   });
   const metadata: Record<string, string> = {};

@@ -8,6 +8,7 @@ import { ConversionError } from '../errors.js';
 import type { DType } from '../dtypes.js';
 import { LIMITS } from '../tensor.js';
 import { attrInt, attrInts, attrString, topologicalSort, type Attr, type Graph, type Node } from './ir.js';
+import { own } from '../own.js';
 
 /** A network's input is too small for one of its convolutions or pools (a `CONVERSION_FAILED`). */
 export class InputTooSmallError extends ConversionError {}
@@ -487,12 +488,12 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
     default:
       break;
   }
-  if (node.op in BINARY_FN || node.op === 'Div') {
+  if (own(BINARY_FN, node.op) || node.op === 'Div') {
     const a = x0();
     const b = need(node, ins, 1);
     const shape = broadcastShapes([a.shape, b.shape], where);
     const int = INT_DTYPES.has(a.dtype);
-    const fn = node.op === 'Div' ? (p: number, q: number) => (int ? Math.trunc(p / q) : p / q) : BINARY_FN[node.op]!;
+    const fn = node.op === 'Div' ? (p: number, q: number) => (int ? Math.trunc(p / q) : p / q) : own(BINARY_FN, node.op)!;
     const cmp = ['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor'].includes(node.op);
     return [{ shape, dtype: cmp ? 'BOOL' : a.dtype, value: broadcastValues([a, b], shape, fn) }];
   }
@@ -503,7 +504,7 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
     if (x.value) {
       if (node.op === 'Cast') value = INT_DTYPES.has(dtype) ? x.value.map((v) => Math.trunc(v)) : [...x.value];
       else if (node.op === 'Clip') value = undefined;
-      else if (UNARY_FN[node.op]) value = x.value.map(UNARY_FN[node.op]!);
+      else if (own(UNARY_FN, node.op)) value = x.value.map(own(UNARY_FN, node.op)!);
     }
     const outs: ValueFacts[] = [{ shape: [...x.shape], dtype, value }];
     if (node.op === 'Dropout') outs.push({ shape: [...x.shape], dtype: 'BOOL' });

@@ -28,6 +28,7 @@ import { lowerConvTranspose } from './lower-conv-transpose.js';
 import { lowerConv, type Conv2dSpec, type ConvMode, type SpatialAxis } from './lower-conv.js';
 import { traceSizes, type SizeElem } from './runtime-sizes.js';
 import { inferShapes, type ValueFacts } from './shapes.js';
+import { own } from '../own.js';
 
 /** Where a value's spatial axes are: H (which gains D in front of it) and W. */
 interface Layout {
@@ -343,7 +344,7 @@ class Converter {
   }
 
   private convertNode(node: Node): void {
-    const slots = new Set(SHAPE_SLOTS[node.op] ?? []);
+    const slots = new Set(own(SHAPE_SLOTS, node.op) ?? []);
     node.inputs.forEach((x, i) => {
       if (x && this.shapeValued.has(x) && !slots.has(i)) this.fail(node, `input '${x}' is computed from tensor shapes and used as data; this pattern is not supported`);
     });

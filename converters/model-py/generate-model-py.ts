@@ -23,6 +23,7 @@ import { isBuffer, type StateDict, type Tensor } from '../tensor.js';
 import { identifier, ModuleTree, Names, pyString, scopePath, valueHint } from './module-tree.js';
 import { CONV_CLASS, CONV_TRANSPOSE_CLASS, pythonLayers } from './python-layers.js';
 import { pyFloat, translateOp, type OpContext } from './torch-ops.js';
+import { own } from '../own.js';
 
 /** The model.py of a conversion. */
 export function generateModelPy(result: ConvertResult): string {
@@ -65,7 +66,7 @@ class Generator implements OpContext {
     this.g2 = result.graph2d;
     this.sd = result.stateDict;
     this.mode = card.mode;
-    this.axis = AXES[card.options.axis] ?? 0;
+    this.axis = own(AXES, card.options.axis) ?? 0;
     this.splits = card.options.splits;
     const converted = convertGraphTo3d(this.g2, { mode: this.mode, axis: this.axis, splits: new Map(Object.entries(this.splits)), fuse: false });
     this.g3 = converted.graph;

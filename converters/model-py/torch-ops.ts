@@ -8,6 +8,7 @@
 import { DTYPES, dtypeFromOnnx, type DType } from '../dtypes.js';
 import { UnsupportedError } from '../errors.js';
 import { attrFloat, attrInt, attrInts, attrString, type Node } from '../graph/ir.js';
+import { own } from '../own.js';
 
 /** What a translation needs from the generator. */
 export interface OpContext {
@@ -91,14 +92,15 @@ export function translateOp(node: Node, c: OpContext): string {
   const op = node.op;
   const x = (i: number) => c.value(node.inputs[i]!);
   const operand = (i: number) => c.scalar(node.inputs[i]!) ?? x(i);
-  const unary = UNARY[op];
+  const unary = own(UNARY, op);
   if (unary) return unary(x(0), node);
-  if (op in BINARY) {
+  const binary = own(BINARY, op) ?? own(COMPARE, op);
+  if (binary) {
     if (op === 'Div' && !DTYPES[c.dtype(node.outputs[0]!)].float) return `torch.div(${operand(0)}, ${operand(1)}, rounding_mode='trunc')`;
-    return `${operand(0)} ${BINARY[op]} ${operand(1)}`;
+    return `${operand(0)} ${binary} ${operand(1)}`;
   }
-  if (op in COMPARE) return `${operand(0)} ${COMPARE[op]} ${operand(1)}`;
-  if (op in LOGICAL) return `${LOGICAL[op]}(${x(0)}, ${x(1)})`;
+  const logical = own(LOGICAL, op);
+  if (logical) return `${logical}(${x(0)}, ${x(1)})`;
   switch (op) {
     case 'Cast':
       return `${x(0)}.to(torch.${DTYPES[dtypeFromOnnx(attrInt(node, 'to', 1))].torchDtype})`;

@@ -9,6 +9,7 @@
 import { inflateRawSync } from 'node:zlib';
 import { LimitExceededError } from '../../converters/errors.js';
 import { VolumeFormatError, VolumeUnsupportedError } from './errors.js';
+import { own } from '../../converters/own.js';
 
 /** One attribute: its VR, where its value lies in `bytes`, and for sequences their items. */
 export interface DicomElement {
@@ -259,7 +260,7 @@ export function parseDicom(bytes: Uint8Array, params: ParseDicomParams = {}): Di
   const tsEl = meta.get(TAGS.TransferSyntaxUID);
   if (tsEl === undefined) throw new VolumeFormatError(`${file}: file meta information has no TransferSyntaxUID (0002,0010)`, { file });
   const ts = decodeString(bytes, tsEl);
-  const known = TRANSFER_SYNTAXES[ts];
+  const known = own(TRANSFER_SYNTAXES, ts);
   if (known === undefined) throw new VolumeUnsupportedError(`${file}: unknown transfer syntax ${ts}`, { file });
   if (!known.supported) throw new VolumeUnsupportedError(`${file}: compressed transfer syntax ${known.name} (${ts}) is not supported; decompress the series first (e.g. gdcmconv --raw or dcmdjpeg)`, { file });
   let body = bytes;

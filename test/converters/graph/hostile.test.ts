@@ -100,3 +100,27 @@ test('a graph with no input or no output is refused with its reason, whatever th
   assert.equal(decoded.inputs.length, 0);
   assert.throws(() => convert({ kind: 'onnx', graph: decoded }, { mode: 'acs', inChannels: 1 }), /has no input besides its weights/);
 });
+
+test('op types, attributes and options named like what every object has are names, nothing more', () => {
+  // An op type that matches an inherited property (Object.prototype.constructor, toString, ...)
+  // is an unknown op, with or without a constant input (a constant sends it through more tables).
+  for (const op of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+    for (const withConstant of [false, true]) {
+      const g = withBranch((add, x) => add(op, withConstant ? [x, 'two'] : [x]), { two: { dtype: 'F32', shape: [1], data: Float32Array.from([2]) } });
+      refused(g, new RegExp(`op '${op}' is not supported by the shape inference`));
+    }
+  }
+  // An attribute named '__proto__' is an attribute: the node's other attributes stay its own.
+  const model = graphToModel(oneConvGraph(3));
+  const conv = model.graph!.node!.find((n) => n.opType === 'Conv')!;
+  conv.attribute = [...(conv.attribute ?? []), { name: '__proto__', type: onnx.AttributeProto.AttributeType.INTS, ints: [7, 7] }];
+  const decoded = graphFromModel(decodeOnnx(encodeOnnx(model)));
+  const attrs = decoded.nodes.find((n) => n.op === 'Conv')!.attrs;
+  assert.equal(Object.getPrototypeOf(attrs), Object.prototype);
+  assert.ok(Object.hasOwn(attrs, '__proto__'));
+  assert.equal((attrs as Record<string, unknown>)['type'], undefined, 'nothing inherited from the hostile attribute');
+  // An axis option named like one is refused by name.
+  for (const axis of ['constructor', 'toString', '__proto__']) {
+    assert.throws(() => convert({ kind: 'onnx', graph: oneConvGraph(3) }, { mode: '2.5d', axis: axis as 'd' }), /axis must be d, h or w, got/);
+  }
+});

@@ -95,3 +95,14 @@ test('raw needs a shape, and its size must match', async () => {
   await assert.rejects(readVolume(path), { code: 'INVALID_ARGUMENT' });
   await assert.rejects(readVolume(path, { raw: { shape: [3, 4, 6] } }), (err: any) => err.code === 'VOLUME_FORMAT' && err.message.includes('needs exactly'));
 });
+
+test('a transfer syntax named like a property every object has is unknown, not taken for a known one', async () => {
+  const bytes = readFileSync(fixture('volumes', 'ct_series', 'IM0000'));
+  const at = bytes.indexOf('1.2.840.10008.1.2.1\0');
+  assert.ok(at > 0, 'the fixture carries Explicit VR Little Endian');
+  for (const uid of ['toString', 'constructor', '__proto__']) {
+    const hostile = Buffer.from(bytes);
+    hostile.write(uid.padEnd(20, '\0'), at, 'latin1');
+    await assert.rejects(readVolume(hostile, { file: 'IM0000' }), (e: unknown) => e instanceof AcsHubError && e.code === 'VOLUME_UNSUPPORTED' && e.message.endsWith(`unknown transfer syntax ${uid}`));
+  }
+});
