@@ -20,7 +20,7 @@ import { inferShapes, type ValueFacts } from '../graph/shapes.js';
 import { convertGraphTo3d, type ConvRecord } from '../graph/to3d.js';
 import type { Split3 } from '../modes/split.js';
 import { isBuffer, type StateDict, type Tensor } from '../tensor.js';
-import { identifier, ModuleTree, Names, pyString, scopePath, valueHint } from './module-tree.js';
+import { identifier, ModuleTree, Names, pyEscape, pyString, scopePath, valueHint } from './module-tree.js';
 import { CONV_CLASS, CONV_TRANSPOSE_CLASS, pythonLayers } from './python-layers.js';
 import { pyFloat, translateOp, type OpContext } from './torch-ops.js';
 import { own } from '../own.js';
@@ -471,7 +471,7 @@ class Generator implements OpContext {
     const mapped = this.tree.sourceNames.size > 0;
     const out = card.output.kind === 'features' ? `(N, ${card.output.size ?? 'F'}) features` : `(N, ${card.output.size ?? 'K'}) logits`;
     const parts = [
-      `"""${card.architecture.arch} converted to 3D by ACS Hub (converter ${CONVERTER_VERSION}), mode ${this.mode}${this.mode === '2.5d' || this.mode === 'i3d' ? `, axis ${card.options.axis}` : ''}: a trainable PyTorch module.
+      `"""${pyEscape(card.architecture.arch)} converted to 3D by ACS Hub (converter ${CONVERTER_VERSION}), mode ${this.mode}${this.mode === '2.5d' || this.mode === 'i3d' ? `, axis ${card.options.axis}` : ''}: a trainable PyTorch module.
 
 Input (N, ${card.input.channels}, D, H, W) float32; output ${out}.
 The parameters and buffers are those of the converted checkpoint, under the same names:
@@ -495,7 +495,7 @@ converters/SPEC-acs.md, sections 1, 5, 8 and 12; the layers below state them.
     const card = this.result.card;
     const lines = [
       'class Model(nn.Module):',
-      `    """${card.architecture.arch} in mode ${this.mode}; layers named as in the source network."""`,
+      `    """${pyEscape(card.architecture.arch)} in mode ${this.mode}; layers named as in the source network."""`,
       '',
     ];
     if (mapped) {

@@ -226,5 +226,19 @@ function tensorLine(target: string, t: TreeTensor, indent: string): string {
 
 /** A Python string literal. */
 export function pyString(s: string): string {
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  return `'${pyEscape(s)}'`;
+}
+
+/**
+ * `s` as the inside of a Python string literal, single-quoted or a `"""` docstring: backslashes,
+ * both quotes, control characters, line separators and lone surrogates as escapes, so that
+ * no name from a checkpoint can end the literal or the line (`"""; __import__('os')...`) and
+ * the file stays valid UTF-8. Python reads the escapes back to the same text.
+ */
+export function pyEscape(s: string): string {
+  return s.replace(/[\\'"\x00-\x1f\x7f-\x9f\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (c) => {
+    if (c === '\\' || c === "'" || c === '"') return `\\${c}`;
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }

@@ -413,6 +413,42 @@ test('model.py: layers are modules named as in the state dict, computed in the s
   assert.match(regnet, /'stem\.0\.weight': 'onnx::Conv_144',/);
 });
 
+test('model.py: names from the checkpoint are text, never code (a graph name that closes the docstring, keys with quotes and line breaks)', async (t) => {
+  const dir = await tempDir(t);
+  const marker = join(dir, 'pwned');
+  // What an ONNX file can carry: a graph name written to close model.py's docstrings, and tensor
+  // names with quotes, backslashes, line breaks, a NUL and a Unicode line separator.
+  const name = `net"""; __import__('os').system('touch ${marker}'); """`;
+  const prefixes = ["conv\nimport os\n#", 'a\'b"c\\d', 'e\r\u0000f\u2028g'];
+  const sd: StateDict = new Map(prefixes.map((p, i) => [`${p}.weight`, { dtype: 'F32', shape: [4, i === 0 ? 3 : 4, 3, 3], data: detTensor([4, i === 0 ? 3 : 4, 3, 3], i + 1, 0.2) } as Tensor]));
+  const b = new GraphBuilder(sd, name);
+  let x = b.input('input', ['N', 3, 'H', 'W']);
+  for (const p of prefixes) x = b.relu(b.conv(x, p, { pad: 1 }));
+  b.output(b.flatten(b.globalAvgPool(x)), 'output');
+  const result = convert({ kind: 'onnx', graph: b.build() }, { mode: 'acs' });
+  const py = generateModelPy(result);
+  assert.ok(py.startsWith('"""net\\"\\"\\"; __import__(\\\'os\\\')'), py.slice(0, 80));
+  const shape = [2, 3, 9, 10, 11];
+  const input = detTensor(shape, 5);
+  const expected = await runGraph(result.graph, input, shape);
+  const at = join(dir, 'names');
+  await writeCase(at, result, input, expected.data);
+  const c: CheckCase = {
+    name: 'hostile names',
+    model: join(at, 'model.py'),
+    weights: join(at, 'model.safetensors'),
+    pth: join(at, 'model.pth'),
+    input: { file: join(at, 'input.f32'), shape },
+    expected: { file: join(at, 'expected.f32'), shape: expected.dims },
+    param_count: result.card.parameters.converted,
+    checks: [],
+  };
+  // PyTorch imports the file, loads the weights strictly under their own names and computes model.onnx's output.
+  const { cases } = await checkModelPy(dir, 'names', [c]);
+  assertCaseResult(c, cases[0]!);
+  await assert.rejects(readFile(marker), { code: 'ENOENT' }, 'the graph name ran as code');
+});
+
 test('model.py: an operator without a PyTorch translation is refused by name', () => {
   const sd: StateDict = new Map([['conv.weight', { dtype: 'F32', shape: [4, 3, 3, 3], data: detTensor([4, 3, 3, 3], 1, 0.2) }]]);
   const b = new GraphBuilder(sd, 'reversed');
