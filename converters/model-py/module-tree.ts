@@ -236,6 +236,7 @@ export function pyString(s: string): string {
  * the file stays valid UTF-8. Python reads the escapes back to the same text.
  */
 export function pyEscape(s: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what this escapes
   return s.replace(/[\\'"\x00-\x1f\x7f-\x9f\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (c) => {
     if (c === '\\' || c === "'" || c === '"') return `\\${c}`;
     const code = c.charCodeAt(0);
