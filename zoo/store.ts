@@ -304,7 +304,7 @@ export async function loadCheckpoint(storage: ObjectStorage, id: string): Promis
   if (hit && (await storage.has(manifestKeyUnder(hit.record.prefix)))) return hit;
   const record = await readJson<CheckpointRecord>(storage, checkpointKey(id));
   const manifest = record ? await readJson<ConversionManifest>(storage, manifestKeyUnder(record.prefix)) : undefined;
-  if (!record || !manifest) throw makeError('CHECKPOINT_NOT_FOUND', `no checkpoint '${id}' in ${storage.location}`);
+  if (!record || !manifest) throw makeError('CHECKPOINT_NOT_FOUND', `no checkpoint '${id}' in ${storage.location}`, { store: storage.location });
   cache.set(id, { record, manifest });
   if (cache.size > RECENT) cache.delete(cache.keys().next().value!);
   return { record, manifest };

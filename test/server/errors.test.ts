@@ -109,6 +109,9 @@ describe('documented errors, one test per code', () => {
   });
   codeTest('CHECKPOINT_NOT_FOUND', async () => {
     assert.equal(await problem(request(app).get(`/v1/checkpoints/${zero}`), 404), 'CHECKPOINT_NOT_FOUND');
+    // Named without the store's location.
+    const { body } = await request(app).get(`/v1/checkpoints/${zero}/files/model.py`).expect(404);
+    assert.equal(body.detail, `no checkpoint '${zero}' in <store>`);
   });
   codeTest('JOB_NOT_FOUND', async () => {
     assert.equal(await problem(request(app).get(`/v1/conversions/${zero}`), 404), 'JOB_NOT_FOUND');
