@@ -23,7 +23,7 @@ import { countParametersAndBuffers, type StateDict, type Tensor } from './tensor
 import { own } from './own.js';
 
 /** Version of the conversion rules; part of every cache key. */
-export const CONVERTER_VERSION = '3';
+export const CONVERTER_VERSION = '4';
 
 /** Modes, by their CLI names. */
 export const MODES = ['acs', '2.5d', 'i3d', 'mean-acs', 'soft-acs'] as const;
