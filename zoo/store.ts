@@ -149,9 +149,25 @@ export interface ConversionManifest {
   readonly modelCard: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * The first converter version whose model.py writes names from the checkpoint only as escaped
+ * string literals. An older model.py may carry a hostile ONNX graph name as code, so a manifest
+ * read from the store no longer lists it: that checkpoint serves its other files, and converting
+ * the source again (a new cache key) makes a safe model.py.
+ */
+export const SAFE_MODEL_PY_SINCE = 4;
+
+/** A manifest as the store serves it: without a model.py made before `SAFE_MODEL_PY_SINCE`. */
+function servable(m: ConversionManifest | undefined): ConversionManifest | undefined {
+  if (!m) return undefined;
+  const version = Number(m.spec.converterVersion);
+  if (version >= SAFE_MODEL_PY_SINCE) return m;
+  return { ...m, files: m.files.filter((f) => f.name !== 'model.py') };
+}
+
 /** The manifest of a conversion, if it is complete. */
-export function readManifest(storage: ObjectStorage, spec: ConversionSpec): Promise<ConversionManifest | undefined> {
-  return readJson<ConversionManifest>(storage, manifestKey(spec));
+export async function readManifest(storage: ObjectStorage, spec: ConversionSpec): Promise<ConversionManifest | undefined> {
+  return servable(await readJson<ConversionManifest>(storage, manifestKey(spec)));
 }
 
 /** Every complete conversion in the store, with its prefix. */
@@ -160,7 +176,7 @@ export async function listManifests(storage: ObjectStorage): Promise<(Conversion
   for await (const o of storage.list(AREAS.conversions)) {
     const prefix = conversionPrefixOf(o.key);
     if (prefix === undefined || o.key !== manifestKeyUnder(prefix)) continue;
-    const m = await readJson<ConversionManifest>(storage, o.key);
+    const m = servable(await readJson<ConversionManifest>(storage, o.key));
     if (m) out.push({ ...m, prefix });
   }
   return out;
@@ -303,7 +319,7 @@ export async function loadCheckpoint(storage: ObjectStorage, id: string): Promis
   // Still there? (a file may have been evicted or deleted by hand)
   if (hit && (await storage.has(manifestKeyUnder(hit.record.prefix)))) return hit;
   const record = await readJson<CheckpointRecord>(storage, checkpointKey(id));
-  const manifest = record ? await readJson<ConversionManifest>(storage, manifestKeyUnder(record.prefix)) : undefined;
+  const manifest = record ? servable(await readJson<ConversionManifest>(storage, manifestKeyUnder(record.prefix))) : undefined;
   if (!record || !manifest) throw makeError('CHECKPOINT_NOT_FOUND', `no checkpoint '${id}' in ${storage.location}`, { store: storage.location });
   cache.set(id, { record, manifest });
   if (cache.size > RECENT) cache.delete(cache.keys().next().value!);
