@@ -6,6 +6,7 @@
 import { UsageError } from './args.js';
 import { loadConfig } from '../server/config.js';
 import { printErr } from './output.js';
+import { own } from '../converters/own.js';
 
 const HELP = `acs-hub: pretrained 2D CNNs into ACS 3D networks
 
@@ -67,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${pkg.version}\n`);
     return 0;
   }
-  const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  const load = own(COMMANDS, command);
   if (load === undefined) throw new UsageError(`unknown command '${command}' (try 'acs-hub --help')`);
   await (await load())(rest);
   return 0;

@@ -157,17 +157,16 @@ export interface ConversionManifest {
  */
 export const SAFE_MODEL_PY_SINCE = 4;
 
-/** A manifest as the store serves it: without a model.py made before `SAFE_MODEL_PY_SINCE`. */
-function servable(m: ConversionManifest | undefined): ConversionManifest | undefined {
-  if (!m) return undefined;
-  const version = Number(m.spec.converterVersion);
-  if (version >= SAFE_MODEL_PY_SINCE) return m;
+/** The manifest at `key` as the store serves it: without a model.py made before `SAFE_MODEL_PY_SINCE`. */
+async function readManifestAt(storage: ObjectStorage, key: string): Promise<ConversionManifest | undefined> {
+  const m = await readJson<ConversionManifest>(storage, key);
+  if (!m || Number(m.spec.converterVersion) >= SAFE_MODEL_PY_SINCE) return m;
   return { ...m, files: m.files.filter((f) => f.name !== 'model.py') };
 }
 
 /** The manifest of a conversion, if it is complete. */
-export async function readManifest(storage: ObjectStorage, spec: ConversionSpec): Promise<ConversionManifest | undefined> {
-  return servable(await readJson<ConversionManifest>(storage, manifestKey(spec)));
+export function readManifest(storage: ObjectStorage, spec: ConversionSpec): Promise<ConversionManifest | undefined> {
+  return readManifestAt(storage, manifestKey(spec));
 }
 
 /** Every complete conversion in the store, with its prefix. */
@@ -176,7 +175,7 @@ export async function listManifests(storage: ObjectStorage): Promise<(Conversion
   for await (const o of storage.list(AREAS.conversions)) {
     const prefix = conversionPrefixOf(o.key);
     if (prefix === undefined || o.key !== manifestKeyUnder(prefix)) continue;
-    const m = servable(await readJson<ConversionManifest>(storage, o.key));
+    const m = await readManifestAt(storage, o.key);
     if (m) out.push({ ...m, prefix });
   }
   return out;
@@ -319,7 +318,7 @@ export async function loadCheckpoint(storage: ObjectStorage, id: string): Promis
   // Still there? (a file may have been evicted or deleted by hand)
   if (hit && (await storage.has(manifestKeyUnder(hit.record.prefix)))) return hit;
   const record = await readJson<CheckpointRecord>(storage, checkpointKey(id));
-  const manifest = record ? servable(await readJson<ConversionManifest>(storage, manifestKeyUnder(record.prefix))) : undefined;
+  const manifest = record ? await readManifestAt(storage, manifestKeyUnder(record.prefix)) : undefined;
   if (!record || !manifest) throw makeError('CHECKPOINT_NOT_FOUND', `no checkpoint '${id}' in ${storage.location}`, { store: storage.location });
   cache.set(id, { record, manifest });
   if (cache.size > RECENT) cache.delete(cache.keys().next().value!);

@@ -488,12 +488,13 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
     default:
       break;
   }
-  if (own(BINARY_FN, node.op) || node.op === 'Div') {
+  const binaryFn = own(BINARY_FN, node.op);
+  if (binaryFn || node.op === 'Div') {
     const a = x0();
     const b = need(node, ins, 1);
     const shape = broadcastShapes([a.shape, b.shape], where);
     const int = INT_DTYPES.has(a.dtype);
-    const fn = node.op === 'Div' ? (p: number, q: number) => (int ? Math.trunc(p / q) : p / q) : own(BINARY_FN, node.op)!;
+    const fn = binaryFn ?? ((p: number, q: number) => (int ? Math.trunc(p / q) : p / q));
     const cmp = ['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor'].includes(node.op);
     return [{ shape, dtype: cmp ? 'BOOL' : a.dtype, value: broadcastValues([a, b], shape, fn) }];
   }
@@ -504,7 +505,10 @@ function inferNode(node: Node, ins: (ValueFacts | undefined)[], opset: number): 
     if (x.value) {
       if (node.op === 'Cast') value = INT_DTYPES.has(dtype) ? x.value.map((v) => Math.trunc(v)) : [...x.value];
       else if (node.op === 'Clip') value = undefined;
-      else if (own(UNARY_FN, node.op)) value = x.value.map(own(UNARY_FN, node.op)!);
+      else {
+        const unaryFn = own(UNARY_FN, node.op);
+        if (unaryFn) value = x.value.map(unaryFn);
+      }
     }
     const outs: ValueFacts[] = [{ shape: [...x.shape], dtype, value }];
     if (node.op === 'Dropout') outs.push({ shape: [...x.shape], dtype: 'BOOL' });

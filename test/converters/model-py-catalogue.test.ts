@@ -28,7 +28,7 @@ import { loadCatalogue } from '../../zoo/catalogue.js';
 import { detTensor, ROOT, tempDir } from '../helpers.js';
 import { PYTHON, PYTHON_SETUP_HINT } from '../python.js';
 import { runGraph } from './goldens/goldens.js';
-import { assertCaseResult, checkModelPy, smallestSize, writeCase, type CheckCase } from './model-py-check.js';
+import { assertCaseResult, caseAt, checkModelPy, smallestSize, writeCase, type CheckCase } from './model-py-check.js';
 
 const exec = promisify(execFile);
 
@@ -112,15 +112,7 @@ test('model.py of every catalogue architecture (seeded weights, from its .pth) l
     await mkdir(at, { recursive: true });
     const expected = await runGraph(await onnxOf(result, at), input, shape);
     await writeCase(at, result, input, expected.data, ['safetensors']);
-    cases.push({
-      name: `${arch} (acs) at ${size.join('x')}`,
-      model: join(at, 'model.py'),
-      weights: join(at, 'model.safetensors'),
-      input: { file: join(at, 'input.f32'), shape },
-      expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-      param_count: result.card.parameters.converted,
-      checks: ['train'],
-    });
+    cases.push(caseAt(at, `${arch} (acs) at ${size.join('x')}`, result, shape, expected.dims, ['train'], false));
   }
   const results = (await checkModelPy(dir, 'check', cases, undefined, 900_000)).cases;
   assert.equal(results.length, cases.length);

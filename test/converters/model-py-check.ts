@@ -68,6 +68,20 @@ export async function writeCase(dir: string, result: ConvertResult, input: Float
   await writeFile(join(dir, 'expected.f32'), expected);
 }
 
+/** The case of the files `writeCase` wrote to `at` (with model.pth unless it wrote only model.safetensors). */
+export function caseAt(at: string, name: string, result: ConvertResult, shape: number[], outputShape: readonly number[], checks: CheckCase['checks'], pth = true): CheckCase {
+  return {
+    name,
+    model: join(at, 'model.py'),
+    weights: join(at, 'model.safetensors'),
+    ...(pth ? { pth: join(at, 'model.pth') } : {}),
+    input: { file: join(at, 'input.f32'), shape },
+    expected: { file: join(at, 'expected.f32'), shape: outputShape },
+    param_count: result.card.parameters.converted,
+    checks,
+  };
+}
+
 /** The first of `sizes` at which every value of the 3D graph has a non-empty shape for a batch of `batch`. */
 export function smallestSize(result: ConvertResult, sizes: readonly [number, number, number][], batch: number): [number, number, number] | undefined {
   const g = result.graph;

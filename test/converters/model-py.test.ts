@@ -25,7 +25,7 @@ import { encodeOutput } from '../../converters/outputs.js';
 import type { StateDict, Tensor } from '../../converters/tensor.js';
 import { cli, detTensor, fixture, tempDir } from '../helpers.js';
 import { templateEntry, templateWeights } from './arch/template-weights.js';
-import { assertCaseResult, checkModelPy, smallestSize as smallestSizeOf, writeCase, type CheckCase } from './model-py-check.js';
+import { assertCaseResult, caseAt, checkModelPy, smallestSize as smallestSizeOf, writeCase, type CheckCase } from './model-py-check.js';
 import { FAMILIES, loadFamily, loadOutputs, runGraph } from './goldens/goldens.js';
 
 /** Input sizes whose three sides share no factor, smallest first; a family takes the first it can run. */
@@ -56,16 +56,7 @@ async function familyCases(dir: string): Promise<CheckCase[]> {
       await writeCase(at, result, input, expected.data);
       // Tracing costs about a second per model: once per family, and once per conv class.
       const trace = c.name === 'acs' || (family === 'resnet18' && ['2.5d-d', 'i3d-d', 'mean-acs', 'soft-acs'].includes(c.name));
-      cases.push({
-        name: `${family}/${c.name} at ${size.join('x')}`,
-        model: join(at, 'model.py'),
-        weights: join(at, 'model.safetensors'),
-        pth: join(at, 'model.pth'),
-        input: { file: join(at, 'input.f32'), shape },
-        expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-        param_count: result.card.parameters.converted,
-        checks: trace ? ['train', 'trace'] : ['train'],
-      });
+      cases.push(caseAt(at, `${family}/${c.name} at ${size.join('x')}`, result, shape, expected.dims, trace ? ['train', 'trace'] : ['train']));
     }
   }
   return cases;
@@ -84,16 +75,7 @@ async function transposedCases(dir: string): Promise<CheckCase[]> {
       const expected = await runGraph(result.graph, input, shape);
       const at = join(dir, 'transposed', net, c.name);
       await writeCase(at, result, input, expected.data);
-      cases.push({
-        name: `transposed/${net}/${c.name} at ${shape.slice(2).join('x')}`,
-        model: join(at, 'model.py'),
-        weights: join(at, 'model.safetensors'),
-        pth: join(at, 'model.pth'),
-        input: { file: join(at, 'input.f32'), shape },
-        expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-        param_count: result.card.parameters.converted,
-        checks: c.name === 'acs' ? ['train', 'trace'] : ['train'],
-      });
+      cases.push(caseAt(at, `transposed/${net}/${c.name} at ${shape.slice(2).join('x')}`, result, shape, expected.dims, c.name === 'acs' ? ['train', 'trace'] : ['train']));
     }
   }
   return cases;
@@ -130,16 +112,7 @@ async function layerCases(dir: string): Promise<CheckCase[]> {
     const result = convert({ kind: 'onnx', graph: b.build() }, { mode: c.mode, axis: c.options.axis, splits });
     const at = join(dir, 'layers', c.name);
     await writeCase(at, result, detTensor(c.input.shape, c.input.seed), outputs.get(c.name)!.data as Float32Array);
-    cases.push({
-      name: `layers/${c.name}`,
-      model: join(at, 'model.py'),
-      weights: join(at, 'model.safetensors'),
-      pth: join(at, 'model.pth'),
-      input: { file: join(at, 'input.f32'), shape: c.input.shape },
-      expected: { file: join(at, 'expected.f32'), shape: c.output_shape },
-      param_count: result.card.parameters.converted,
-      checks: [],
-    });
+    cases.push(caseAt(at, `layers/${c.name}`, result, c.input.shape, c.output_shape, []));
   }
   return cases;
 }
@@ -232,16 +205,7 @@ async function operatorCases(dir: string): Promise<CheckCase[]> {
       const expected = await runGraph(result.graph, input, shape);
       const at = join(dir, 'operators', `${name}-${mode}`);
       await writeCase(at, result, input, expected.data);
-      cases.push({
-        name: `operators/${name} (${mode})`,
-        model: join(at, 'model.py'),
-        weights: join(at, 'model.safetensors'),
-        pth: join(at, 'model.pth'),
-        input: { file: join(at, 'input.f32'), shape },
-        expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-        param_count: result.card.parameters.converted,
-        checks: mode === 'acs' ? ['train', 'trace'] : ['train'],
-      });
+      cases.push(caseAt(at, `operators/${name} (${mode})`, result, shape, expected.dims, mode === 'acs' ? ['train', 'trace'] : ['train']));
     }
   }
   return cases;
@@ -258,16 +222,7 @@ async function templateCases(dir: string): Promise<CheckCase[]> {
     const expected = await runGraph(result.graph, input, shape);
     const at = join(dir, 'templates', name);
     await writeCase(at, result, input, expected.data);
-    cases.push({
-      name: `templates/${name} (acs) at ${size.join('x')}`,
-      model: join(at, 'model.py'),
-      weights: join(at, 'model.safetensors'),
-      pth: join(at, 'model.pth'),
-      input: { file: join(at, 'input.f32'), shape },
-      expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-      param_count: result.card.parameters.converted,
-      checks: name === 'googlenet' ? ['train', 'trace'] : ['train'],
-    });
+    cases.push(caseAt(at, `templates/${name} (acs) at ${size.join('x')}`, result, shape, expected.dims, name === 'googlenet' ? ['train', 'trace'] : ['train']));
   }
   return cases;
 }
@@ -285,16 +240,7 @@ async function unetCase(dir: string): Promise<CheckCase> {
   const expected = await runGraph(result.graph, input, shape);
   const at = join(dir, 'templates', 'unet');
   await writeCase(at, result, input, expected.data);
-  return {
-    name: `templates/unet (acs) at ${size.join('x')}`,
-    model: join(at, 'model.py'),
-    weights: join(at, 'model.safetensors'),
-    pth: join(at, 'model.pth'),
-    input: { file: join(at, 'input.f32'), shape },
-    expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-    param_count: result.card.parameters.converted,
-    checks: ['train'],
-  };
+  return caseAt(at, `templates/unet (acs) at ${size.join('x')}`, result, shape, expected.dims, ['train']);
 }
 
 /**
@@ -313,16 +259,7 @@ async function segmentationCases(dir: string): Promise<CheckCase[]> {
     const expected = await runGraph(result.graph, input, shape);
     const at = join(dir, 'segmentation', name);
     await writeCase(at, result, input, expected.data);
-    cases.push({
-      name: `segmentation/${name} (acs)`,
-      model: join(at, 'model.py'),
-      weights: join(at, 'model.safetensors'),
-      pth: join(at, 'model.pth'),
-      input: { file: join(at, 'input.f32'), shape },
-      expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-      param_count: result.card.parameters.converted,
-      checks: ['train', 'trace'],
-    });
+    cases.push(caseAt(at, `segmentation/${name} (acs)`, result, shape, expected.dims, ['train', 'trace']));
   }
   return cases;
 }
@@ -344,16 +281,7 @@ async function cliCase(dir: string): Promise<CheckCase> {
   await writeFile(join(at, 'input.f32'), input);
   await writeFile(join(at, 'expected.f32'), expected.data);
   assert.equal(await readFile(join(at, 'model.py'), 'utf8'), generateModelPy(result), 'the CLI writes the generated file');
-  return {
-    name: 'cli/resnet18 soft-acs, 1 input channel',
-    model: join(at, 'model.py'),
-    weights: join(at, 'model.safetensors'),
-    pth: join(at, 'model.pth'),
-    input: { file: join(at, 'input.f32'), shape },
-    expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-    param_count: result.card.parameters.converted,
-    checks: ['train'],
-  };
+  return caseAt(at, 'cli/resnet18 soft-acs, 1 input channel', result, shape, expected.dims, ['train']);
 }
 
 test('model.py of every golden family and mode is the converted network in PyTorch (loads strictly, matches model.onnx, trains, traces)', async (t) => {
@@ -433,16 +361,7 @@ test('model.py: names from the checkpoint are text, never code (a graph name tha
   const expected = await runGraph(result.graph, input, shape);
   const at = join(dir, 'names');
   await writeCase(at, result, input, expected.data);
-  const c: CheckCase = {
-    name: 'hostile names',
-    model: join(at, 'model.py'),
-    weights: join(at, 'model.safetensors'),
-    pth: join(at, 'model.pth'),
-    input: { file: join(at, 'input.f32'), shape },
-    expected: { file: join(at, 'expected.f32'), shape: expected.dims },
-    param_count: result.card.parameters.converted,
-    checks: [],
-  };
+  const c = caseAt(at, 'hostile names', result, shape, expected.dims, []);
   // PyTorch imports the file, loads the weights strictly under their own names and computes model.onnx's output.
   const { cases } = await checkModelPy(dir, 'names', [c]);
   assertCaseResult(c, cases[0]!);

@@ -226,15 +226,10 @@ export class LocalStorage implements ObjectStorage {
       return { written: false, size: 0 };
     }
     const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-    let fh: FileHandle;
-    try {
-      fh = await open(tmp, 'wx');
-    } catch (err) {
-      if (typeof body === 'object' && 'destroy' in body) body.destroy();
-      throw new StorageError(`cannot write '${key}' in ${this.root}: ${(err as Error).message}`, { cause: err, store: this.location });
-    }
+    let fh: FileHandle | undefined;
     let size = 0;
     try {
+      fh = await open(tmp, 'wx');
       if (typeof body === 'string' || body instanceof Uint8Array) {
         const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
         await writeAll(fh, bytes);
@@ -264,7 +259,7 @@ export class LocalStorage implements ObjectStorage {
       }
       await fsyncDir(dir);
     } catch (err) {
-      await fh.close().catch(() => undefined);
+      await fh?.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
       if (typeof body === 'object' && 'destroy' in body) body.destroy();
       if ((err as Error).name === 'AbortError' || err instanceof RangeError) throw err;
